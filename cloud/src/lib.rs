@@ -1,0 +1,26 @@
+//! ledgerlake's ports to the cloud, their adapters and tenant naming.
+//!
+//! The control plane and the tenant job talk to storage, the warehouse, IAM,
+//! secrets and jobs only through the traits in [`ports`]. The [`local`] adapter
+//! is the embedded default (folders, DuckDB, encrypted files, child processes).
+
+pub mod error;
+pub mod local;
+pub mod naming;
+pub mod ports;
+
+use std::sync::Arc;
+
+pub use error::{CloudError, CloudResult};
+pub use naming::{DeploymentPrefix, Labels, TenantId};
+pub use ports::Credential;
+
+/// One set of adapters: everything the control plane needs from a cloud.
+#[derive(Clone)]
+pub struct Cloud {
+    pub objects: Arc<dyn ports::ObjectStore>,
+    pub warehouse: Arc<dyn ports::Warehouse>,
+    pub identity: Arc<dyn ports::Identity>,
+    pub secrets: Arc<dyn ports::SecretStore>,
+    pub jobs: Arc<dyn ports::JobRunner>,
+}

@@ -1,0 +1,1 @@
+//! The local adapter: the embedded default, needing no cloud account.

@@ -1,0 +1,76 @@
+//! Jobs: per-tenant job definitions (Cloud Run jobs) and their executions.
+
+use std::collections::BTreeMap;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use crate::error::CloudResult;
+use crate::naming::Labels;
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSpec {
+    pub name: String,
+    pub labels: Labels,
+    /// The container image on GCP; the executable's path on the local adapter.
+    pub image: String,
+    pub args: Vec<String>,
+    /// Plain configuration only: secrets reach a job through the secrets port.
+    pub env: BTreeMap<String, String>,
+    /// The service account email the job runs as.
+    pub service_account: String,
+    pub timeout_seconds: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Job {
+    pub spec: JobSpec,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    pub updated_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ExecutionOverrides {
+    /// Replaces the job's args when set.
+    pub args: Option<Vec<String>>,
+    /// Added to (and overriding) the job's env.
+    pub env: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum ExecutionState {
+    Running,
+    Succeeded,
+    Failed { message: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Execution {
+    /// Unique per job.
+    pub id: String,
+    pub job: String,
+    #[serde(flatten)]
+    pub state: ExecutionState,
+    #[serde(with = "time::serde::rfc3339")]
+    pub started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
+}
+
+#[async_trait]
+pub trait JobRunner: Send + Sync {
+    /// Creates the job or updates it to `spec`, waiting out the long-running
+    /// operation. An existing job with other owner labels is `AlreadyExists`.
+    async fn ensure_job(&self, spec: &JobSpec) -> CloudResult<Job>;
+    async fn get_job(&self, name: &str) -> CloudResult<Job>;
+    async fn list_jobs(&self, labels: &Labels) -> CloudResult<Vec<Job>>;
+    async fn delete_job(&self, name: &str) -> CloudResult<()>;
+
+    /// Starts an execution of the job and returns at once.
+    async fn run_job(&self, name: &str, overrides: &ExecutionOverrides) -> CloudResult<Execution>;
+    async fn get_execution(&self, job: &str, id: &str) -> CloudResult<Execution>;
+}

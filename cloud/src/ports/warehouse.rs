@@ -1,0 +1,91 @@
+//! The warehouse: datasets (administered by the platform), tables, loading and
+//! SQL (run as a credential).
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::Credential;
+use crate::error::CloudResult;
+use crate::naming::Labels;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DatasetSpec {
+    pub name: String,
+    pub labels: Labels,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Dataset {
+    pub name: String,
+    pub labels: Labels,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TableInfo {
+    pub name: String,
+    pub rows: Option<u64>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum WriteMode {
+    Append,
+    /// Replace the table's contents in one step.
+    Truncate,
+}
+
+/// A read-only query against one dataset, with the limits it runs under.
+#[derive(Debug, Clone)]
+pub struct QueryRequest {
+    pub dataset: String,
+    pub sql: String,
+    /// Rows returned at most; the result says when more existed.
+    pub max_rows: usize,
+    pub timeout: Duration,
+    /// Bytes the query may scan (BigQuery's `maximumBytesBilled`); `None` for no cap.
+    pub max_bytes: Option<u64>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Column {
+    pub name: String,
+    pub data_type: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct QueryResult {
+    pub columns: Vec<Column>,
+    pub rows: Vec<Vec<serde_json::Value>>,
+    /// True when the query produced more than `max_rows` rows.
+    pub truncated: bool,
+}
+
+#[async_trait]
+pub trait Warehouse: Send + Sync {
+    /// Creates the dataset, or returns it when it already exists with the same labels.
+    async fn ensure_dataset(&self, spec: &DatasetSpec) -> CloudResult<Dataset>;
+    async fn get_dataset(&self, name: &str) -> CloudResult<Dataset>;
+    async fn list_datasets(&self, labels: &Labels) -> CloudResult<Vec<Dataset>>;
+    /// Deletes the dataset with its tables. `NotFound` when it is absent.
+    async fn delete_dataset(&self, name: &str) -> CloudResult<()>;
+
+    async fn list_tables(&self, cred: &Credential, dataset: &str) -> CloudResult<Vec<TableInfo>>;
+    /// Loads newline-delimited JSON into `table`, creating it with the inferred
+    /// schema when absent. Returns the rows loaded.
+    async fn load_ndjson(
+        &self,
+        cred: &Credential,
+        dataset: &str,
+        table: &str,
+        ndjson: Vec<u8>,
+        mode: WriteMode,
+    ) -> CloudResult<u64>;
+    /// Runs statements that change the dataset (the transformation's DDL and DML).
+    async fn execute(&self, cred: &Credential, dataset: &str, sql: &str) -> CloudResult<()>;
+    /// Runs one read-only query confined to `req.dataset`.
+    async fn query(&self, cred: &Credential, req: &QueryRequest) -> CloudResult<QueryResult>;
+}
