@@ -1,0 +1,267 @@
+//! The operator CLI: `control-plane tenants provision|teardown|list|show|reconcile`.
+//!
+//! Exit codes: 0 success, 1 failure, 2 usage or invalid input.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+
+use cloud::naming::{DeploymentPrefix, TenantId};
+
+use crate::output::{self, TenantView};
+use crate::platform::{Platform, PlatformConfig};
+use crate::reconciler::{Event, EventOutcome, ReconcileError, Settings, TenantReport};
+
+#[derive(Debug, Parser)]
+#[command(name = "control-plane", version, about = "ledgerlake control plane: per-tenant cloud provisioning for Xero analytics")]
+pub struct Cli {
+    /// Where the local cloud and the default state store live.
+    #[arg(long, env = "LEDGERLAKE_DATA_DIR", default_value = ".ledgerlake", global = true)]
+    pub data_dir: PathBuf,
+    /// State store: sqlite://PATH (default: state.db in the data directory) or postgres://…
+    #[arg(long, env = "LEDGERLAKE_DATABASE_URL", hide_env_values = true, global = true)]
+    pub database_url: Option<String>,
+    /// Prefix of globally unique names: buckets become {prefix}-client-{id}-bucket.
+    #[arg(long, env = "LEDGERLAKE_BUCKET_PREFIX", global = true)]
+    pub bucket_prefix: Option<DeploymentPrefix>,
+    #[arg(long, value_enum, default_value_t = OutputFormat::Table, global = true)]
+    pub output: OutputFormat,
+    /// Seconds a tenant lease lives unrenewed: how soon a killed run's tenants are freed.
+    #[arg(long, env = "LEDGERLAKE_LEASE_TTL_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=3600), global = true)]
+    pub lease_ttl_secs: u64,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Provision, inspect, reconcile and tear down tenants.
+    #[command(subcommand)]
+    Tenants(TenantsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantsCommand {
+    /// Record tenants as wanted and provision them (a no-op for a Ready tenant).
+    Provision {
+        #[arg(required = true, value_name = "ID")]
+        ids: Vec<TenantId>,
+    },
+    /// Remove a tenant's resources and then the tenant.
+    Teardown {
+        id: TenantId,
+        /// Keep the bucket and both datasets (their IAM bindings still go).
+        #[arg(long)]
+        keep_data: bool,
+        /// Confirm the teardown.
+        #[arg(long)]
+        yes: bool,
+    },
+    /// List tenants with their phase.
+    List,
+    /// Show a tenant and the condition of each of its resources.
+    Show { id: TenantId },
+    /// Drive tenants to their desired state again (repairs drift, resumes crashes).
+    Reconcile(ReconcileTarget),
+}
+
+#[derive(Debug, Args)]
+#[group(required = true, multiple = false)]
+pub struct ReconcileTarget {
+    id: Option<TenantId>,
+    /// Every tenant in the store.
+    #[arg(long)]
+    all: bool,
+}
+
+/// A failure with the exit code it maps to.
+#[derive(Debug)]
+pub enum CliFailure {
+    /// Bad input: exit 2.
+    Usage(String),
+    /// The operation failed: exit 1.
+    Failed(anyhow::Error),
+}
+
+impl From<anyhow::Error> for CliFailure {
+    fn from(e: anyhow::Error) -> Self {
+        CliFailure::Failed(e)
+    }
+}
+
+fn actor() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "operator".to_owned())
+}
+
+pub async fn run(cli: Cli) -> Result<(), CliFailure> {
+    let config = PlatformConfig {
+        data_dir: cli.data_dir.clone(),
+        database_url: cli.database_url.clone(),
+        bucket_prefix: cli.bucket_prefix.clone(),
+        master_key: std::env::var("LEDGERLAKE_MASTER_KEY").ok(),
+    };
+    if let Command::Tenants(TenantsCommand::Teardown { id, yes: false, .. }) = &cli.command {
+        return Err(CliFailure::Usage(format!(
+            "refusing to tear down tenant {id} without --yes"
+        )));
+    }
+    let platform = Platform::open(config)
+        .await
+        .context("cannot open the platform; nothing was changed")?;
+    let settings = Settings {
+        lease_ttl: std::time::Duration::from_secs(cli.lease_ttl_secs),
+        ..Settings::default()
+    };
+    match cli.command {
+        Command::Tenants(cmd) => tenants(&platform, &settings, cmd, cli.output).await,
+    }
+}
+
+async fn tenants(
+    platform: &Platform,
+    settings: &Settings,
+    cmd: TenantsCommand,
+    format: OutputFormat,
+) -> Result<(), CliFailure> {
+    match cmd {
+        TenantsCommand::Provision { ids } => {
+            let progress = progress_bar(format, ids.len() as u64 * 11);
+            let reconciler = platform
+                .reconciler(settings.clone())
+                .with_events(progress_sink(progress.clone()));
+            let mut reports = Vec::new();
+            for id in &ids {
+                progress.set_message(format!("provisioning {id}"));
+                let report = reconciler
+                    .provision(id, &actor())
+                    .await
+                    .with_context(|| format!("tenant {id}: provisioning failed"))?;
+                reports.push(report);
+            }
+            progress.finish_and_clear();
+            let mut views = Vec::new();
+            for id in &ids {
+                views.push(view(platform, id).await?);
+            }
+            output::print_views(&views, format)?;
+            check_reports(&reports)
+        }
+        TenantsCommand::Teardown { id, keep_data, .. } => {
+            let progress = progress_bar(format, 11);
+            progress.set_message(format!("tearing down {id}"));
+            let reconciler = platform
+                .reconciler(settings.clone())
+                .with_events(progress_sink(progress.clone()));
+            let report = match reconciler.teardown(&id, keep_data, &actor()).await {
+                Err(ReconcileError::UnknownTenant(id)) => {
+                    return Err(CliFailure::Failed(anyhow::anyhow!(
+                        "tenant {id} does not exist; nothing to tear down"
+                    )))
+                }
+                other => other.with_context(|| format!("tenant {id}: teardown failed"))?,
+            };
+            progress.finish_and_clear();
+            output::print_teardown(&report, format)?;
+            check_reports(std::slice::from_ref(&report))
+        }
+        TenantsCommand::List => {
+            let tenants = platform.store.list_tenants().await.context("listing tenants")?;
+            let mut views = Vec::new();
+            for t in &tenants {
+                views.push(view(platform, &t.id).await?);
+            }
+            output::print_list(&views, format)?;
+            Ok(())
+        }
+        TenantsCommand::Show { id } => {
+            let v = view(platform, &id).await?;
+            output::print_views(std::slice::from_ref(&v), format)?;
+            Ok(())
+        }
+        TenantsCommand::Reconcile(target) => {
+            let reconciler = platform.reconciler(settings.clone());
+            let reports: Vec<TenantReport> = match target.id {
+                Some(id) => vec![reconciler
+                    .reconcile(&id)
+                    .await
+                    .with_context(|| format!("tenant {id}: reconcile failed"))?],
+                None => {
+                    let mut reports = Vec::new();
+                    let mut errors = Vec::new();
+                    for result in reconciler.reconcile_all().await.context("listing tenants")? {
+                        match result {
+                            Ok(r) => reports.push(r),
+                            Err(e) => errors.push(e.to_string()),
+                        }
+                    }
+                    if !errors.is_empty() {
+                        output::print_reconcile(&reports, format)?;
+                        return Err(CliFailure::Failed(anyhow::anyhow!(errors.join("\n"))));
+                    }
+                    reports
+                }
+            };
+            output::print_reconcile(&reports, format)?;
+            check_reports(&reports)
+        }
+    }
+}
+
+async fn view(platform: &Platform, id: &TenantId) -> Result<TenantView, CliFailure> {
+    let tenant = platform
+        .store
+        .get_tenant(id)
+        .await
+        .with_context(|| format!("reading tenant {id}"))?
+        .ok_or_else(|| CliFailure::Failed(anyhow::anyhow!("tenant {id} does not exist")))?;
+    let resources = platform
+        .store
+        .list_resources(id)
+        .await
+        .with_context(|| format!("reading the resources of tenant {id}"))?;
+    Ok(TenantView::new(&tenant, &resources))
+}
+
+fn check_reports(reports: &[TenantReport]) -> Result<(), CliFailure> {
+    let failed: Vec<String> = reports
+        .iter()
+        .filter(|r| !r.is_success())
+        .map(TenantReport::failure_summary)
+        .collect();
+    if failed.is_empty() {
+        Ok(())
+    } else {
+        Err(CliFailure::Failed(anyhow::anyhow!(failed.join("\n"))))
+    }
+}
+
+fn progress_bar(format: OutputFormat, len: u64) -> ProgressBar {
+    // Progress goes to stderr for people; scripts asking for JSON get none.
+    let target = match format {
+        OutputFormat::Table => ProgressDrawTarget::stderr(),
+        OutputFormat::Json => ProgressDrawTarget::hidden(),
+    };
+    let bar = ProgressBar::with_draw_target(Some(len), target);
+    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} {wide_msg}") {
+        bar.set_style(style.progress_chars("=> "));
+    }
+    bar
+}
+
+fn progress_sink(bar: ProgressBar) -> crate::reconciler::EventSink {
+    Arc::new(move |e: &Event| {
+        bar.inc(1);
+        if e.outcome == EventOutcome::Failed {
+            bar.println(format!("failed: tenant {} {} {}", e.tenant, e.kind, e.name));
+        }
+    })
+}

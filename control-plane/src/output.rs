@@ -1,0 +1,156 @@
+//! What the CLI prints: tables for people, JSON for scripts.
+
+use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
+use serde::Serialize;
+
+use crate::cli::OutputFormat;
+use crate::reconciler::TenantReport;
+use crate::store::{ResourceRecord, ResourceStatus, TenantRecord};
+
+/// `tenants show --output json`: `{"id", "phase", "resources": [{"kind", "name", "status", "message"}]}`.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantView {
+    pub id: String,
+    pub phase: String,
+    pub resources: Vec<ResourceView>,
+    #[serde(skip)]
+    pub message: Option<String>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceView {
+    pub kind: String,
+    pub name: String,
+    pub status: String,
+    pub message: Option<String>,
+}
+
+impl TenantView {
+    pub fn new(tenant: &TenantRecord, resources: &[ResourceRecord]) -> Self {
+        TenantView {
+            id: tenant.id.to_string(),
+            phase: tenant.phase.to_string(),
+            message: tenant.message.clone(),
+            resources: resources
+                .iter()
+                .map(|r| ResourceView {
+                    kind: r.kind.clone(),
+                    name: r.name.clone(),
+                    status: r.status.to_string(),
+                    message: r.message.clone(),
+                })
+                .collect(),
+        }
+    }
+
+    fn ready(&self) -> usize {
+        self.resources
+            .iter()
+            .filter(|r| r.status == ResourceStatus::Ready.to_string())
+            .count()
+    }
+}
+
+fn print_json<T: Serialize + ?Sized>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
+    Ok(())
+}
+
+/// One object for one tenant, an array for several.
+pub fn print_views(views: &[TenantView], format: OutputFormat) -> anyhow::Result<()> {
+    if format == OutputFormat::Json {
+        return match views {
+            [one] => print_json(one),
+            many => print_json(many),
+        };
+    }
+    for v in views {
+        println!("tenant {}  phase {}", v.id, v.phase);
+        if let Some(m) = &v.message {
+            println!("  {m}");
+        }
+        let mut table = Table::new();
+        table.load_preset(UTF8_FULL_CONDENSED);
+        table.set_header(["KIND", "NAME", "STATUS", "MESSAGE"]);
+        for r in &v.resources {
+            table.add_row([
+                r.kind.as_str(),
+                r.name.as_str(),
+                r.status.as_str(),
+                r.message.as_deref().unwrap_or(""),
+            ]);
+        }
+        println!("{table}");
+    }
+    Ok(())
+}
+
+pub fn print_list(views: &[TenantView], format: OutputFormat) -> anyhow::Result<()> {
+    #[derive(Serialize)]
+    struct Row<'a> {
+        id: &'a str,
+        phase: &'a str,
+        resources_ready: usize,
+        resources_total: usize,
+    }
+    let rows: Vec<Row> = views
+        .iter()
+        .map(|v| Row {
+            id: &v.id,
+            phase: &v.phase,
+            resources_ready: v.ready(),
+            resources_total: v.resources.len(),
+        })
+        .collect();
+    if format == OutputFormat::Json {
+        return print_json(&rows);
+    }
+    if rows.is_empty() {
+        println!("no tenants");
+        return Ok(());
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(["TENANT", "PHASE", "RESOURCES READY"]);
+    for r in &rows {
+        table.add_row([
+            r.id.to_owned(),
+            r.phase.to_owned(),
+            format!("{}/{}", r.resources_ready, r.resources_total),
+        ]);
+    }
+    println!("{table}");
+    Ok(())
+}
+
+pub fn print_teardown(report: &TenantReport, format: OutputFormat) -> anyhow::Result<()> {
+    if format == OutputFormat::Json {
+        return print_json(report);
+    }
+    if report.phase.is_none() {
+        println!("tenant {} torn down ({} resources removed)", report.tenant, report.changed);
+    }
+    for kept in &report.kept {
+        println!("kept {kept} (--keep-data)");
+    }
+    Ok(())
+}
+
+pub fn print_reconcile(reports: &[TenantReport], format: OutputFormat) -> anyhow::Result<()> {
+    if format == OutputFormat::Json {
+        return print_json(reports);
+    }
+    let changed: usize = reports.iter().map(|r| r.changed).sum();
+    let failed = reports.iter().filter(|r| !r.is_success()).count();
+    println!(
+        "reconciled {} tenant(s): {} resource(s) changed, {} tenant(s) failed",
+        reports.len(),
+        changed,
+        failed
+    );
+    for r in reports.iter().filter(|r| r.changed > 0 || !r.is_success()) {
+        let phase = r.phase.map(|p| p.to_string()).unwrap_or_else(|| "deleted".to_owned());
+        println!("  {}: {} ({} changed)", r.tenant, phase, r.changed);
+    }
+    Ok(())
+}

@@ -1,0 +1,83 @@
+//! Opening the platform a command works on: the cloud adapters and the state
+//! store, from the operator's settings. Both refuse to start on a wrong master
+//! key or an unreadable state file rather than touch anything.
+
+use std::path::PathBuf;
+
+use cloud::local::LocalConfig;
+use cloud::naming::DeploymentPrefix;
+use cloud::Cloud;
+
+use crate::reconciler::{Reconciler, Settings};
+use crate::store::{Store, StoreError};
+
+/// Where the platform's state and (locally) its cloud live.
+#[derive(Debug, Clone)]
+pub struct PlatformConfig {
+    pub data_dir: PathBuf,
+    /// `sqlite://…` or `postgres://…`; defaults to SQLite in the data directory.
+    pub database_url: Option<String>,
+    pub bucket_prefix: Option<DeploymentPrefix>,
+    /// The value of `LEDGERLAKE_MASTER_KEY`, when set.
+    pub master_key: Option<String>,
+}
+
+impl PlatformConfig {
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(url) => url.clone(),
+            None => format!("sqlite://{}", self.data_dir.join("state.db").display()),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum OpenError {
+    #[error("cannot create the data directory {path}: {source}")]
+    DataDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("cannot open the local cloud in {path}: {source}")]
+    Cloud {
+        path: PathBuf,
+        source: cloud::CloudError,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+pub struct Platform {
+    pub cloud: Cloud,
+    pub store: Store,
+    pub config: PlatformConfig,
+}
+
+impl Platform {
+    pub async fn open(config: PlatformConfig) -> Result<Platform, OpenError> {
+        std::fs::create_dir_all(&config.data_dir).map_err(|source| OpenError::DataDir {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let cloud = cloud::local::open(&LocalConfig {
+            data_dir: config.data_dir.clone(),
+            project: "local".to_owned(),
+            master_key: config.master_key.clone(),
+        })
+        .map_err(|source| OpenError::Cloud {
+            path: config.data_dir.clone(),
+            source,
+        })?;
+        let store = Store::open(&config.database_url()).await?;
+        Ok(Platform {
+            cloud,
+            store,
+            config,
+        })
+    }
+
+    pub fn reconciler(&self, mut settings: Settings) -> Reconciler {
+        settings.prefix = self.config.bucket_prefix.clone();
+        Reconciler::new(self.cloud.clone(), self.store.clone(), settings)
+    }
+}

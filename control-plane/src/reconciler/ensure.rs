@@ -1,0 +1,131 @@
+//! Ensuring and removing single resources through the cloud ports. Each call
+//! observes first, so that a pass over a resource that is already right reads
+//! and never writes.
+
+use cloud::error::{CloudError, CloudResult};
+use cloud::naming::Labels;
+use cloud::ports::{identity, BucketSpec, DatasetSpec, SecretSpec, ServiceAccountSpec};
+use cloud::Cloud;
+
+use super::plan::Planned;
+
+/// What ensuring a resource did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Change {
+    Created,
+    Unchanged,
+}
+
+/// Refuses a resource that exists under our name but belongs to someone else.
+fn check_owner(resource: String, found: &Labels, wanted: &Labels) -> CloudResult<()> {
+    let owned = wanted.iter().all(|(k, v)| found.get(k) == Some(v));
+    if owned {
+        return Ok(());
+    }
+    let owner = match found.get(cloud::naming::TENANT_LABEL) {
+        Some(t) => format!("tenant {t}"),
+        None => "a resource ledgerlake does not manage".to_owned(),
+    };
+    Err(CloudError::AlreadyExists { resource, owner })
+}
+
+/// Creates the resource when absent; an existing one with our labels is success.
+pub async fn ensure(cloud: &Cloud, p: &Planned, labels: &Labels) -> CloudResult<Change> {
+    match p {
+        Planned::ServiceAccount { account_id, email } => {
+            match cloud.identity.get_service_account(email).await {
+                Ok(sa) => check_owner(format!("service account {email}"), &sa.labels, labels)
+                    .map(|()| Change::Unchanged),
+                Err(CloudError::NotFound { .. }) => {
+                    let spec = ServiceAccountSpec {
+                        account_id: account_id.clone(),
+                        display_name: format!("ledgerlake {}", labels_tenant(labels)),
+                        labels: labels.clone(),
+                    };
+                    cloud.identity.ensure_service_account(&spec).await?;
+                    Ok(Change::Created)
+                }
+                Err(e) => Err(e),
+            }
+        }
+        Planned::Bucket { name } => match cloud.objects.get_bucket(name).await {
+            Ok(b) => check_owner(format!("bucket {name}"), &b.labels, labels)
+                .map(|()| Change::Unchanged),
+            Err(CloudError::NotFound { .. }) => {
+                let spec = BucketSpec {
+                    name: name.clone(),
+                    labels: labels.clone(),
+                };
+                cloud.objects.ensure_bucket(&spec).await?;
+                Ok(Change::Created)
+            }
+            Err(e) => Err(e),
+        },
+        Planned::Dataset { name } => match cloud.warehouse.get_dataset(name).await {
+            Ok(d) => check_owner(format!("dataset {name}"), &d.labels, labels)
+                .map(|()| Change::Unchanged),
+            Err(CloudError::NotFound { .. }) => {
+                let spec = DatasetSpec {
+                    name: name.clone(),
+                    labels: labels.clone(),
+                };
+                cloud.warehouse.ensure_dataset(&spec).await?;
+                Ok(Change::Created)
+            }
+            Err(e) => Err(e),
+        },
+        Planned::Secret { name } => match cloud.secrets.get_secret(name).await {
+            Ok(s) => check_owner(format!("secret {name}"), &s.labels, labels)
+                .map(|()| Change::Unchanged),
+            Err(CloudError::NotFound { .. }) => {
+                let spec = SecretSpec {
+                    name: name.clone(),
+                    labels: labels.clone(),
+                };
+                cloud.secrets.ensure_secret(&spec).await?;
+                Ok(Change::Created)
+            }
+            Err(e) => Err(e),
+        },
+        Planned::Binding {
+            resource,
+            role,
+            member,
+        } => {
+            let changed = identity::grant(cloud.identity.as_ref(), resource, role, member).await?;
+            Ok(if changed {
+                Change::Created
+            } else {
+                Change::Unchanged
+            })
+        }
+    }
+}
+
+/// Removes the resource; one that is already gone is success.
+pub async fn remove(cloud: &Cloud, p: &Planned) -> CloudResult<()> {
+    let result = match p {
+        Planned::ServiceAccount { email, .. } => cloud.identity.delete_service_account(email).await,
+        Planned::Bucket { name } => cloud.objects.delete_bucket(name).await,
+        Planned::Dataset { name } => cloud.warehouse.delete_dataset(name).await,
+        Planned::Secret { name } => cloud.secrets.delete_secret(name).await,
+        Planned::Binding {
+            resource,
+            role,
+            member,
+        } => identity::revoke(cloud.identity.as_ref(), resource, role, member)
+            .await
+            .map(|_| ()),
+    };
+    match result {
+        Err(CloudError::NotFound { .. }) => Ok(()),
+        other => other,
+    }
+}
+
+fn labels_tenant(labels: &Labels) -> &str {
+    labels
+        .get(cloud::naming::TENANT_LABEL)
+        .map(String::as_str)
+        .unwrap_or("tenant")
+}

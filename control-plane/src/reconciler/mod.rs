@@ -1,0 +1,547 @@
+//! The reconciler: drives each tenant's cloud resources towards the desired
+//! state recorded in the store.
+//!
+//! Every pass observes before it acts, so a second pass over a Ready tenant
+//! writes nothing; a pass interrupted anywhere (a crash, a kill) leaves at most
+//! resources that the next pass adopts, because creates are create-or-get on
+//! deterministic names. A lease in the store keeps two processes off the same
+//! tenant. Teardown is the same machine in reverse, like a finalizer: the
+//! tenant record goes only when its resources are gone.
+
+mod ensure;
+pub mod plan;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use backon::{ExponentialBuilder, Retryable};
+use futures::stream::{self, StreamExt};
+use serde::Serialize;
+use tracing::Instrument;
+
+use cloud::error::CloudError;
+use cloud::naming::{self, DeploymentPrefix, Labels, TenantId};
+use cloud::Cloud;
+
+use crate::store::{Desired, Phase, ResourceRecord, ResourceStatus, Store, StoreError, TenantRecord};
+pub use ensure::Change;
+use plan::{Planned, TenantPlan};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ReconcileError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("tenant {0} does not exist")]
+    UnknownTenant(TenantId),
+    #[error("tenant {0} is being reconciled by another process; try again shortly")]
+    Busy(TenantId),
+}
+
+/// How transient cloud errors are retried: exponential backoff with jitter,
+/// honouring a server's `Retry-After`.
+#[derive(Debug, Clone, Copy)]
+pub struct RetryPolicy {
+    pub min_delay: Duration,
+    pub max_delay: Duration,
+    pub max_retries: usize,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            min_delay: Duration::from_millis(200),
+            max_delay: Duration::from_secs(10),
+            max_retries: 6,
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Prefix of globally unique names (bucket names).
+    pub prefix: Option<DeploymentPrefix>,
+    pub retry: RetryPolicy,
+    /// Resources of one tenant ensured at once.
+    pub resource_concurrency: usize,
+    /// Tenants reconciled at once by `reconcile_all`.
+    pub tenant_concurrency: usize,
+    /// How long a tenant lease lives without renewal (a crashed holder frees it then).
+    pub lease_ttl: Duration,
+    /// How long to wait for a tenant another process is reconciling.
+    pub lease_wait: Duration,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            prefix: None,
+            retry: RetryPolicy::default(),
+            resource_concurrency: 4,
+            tenant_concurrency: 8,
+            lease_ttl: Duration::from_secs(30),
+            lease_wait: Duration::from_secs(60),
+        }
+    }
+}
+
+/// Progress of a pass, for progress bars and logs.
+#[derive(Debug, Clone)]
+pub struct Event {
+    pub tenant: TenantId,
+    pub kind: &'static str,
+    pub name: String,
+    pub outcome: EventOutcome,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventOutcome {
+    Created,
+    Unchanged,
+    Deleted,
+    Kept,
+    Failed,
+}
+
+pub type EventSink = Arc<dyn Fn(&Event) + Send + Sync>;
+
+/// One resource that a pass could not bring to its desired state.
+#[derive(Debug, Clone, Serialize)]
+pub struct ResourceFailure {
+    pub kind: &'static str,
+    pub name: String,
+    pub retryable: bool,
+    pub message: String,
+}
+
+/// What one pass over one tenant did.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantReport {
+    pub tenant: TenantId,
+    /// The tenant's phase after the pass; `None` once a teardown removed it.
+    pub phase: Option<Phase>,
+    /// Resources created, repaired or deleted.
+    pub changed: usize,
+    /// Data resources a `--keep-data` teardown left in place.
+    pub kept: Vec<String>,
+    pub failures: Vec<ResourceFailure>,
+}
+
+impl TenantReport {
+    pub fn is_success(&self) -> bool {
+        self.failures.is_empty()
+    }
+
+    /// One line naming the tenant, each failed resource and its cause.
+    pub fn failure_summary(&self) -> String {
+        let parts: Vec<String> = self
+            .failures
+            .iter()
+            .map(|f| format!("{} {}: {}", f.kind, f.name, f.message))
+            .collect();
+        format!("tenant {}: {}", self.tenant, parts.join("; "))
+    }
+}
+
+#[derive(Clone)]
+pub struct Reconciler {
+    cloud: Cloud,
+    store: Store,
+    settings: Settings,
+    holder: String,
+    events: Option<EventSink>,
+}
+
+impl Reconciler {
+    pub fn new(cloud: Cloud, store: Store, settings: Settings) -> Self {
+        Reconciler {
+            cloud,
+            store,
+            settings,
+            holder: format!("pid{}-{}", std::process::id(), uuid::Uuid::new_v4()),
+            events: None,
+        }
+    }
+
+    pub fn with_events(mut self, sink: EventSink) -> Self {
+        self.events = Some(sink);
+        self
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// The plan of a tenant under these settings.
+    pub fn plan(&self, id: &TenantId) -> TenantPlan {
+        let email = self.cloud.identity.email_for(&naming::service_account_id(id));
+        TenantPlan::new(id, self.settings.prefix.as_ref(), email)
+    }
+
+    /// Records the tenant as wanted (a no-op when it already is) and reconciles it.
+    pub async fn provision(&self, id: &TenantId, actor: &str) -> Result<TenantReport, ReconcileError> {
+        let (_, created) = self.store.want_tenant(id).await?;
+        if created {
+            self.store
+                .audit(actor, "tenant.provision", Some(id), &serde_json::json!({}))
+                .await?;
+        }
+        self.reconcile(id).await
+    }
+
+    /// Marks the tenant for deletion and reconciles it away.
+    pub async fn teardown(
+        &self,
+        id: &TenantId,
+        keep_data: bool,
+        actor: &str,
+    ) -> Result<TenantReport, ReconcileError> {
+        match self.store.mark_deleting(id, keep_data).await {
+            Ok(_) => {}
+            Err(StoreError::TenantNotFound(_)) => return Err(ReconcileError::UnknownTenant(id.clone())),
+            Err(e) => return Err(e.into()),
+        }
+        self.store
+            .audit(
+                actor,
+                "tenant.teardown",
+                Some(id),
+                &serde_json::json!({ "keep_data": keep_data }),
+            )
+            .await?;
+        self.reconcile(id).await
+    }
+
+    /// One pass over every tenant; a tenant's failure does not stop the others.
+    pub async fn reconcile_all(&self) -> Result<Vec<Result<TenantReport, ReconcileError>>, ReconcileError> {
+        let tenants = self.store.list_tenants().await?;
+        Ok(stream::iter(tenants)
+            .map(|t| async move { self.reconcile(&t.id).await })
+            .buffer_unordered(self.settings.tenant_concurrency.max(1))
+            .collect()
+            .await)
+    }
+
+    /// One pass over one tenant, under its lease.
+    pub async fn reconcile(&self, id: &TenantId) -> Result<TenantReport, ReconcileError> {
+        let lease = format!("tenant:{id}");
+        let acquired = self
+            .store
+            .acquire_lease_waiting(&lease, &self.holder, self.settings.lease_ttl, self.settings.lease_wait)
+            .await?;
+        if !acquired {
+            return Err(ReconcileError::Busy(id.clone()));
+        }
+        let renewal = self.spawn_lease_renewal(lease.clone());
+        let result = self.reconcile_held(id).await;
+        drop(renewal);
+        // A failed release only delays the next holder until the lease expires.
+        if let Err(e) = self.store.release_lease(&lease, &self.holder).await {
+            tracing::warn!(tenant = %id, error = %e, "could not release the tenant lease");
+        }
+        result
+    }
+
+    /// Keeps the lease alive while the pass runs; dropping the guard (the pass
+    /// ended, or its future was dropped) stops the renewal.
+    fn spawn_lease_renewal(&self, lease: String) -> AbortOnDrop {
+        let store = self.store.clone();
+        let holder = self.holder.clone();
+        let ttl = self.settings.lease_ttl;
+        AbortOnDrop(tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(ttl / 3).await;
+                match store.try_acquire_lease(&lease, &holder, ttl).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::error!(%lease, "lost the tenant lease to another process");
+                        return;
+                    }
+                    Err(e) => tracing::warn!(%lease, error = %e, "could not renew the tenant lease"),
+                }
+            }
+        }))
+    }
+
+    async fn reconcile_held(&self, id: &TenantId) -> Result<TenantReport, ReconcileError> {
+        let tenant = self
+            .store
+            .get_tenant(id)
+            .await?
+            .ok_or_else(|| ReconcileError::UnknownTenant(id.clone()))?;
+        match tenant.desired {
+            Desired::Present => {
+                let span = tracing::info_span!("provision", tenant = %id, generation = tenant.generation);
+                self.provision_pass(&tenant).instrument(span).await
+            }
+            Desired::Absent => {
+                let span = tracing::info_span!("teardown", tenant = %id, keep_data = tenant.keep_data);
+                self.teardown_pass(&tenant).instrument(span).await
+            }
+        }
+    }
+
+    async fn provision_pass(&self, tenant: &TenantRecord) -> Result<TenantReport, ReconcileError> {
+        let id = &tenant.id;
+        if matches!(tenant.phase, Phase::Pending | Phase::Failed) {
+            self.store.set_phase(id, Phase::Provisioning, None).await?;
+        }
+        let plan = self.plan(id);
+        let labels = naming::tenant_labels(id);
+        let rows = self.store.list_resources(id).await?;
+        let mut report = TenantReport {
+            tenant: id.clone(),
+            phase: None,
+            changed: 0,
+            kept: Vec::new(),
+            failures: Vec::new(),
+        };
+
+        // Show the whole plan as Pending from the first pass on.
+        for p in plan.resources() {
+            if find(&rows, p).is_none() {
+                self.store
+                    .set_resource_status(id, p.kind().as_str(), &p.name(), ResourceStatus::Pending, None, None, tenant.generation)
+                    .await?;
+            }
+        }
+
+        let mut blocked_by: Option<String> = None;
+        for level in &plan.levels {
+            if let Some(cause) = &blocked_by {
+                let message = format!("waiting for {cause}");
+                for p in level {
+                    self.store
+                        .set_resource_status(id, p.kind().as_str(), &p.name(), ResourceStatus::Pending, Some(&message), None, tenant.generation)
+                        .await?;
+                }
+                continue;
+            }
+            let results: Vec<(&Planned, Result<Change, CloudError>)> = stream::iter(level)
+                .map(|p| async move { (p, self.with_retry(|| ensure::ensure(&self.cloud, p, &labels)).await) })
+                .buffer_unordered(self.settings.resource_concurrency.max(1))
+                .collect()
+                .await;
+            for (p, result) in results {
+                let (kind, name) = (p.kind().as_str(), p.name());
+                let row = find(&rows, p);
+                match result {
+                    Ok(change) => {
+                        if change == Change::Created {
+                            report.changed += 1;
+                            self.store.record_attempt(id, kind, &name, tenant.generation).await?;
+                        }
+                        let current = row.is_some_and(|r| {
+                            r.status == ResourceStatus::Ready
+                                && r.observed_generation == tenant.generation
+                                && r.message.is_none()
+                        });
+                        if change == Change::Created || !current {
+                            self.store
+                                .set_resource_status(id, kind, &name, ResourceStatus::Ready, None, None, tenant.generation)
+                                .await?;
+                        }
+                        self.emit(id, kind, &name, match change {
+                            Change::Created => EventOutcome::Created,
+                            Change::Unchanged => EventOutcome::Unchanged,
+                        });
+                    }
+                    Err(e) => {
+                        let message = e.to_string();
+                        tracing::warn!(kind, name = %name, error = %message, "resource failed");
+                        self.store.record_attempt(id, kind, &name, tenant.generation).await?;
+                        self.store
+                            .set_resource_status(id, kind, &name, ResourceStatus::Failed, Some(&message), Some(&message), tenant.generation)
+                            .await?;
+                        self.emit(id, kind, &name, EventOutcome::Failed);
+                        blocked_by.get_or_insert_with(|| format!("{kind} {name}"));
+                        report.failures.push(ResourceFailure {
+                            kind,
+                            name,
+                            retryable: e.is_retryable(),
+                            message,
+                        });
+                    }
+                }
+            }
+        }
+
+        let phase = if report.failures.is_empty() {
+            self.store.set_phase(id, Phase::Ready, None).await?;
+            Phase::Ready
+        } else {
+            self.store
+                .set_phase(id, Phase::Failed, Some(&report.failure_summary()))
+                .await?;
+            Phase::Failed
+        };
+        report.phase = Some(phase);
+        tracing::info!(phase = %phase, changed = report.changed, "provision pass done");
+        Ok(report)
+    }
+
+    async fn teardown_pass(&self, tenant: &TenantRecord) -> Result<TenantReport, ReconcileError> {
+        let id = &tenant.id;
+        let plan = self.plan(id);
+        let mut report = TenantReport {
+            tenant: id.clone(),
+            phase: Some(Phase::Deleting),
+            changed: 0,
+            kept: Vec::new(),
+            failures: Vec::new(),
+        };
+        for level in plan.levels.iter().rev() {
+            let (kept, to_remove): (Vec<&Planned>, Vec<&Planned>) =
+                level.iter().partition(|p| tenant.keep_data && p.is_data());
+            for p in kept {
+                report.kept.push(format!("{} {}", p.kind(), p.name()));
+                self.store.delete_resource(id, p.kind().as_str(), &p.name()).await?;
+                self.emit(id, p.kind().as_str(), &p.name(), EventOutcome::Kept);
+            }
+            let results: Vec<(&Planned, Result<(), CloudError>)> = stream::iter(to_remove)
+                .map(|p| async move { (p, self.with_retry(|| ensure::remove(&self.cloud, p)).await) })
+                .buffer_unordered(self.settings.resource_concurrency.max(1))
+                .collect()
+                .await;
+            for (p, result) in results {
+                let (kind, name) = (p.kind().as_str(), p.name());
+                match result {
+                    Ok(()) => {
+                        report.changed += 1;
+                        self.store.delete_resource(id, kind, &name).await?;
+                        self.emit(id, kind, &name, EventOutcome::Deleted);
+                    }
+                    Err(e) => {
+                        let message = e.to_string();
+                        self.store.record_attempt(id, kind, &name, tenant.generation).await?;
+                        self.store
+                            .set_resource_status(id, kind, &name, ResourceStatus::Failed, Some(&message), Some(&message), tenant.generation)
+                            .await?;
+                        self.emit(id, kind, &name, EventOutcome::Failed);
+                        report.failures.push(ResourceFailure {
+                            kind,
+                            name,
+                            retryable: e.is_retryable(),
+                            message,
+                        });
+                    }
+                }
+            }
+            // Dependents (bindings) must be gone before what they bind is deleted.
+            if !report.failures.is_empty() {
+                break;
+            }
+        }
+        if report.failures.is_empty() {
+            if let Err(e) = self.sweep_orphans(id, tenant.keep_data, &mut report).await {
+                report.failures.push(ResourceFailure {
+                    kind: "tenant",
+                    name: id.to_string(),
+                    retryable: e.is_retryable(),
+                    message: format!("sweeping labelled leftovers: {e}"),
+                });
+            }
+        }
+        if report.failures.is_empty() {
+            self.store.delete_tenant(id).await?;
+            self.store
+                .audit(
+                    "reconciler",
+                    "tenant.deleted",
+                    Some(id),
+                    &serde_json::json!({ "kept": report.kept }),
+                )
+                .await?;
+            report.phase = None;
+        } else {
+            self.store
+                .set_phase(id, Phase::Deleting, Some(&report.failure_summary()))
+                .await?;
+        }
+        Ok(report)
+    }
+
+    /// Deletes anything still labelled with the tenant that the plan did not name
+    /// (left by an older plan or another prefix), so teardown leaves no orphan.
+    async fn sweep_orphans(
+        &self,
+        id: &TenantId,
+        keep_data: bool,
+        report: &mut TenantReport,
+    ) -> Result<(), CloudError> {
+        let labels: Labels = naming::tenant_labels(id);
+        let cloud = &self.cloud;
+        let mut leftovers: Vec<Planned> = Vec::new();
+        for s in cloud.secrets.list_secrets(&labels).await? {
+            leftovers.push(Planned::Secret { name: s.name });
+        }
+        if !keep_data {
+            for b in cloud.objects.list_buckets(&labels).await? {
+                leftovers.push(Planned::Bucket { name: b.name });
+            }
+            for d in cloud.warehouse.list_datasets(&labels).await? {
+                leftovers.push(Planned::Dataset { name: d.name });
+            }
+        }
+        for sa in cloud.identity.list_service_accounts(&labels).await? {
+            leftovers.push(Planned::ServiceAccount {
+                account_id: String::new(),
+                email: sa.email,
+            });
+        }
+        for p in &leftovers {
+            self.with_retry(|| ensure::remove(cloud, p)).await?;
+            report.changed += 1;
+            self.emit(id, p.kind().as_str(), &p.name(), EventOutcome::Deleted);
+        }
+        Ok(())
+    }
+
+    async fn with_retry<T, F, Fut>(&self, op: F) -> Result<T, CloudError>
+    where
+        F: FnMut() -> Fut,
+        Fut: std::future::Future<Output = Result<T, CloudError>>,
+    {
+        let policy = self.settings.retry;
+        let backoff = ExponentialBuilder::default()
+            .with_min_delay(policy.min_delay)
+            .with_max_delay(policy.max_delay)
+            .with_max_times(policy.max_retries)
+            .with_jitter();
+        op.retry(backoff)
+            .sleep(tokio::time::sleep)
+            .when(|e: &CloudError| e.is_retryable())
+            // A server's Retry-After wins over our own schedule, within the same budget.
+            .adjust(|e: &CloudError, next: Option<Duration>| match (e.retry_after(), next) {
+                (Some(server), Some(_)) => Some(server),
+                (_, next) => next,
+            })
+            .notify(|e: &CloudError, wait: Duration| {
+                tracing::debug!(error = %e, wait_ms = wait.as_millis() as u64, "retrying");
+            })
+            .await
+    }
+
+    fn emit(&self, tenant: &TenantId, kind: &'static str, name: &str, outcome: EventOutcome) {
+        if let Some(sink) = &self.events {
+            sink(&Event {
+                tenant: tenant.clone(),
+                kind,
+                name: name.to_owned(),
+                outcome,
+            });
+        }
+    }
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+fn find<'a>(rows: &'a [ResourceRecord], p: &Planned) -> Option<&'a ResourceRecord> {
+    let (kind, name) = (p.kind().as_str(), p.name());
+    rows.iter().find(|r| r.kind == kind && r.name == name)
+}

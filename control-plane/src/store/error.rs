@@ -1,0 +1,105 @@
+//! The state store's errors.
+
+use std::path::PathBuf;
+
+use cloud::TenantId;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The database URL is not one the store understands.
+    #[error("invalid database URL {url:?}: {reason}")]
+    InvalidUrl { url: String, reason: String },
+
+    /// A SQLite state file that is not a SQLite database, is corrupt, or is a
+    /// database of something else. The file was left exactly as it was.
+    #[error(
+        "the state file {} is not a usable ledgerlake state store: {reason}; \
+         nothing was changed (the file was neither modified nor deleted) — \
+         restore it from a backup or point --database-url at another file",
+        path.display()
+    )]
+    NotAStateStore { path: PathBuf, reason: String },
+
+    /// Preparing the state file's location failed.
+    #[error("cannot prepare the state file {}: {source}", path.display())]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+
+    /// The database could not be reached or opened.
+    #[error("cannot open the state store at {location}: {source}")]
+    Connect {
+        /// The file, or the URL with its password masked.
+        location: String,
+        #[source]
+        source: sqlx::Error,
+    },
+
+    /// Applying the schema migrations failed.
+    #[error("migrating the state store at {location} failed: {source}")]
+    Migrate {
+        location: String,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+
+    #[error("tenant {0} not found")]
+    TenantNotFound(TenantId),
+
+    #[error(
+        "tenant {0} is being deleted; wait for its teardown to finish before provisioning it again"
+    )]
+    TenantDeleting(TenantId),
+
+    /// A stored value the code cannot interpret (written by something else, or a newer version).
+    #[error("the state store holds an invalid {column}: {reason}")]
+    InvalidData { column: &'static str, reason: String },
+
+    /// Any other database failure.
+    #[error("state store query failed: {0}")]
+    Database(#[source] sqlx::Error),
+}
+
+impl StoreError {
+    /// Whether retrying the same call later may succeed (lock timeouts,
+    /// dropped connections, pool exhaustion).
+    pub fn is_transient(&self) -> bool {
+        match self {
+            StoreError::Database(e) | StoreError::Connect { source: e, .. } => {
+                is_transient_sqlx(e)
+            }
+            _ => false,
+        }
+    }
+}
+
+pub(crate) fn is_transient_sqlx(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => true,
+        sqlx::Error::Database(db) => {
+            if let Some(pg) = db.try_downcast_ref::<sqlx::postgres::PgDatabaseError>() {
+                // Serialization failure, deadlock, lock not available, too many
+                // connections, admin shutdown, cannot connect now.
+                matches!(
+                    pg.code(),
+                    "40001" | "40P01" | "55P03" | "53300" | "57P01" | "57P03"
+                )
+            } else if db.try_downcast_ref::<sqlx::sqlite::SqliteError>().is_some() {
+                // BUSY (5) and LOCKED (6), with their extended codes.
+                db.code()
+                    .and_then(|c| sqlite_primary_code(&c))
+                    .is_some_and(|c| c == 5 || c == 6)
+            } else {
+                false
+            }
+        }
+        _ => false,
+    }
+}
+
+/// The primary result code of a numeric SQLite (extended) result code.
+pub(crate) fn sqlite_primary_code(code: &str) -> Option<i64> {
+    code.parse::<i64>().ok().map(|c| c & 0xff)
+}
