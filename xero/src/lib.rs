@@ -1,0 +1,61 @@
+//! Xero for ledgerlake: OAuth 2.0, the rate-limited Accounting API client,
+//! and webhook verification.
+//!
+//! Why this crate is shaped the way it is:
+//!
+//! - Xero refresh tokens are single-use and rotate, so the client never
+//!   refreshes on its own: it asks a [`token::TokenProvider`], where the
+//!   caller keeps the token set in exactly one place, under a lease, and
+//!   writes it back before using it.
+//! - Xero's limits are per organisation (5 in flight, 60/min, 5,000/day) and
+//!   per app (10,000/min); breaking the day limit stops a tenant for a day.
+//!   [`limits`] makes callers wait before sending, and one shared
+//!   [`limits::RateLimits`] per process counts every organisation and the app
+//!   once.
+//! - Ingestion must keep every field Xero sends and never lose a page, so the
+//!   client returns raw JSON one page at a time with a resumable cursor
+//!   ([`client::Pager`]) and leaves storage to the caller.
+//! - Secrets never print: tokens, the client secret, the PKCE verifier and the
+//!   webhook key are [`secret::SecretString`]s, redacted in Debug/Display and
+//!   scrubbed from error messages.
+//! - Everything points at one configurable base URL
+//!   ([`oauth::XeroEndpoints::from_base`]) so tests and the demo run against
+//!   the local sandbox instead of Xero.
+
+pub mod client;
+pub mod dates;
+pub mod limits;
+pub mod models;
+pub mod oauth;
+pub mod resources;
+pub mod secret;
+pub mod token;
+pub mod webhook;
+
+pub use client::{
+    ClientError, ListRequest, Page, PageCursor, Pager, Pagination, Record, RetryPolicy, XeroClient,
+    XeroClientBuilder,
+};
+pub use limits::{LimitConfig, RateLimits};
+pub use oauth::{
+    AuthorizationRequest, Connection, OAuthClient, OAuthConfig, OAuthError, Scopes, XeroEndpoints,
+};
+pub use resources::{Paging, Resource};
+pub use secret::SecretString;
+pub use token::{
+    RefreshingTokenProvider, StaticToken, TokenError, TokenProvider, TokenSet, TokenSink,
+};
+pub use webhook::{WebhookError, WebhookKey, WebhookPayload};
+
+#[cfg(test)]
+mod test_support {
+    /// The Accounting API contract, from the shared reference beside the repo.
+    pub(crate) fn accounting_spec() -> String {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../shared/reference/xero/xero_accounting.yaml"
+        );
+        std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("the Xero contract must be at {path}: {e}"))
+    }
+}
