@@ -16,13 +16,27 @@ use crate::platform::{Platform, PlatformConfig};
 use crate::reconciler::{Event, EventOutcome, ReconcileError, Settings, TenantReport};
 
 #[derive(Debug, Parser)]
-#[command(name = "control-plane", version, about = "ledgerlake control plane: per-tenant cloud provisioning for Xero analytics")]
+#[command(
+    name = "control-plane",
+    version,
+    about = "ledgerlake control plane: per-tenant cloud provisioning for Xero analytics"
+)]
 pub struct Cli {
     /// Where the local cloud and the default state store live.
-    #[arg(long, env = "LEDGERLAKE_DATA_DIR", default_value = ".ledgerlake", global = true)]
+    #[arg(
+        long,
+        env = "LEDGERLAKE_DATA_DIR",
+        default_value = ".ledgerlake",
+        global = true
+    )]
     pub data_dir: PathBuf,
     /// State store: sqlite://PATH (default: state.db in the data directory) or postgres://…
-    #[arg(long, env = "LEDGERLAKE_DATABASE_URL", hide_env_values = true, global = true)]
+    #[arg(
+        long,
+        env = "LEDGERLAKE_DATABASE_URL",
+        hide_env_values = true,
+        global = true
+    )]
     pub database_url: Option<String>,
     /// Prefix of globally unique names: buckets become {prefix}-client-{id}-bucket.
     #[arg(long, env = "LEDGERLAKE_BUCKET_PREFIX", global = true)]
@@ -44,9 +58,42 @@ pub enum OutputFormat {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the HTTP service: Xero onboarding, webhooks, the operator API and the workers.
+    Serve(ServeArgs),
     /// Provision, inspect, reconcile and tear down tenants.
     #[command(subcommand)]
     Tenants(TenantsCommand),
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on (port 0 picks a free port and prints it).
+    #[arg(long, env = "LEDGERLAKE_LISTEN", default_value = "127.0.0.1:8080")]
+    listen: std::net::SocketAddr,
+    /// The base URL browsers and Xero reach this service at; defaults to http://<listen>.
+    #[arg(long, env = "LEDGERLAKE_PUBLIC_URL")]
+    public_url: Option<String>,
+    #[arg(long, env = "LEDGERLAKE_XERO_CLIENT_ID")]
+    xero_client_id: Option<String>,
+    #[arg(long, env = "LEDGERLAKE_XERO_CLIENT_SECRET", hide_env_values = true)]
+    xero_client_secret: Option<String>,
+    #[arg(long, env = "LEDGERLAKE_XERO_WEBHOOK_KEY", hide_env_values = true)]
+    xero_webhook_key: Option<String>,
+    /// One base URL for every Xero host (identity, login, API), e.g. a local xero-sandbox.
+    #[arg(long, env = "LEDGERLAKE_XERO_ENDPOINT")]
+    xero_endpoint: Option<String>,
+    /// Request the legacy `accounting.transactions.read` scope (apps created before March 2026).
+    #[arg(long, env = "LEDGERLAKE_XERO_LEGACY_SCOPES")]
+    xero_legacy_scopes: bool,
+    /// Bearer token of the operator API.
+    #[arg(long, env = "LEDGERLAKE_OPERATOR_TOKEN", hide_env_values = true)]
+    operator_token: Option<String>,
+    /// Tenants reconciled at once by the background workers.
+    #[arg(long, default_value_t = 4)]
+    workers: usize,
+    /// Seconds between looks for unsettled tenants (also resumes interrupted work).
+    #[arg(long, default_value_t = 30)]
+    resync_secs: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -122,8 +169,83 @@ pub async fn run(cli: Cli) -> Result<(), CliFailure> {
         ..Settings::default()
     };
     match cli.command {
+        Command::Serve(args) => serve(platform, settings, args).await,
         Command::Tenants(cmd) => tenants(&platform, &settings, cmd, cli.output).await,
     }
+}
+
+async fn serve(platform: Platform, settings: Settings, args: ServeArgs) -> Result<(), CliFailure> {
+    use crate::server::{self, ServeConfig};
+    use xero::oauth::{OAuthClient, OAuthConfig, Scopes, XeroEndpoints};
+
+    let public_url = args
+        .public_url
+        .clone()
+        .unwrap_or_else(|| format!("http://{}", args.listen));
+    let oauth =
+        match (&args.xero_client_id, &args.xero_client_secret) {
+            (Some(id), Some(secret)) => {
+                let redirect = format!("{}/oauth/xero/callback", public_url.trim_end_matches('/'));
+                let redirect = redirect.parse().map_err(|e| {
+                    CliFailure::Usage(format!(
+                        "LEDGERLAKE_PUBLIC_URL does not make a valid redirect URI: {e}"
+                    ))
+                })?;
+                let mut config = OAuthConfig::new(id.clone(), secret.clone(), redirect);
+                if let Some(base) = &args.xero_endpoint {
+                    let endpoints = XeroEndpoints::from_base(base)
+                        .map_err(|e| CliFailure::Usage(format!("LEDGERLAKE_XERO_ENDPOINT: {e}")))?;
+                    config = config.with_endpoints(endpoints);
+                }
+                if args.xero_legacy_scopes {
+                    config = config.with_scopes(Scopes::legacy());
+                }
+                Some(OAuthClient::new(config).context("configuring the Xero OAuth client")?)
+            }
+            (None, None) => {
+                tracing::warn!("no Xero app configured: /connect/xero will answer 503");
+                None
+            }
+            _ => return Err(CliFailure::Usage(
+                "set both LEDGERLAKE_XERO_CLIENT_ID and LEDGERLAKE_XERO_CLIENT_SECRET, or neither"
+                    .to_owned(),
+            )),
+        };
+    let config = ServeConfig {
+        listen: args.listen,
+        public_url,
+        oauth,
+        webhook_key: args.xero_webhook_key.map(xero::webhook::WebhookKey::new),
+        operator_token: args.operator_token.map(xero::secret::SecretString::new),
+        workers: args.workers,
+        resync_interval: std::time::Duration::from_secs(args.resync_secs.max(1)),
+    };
+    let reconciler = platform.reconciler(settings);
+    // Cloud Run and systemd stop with SIGTERM, a terminal with Ctrl-C.
+    let shutdown = async {
+        let terminate = async {
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(mut signal) => {
+                    signal.recv().await;
+                }
+                Err(_) => std::future::pending::<()>().await,
+            }
+        };
+        tokio::select! {
+            _ = tokio::signal::ctrl_c() => {}
+            _ = terminate => {}
+        }
+    };
+    server::serve(
+        platform.cloud.clone(),
+        platform.store.clone(),
+        reconciler,
+        config,
+        shutdown,
+    )
+    .await
+    .with_context(|| format!("serving on {}", args.listen))?;
+    Ok(())
 }
 
 async fn tenants(
@@ -174,7 +296,11 @@ async fn tenants(
             check_reports(std::slice::from_ref(&report))
         }
         TenantsCommand::List => {
-            let tenants = platform.store.list_tenants().await.context("listing tenants")?;
+            let tenants = platform
+                .store
+                .list_tenants()
+                .await
+                .context("listing tenants")?;
             let mut views = Vec::new();
             for t in &tenants {
                 views.push(view(platform, &t.id).await?);
@@ -197,7 +323,11 @@ async fn tenants(
                 None => {
                     let mut reports = Vec::new();
                     let mut errors = Vec::new();
-                    for result in reconciler.reconcile_all().await.context("listing tenants")? {
+                    for result in reconciler
+                        .reconcile_all()
+                        .await
+                        .context("listing tenants")?
+                    {
                         match result {
                             Ok(r) => reports.push(r),
                             Err(e) => errors.push(e.to_string()),
@@ -251,7 +381,9 @@ fn progress_bar(format: OutputFormat, len: u64) -> ProgressBar {
         OutputFormat::Json => ProgressDrawTarget::hidden(),
     };
     let bar = ProgressBar::with_draw_target(Some(len), target);
-    if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} {wide_msg}") {
+    if let Ok(style) =
+        ProgressStyle::with_template("{spinner} {msg} [{bar:30}] {pos}/{len} {wide_msg}")
+    {
         bar.set_style(style.progress_chars("=> "));
     }
     bar

@@ -1,8 +1,11 @@
 //! The ledgerlake control plane: the state store, the reconciler that
-//! provisions and tears down tenants, and the operator CLI.
+//! provisions and tears down tenants, the HTTP service (Xero onboarding,
+//! webhooks, the operator API) and the operator CLI.
 
 pub mod cli;
 pub mod output;
 pub mod platform;
 pub mod reconciler;
+pub mod server;
 pub mod store;
+pub mod tokens;

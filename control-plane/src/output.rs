@@ -128,7 +128,10 @@ pub fn print_teardown(report: &TenantReport, format: OutputFormat) -> anyhow::Re
         return print_json(report);
     }
     if report.phase.is_none() {
-        println!("tenant {} torn down ({} resources removed)", report.tenant, report.changed);
+        println!(
+            "tenant {} torn down ({} resources removed)",
+            report.tenant, report.changed
+        );
     }
     for kept in &report.kept {
         println!("kept {kept} (--keep-data)");
@@ -149,7 +152,10 @@ pub fn print_reconcile(reports: &[TenantReport], format: OutputFormat) -> anyhow
         failed
     );
     for r in reports.iter().filter(|r| r.changed > 0 || !r.is_success()) {
-        let phase = r.phase.map(|p| p.to_string()).unwrap_or_else(|| "deleted".to_owned());
+        let phase = r
+            .phase
+            .map(|p| p.to_string())
+            .unwrap_or_else(|| "deleted".to_owned());
         println!("  {}: {} ({} changed)", r.tenant, phase, r.changed);
     }
     Ok(())

@@ -26,7 +26,7 @@ impl PlatformConfig {
     pub fn database_url(&self) -> String {
         match &self.database_url {
             Some(url) => url.clone(),
-            None => format!("sqlite://{}", self.data_dir.join("state.db").display()),
+            None => crate::store::sqlite_url(&self.data_dir.join("state.db")),
         }
     }
 }

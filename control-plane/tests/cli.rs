@@ -50,17 +50,32 @@ fn provision_show_list_and_teardown_through_the_cli() {
     assert_eq!(shown["id"], "acme");
     assert_eq!(shown["phase"], "Ready");
     let resources = shown["resources"].as_array().expect("resources");
-    for kind in ["bucket", "dataset", "service_account", "secret", "iam_binding"] {
-        assert!(resources.iter().any(|r| r["kind"] == kind), "{kind} in {shown}");
+    for kind in [
+        "bucket",
+        "dataset",
+        "service_account",
+        "secret",
+        "iam_binding",
+    ] {
+        assert!(
+            resources.iter().any(|r| r["kind"] == kind),
+            "{kind} in {shown}"
+        );
     }
-    assert!(resources.iter().all(|r| r["status"] == "Ready"
-        && r["name"].is_string()
-        && r.get("message").is_some()));
+    assert!(resources
+        .iter()
+        .all(|r| r["status"] == "Ready" && r["name"].is_string() && r.get("message").is_some()));
 
     // Provisioning an existing tenant is a no-op success.
-    let out = run(dir.path(), &["tenants", "provision", "acme", "--output", "json"]);
+    let out = run(
+        dir.path(),
+        &["tenants", "provision", "acme", "--output", "json"],
+    );
     assert_eq!(out.status.code(), Some(0));
-    let out = run(dir.path(), &["tenants", "reconcile", "--all", "--output", "json"]);
+    let out = run(
+        dir.path(),
+        &["tenants", "reconcile", "--all", "--output", "json"],
+    );
     assert_eq!(out.status.code(), Some(0));
     assert_eq!(json(&out)[0]["changed"], 0);
 
@@ -69,7 +84,10 @@ fn provision_show_list_and_teardown_through_the_cli() {
     assert_eq!(listed[0]["id"], "acme");
     assert_eq!(listed[0]["resources_ready"], listed[0]["resources_total"]);
 
-    let out = run(dir.path(), &["tenants", "teardown", "acme", "--keep-data", "--yes"]);
+    let out = run(
+        dir.path(),
+        &["tenants", "teardown", "acme", "--keep-data", "--yes"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let said = text(&out.stdout);
     assert!(said.contains("kept bucket client-acme-bucket"), "{said}");
@@ -82,11 +100,21 @@ fn provision_show_list_and_teardown_through_the_cli() {
 #[test]
 fn an_invalid_tenant_id_exits_2_with_the_rule() {
     let dir = tempfile::tempdir().expect("tmp");
-    for bad in ["AB", "a", "1abc", "abc-", "has_underscore", "x234567890123456789012"] {
+    for bad in [
+        "AB",
+        "a",
+        "1abc",
+        "abc-",
+        "has_underscore",
+        "x234567890123456789012",
+    ] {
         let out = run(dir.path(), &["tenants", "provision", bad]);
         assert_eq!(out.status.code(), Some(2), "{bad}");
         let err = text(&out.stderr);
-        assert!(err.contains("a tenant id is 3 to 20 characters"), "{bad}: {err}");
+        assert!(
+            err.contains("a tenant id is 3 to 20 characters"),
+            "{bad}: {err}"
+        );
     }
     // Nothing was created for them.
     assert!(!dir.path().join("state.db").exists());
@@ -111,7 +139,11 @@ fn teardown_of_an_unknown_tenant_is_a_clear_failure() {
     let dir = tempfile::tempdir().expect("tmp");
     let out = run(dir.path(), &["tenants", "teardown", "ghost", "--yes"]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("tenant ghost does not exist; nothing to tear down"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("tenant ghost does not exist; nothing to tear down"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]
@@ -183,13 +215,30 @@ fn a_killed_provisioning_resumes_without_duplicates() {
     assert!(shown.iter().all(|t| t["phase"] == "Ready"), "{shown:?}");
 
     // On disk: one folder per bucket, one database per dataset, one account per tenant.
-    let count = |sub: &str| std::fs::read_dir(dir.path().join(sub)).map(|d| d.count()).unwrap_or(0);
+    let count = |sub: &str| {
+        std::fs::read_dir(dir.path().join(sub))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
     assert_eq!(count("buckets"), ids.len());
-    assert_eq!(count("secrets") - usize::from(dir.path().join("secrets/.keycheck").exists()), ids.len());
-    let out = run(dir.path(), &["tenants", "reconcile", "--all", "--output", "json"]);
+    assert_eq!(
+        count("secrets") - usize::from(dir.path().join("secrets/.keycheck").exists()),
+        ids.len()
+    );
+    let out = run(
+        dir.path(),
+        &["tenants", "reconcile", "--all", "--output", "json"],
+    );
     assert_eq!(out.status.code(), Some(0));
     let reports = json(&out);
-    assert!(reports.as_array().expect("reports").iter().all(|r| r["changed"] == 0), "{reports}");
+    assert!(
+        reports
+            .as_array()
+            .expect("reports")
+            .iter()
+            .all(|r| r["changed"] == 0),
+        "{reports}"
+    );
 }
 
 #[test]
@@ -206,16 +255,21 @@ fn two_processes_provisioning_one_tenant_never_duplicate() {
             .expect("spawn")
     };
     let (a, b) = (spawn(), spawn());
-    let (a, b) = (a.wait_with_output().expect("a"), b.wait_with_output().expect("b"));
+    let (a, b) = (
+        a.wait_with_output().expect("a"),
+        b.wait_with_output().expect("b"),
+    );
     assert_eq!(a.status.code(), Some(0), "{}", text(&a.stderr));
     assert_eq!(b.status.code(), Some(0), "{}", text(&b.stderr));
     assert_eq!(json(&a)["phase"], "Ready");
-    let policy = std::fs::read_to_string(dir.path().join("iam/policies/project/project.json"))
-        .or_else(|_| std::fs::read_to_string(dir.path().join("iam/policies/project.json")));
-    if let Ok(policy) = policy {
-        assert_eq!(policy.matches("client-twin-sa").count(), 1, "{policy}");
-    }
-    let out = run(dir.path(), &["tenants", "reconcile", "twin", "--output", "json"]);
+    // The shared project policy holds the tenant's grant exactly once.
+    let policy = std::fs::read_to_string(dir.path().join("iam/policies/project/local.json"))
+        .expect("project policy");
+    assert_eq!(policy.matches("client-twin-sa").count(), 1, "{policy}");
+    let out = run(
+        dir.path(),
+        &["tenants", "reconcile", "twin", "--output", "json"],
+    );
     assert_eq!(json(&out)[0]["changed"], 0);
 }
 
@@ -233,7 +287,10 @@ fn the_same_cli_runs_on_postgresql() {
         .expect("run");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     assert_eq!(json(&out)["phase"], "Ready");
-    assert!(!dir.path().join("state.db").exists(), "the state lives in PostgreSQL");
+    assert!(
+        !dir.path().join("state.db").exists(),
+        "the state lives in PostgreSQL"
+    );
     let out = cli(dir.path())
         .env("LEDGERLAKE_DATABASE_URL", &url)
         .args(["tenants", "teardown", "pgco", "--yes"])

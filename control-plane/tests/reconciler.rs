@@ -22,46 +22,124 @@ fn tid(s: &str) -> TenantId {
 /// store agreeing that every planned resource is Ready.
 async fn assert_ready_without_duplicates(cloud: &Cloud, reconciler: &Reconciler, id: &TenantId) {
     let labels = naming::tenant_labels(id);
-    assert_eq!(cloud.objects.list_buckets(&labels).await.expect("buckets").len(), 1);
-    assert_eq!(cloud.warehouse.list_datasets(&labels).await.expect("datasets").len(), 2);
-    assert_eq!(cloud.secrets.list_secrets(&labels).await.expect("secrets").len(), 1);
-    let accounts = cloud.identity.list_service_accounts(&labels).await.expect("accounts");
+    assert_eq!(
+        cloud
+            .objects
+            .list_buckets(&labels)
+            .await
+            .expect("buckets")
+            .len(),
+        1
+    );
+    assert_eq!(
+        cloud
+            .warehouse
+            .list_datasets(&labels)
+            .await
+            .expect("datasets")
+            .len(),
+        2
+    );
+    assert_eq!(
+        cloud
+            .secrets
+            .list_secrets(&labels)
+            .await
+            .expect("secrets")
+            .len(),
+        1
+    );
+    let accounts = cloud
+        .identity
+        .list_service_accounts(&labels)
+        .await
+        .expect("accounts");
     assert_eq!(accounts.len(), 1);
     let member = cloud::ports::member_for(&accounts[0].email);
     let plan = reconciler.plan(id);
     for p in plan.resources() {
         if let control_plane::reconciler::plan::Planned::Binding { resource, role, .. } = p {
-            let policy = cloud.identity.get_iam_policy(resource).await.expect("policy");
+            let policy = cloud
+                .identity
+                .get_iam_policy(resource)
+                .await
+                .expect("policy");
             let with_role: Vec<_> = policy.bindings.iter().filter(|b| b.role == *role).collect();
             assert_eq!(with_role.len(), 1, "{resource} {role}: {policy:?}");
             assert!(with_role[0].members.contains(&member), "{resource} {role}");
         }
     }
-    let tenant = reconciler.store().get_tenant(id).await.expect("get").expect("tenant");
+    let tenant = reconciler
+        .store()
+        .get_tenant(id)
+        .await
+        .expect("get")
+        .expect("tenant");
     assert_eq!(tenant.phase, Phase::Ready);
     let rows = reconciler.store().list_resources(id).await.expect("rows");
     assert_eq!(rows.len(), plan.resources().count());
-    assert!(rows.iter().all(|r| r.status == ResourceStatus::Ready), "{rows:?}");
+    assert!(
+        rows.iter().all(|r| r.status == ResourceStatus::Ready),
+        "{rows:?}"
+    );
 }
 
 /// Nothing labelled with the tenant is left, other than data kept on request.
 async fn assert_gone(cloud: &Cloud, reconciler: &Reconciler, id: &TenantId, kept_data: bool) {
     let labels = naming::tenant_labels(id);
     let data = if kept_data { 1 } else { 0 };
-    assert_eq!(cloud.objects.list_buckets(&labels).await.expect("b").len(), data);
-    assert_eq!(cloud.warehouse.list_datasets(&labels).await.expect("d").len(), 2 * data);
-    assert!(cloud.secrets.list_secrets(&labels).await.expect("s").is_empty());
-    assert!(cloud.identity.list_service_accounts(&labels).await.expect("sa").is_empty());
+    assert_eq!(
+        cloud.objects.list_buckets(&labels).await.expect("b").len(),
+        data
+    );
+    assert_eq!(
+        cloud
+            .warehouse
+            .list_datasets(&labels)
+            .await
+            .expect("d")
+            .len(),
+        2 * data
+    );
+    assert!(cloud
+        .secrets
+        .list_secrets(&labels)
+        .await
+        .expect("s")
+        .is_empty());
+    assert!(cloud
+        .identity
+        .list_service_accounts(&labels)
+        .await
+        .expect("sa")
+        .is_empty());
     let email = cloud.identity.email_for(&naming::service_account_id(id));
     let member = cloud::ports::member_for(&email);
-    let project = cloud.identity.get_iam_policy(&ResourceRef::Project).await.expect("project policy");
+    let project = cloud
+        .identity
+        .get_iam_policy(&ResourceRef::Project)
+        .await
+        .expect("project policy");
     assert!(!project.has(roles::BIGQUERY_JOB_USER, &member));
     if kept_data {
         let bucket = ResourceRef::Bucket(naming::bucket_name(None, id));
-        let policy = cloud.identity.get_iam_policy(&bucket).await.expect("bucket policy");
-        assert_eq!(policy.roles_of(&member).count(), 0, "kept data keeps no binding to a deleted account");
+        let policy = cloud
+            .identity
+            .get_iam_policy(&bucket)
+            .await
+            .expect("bucket policy");
+        assert_eq!(
+            policy.roles_of(&member).count(),
+            0,
+            "kept data keeps no binding to a deleted account"
+        );
     }
-    assert!(reconciler.store().get_tenant(id).await.expect("get").is_none());
+    assert!(reconciler
+        .store()
+        .get_tenant(id)
+        .await
+        .expect("get")
+        .is_none());
 }
 
 #[tokio::test]
@@ -84,13 +162,25 @@ async fn provisioning_makes_every_resource_ready_and_a_second_pass_changes_nothi
     let after = r.store().list_resources(&id).await.expect("rows");
     let tenant_after = r.store().get_tenant(&id).await.expect("t").expect("t");
     assert_eq!(
-        before.iter().map(|r| (r.attempts, r.last_transition)).collect::<Vec<_>>(),
-        after.iter().map(|r| (r.attempts, r.last_transition)).collect::<Vec<_>>(),
+        before
+            .iter()
+            .map(|r| (r.attempts, r.last_transition))
+            .collect::<Vec<_>>(),
+        after
+            .iter()
+            .map(|r| (r.attempts, r.last_transition))
+            .collect::<Vec<_>>(),
         "a no-op pass writes nothing"
     );
     assert_eq!(tenant_before.updated_at, tenant_after.updated_at);
     let audit = r.store().list_audit(Some(&id), 10).await.expect("audit");
-    assert_eq!(audit.iter().filter(|a| a.action == "tenant.provision").count(), 1);
+    assert_eq!(
+        audit
+            .iter()
+            .filter(|a| a.action == "tenant.provision")
+            .count(),
+        1
+    );
 }
 
 #[tokio::test]
@@ -99,8 +189,15 @@ async fn a_crash_after_any_step_resumes_to_ready_without_duplicates() {
     let probe_dir = tempfile::tempdir().expect("tmp");
     let probe = support::platform(probe_dir.path()).await;
     let counter = Faults::crash_after(usize::MAX);
-    let counting = Reconciler::new(faulty::wrap(&probe.cloud, counter.clone()), probe.store.clone(), support::fast_settings());
-    counting.provision(&tid("acme"), "test").await.expect("clean run");
+    let counting = Reconciler::new(
+        faulty::wrap(&probe.cloud, counter.clone()),
+        probe.store.clone(),
+        support::fast_settings(),
+    );
+    counting
+        .provision(&tid("acme"), "test")
+        .await
+        .expect("clean run");
     let steps = counter.count();
     assert!(steps >= 11, "every resource is a mutating call: {steps}");
 
@@ -109,17 +206,28 @@ async fn a_crash_after_any_step_resumes_to_ready_without_duplicates() {
         let platform = support::platform(dir.path()).await;
         let id = tid("acme");
         let faults = Faults::crash_after(crash_at);
-        let crashing = Reconciler::new(faulty::wrap(&platform.cloud, faults.clone()), platform.store.clone(), support::fast_settings());
+        let crashing = Reconciler::new(
+            faulty::wrap(&platform.cloud, faults.clone()),
+            platform.store.clone(),
+            support::fast_settings(),
+        );
         tokio::select! {
             result = crashing.provision(&id, "test") => panic!("step {crash_at}: the run should have crashed: {result:?}"),
             _ = faults.crashed.notified() => {}
         }
         // The crashed run's lease expires; a new process takes over and finishes.
         let resumed = support::reconciler(&platform);
-        let report = resumed.reconcile(&id).await.unwrap_or_else(|e| panic!("step {crash_at}: {e}"));
+        let report = resumed
+            .reconcile(&id)
+            .await
+            .unwrap_or_else(|e| panic!("step {crash_at}: {e}"));
         assert!(report.is_success(), "step {crash_at}: {report:?}");
         assert_ready_without_duplicates(&platform.cloud, &resumed, &id).await;
-        assert_eq!(resumed.reconcile(&id).await.expect("again").changed, 0, "step {crash_at}");
+        assert_eq!(
+            resumed.reconcile(&id).await.expect("again").changed,
+            0,
+            "step {crash_at}"
+        );
     }
 }
 
@@ -128,29 +236,55 @@ async fn a_crash_during_teardown_resumes_and_leaves_no_orphan() {
     let probe_dir = tempfile::tempdir().expect("tmp");
     let probe = support::platform(probe_dir.path()).await;
     let id = tid("gone");
-    support::reconciler(&probe).provision(&id, "test").await.expect("provision");
-    let counter = Faults::crash_after(usize::MAX);
-    Reconciler::new(faulty::wrap(&probe.cloud, counter.clone()), probe.store.clone(), support::fast_settings())
-        .teardown(&id, false, "test")
+    support::reconciler(&probe)
+        .provision(&id, "test")
         .await
-        .expect("clean teardown");
+        .expect("provision");
+    let counter = Faults::crash_after(usize::MAX);
+    Reconciler::new(
+        faulty::wrap(&probe.cloud, counter.clone()),
+        probe.store.clone(),
+        support::fast_settings(),
+    )
+    .teardown(&id, false, "test")
+    .await
+    .expect("clean teardown");
     let steps = counter.count();
     assert!(steps >= 11, "{steps}");
 
     for crash_at in 1..=steps {
         let dir = tempfile::tempdir().expect("tmp");
         let platform = support::platform(dir.path()).await;
-        support::reconciler(&platform).provision(&id, "test").await.expect("provision");
+        support::reconciler(&platform)
+            .provision(&id, "test")
+            .await
+            .expect("provision");
         let faults = Faults::crash_after(crash_at);
-        let crashing = Reconciler::new(faulty::wrap(&platform.cloud, faults.clone()), platform.store.clone(), support::fast_settings());
+        let crashing = Reconciler::new(
+            faulty::wrap(&platform.cloud, faults.clone()),
+            platform.store.clone(),
+            support::fast_settings(),
+        );
         tokio::select! {
             result = crashing.teardown(&id, false, "test") => panic!("step {crash_at}: should have crashed: {result:?}"),
             _ = faults.crashed.notified() => {}
         }
-        let tenant = platform.store.get_tenant(&id).await.expect("get").expect("still recorded");
-        assert_eq!(tenant.phase, Phase::Deleting, "step {crash_at}: the record stays until all is gone");
+        let tenant = platform
+            .store
+            .get_tenant(&id)
+            .await
+            .expect("get")
+            .expect("still recorded");
+        assert_eq!(
+            tenant.phase,
+            Phase::Deleting,
+            "step {crash_at}: the record stays until all is gone"
+        );
         let resumed = support::reconciler(&platform);
-        let report = resumed.reconcile(&id).await.unwrap_or_else(|e| panic!("step {crash_at}: {e}"));
+        let report = resumed
+            .reconcile(&id)
+            .await
+            .unwrap_or_else(|e| panic!("step {crash_at}: {e}"));
         assert!(report.is_success(), "step {crash_at}: {report:?}");
         assert_gone(&platform.cloud, &resumed, &id, false).await;
     }
@@ -162,7 +296,11 @@ async fn transient_errors_are_retried_until_ready() {
     let platform = support::platform(dir.path()).await;
     let id = tid("flaky");
     let faults = Faults::transient(2);
-    let r = Reconciler::new(faulty::wrap(&platform.cloud, faults), platform.store.clone(), support::fast_settings());
+    let r = Reconciler::new(
+        faulty::wrap(&platform.cloud, faults),
+        platform.store.clone(),
+        support::fast_settings(),
+    );
     let report = r.provision(&id, "test").await.expect("provision");
     assert!(report.is_success(), "{report:?}");
     assert_ready_without_duplicates(&platform.cloud, &r, &id).await;
@@ -175,28 +313,65 @@ async fn retries_give_up_and_the_tenant_fails_with_the_cause() {
     let id = tid("down");
     // More consecutive failures per call than the retry budget allows.
     let faults = Faults::transient(50);
-    let r = Reconciler::new(faulty::wrap(&platform.cloud, faults), platform.store.clone(), support::fast_settings());
+    let r = Reconciler::new(
+        faulty::wrap(&platform.cloud, faults),
+        platform.store.clone(),
+        support::fast_settings(),
+    );
     let report = r.provision(&id, "test").await.expect("pass runs");
     assert!(!report.is_success());
     assert_eq!(report.phase, Some(Phase::Failed));
     let failure = &report.failures[0];
     assert_eq!(failure.kind, "service_account");
     assert!(failure.retryable);
-    assert!(failure.message.contains("injected transient failure"), "{}", failure.message);
+    assert!(
+        failure.message.contains("injected transient failure"),
+        "{}",
+        failure.message
+    );
     let rows = platform.store.list_resources(&id).await.expect("rows");
-    let sa = rows.iter().find(|r| r.kind == "service_account").expect("sa row");
+    let sa = rows
+        .iter()
+        .find(|r| r.kind == "service_account")
+        .expect("sa row");
     assert_eq!(sa.status, ResourceStatus::Failed);
     assert!(sa.attempts >= 1);
     // Dependents wait, naming what they wait for.
-    let bucket = rows.iter().find(|r| r.kind == "bucket").expect("bucket row");
+    let bucket = rows
+        .iter()
+        .find(|r| r.kind == "bucket")
+        .expect("bucket row");
     assert_eq!(bucket.status, ResourceStatus::Pending);
-    assert!(bucket.message.as_deref().unwrap_or("").contains("waiting for service_account"), "{bucket:?}");
-    let tenant = platform.store.get_tenant(&id).await.expect("get").expect("t");
-    assert!(tenant.message.as_deref().unwrap_or("").contains("tenant down: service_account"), "{tenant:?}");
+    assert!(
+        bucket
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("waiting for service_account"),
+        "{bucket:?}"
+    );
+    let tenant = platform
+        .store
+        .get_tenant(&id)
+        .await
+        .expect("get")
+        .expect("t");
+    assert!(
+        tenant
+            .message
+            .as_deref()
+            .unwrap_or("")
+            .contains("tenant down: service_account"),
+        "{tenant:?}"
+    );
 
     // Once the cloud recovers, a reconcile finishes the job.
     let healthy = support::reconciler(&platform);
-    assert!(healthy.reconcile(&id).await.expect("reconcile").is_success());
+    assert!(healthy
+        .reconcile(&id)
+        .await
+        .expect("reconcile")
+        .is_success());
     assert_ready_without_duplicates(&platform.cloud, &healthy, &id).await;
 }
 
@@ -226,9 +401,22 @@ async fn a_permanent_error_fails_that_tenant_only() {
     assert_eq!(bad_report.failures.len(), 1);
     assert_eq!(bad_report.failures[0].kind, "bucket");
     assert!(!bad_report.failures[0].retryable);
-    assert!(bad_report.failures[0].message.contains("squatter"), "{:?}", bad_report.failures);
+    assert!(
+        bad_report.failures[0].message.contains("squatter"),
+        "{:?}",
+        bad_report.failures
+    );
     // The other level-1 resources of the bad tenant were still made.
-    assert_eq!(platform.cloud.warehouse.list_datasets(&naming::tenant_labels(&bad)).await.expect("d").len(), 2);
+    assert_eq!(
+        platform
+            .cloud
+            .warehouse
+            .list_datasets(&naming::tenant_labels(&bad))
+            .await
+            .expect("d")
+            .len(),
+        2
+    );
     assert_ready_without_duplicates(&platform.cloud, &r, &good).await;
 }
 
@@ -243,7 +431,11 @@ async fn two_reconcilers_on_one_tenant_never_duplicate() {
     let (ra, rb) = (ra.expect("a"), rb.expect("b"));
     assert!(ra.is_success() && rb.is_success());
     // The lease serialised them: one created everything, the other found it done.
-    assert_eq!(ra.changed + rb.changed, a.plan(&id).resources().count(), "{ra:?} {rb:?}");
+    assert_eq!(
+        ra.changed + rb.changed,
+        a.plan(&id).resources().count(),
+        "{ra:?} {rb:?}"
+    );
     assert_ready_without_duplicates(&platform.cloud, &a, &id).await;
 }
 
@@ -255,14 +447,22 @@ async fn a_held_lease_makes_another_reconciler_wait_then_give_up_as_busy() {
     platform.store.want_tenant(&id).await.expect("want");
     assert!(platform
         .store
-        .try_acquire_lease(&format!("tenant:{id}"), "someone-else", Duration::from_secs(60))
+        .try_acquire_lease(
+            &format!("tenant:{id}"),
+            "someone-else",
+            Duration::from_secs(60)
+        )
         .await
         .expect("lease"));
     let mut settings = support::fast_settings();
     settings.lease_wait = Duration::from_millis(200);
     let r = platform.reconciler(settings);
     let err = r.reconcile(&id).await.expect_err("busy");
-    assert!(err.to_string().contains("being reconciled by another process"), "{err}");
+    assert!(
+        err.to_string()
+            .contains("being reconciled by another process"),
+        "{err}"
+    );
 }
 
 #[tokio::test]
@@ -281,7 +481,11 @@ async fn teardown_removes_everything_and_then_the_tenant() {
     // The neighbour is untouched, including its grant on the shared project policy.
     assert_ready_without_duplicates(&platform.cloud, &r, &other).await;
     assert_eq!(r.reconcile(&other).await.expect("noop").changed, 0);
-    let audit = platform.store.list_audit(Some(&id), 10).await.expect("audit");
+    let audit = platform
+        .store
+        .list_audit(Some(&id), 10)
+        .await
+        .expect("audit");
     assert!(audit.iter().any(|a| a.action == "tenant.deleted"));
 }
 
@@ -316,7 +520,10 @@ async fn teardown_of_an_unknown_tenant_is_a_clear_error() {
     let dir = tempfile::tempdir().expect("tmp");
     let platform = support::platform(dir.path()).await;
     let r = support::reconciler(&platform);
-    let err = r.teardown(&tid("nobody"), false, "test").await.expect_err("unknown");
+    let err = r
+        .teardown(&tid("nobody"), false, "test")
+        .await
+        .expect_err("unknown");
     assert_eq!(err.to_string(), "tenant nobody does not exist");
 }
 
@@ -328,8 +535,16 @@ async fn drift_is_repaired_by_reconcile() {
     let id = tid("drift");
     r.provision(&id, "test").await.expect("provision");
     // Someone deletes the bucket and a grant behind our back.
-    platform.cloud.objects.delete_bucket(&naming::bucket_name(None, &id)).await.expect("delete");
-    let email = platform.cloud.identity.email_for(&naming::service_account_id(&id));
+    platform
+        .cloud
+        .objects
+        .delete_bucket(&naming::bucket_name(None, &id))
+        .await
+        .expect("delete");
+    let email = platform
+        .cloud
+        .identity
+        .email_for(&naming::service_account_id(&id));
     cloud::ports::identity::revoke(
         platform.cloud.identity.as_ref(),
         &ResourceRef::Project,
@@ -357,9 +572,20 @@ async fn many_tenants_share_the_project_policy_without_losing_a_grant() {
     for result in r.reconcile_all().await.expect("all") {
         assert!(result.expect("report").is_success());
     }
-    let project = platform.cloud.identity.get_iam_policy(&ResourceRef::Project).await.expect("policy");
+    let project = platform
+        .cloud
+        .identity
+        .get_iam_policy(&ResourceRef::Project)
+        .await
+        .expect("policy");
     for id in &ids {
-        let email = platform.cloud.identity.email_for(&naming::service_account_id(id));
-        assert!(project.has(roles::BIGQUERY_JOB_USER, &cloud::ports::member_for(&email)), "{id}");
+        let email = platform
+            .cloud
+            .identity
+            .email_for(&naming::service_account_id(id));
+        assert!(
+            project.has(roles::BIGQUERY_JOB_USER, &cloud::ports::member_for(&email)),
+            "{id}"
+        );
     }
 }

@@ -70,7 +70,7 @@ impl Policy {
     }
 
     /// Every role granted to `member`.
-    pub fn roles_of(&self, member: &str) -> impl Iterator<Item = &str> {
+    pub fn roles_of<'a>(&'a self, member: &'a str) -> impl Iterator<Item = &'a str> + 'a {
         self.bindings
             .iter()
             .filter(move |b| b.members.contains(member))
@@ -83,7 +83,10 @@ pub trait Identity: Send + Sync {
     /// The email a service account with this id has in this project.
     fn email_for(&self, account_id: &str) -> String;
     /// Creates the service account, or returns it when it already exists with the same labels.
-    async fn ensure_service_account(&self, spec: &ServiceAccountSpec) -> CloudResult<ServiceAccount>;
+    async fn ensure_service_account(
+        &self,
+        spec: &ServiceAccountSpec,
+    ) -> CloudResult<ServiceAccount>;
     async fn get_service_account(&self, email: &str) -> CloudResult<ServiceAccount>;
     async fn list_service_accounts(&self, labels: &Labels) -> CloudResult<Vec<ServiceAccount>>;
     async fn delete_service_account(&self, email: &str) -> CloudResult<()>;

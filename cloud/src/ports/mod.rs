@@ -119,16 +119,16 @@ pub mod roles {
     /// resource type allow nothing, so a mistaken grant cannot widen access.
     pub fn allows(role: &str, resource: &ResourceRef, permission: Permission) -> bool {
         use Permission::*;
-        match (resource, role, permission) {
-            (ResourceRef::Bucket(_), STORAGE_OBJECT_VIEWER, Read) => true,
-            (ResourceRef::Bucket(_), STORAGE_OBJECT_ADMIN, _) => true,
-            (ResourceRef::Dataset(_), BIGQUERY_DATA_VIEWER, Read) => true,
-            (ResourceRef::Dataset(_), BIGQUERY_DATA_EDITOR, _) => true,
-            (ResourceRef::Secret(_), SECRET_ACCESSOR, Read) => true,
-            (ResourceRef::Secret(_), SECRET_VERSION_ADDER, Write) => true,
-            (ResourceRef::Project, BIGQUERY_JOB_USER, Read) => true,
-            _ => false,
-        }
+        matches!(
+            (resource, role, permission),
+            (ResourceRef::Bucket(_), STORAGE_OBJECT_VIEWER, Read)
+                | (ResourceRef::Bucket(_), STORAGE_OBJECT_ADMIN, _)
+                | (ResourceRef::Dataset(_), BIGQUERY_DATA_VIEWER, Read)
+                | (ResourceRef::Dataset(_), BIGQUERY_DATA_EDITOR, _)
+                | (ResourceRef::Secret(_), SECRET_ACCESSOR, Read)
+                | (ResourceRef::Secret(_), SECRET_VERSION_ADDER, Write)
+                | (ResourceRef::Project, BIGQUERY_JOB_USER, Read)
+        )
     }
 
     #[cfg(test)]

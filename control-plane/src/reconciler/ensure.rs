@@ -49,8 +49,9 @@ pub async fn ensure(cloud: &Cloud, p: &Planned, labels: &Labels) -> CloudResult<
             }
         }
         Planned::Bucket { name } => match cloud.objects.get_bucket(name).await {
-            Ok(b) => check_owner(format!("bucket {name}"), &b.labels, labels)
-                .map(|()| Change::Unchanged),
+            Ok(b) => {
+                check_owner(format!("bucket {name}"), &b.labels, labels).map(|()| Change::Unchanged)
+            }
             Err(CloudError::NotFound { .. }) => {
                 let spec = BucketSpec {
                     name: name.clone(),
@@ -75,8 +76,9 @@ pub async fn ensure(cloud: &Cloud, p: &Planned, labels: &Labels) -> CloudResult<
             Err(e) => Err(e),
         },
         Planned::Secret { name } => match cloud.secrets.get_secret(name).await {
-            Ok(s) => check_owner(format!("secret {name}"), &s.labels, labels)
-                .map(|()| Change::Unchanged),
+            Ok(s) => {
+                check_owner(format!("secret {name}"), &s.labels, labels).map(|()| Change::Unchanged)
+            }
             Err(CloudError::NotFound { .. }) => {
                 let spec = SecretSpec {
                     name: name.clone(),

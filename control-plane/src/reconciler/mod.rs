@@ -23,7 +23,9 @@ use cloud::error::CloudError;
 use cloud::naming::{self, DeploymentPrefix, Labels, TenantId};
 use cloud::Cloud;
 
-use crate::store::{Desired, Phase, ResourceRecord, ResourceStatus, Store, StoreError, TenantRecord};
+use crate::store::{
+    Desired, Phase, ResourceRecord, ResourceStatus, Store, StoreError, TenantRecord,
+};
 pub use ensure::Change;
 use plan::{Planned, TenantPlan};
 
@@ -173,12 +175,19 @@ impl Reconciler {
 
     /// The plan of a tenant under these settings.
     pub fn plan(&self, id: &TenantId) -> TenantPlan {
-        let email = self.cloud.identity.email_for(&naming::service_account_id(id));
+        let email = self
+            .cloud
+            .identity
+            .email_for(&naming::service_account_id(id));
         TenantPlan::new(id, self.settings.prefix.as_ref(), email)
     }
 
     /// Records the tenant as wanted (a no-op when it already is) and reconciles it.
-    pub async fn provision(&self, id: &TenantId, actor: &str) -> Result<TenantReport, ReconcileError> {
+    pub async fn provision(
+        &self,
+        id: &TenantId,
+        actor: &str,
+    ) -> Result<TenantReport, ReconcileError> {
         let (_, created) = self.store.want_tenant(id).await?;
         if created {
             self.store
@@ -197,7 +206,9 @@ impl Reconciler {
     ) -> Result<TenantReport, ReconcileError> {
         match self.store.mark_deleting(id, keep_data).await {
             Ok(_) => {}
-            Err(StoreError::TenantNotFound(_)) => return Err(ReconcileError::UnknownTenant(id.clone())),
+            Err(StoreError::TenantNotFound(_)) => {
+                return Err(ReconcileError::UnknownTenant(id.clone()))
+            }
             Err(e) => return Err(e.into()),
         }
         self.store
@@ -212,7 +223,9 @@ impl Reconciler {
     }
 
     /// One pass over every tenant; a tenant's failure does not stop the others.
-    pub async fn reconcile_all(&self) -> Result<Vec<Result<TenantReport, ReconcileError>>, ReconcileError> {
+    pub async fn reconcile_all(
+        &self,
+    ) -> Result<Vec<Result<TenantReport, ReconcileError>>, ReconcileError> {
         let tenants = self.store.list_tenants().await?;
         Ok(stream::iter(tenants)
             .map(|t| async move { self.reconcile(&t.id).await })
@@ -226,7 +239,12 @@ impl Reconciler {
         let lease = format!("tenant:{id}");
         let acquired = self
             .store
-            .acquire_lease_waiting(&lease, &self.holder, self.settings.lease_ttl, self.settings.lease_wait)
+            .acquire_lease_waiting(
+                &lease,
+                &self.holder,
+                self.settings.lease_ttl,
+                self.settings.lease_wait,
+            )
             .await?;
         if !acquired {
             return Err(ReconcileError::Busy(id.clone()));
@@ -256,7 +274,9 @@ impl Reconciler {
                         tracing::error!(%lease, "lost the tenant lease to another process");
                         return;
                     }
-                    Err(e) => tracing::warn!(%lease, error = %e, "could not renew the tenant lease"),
+                    Err(e) => {
+                        tracing::warn!(%lease, error = %e, "could not renew the tenant lease")
+                    }
                 }
             }
         }))
@@ -270,11 +290,13 @@ impl Reconciler {
             .ok_or_else(|| ReconcileError::UnknownTenant(id.clone()))?;
         match tenant.desired {
             Desired::Present => {
-                let span = tracing::info_span!("provision", tenant = %id, generation = tenant.generation);
+                let span =
+                    tracing::info_span!("provision", tenant = %id, generation = tenant.generation);
                 self.provision_pass(&tenant).instrument(span).await
             }
             Desired::Absent => {
-                let span = tracing::info_span!("teardown", tenant = %id, keep_data = tenant.keep_data);
+                let span =
+                    tracing::info_span!("teardown", tenant = %id, keep_data = tenant.keep_data);
                 self.teardown_pass(&tenant).instrument(span).await
             }
         }
@@ -300,7 +322,15 @@ impl Reconciler {
         for p in plan.resources() {
             if find(&rows, p).is_none() {
                 self.store
-                    .set_resource_status(id, p.kind().as_str(), &p.name(), ResourceStatus::Pending, None, None, tenant.generation)
+                    .set_resource_status(
+                        id,
+                        p.kind().as_str(),
+                        &p.name(),
+                        ResourceStatus::Pending,
+                        None,
+                        None,
+                        tenant.generation,
+                    )
                     .await?;
             }
         }
@@ -311,13 +341,24 @@ impl Reconciler {
                 let message = format!("waiting for {cause}");
                 for p in level {
                     self.store
-                        .set_resource_status(id, p.kind().as_str(), &p.name(), ResourceStatus::Pending, Some(&message), None, tenant.generation)
+                        .set_resource_status(
+                            id,
+                            p.kind().as_str(),
+                            &p.name(),
+                            ResourceStatus::Pending,
+                            Some(&message),
+                            None,
+                            tenant.generation,
+                        )
                         .await?;
                 }
                 continue;
             }
-            let results: Vec<(&Planned, Result<Change, CloudError>)> = stream::iter(level)
-                .map(|p| async move { (p, self.with_retry(|| ensure::ensure(&self.cloud, p, &labels)).await) })
+            let pending: Vec<_> = level
+                .iter()
+                .map(|p| self.ensure_planned(p, &labels))
+                .collect();
+            let results: Vec<(&Planned, Result<Change, CloudError>)> = stream::iter(pending)
                 .buffer_unordered(self.settings.resource_concurrency.max(1))
                 .collect()
                 .await;
@@ -328,7 +369,9 @@ impl Reconciler {
                     Ok(change) => {
                         if change == Change::Created {
                             report.changed += 1;
-                            self.store.record_attempt(id, kind, &name, tenant.generation).await?;
+                            self.store
+                                .record_attempt(id, kind, &name, tenant.generation)
+                                .await?;
                         }
                         let current = row.is_some_and(|r| {
                             r.status == ResourceStatus::Ready
@@ -337,20 +380,43 @@ impl Reconciler {
                         });
                         if change == Change::Created || !current {
                             self.store
-                                .set_resource_status(id, kind, &name, ResourceStatus::Ready, None, None, tenant.generation)
+                                .set_resource_status(
+                                    id,
+                                    kind,
+                                    &name,
+                                    ResourceStatus::Ready,
+                                    None,
+                                    None,
+                                    tenant.generation,
+                                )
                                 .await?;
                         }
-                        self.emit(id, kind, &name, match change {
-                            Change::Created => EventOutcome::Created,
-                            Change::Unchanged => EventOutcome::Unchanged,
-                        });
+                        self.emit(
+                            id,
+                            kind,
+                            &name,
+                            match change {
+                                Change::Created => EventOutcome::Created,
+                                Change::Unchanged => EventOutcome::Unchanged,
+                            },
+                        );
                     }
                     Err(e) => {
                         let message = e.to_string();
                         tracing::warn!(kind, name = %name, error = %message, "resource failed");
-                        self.store.record_attempt(id, kind, &name, tenant.generation).await?;
                         self.store
-                            .set_resource_status(id, kind, &name, ResourceStatus::Failed, Some(&message), Some(&message), tenant.generation)
+                            .record_attempt(id, kind, &name, tenant.generation)
+                            .await?;
+                        self.store
+                            .set_resource_status(
+                                id,
+                                kind,
+                                &name,
+                                ResourceStatus::Failed,
+                                Some(&message),
+                                Some(&message),
+                                tenant.generation,
+                            )
                             .await?;
                         self.emit(id, kind, &name, EventOutcome::Failed);
                         blocked_by.get_or_insert_with(|| format!("{kind} {name}"));
@@ -394,11 +460,16 @@ impl Reconciler {
                 level.iter().partition(|p| tenant.keep_data && p.is_data());
             for p in kept {
                 report.kept.push(format!("{} {}", p.kind(), p.name()));
-                self.store.delete_resource(id, p.kind().as_str(), &p.name()).await?;
+                self.store
+                    .delete_resource(id, p.kind().as_str(), &p.name())
+                    .await?;
                 self.emit(id, p.kind().as_str(), &p.name(), EventOutcome::Kept);
             }
-            let results: Vec<(&Planned, Result<(), CloudError>)> = stream::iter(to_remove)
-                .map(|p| async move { (p, self.with_retry(|| ensure::remove(&self.cloud, p)).await) })
+            let pending: Vec<_> = to_remove
+                .into_iter()
+                .map(|p| self.remove_planned(p))
+                .collect();
+            let results: Vec<(&Planned, Result<(), CloudError>)> = stream::iter(pending)
                 .buffer_unordered(self.settings.resource_concurrency.max(1))
                 .collect()
                 .await;
@@ -412,9 +483,19 @@ impl Reconciler {
                     }
                     Err(e) => {
                         let message = e.to_string();
-                        self.store.record_attempt(id, kind, &name, tenant.generation).await?;
                         self.store
-                            .set_resource_status(id, kind, &name, ResourceStatus::Failed, Some(&message), Some(&message), tenant.generation)
+                            .record_attempt(id, kind, &name, tenant.generation)
+                            .await?;
+                        self.store
+                            .set_resource_status(
+                                id,
+                                kind,
+                                &name,
+                                ResourceStatus::Failed,
+                                Some(&message),
+                                Some(&message),
+                                tenant.generation,
+                            )
                             .await?;
                         self.emit(id, kind, &name, EventOutcome::Failed);
                         report.failures.push(ResourceFailure {
@@ -496,6 +577,24 @@ impl Reconciler {
         Ok(())
     }
 
+    // Named async fns (not closures returning async blocks) keep these
+    // futures Send for any lifetime, so a pass can run on a spawned task.
+    async fn ensure_planned<'p>(
+        &self,
+        p: &'p Planned,
+        labels: &Labels,
+    ) -> (&'p Planned, Result<Change, CloudError>) {
+        (
+            p,
+            self.with_retry(|| ensure::ensure(&self.cloud, p, labels))
+                .await,
+        )
+    }
+
+    async fn remove_planned<'p>(&self, p: &'p Planned) -> (&'p Planned, Result<(), CloudError>) {
+        (p, self.with_retry(|| ensure::remove(&self.cloud, p)).await)
+    }
+
     async fn with_retry<T, F, Fut>(&self, op: F) -> Result<T, CloudError>
     where
         F: FnMut() -> Fut,
@@ -511,10 +610,12 @@ impl Reconciler {
             .sleep(tokio::time::sleep)
             .when(|e: &CloudError| e.is_retryable())
             // A server's Retry-After wins over our own schedule, within the same budget.
-            .adjust(|e: &CloudError, next: Option<Duration>| match (e.retry_after(), next) {
-                (Some(server), Some(_)) => Some(server),
-                (_, next) => next,
-            })
+            .adjust(
+                |e: &CloudError, next: Option<Duration>| match (e.retry_after(), next) {
+                    (Some(server), Some(_)) => Some(server),
+                    (_, next) => next,
+                },
+            )
             .notify(|e: &CloudError, wait: Duration| {
                 tracing::debug!(error = %e, wait_ms = wait.as_millis() as u64, "retrying");
             })

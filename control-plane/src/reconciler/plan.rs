@@ -38,10 +38,19 @@ impl fmt::Display for ResourceKind {
 /// One resource of a tenant and how to ensure it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Planned {
-    ServiceAccount { account_id: String, email: String },
-    Bucket { name: String },
-    Dataset { name: String },
-    Secret { name: String },
+    ServiceAccount {
+        account_id: String,
+        email: String,
+    },
+    Bucket {
+        name: String,
+    },
+    Dataset {
+        name: String,
+    },
+    Secret {
+        name: String,
+    },
     /// `role` on `resource` for the tenant's service account.
     Binding {
         resource: ResourceRef,
@@ -123,7 +132,10 @@ impl TenantPlan {
                 vec![
                     binding(ResourceRef::Bucket(bucket), roles::STORAGE_OBJECT_ADMIN),
                     binding(ResourceRef::Dataset(raw), roles::BIGQUERY_DATA_EDITOR),
-                    binding(ResourceRef::Dataset(transformed), roles::BIGQUERY_DATA_EDITOR),
+                    binding(
+                        ResourceRef::Dataset(transformed),
+                        roles::BIGQUERY_DATA_EDITOR,
+                    ),
                     binding(ResourceRef::Secret(secret.clone()), roles::SECRET_ACCESSOR),
                     binding(ResourceRef::Secret(secret), roles::SECRET_VERSION_ADDER),
                     binding(ResourceRef::Project, roles::BIGQUERY_JOB_USER),
@@ -160,7 +172,9 @@ mod tests {
         assert!(names.contains(&"transformed_acme".to_owned()));
         assert!(names.contains(&"xero_token_acme".to_owned()));
         // Bindings come after the resources they are on.
-        assert!(plan.levels[2].iter().all(|p| p.kind() == ResourceKind::IamBinding));
+        assert!(plan.levels[2]
+            .iter()
+            .all(|p| p.kind() == ResourceKind::IamBinding));
         assert_eq!(plan.resources().filter(|p| p.is_data()).count(), 3);
     }
 }

@@ -4,6 +4,9 @@ use std::path::PathBuf;
 
 use cloud::TenantId;
 
+/// Every message is complete on its own: causes are part of the text and
+/// deliberately not exposed through `source()`, so that printing the error
+/// chain (`{:#}` with anyhow) does not repeat them.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     /// The database URL is not one the store understands.
@@ -21,28 +24,25 @@ pub enum StoreError {
     NotAStateStore { path: PathBuf, reason: String },
 
     /// Preparing the state file's location failed.
-    #[error("cannot prepare the state file {}: {source}", path.display())]
+    #[error("cannot prepare the state file {}: {cause}", path.display())]
     Io {
         path: PathBuf,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     /// The database could not be reached or opened.
-    #[error("cannot open the state store at {location}: {source}")]
+    #[error("cannot open the state store at {location}: {cause}")]
     Connect {
         /// The file, or the URL with its password masked.
         location: String,
-        #[source]
-        source: sqlx::Error,
+        cause: sqlx::Error,
     },
 
     /// Applying the schema migrations failed.
-    #[error("migrating the state store at {location} failed: {source}")]
+    #[error("migrating the state store at {location} failed: {cause}")]
     Migrate {
         location: String,
-        #[source]
-        source: sqlx::migrate::MigrateError,
+        cause: sqlx::migrate::MigrateError,
     },
 
     #[error("tenant {0} not found")]
@@ -55,11 +55,14 @@ pub enum StoreError {
 
     /// A stored value the code cannot interpret (written by something else, or a newer version).
     #[error("the state store holds an invalid {column}: {reason}")]
-    InvalidData { column: &'static str, reason: String },
+    InvalidData {
+        column: &'static str,
+        reason: String,
+    },
 
     /// Any other database failure.
     #[error("state store query failed: {0}")]
-    Database(#[source] sqlx::Error),
+    Database(sqlx::Error),
 }
 
 impl StoreError {
@@ -67,9 +70,7 @@ impl StoreError {
     /// dropped connections, pool exhaustion).
     pub fn is_transient(&self) -> bool {
         match self {
-            StoreError::Database(e) | StoreError::Connect { source: e, .. } => {
-                is_transient_sqlx(e)
-            }
+            StoreError::Database(e) | StoreError::Connect { cause: e, .. } => is_transient_sqlx(e),
             _ => false,
         }
     }

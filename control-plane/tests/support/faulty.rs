@@ -45,7 +45,11 @@ impl Faults {
         self.mutations.load(Ordering::SeqCst)
     }
 
-    async fn around<T>(&self, what: &str, call: impl std::future::Future<Output = CloudResult<T>>) -> CloudResult<T> {
+    async fn around<T>(
+        &self,
+        what: &str,
+        call: impl std::future::Future<Output = CloudResult<T>>,
+    ) -> CloudResult<T> {
         if self.transient_failures_per_call > 0 {
             let seen = self.transient_seen.fetch_add(1, Ordering::SeqCst);
             if seen % (self.transient_failures_per_call + 1) != self.transient_failures_per_call {
@@ -85,7 +89,9 @@ pub struct Faulty {
 #[async_trait]
 impl ObjectStore for Faulty {
     async fn ensure_bucket(&self, spec: &BucketSpec) -> CloudResult<Bucket> {
-        self.faults.around("ensure_bucket", self.inner.objects.ensure_bucket(spec)).await
+        self.faults
+            .around("ensure_bucket", self.inner.objects.ensure_bucket(spec))
+            .await
     }
     async fn get_bucket(&self, name: &str) -> CloudResult<Bucket> {
         self.inner.objects.get_bucket(name).await
@@ -94,15 +100,28 @@ impl ObjectStore for Faulty {
         self.inner.objects.list_buckets(labels).await
     }
     async fn delete_bucket(&self, name: &str) -> CloudResult<()> {
-        self.faults.around("delete_bucket", self.inner.objects.delete_bucket(name)).await
+        self.faults
+            .around("delete_bucket", self.inner.objects.delete_bucket(name))
+            .await
     }
-    async fn put_object(&self, cred: &Credential, bucket: &str, key: &str, data: Vec<u8>) -> CloudResult<ObjectInfo> {
+    async fn put_object(
+        &self,
+        cred: &Credential,
+        bucket: &str,
+        key: &str,
+        data: Vec<u8>,
+    ) -> CloudResult<ObjectInfo> {
         self.inner.objects.put_object(cred, bucket, key, data).await
     }
     async fn get_object(&self, cred: &Credential, bucket: &str, key: &str) -> CloudResult<Vec<u8>> {
         self.inner.objects.get_object(cred, bucket, key).await
     }
-    async fn list_objects(&self, cred: &Credential, bucket: &str, prefix: &str) -> CloudResult<Vec<ObjectInfo>> {
+    async fn list_objects(
+        &self,
+        cred: &Credential,
+        bucket: &str,
+        prefix: &str,
+    ) -> CloudResult<Vec<ObjectInfo>> {
         self.inner.objects.list_objects(cred, bucket, prefix).await
     }
     async fn delete_object(&self, cred: &Credential, bucket: &str, key: &str) -> CloudResult<()> {
@@ -113,7 +132,9 @@ impl ObjectStore for Faulty {
 #[async_trait]
 impl Warehouse for Faulty {
     async fn ensure_dataset(&self, spec: &DatasetSpec) -> CloudResult<Dataset> {
-        self.faults.around("ensure_dataset", self.inner.warehouse.ensure_dataset(spec)).await
+        self.faults
+            .around("ensure_dataset", self.inner.warehouse.ensure_dataset(spec))
+            .await
     }
     async fn get_dataset(&self, name: &str) -> CloudResult<Dataset> {
         self.inner.warehouse.get_dataset(name).await
@@ -122,13 +143,25 @@ impl Warehouse for Faulty {
         self.inner.warehouse.list_datasets(labels).await
     }
     async fn delete_dataset(&self, name: &str) -> CloudResult<()> {
-        self.faults.around("delete_dataset", self.inner.warehouse.delete_dataset(name)).await
+        self.faults
+            .around("delete_dataset", self.inner.warehouse.delete_dataset(name))
+            .await
     }
     async fn list_tables(&self, cred: &Credential, dataset: &str) -> CloudResult<Vec<TableInfo>> {
         self.inner.warehouse.list_tables(cred, dataset).await
     }
-    async fn load_ndjson(&self, cred: &Credential, dataset: &str, table: &str, ndjson: Vec<u8>, mode: WriteMode) -> CloudResult<u64> {
-        self.inner.warehouse.load_ndjson(cred, dataset, table, ndjson, mode).await
+    async fn load_ndjson(
+        &self,
+        cred: &Credential,
+        dataset: &str,
+        table: &str,
+        ndjson: Vec<u8>,
+        mode: WriteMode,
+    ) -> CloudResult<u64> {
+        self.inner
+            .warehouse
+            .load_ndjson(cred, dataset, table, ndjson, mode)
+            .await
     }
     async fn execute(&self, cred: &Credential, dataset: &str, sql: &str) -> CloudResult<()> {
         self.inner.warehouse.execute(cred, dataset, sql).await
@@ -143,8 +176,16 @@ impl Identity for Faulty {
     fn email_for(&self, account_id: &str) -> String {
         self.inner.identity.email_for(account_id)
     }
-    async fn ensure_service_account(&self, spec: &ServiceAccountSpec) -> CloudResult<ServiceAccount> {
-        self.faults.around("ensure_service_account", self.inner.identity.ensure_service_account(spec)).await
+    async fn ensure_service_account(
+        &self,
+        spec: &ServiceAccountSpec,
+    ) -> CloudResult<ServiceAccount> {
+        self.faults
+            .around(
+                "ensure_service_account",
+                self.inner.identity.ensure_service_account(spec),
+            )
+            .await
     }
     async fn get_service_account(&self, email: &str) -> CloudResult<ServiceAccount> {
         self.inner.identity.get_service_account(email).await
@@ -153,13 +194,23 @@ impl Identity for Faulty {
         self.inner.identity.list_service_accounts(labels).await
     }
     async fn delete_service_account(&self, email: &str) -> CloudResult<()> {
-        self.faults.around("delete_service_account", self.inner.identity.delete_service_account(email)).await
+        self.faults
+            .around(
+                "delete_service_account",
+                self.inner.identity.delete_service_account(email),
+            )
+            .await
     }
     async fn get_iam_policy(&self, resource: &ResourceRef) -> CloudResult<Policy> {
         self.inner.identity.get_iam_policy(resource).await
     }
     async fn set_iam_policy(&self, resource: &ResourceRef, policy: &Policy) -> CloudResult<Policy> {
-        self.faults.around("set_iam_policy", self.inner.identity.set_iam_policy(resource, policy)).await
+        self.faults
+            .around(
+                "set_iam_policy",
+                self.inner.identity.set_iam_policy(resource, policy),
+            )
+            .await
     }
     async fn credential_for(&self, email: &str) -> CloudResult<Credential> {
         self.inner.identity.credential_for(email).await
@@ -169,7 +220,9 @@ impl Identity for Faulty {
 #[async_trait]
 impl SecretStore for Faulty {
     async fn ensure_secret(&self, spec: &SecretSpec) -> CloudResult<SecretInfo> {
-        self.faults.around("ensure_secret", self.inner.secrets.ensure_secret(spec)).await
+        self.faults
+            .around("ensure_secret", self.inner.secrets.ensure_secret(spec))
+            .await
     }
     async fn get_secret(&self, name: &str) -> CloudResult<SecretInfo> {
         self.inner.secrets.get_secret(name).await
@@ -178,12 +231,23 @@ impl SecretStore for Faulty {
         self.inner.secrets.list_secrets(labels).await
     }
     async fn delete_secret(&self, name: &str) -> CloudResult<()> {
-        self.faults.around("delete_secret", self.inner.secrets.delete_secret(name)).await
+        self.faults
+            .around("delete_secret", self.inner.secrets.delete_secret(name))
+            .await
     }
-    async fn add_version(&self, cred: &Credential, name: &str, payload: &SecretPayload) -> CloudResult<u64> {
+    async fn add_version(
+        &self,
+        cred: &Credential,
+        name: &str,
+        payload: &SecretPayload,
+    ) -> CloudResult<u64> {
         self.inner.secrets.add_version(cred, name, payload).await
     }
-    async fn access_latest(&self, cred: &Credential, name: &str) -> CloudResult<(u64, SecretPayload)> {
+    async fn access_latest(
+        &self,
+        cred: &Credential,
+        name: &str,
+    ) -> CloudResult<(u64, SecretPayload)> {
         self.inner.secrets.access_latest(cred, name).await
     }
 }
@@ -191,7 +255,9 @@ impl SecretStore for Faulty {
 #[async_trait]
 impl JobRunner for Faulty {
     async fn ensure_job(&self, spec: &JobSpec) -> CloudResult<Job> {
-        self.faults.around("ensure_job", self.inner.jobs.ensure_job(spec)).await
+        self.faults
+            .around("ensure_job", self.inner.jobs.ensure_job(spec))
+            .await
     }
     async fn get_job(&self, name: &str) -> CloudResult<Job> {
         self.inner.jobs.get_job(name).await
@@ -200,7 +266,9 @@ impl JobRunner for Faulty {
         self.inner.jobs.list_jobs(labels).await
     }
     async fn delete_job(&self, name: &str) -> CloudResult<()> {
-        self.faults.around("delete_job", self.inner.jobs.delete_job(name)).await
+        self.faults
+            .around("delete_job", self.inner.jobs.delete_job(name))
+            .await
     }
     async fn run_job(&self, name: &str, overrides: &ExecutionOverrides) -> CloudResult<Execution> {
         self.inner.jobs.run_job(name, overrides).await

@@ -10,7 +10,8 @@ use control_plane::platform::{Platform, PlatformConfig};
 use control_plane::reconciler::{Reconciler, RetryPolicy, Settings};
 
 /// A 32-byte master key in hex, so tests never create key files by accident.
-pub const TEST_MASTER_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
+pub const TEST_MASTER_KEY: &str =
+    "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 
 pub async fn platform(dir: &std::path::Path) -> Platform {
     Platform::open(PlatformConfig {

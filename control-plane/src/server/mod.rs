@@ -1,0 +1,221 @@
+//! `control-plane serve`: the HTTP service. Xero's consent redirect and
+//! webhooks drive onboarding; operators read tenants behind a bearer token;
+//! background workers run the reconciler so requests return at once.
+
+mod error;
+mod onboarding;
+mod webhooks;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::{Path, State};
+use axum::http::{header, HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use subtle::ConstantTimeEq;
+use tokio::sync::{mpsc, Semaphore};
+use tower_http::timeout::TimeoutLayer;
+use tower_http::trace::TraceLayer;
+
+use cloud::naming::TenantId;
+use cloud::Cloud;
+use xero::oauth::OAuthClient;
+use xero::secret::SecretString;
+use xero::webhook::WebhookKey;
+
+use crate::output::TenantView;
+use crate::reconciler::Reconciler;
+use crate::store::{Phase, Store};
+pub use error::ApiError;
+
+/// How the service is reached and what it trusts.
+#[derive(Clone)]
+pub struct ServeConfig {
+    pub listen: SocketAddr,
+    /// The base URL browsers and Xero reach us at (builds the redirect URI).
+    pub public_url: String,
+    /// The Xero app; without it `/connect/xero` answers 503.
+    pub oauth: Option<OAuthClient>,
+    /// Xero's webhook signing key; without it every webhook is refused.
+    pub webhook_key: Option<WebhookKey>,
+    /// The operator API's bearer token; without it the operator API is closed.
+    pub operator_token: Option<SecretString>,
+    /// Tenants reconciled at once by the background workers.
+    pub workers: usize,
+    /// How often the workers look for tenants that are not yet settled
+    /// (which also resumes work a crash interrupted).
+    pub resync_interval: Duration,
+}
+
+pub struct AppState {
+    pub cloud: Cloud,
+    pub store: Store,
+    pub reconciler: Reconciler,
+    pub config: ServeConfig,
+    queue: mpsc::Sender<TenantId>,
+}
+
+impl AppState {
+    /// Asks the background workers to reconcile `tenant` soon. A full queue is
+    /// fine: the periodic resync finds every unsettled tenant.
+    pub fn enqueue(&self, tenant: TenantId) {
+        if let Err(e) = self.queue.try_send(tenant) {
+            tracing::debug!(error = %e, "provisioning queue full; the resync will pick the tenant up");
+        }
+    }
+}
+
+/// The routes, over shared state.
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/connect/xero", get(onboarding::connect))
+        .route("/oauth/xero/callback", get(onboarding::callback))
+        .route("/onboarding/{id}/status", get(onboarding::status))
+        .route("/webhooks/xero", post(webhooks::receive))
+        .route("/v1/tenants/{id}", get(tenant_view))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::GATEWAY_TIMEOUT,
+            Duration::from_secs(60),
+        ))
+        .layer(TraceLayer::new_for_http())
+        .with_state(state)
+}
+
+/// Binds, starts the workers and serves until `shutdown` resolves.
+pub async fn serve(
+    cloud: Cloud,
+    store: Store,
+    reconciler: Reconciler,
+    config: ServeConfig,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let listener = tokio::net::TcpListener::bind(config.listen).await?;
+    let local = listener.local_addr()?;
+    let (state, workers) = start(cloud, store, reconciler, config);
+    tracing::info!(%local, "serving");
+    // Scripts and tests read the bound address (port 0 picks a free one).
+    println!("control-plane listening on http://{local}");
+    let result = axum::serve(listener, router(state))
+        .with_graceful_shutdown(shutdown)
+        .await;
+    workers.abort();
+    result
+}
+
+/// Builds the shared state and starts the background workers.
+pub fn start(
+    cloud: Cloud,
+    store: Store,
+    reconciler: Reconciler,
+    config: ServeConfig,
+) -> (Arc<AppState>, tokio::task::JoinHandle<()>) {
+    let (queue, rx) = mpsc::channel(1024);
+    let state = Arc::new(AppState {
+        cloud,
+        store,
+        reconciler,
+        config,
+        queue,
+    });
+    let workers = tokio::spawn(run_workers(state.clone(), rx));
+    (state, workers)
+}
+
+/// Reconciles queued tenants, at most `workers` at once, and every
+/// `resync_interval` queues each tenant that is not settled.
+async fn run_workers(state: Arc<AppState>, mut rx: mpsc::Receiver<TenantId>) {
+    let permits = Arc::new(Semaphore::new(state.config.workers.max(1)));
+    let mut resync = tokio::time::interval(state.config.resync_interval);
+    loop {
+        let id = tokio::select! {
+            Some(id) = rx.recv() => id,
+            _ = resync.tick() => {
+                match state.store.list_tenants().await {
+                    Ok(tenants) => {
+                        for t in tenants {
+                            if !matches!(t.phase, Phase::Ready) {
+                                state.enqueue(t.id);
+                            }
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "resync could not list tenants"),
+                }
+                continue;
+            }
+            else => return,
+        };
+        let Ok(permit) = permits.clone().acquire_owned().await else {
+            return;
+        };
+        let reconciler = state.reconciler.clone();
+        tokio::spawn(async move {
+            match reconciler.reconcile(&id).await {
+                Ok(report) if report.is_success() => {
+                    tracing::info!(tenant = %id, changed = report.changed, "tenant reconciled")
+                }
+                Ok(report) => {
+                    tracing::warn!(tenant = %id, failure = %report.failure_summary(), "tenant not settled")
+                }
+                Err(e) => tracing::warn!(tenant = %id, error = %e, "reconcile failed"),
+            }
+            drop(permit);
+        });
+    }
+}
+
+async fn healthz() -> Json<serde_json::Value> {
+    Json(serde_json::json!({ "status": "ok" }))
+}
+
+async fn readyz(State(state): State<Arc<AppState>>) -> Response {
+    match state.store.ping().await {
+        Ok(()) => Json(serde_json::json!({ "status": "ready" })).into_response(),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness: state store unreachable");
+            ApiError::unavailable("store_unreachable", "the state store does not answer")
+                .into_response()
+        }
+    }
+}
+
+/// Checks `Authorization: Bearer <operator token>` in constant time.
+fn require_operator(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+    let Some(expected) = &state.config.operator_token else {
+        return Err(ApiError::unauthorized());
+    };
+    let given = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("");
+    if bool::from(given.as_bytes().ct_eq(expected.expose_secret().as_bytes())) && !given.is_empty()
+    {
+        Ok(())
+    } else {
+        Err(ApiError::unauthorized())
+    }
+}
+
+pub(crate) fn parse_tenant(raw: &str) -> Result<TenantId, ApiError> {
+    TenantId::parse(raw).map_err(|e| ApiError::bad_request("invalid_tenant_id", e.to_string()))
+}
+
+/// `GET /v1/tenants/{id}`: the same JSON as `tenants show --output json`.
+async fn tenant_view(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    Path(raw): Path<String>,
+) -> Result<Json<TenantView>, ApiError> {
+    require_operator(&state, &headers)?;
+    let id = parse_tenant(&raw)?;
+    let tenant = state.store.get_tenant(&id).await?.ok_or_else(|| {
+        ApiError::not_found("tenant_not_found", format!("tenant {id} does not exist"))
+    })?;
+    let resources = state.store.list_resources(&id).await?;
+    Ok(Json(TenantView::new(&tenant, &resources)))
+}

@@ -1,0 +1,257 @@
+//! Onboarding state: single-use OAuth states, the Xero organisations each
+//! tenant connected, and webhook events with the sync requests they raise.
+
+use std::time::Duration;
+
+use cloud::TenantId;
+use sqlx::Row;
+
+use super::{now_ms, Store, StoreError};
+
+/// A consent in flight, as the callback finds it.
+#[derive(Clone, PartialEq, Eq)]
+pub struct PendingConsent {
+    pub tenant: TenantId,
+    /// The PKCE verifier: a secret until the code is exchanged.
+    pub pkce_verifier: String,
+}
+
+impl std::fmt::Debug for PendingConsent {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingConsent")
+            .field("tenant", &self.tenant)
+            .field("pkce_verifier", &"<redacted>")
+            .finish()
+    }
+}
+
+/// One change notification as recorded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct WebhookEventRecord {
+    pub xero_tenant_id: String,
+    pub event_category: String,
+    pub event_type: String,
+    pub resource_id: String,
+    pub event_date: String,
+}
+
+impl Store {
+    /// Stores a new consent's `state` with its PKCE verifier for `ttl`.
+    pub async fn put_oauth_state(
+        &self,
+        state: &str,
+        tenant: &TenantId,
+        pkce_verifier: &str,
+        ttl: Duration,
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        sqlx::query(
+            "INSERT INTO oauth_states (state, tenant_id, pkce_verifier, created_at, expires_at) \
+             VALUES ($1, $2, $3, $4, $5)",
+        )
+        .bind(state)
+        .bind(tenant.as_str())
+        .bind(pkce_verifier)
+        .bind(now)
+        .bind(now.saturating_add(ttl_ms))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        // Expired states are useless; drop them while we are here.
+        sqlx::query("DELETE FROM oauth_states WHERE expires_at < $1")
+            .bind(now - 24 * 3600 * 1000)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
+    /// Consumes `state`: returns its consent once, while unexpired; `None` for an
+    /// unknown, expired or already used state. Atomic, so a replay racing the
+    /// first use also gets `None`.
+    pub async fn take_oauth_state(
+        &self,
+        state: &str,
+    ) -> Result<Option<PendingConsent>, StoreError> {
+        let now = now_ms();
+        let row = sqlx::query(
+            "UPDATE oauth_states SET consumed_at = $2 \
+             WHERE state = $1 AND consumed_at IS NULL AND expires_at > $2 \
+             RETURNING tenant_id, pkce_verifier",
+        )
+        .bind(state)
+        .bind(now)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        let Some(row) = row else { return Ok(None) };
+        let tenant: String = row.try_get("tenant_id").map_err(|e| self.db_err(e))?;
+        let pkce_verifier: String = row.try_get("pkce_verifier").map_err(|e| self.db_err(e))?;
+        let tenant = TenantId::parse(&tenant).map_err(|e| StoreError::InvalidData {
+            column: "oauth_states.tenant_id",
+            reason: e.to_string(),
+        })?;
+        Ok(Some(PendingConsent {
+            tenant,
+            pkce_verifier,
+        }))
+    }
+
+    /// Records the organisations a consent granted to `tenant` (idempotent)
+    /// and clears its need for consent.
+    pub async fn record_connections(
+        &self,
+        tenant: &TenantId,
+        organisations: &[(String, Option<String>)],
+    ) -> Result<(), StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await.map_err(|e| self.db_err(e))?;
+        for (org, name) in organisations {
+            sqlx::query(
+                "INSERT INTO xero_connections (tenant_id, xero_tenant_id, tenant_name, connected_at) \
+                 VALUES ($1, $2, $3, $4) \
+                 ON CONFLICT (tenant_id, xero_tenant_id) DO UPDATE SET tenant_name = excluded.tenant_name",
+            )
+            .bind(tenant.as_str())
+            .bind(org)
+            .bind(name.as_deref())
+            .bind(now)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        }
+        sqlx::query("UPDATE tenants SET needs_consent = FALSE WHERE id = $1 AND needs_consent")
+            .bind(tenant.as_str())
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        tx.commit().await.map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
+    /// The Xero organisation ids connected to `tenant`.
+    pub async fn connections_of(&self, tenant: &TenantId) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT xero_tenant_id FROM xero_connections WHERE tenant_id = $1 ORDER BY xero_tenant_id",
+        )
+        .bind(tenant.as_str())
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        rows.iter()
+            .map(|r| r.try_get::<String, _>(0).map_err(|e| self.db_err(e)))
+            .collect()
+    }
+
+    /// The tenants connected to a Xero organisation.
+    pub async fn tenants_of_organisation(
+        &self,
+        xero_tenant_id: &str,
+    ) -> Result<Vec<TenantId>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT tenant_id FROM xero_connections WHERE xero_tenant_id = $1 ORDER BY tenant_id",
+        )
+        .bind(xero_tenant_id)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get(0).map_err(|e| self.db_err(e))?;
+                TenantId::parse(&id).map_err(|e| StoreError::InvalidData {
+                    column: "xero_connections.tenant_id",
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Records webhook events and marks every tenant connected to their
+    /// organisations for an incremental sync. Returns the tenants marked.
+    pub async fn record_webhook_events(
+        &self,
+        events: &[WebhookEventRecord],
+    ) -> Result<Vec<TenantId>, StoreError> {
+        let now = now_ms();
+        let mut tx = self.pool.begin().await.map_err(|e| self.db_err(e))?;
+        for e in events {
+            sqlx::query(
+                "INSERT INTO webhook_events \
+                   (received_at, xero_tenant_id, event_category, event_type, resource_id, event_date) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(now)
+            .bind(&e.xero_tenant_id)
+            .bind(&e.event_category)
+            .bind(&e.event_type)
+            .bind(&e.resource_id)
+            .bind(&e.event_date)
+            .execute(&mut *tx)
+            .await
+            .map_err(|err| self.db_err(err))?;
+            sqlx::query(
+                "UPDATE tenants SET sync_requested_at = $1 \
+                 WHERE sync_requested_at IS NULL \
+                   AND id IN (SELECT tenant_id FROM xero_connections WHERE xero_tenant_id = $2)",
+            )
+            .bind(now)
+            .bind(&e.xero_tenant_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|err| self.db_err(err))?;
+        }
+        tx.commit().await.map_err(|e| self.db_err(e))?;
+        let mut marked = Vec::new();
+        for e in events {
+            for t in self.tenants_of_organisation(&e.xero_tenant_id).await? {
+                if !marked.contains(&t) {
+                    marked.push(t);
+                }
+            }
+        }
+        Ok(marked)
+    }
+
+    /// Tenants with an incremental sync requested (by a webhook), oldest first.
+    pub async fn tenants_with_sync_requested(&self) -> Result<Vec<TenantId>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id FROM tenants WHERE sync_requested_at IS NOT NULL ORDER BY sync_requested_at, id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        rows.iter()
+            .map(|r| {
+                let id: String = r.try_get(0).map_err(|e| self.db_err(e))?;
+                TenantId::parse(&id).map_err(|e| StoreError::InvalidData {
+                    column: "tenants.id",
+                    reason: e.to_string(),
+                })
+            })
+            .collect()
+    }
+
+    /// Marks a tenant whose refresh token is dead: a person must consent again.
+    pub async fn mark_needs_consent(&self, tenant: &TenantId) -> Result<(), StoreError> {
+        sqlx::query("UPDATE tenants SET needs_consent = TRUE, updated_at = $2 WHERE id = $1 AND NOT needs_consent")
+            .bind(tenant.as_str())
+            .bind(now_ms())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
+    pub async fn needs_consent(&self, tenant: &TenantId) -> Result<bool, StoreError> {
+        let row = sqlx::query("SELECT needs_consent FROM tenants WHERE id = $1")
+            .bind(tenant.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        match row {
+            Some(r) => super::get_bool(&r, "needs_consent"),
+            None => Err(StoreError::TenantNotFound(tenant.clone())),
+        }
+    }
+}
