@@ -19,9 +19,9 @@ pub struct Faults {
     pub mutations: AtomicUsize,
     /// Crash after the n-th mutating call (1-based) has taken effect.
     pub crash_after: Option<usize>,
-    /// Fail every mutating call transiently this many times before letting it through.
+    /// Fail each kind of mutating call transiently this many times before letting it through.
     pub transient_failures_per_call: usize,
-    transient_seen: AtomicUsize,
+    transient_seen: std::sync::Mutex<std::collections::HashMap<String, usize>>,
     /// Signalled when the crash happens.
     pub crashed: Notify,
 }
@@ -51,8 +51,16 @@ impl Faults {
         call: impl std::future::Future<Output = CloudResult<T>>,
     ) -> CloudResult<T> {
         if self.transient_failures_per_call > 0 {
-            let seen = self.transient_seen.fetch_add(1, Ordering::SeqCst);
-            if seen % (self.transient_failures_per_call + 1) != self.transient_failures_per_call {
+            let failed_so_far = {
+                let mut seen = self
+                    .transient_seen
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner());
+                let count = seen.entry(what.to_owned()).or_insert(0);
+                *count += 1;
+                *count - 1
+            };
+            if failed_so_far < self.transient_failures_per_call {
                 return Err(CloudError::transient(what, "injected transient failure"));
             }
         }
