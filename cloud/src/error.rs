@@ -42,7 +42,9 @@ impl CloudError {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            CloudError::Conflict { .. } | CloudError::RateLimited { .. } | CloudError::Transient { .. }
+            CloudError::Conflict { .. }
+                | CloudError::RateLimited { .. }
+                | CloudError::Transient { .. }
         )
     }
 
@@ -98,7 +100,10 @@ mod tests {
     #[test]
     fn retryable_errors_are_the_passing_ones() {
         assert!(CloudError::transient("b", "x").is_retryable());
-        assert!(CloudError::Conflict { resource: "p".into() }.is_retryable());
+        assert!(CloudError::Conflict {
+            resource: "p".into()
+        }
+        .is_retryable());
         let limited = CloudError::RateLimited {
             resource: "b".into(),
             retry_after: Some(Duration::from_secs(2)),

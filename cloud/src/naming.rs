@@ -11,11 +11,13 @@ use std::str::FromStr;
 use serde::{Deserialize, Serialize};
 
 /// The rule a tenant id must follow, quoted in every refusal.
-pub const TENANT_ID_RULE: &str = "a tenant id is 3 to 20 characters of lowercase letters, digits and \
+pub const TENANT_ID_RULE: &str =
+    "a tenant id is 3 to 20 characters of lowercase letters, digits and \
 hyphens, starts with a letter, does not end with a hyphen and does not contain \"google\"";
 
 /// The rule a deployment prefix must follow.
-pub const PREFIX_RULE: &str = "a deployment prefix is 1 to 28 characters of lowercase letters, digits \
+pub const PREFIX_RULE: &str =
+    "a deployment prefix is 1 to 28 characters of lowercase letters, digits \
 and hyphens, starts with a letter, does not end with a hyphen and does not contain \"google\"";
 
 const TENANT_ID_MIN: usize = 3;
@@ -235,7 +237,10 @@ mod tests {
             ("abé", "contains a character other than a-z, 0-9 and -"),
             ("ab/../c", "contains a character other than a-z, 0-9 and -"),
             ("abc-", "ends with a hyphen"),
-            ("mygoogle", "contains \"google\", which bucket names may not"),
+            (
+                "mygoogle",
+                "contains \"google\", which bucket names may not",
+            ),
         ];
         for (input, reason) in cases {
             let err = TenantId::parse(input).expect_err(input);
@@ -273,7 +278,10 @@ mod tests {
         assert_eq!(ingest_job(&t), "ingest-acme-co");
         assert_eq!(transform_job(&t), "transform-acme-co");
         let labels = tenant_labels(&t);
-        assert_eq!(labels.get("managed-by").map(String::as_str), Some("ledgerlake"));
+        assert_eq!(
+            labels.get("managed-by").map(String::as_str),
+            Some("ledgerlake")
+        );
         assert_eq!(labels.get("tenant").map(String::as_str), Some("acme-co"));
     }
 
@@ -299,13 +307,23 @@ mod tests {
 
     #[test]
     fn every_name_of_the_longest_id_is_valid_for_its_google_resource() {
-        let t = id(&format!("a{}", "-9".repeat(9) + "z").chars().take(20).collect::<String>());
+        let t = id(&format!("a{}", "-9".repeat(9) + "z")
+            .chars()
+            .take(20)
+            .collect::<String>());
         for dataset in [raw_dataset(&t), transformed_dataset(&t)] {
             assert!(dataset.len() <= 1024);
-            assert!(dataset.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "{dataset}");
+            assert!(
+                dataset
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '_'),
+                "{dataset}"
+            );
         }
         let secret = secret_name(&t);
-        assert!(secret.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
+        assert!(secret
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-'));
         for job in [ingest_job(&t), transform_job(&t)] {
             assert!(job.len() <= 63, "{job}");
         }

@@ -1,1 +1,211 @@
 //! The local adapter: the embedded default, needing no cloud account.
+//!
+//! Everything lives under one data directory (`--data-dir`, env
+//! `LEDGERLAKE_DATA_DIR`, default `./.ledgerlake`). Back it up whole, with
+//! the control plane stopped; `tmp/` need not be kept. The layout:
+//!
+//! ```text
+//! <data-dir>/
+//!   master.key                        the secrets' master key (64 hex chars, mode 0600), created on
+//!                                     first run unless LEDGERLAKE_MASTER_KEY is set. KEEP IT: without
+//!                                     it no secret can be read.
+//!   buckets/<bucket>/<key>            one file per object; the key's '/'-separated segments are folders
+//!   meta/buckets/<bucket>.json        bucket metadata: name, labels, created_at
+//!   warehouse/<dataset>.duckdb        one DuckDB database per dataset (tables in its `main` schema),
+//!                                     plus `<dataset>.duckdb.wal` while it is open
+//!   meta/datasets/<dataset>.json      dataset metadata: name, labels, created_at
+//!   iam/service-accounts/<email>.json service account: email, unique_id, display_name, labels, the
+//!                                     SHA-256 of its key (never the key)
+//!   iam/keys/<email>.key              the service account's key (64 hex chars, mode 0600)
+//!   iam/policies/<kind>/<name>.json   IAM policy (bindings, etag) of a bucket, dataset or secret;
+//!                                     `project/<project>.json` is the project's
+//!   secrets/.keycheck                 a constant encrypted with the master key, to detect a wrong key
+//!   secrets/<name>/meta.json          secret metadata: name, labels, created_at
+//!   secrets/<name>/versions/<n>.enc   version n: "LLS1" ‖ 12-byte nonce ‖ AES-256-GCM ciphertext+tag,
+//!                                     authenticated together with the secret's name and n
+//!   secrets/<name>/next_version       the next version number (numbers are never reused)
+//!   jobs/<job>.json                   job definition: the JobSpec, created_at, updated_at
+//!   jobs/executions/<job>/<id>.json   an execution: state, pid, exit code, times
+//!   jobs/executions/<job>/<id>.log    its stdout and stderr
+//!   locks/*.lock                      cross-process locks for read-modify-write (IAM, secrets, jobs)
+//!   tmp/                              temporary files; renamed into place, so writes are atomic
+//! ```
+//!
+//! Every name (bucket, dataset, secret, job, email) is a single path segment
+//! of letters, digits, `-`, `_`, `.` and `@` not starting with `.`; object
+//! keys are checked so that no key can leave its bucket's folder.
+//!
+//! Administrative calls (ensure, get, list, delete, IAM) are the platform's
+//! own. Every data-plane call runs as a [`Credential`](crate::Credential) and
+//! goes through one [`Authoriser`]: the platform may do anything; a service
+//! account must present its key and hold a role on that very resource.
+
+mod auth;
+mod fsio;
+mod identity;
+mod jobs;
+mod layout;
+mod objects;
+mod secrets;
+mod sqlvalue;
+mod warehouse;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime};
+
+pub use auth::Authoriser;
+pub use fsio::{KEY_RULE, NAME_RULE};
+pub use identity::{LocalIdentity, ACCOUNT_ID_RULE, EMPTY_POLICY_ETAG};
+pub use jobs::{LocalJobRunner, PROCESS_DIED};
+pub use layout::Layout;
+pub use objects::LocalObjectStore;
+pub use secrets::{parse_master_key, LocalSecretStore, MASTER_KEY_ENV};
+pub use warehouse::{LocalWarehouse, TABLE_RULE};
+
+use crate::error::{CloudError, CloudResult};
+use crate::Cloud;
+
+/// The project local service-account emails live in when none is configured.
+pub const DEFAULT_PROJECT: &str = "local";
+
+/// How to open the local adapter.
+#[derive(Clone)]
+pub struct LocalConfig {
+    pub data_dir: PathBuf,
+    /// The project in service-account emails: `<account_id>@<project>.iam.local`.
+    pub project: String,
+    /// The value of `LEDGERLAKE_MASTER_KEY` (64 hex characters or base64 of 32
+    /// bytes); `None` to use (or create) `<data-dir>/master.key`.
+    pub master_key: Option<String>,
+}
+
+impl LocalConfig {
+    /// The data directory with the default project and the key file.
+    pub fn new(data_dir: impl Into<PathBuf>) -> Self {
+        LocalConfig {
+            data_dir: data_dir.into(),
+            project: DEFAULT_PROJECT.to_owned(),
+            master_key: None,
+        }
+    }
+}
+
+// The master key is a secret: never print it.
+impl fmt::Debug for LocalConfig {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalConfig")
+            .field("data_dir", &self.data_dir)
+            .field("project", &self.project)
+            .field(
+                "master_key",
+                &self.master_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish()
+    }
+}
+
+/// The local adapters as their concrete types.
+#[derive(Debug, Clone)]
+pub struct LocalAdapters {
+    pub layout: Arc<Layout>,
+    pub objects: Arc<LocalObjectStore>,
+    pub warehouse: Arc<LocalWarehouse>,
+    pub identity: Arc<LocalIdentity>,
+    pub secrets: Arc<LocalSecretStore>,
+    pub jobs: Arc<LocalJobRunner>,
+}
+
+fn validate_project(project: &str) -> CloudResult<()> {
+    let ok = (1..=63).contains(&project.len())
+        && project.starts_with(|c: char| c.is_ascii_lowercase())
+        && !project.ends_with('-')
+        && project
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-');
+    if ok {
+        Ok(())
+    } else {
+        Err(CloudError::permanent(
+            format!("project {}", fsio::shown(project)),
+            "invalid project: 1 to 63 characters of lowercase letters, digits and hyphens, \
+             starting with a letter and not ending with a hyphen",
+        ))
+    }
+}
+
+/// Temporary files older than this are left over from a crash and removed on open.
+const STALE_TMP: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// Removes what crashed writers and deletes left in `tmp/` (best effort; a
+/// day's grace so that no live writer of another process loses its file).
+fn clean_tmp(layout: &Layout) {
+    let Ok(entries) = std::fs::read_dir(layout.tmp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let stale = entry
+            .metadata()
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| SystemTime::now().duration_since(t).ok())
+            .is_some_and(|age| age > STALE_TMP);
+        if stale {
+            let path = entry.path();
+            let removed = if path.is_dir() {
+                std::fs::remove_dir_all(&path)
+            } else {
+                std::fs::remove_file(&path)
+            };
+            if let Err(e) = removed {
+                tracing::debug!(path = %path.display(), error = %e, "could not remove a stale temporary file");
+            }
+        }
+    }
+}
+
+impl LocalAdapters {
+    /// Creates the directory tree if needed, loads the master key and checks it
+    /// against the secrets already stored. Blocking (file I/O only). A wrong
+    /// master key fails here, clearly, and changes nothing.
+    pub fn open(config: &LocalConfig) -> CloudResult<Self> {
+        validate_project(&config.project)?;
+        let resource = "data directory";
+        fsio::create_dir_all(resource, &config.data_dir)?;
+        // Absolute paths from here on: DuckDB's allowed paths and the jobs'
+        // LEDGERLAKE_DATA_DIR must not depend on the working directory.
+        let root = std::fs::canonicalize(&config.data_dir)
+            .map_err(|e| fsio::io_fail(resource, &config.data_dir, &e))?;
+        let layout = Arc::new(Layout::new(root, config.project.clone()));
+        layout.create()?;
+        clean_tmp(&layout);
+        let auth = Authoriser::new(layout.clone());
+        let secrets =
+            LocalSecretStore::open(layout.clone(), auth.clone(), config.master_key.as_deref())?;
+        tracing::debug!(data_dir = %config.data_dir.display(), project = %config.project, "opened the local cloud");
+        Ok(LocalAdapters {
+            objects: Arc::new(LocalObjectStore::new(layout.clone(), auth.clone())),
+            warehouse: Arc::new(LocalWarehouse::new(layout.clone(), auth.clone())),
+            identity: Arc::new(LocalIdentity::new(layout.clone())),
+            secrets: Arc::new(secrets),
+            jobs: Arc::new(LocalJobRunner::new(layout.clone())),
+            layout,
+        })
+    }
+
+    pub fn into_cloud(self) -> Cloud {
+        Cloud {
+            objects: self.objects,
+            warehouse: self.warehouse,
+            identity: self.identity,
+            secrets: self.secrets,
+            jobs: self.jobs,
+        }
+    }
+}
+
+/// Opens the local adapter on `config.data_dir` (see [`LocalAdapters::open`]).
+pub fn open(config: &LocalConfig) -> CloudResult<Cloud> {
+    LocalAdapters::open(config).map(LocalAdapters::into_cloud)
+}

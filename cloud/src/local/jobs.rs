@@ -1,0 +1,411 @@
+//! Jobs as recorded definitions whose executions are child processes.
+//!
+//! An execution runs `spec.image` as a program with the job's args and env
+//! (overrides applied), inherits the control plane's environment, and gets
+//! `LEDGERLAKE_JOB_NAME`, `LEDGERLAKE_EXECUTION_ID`, `LEDGERLAKE_SERVICE_ACCOUNT`
+//! and `LEDGERLAKE_DATA_DIR`. Its stdout and stderr go to
+//! `jobs/executions/<job>/<id>.log`; its record, `…/<id>.json`, says Running
+//! with the pid until a task of this process that waits for the child writes
+//! Succeeded or Failed (with the exit code). If the process that started an
+//! execution dies first, the record stays Running; `get_execution` then sees
+//! that the pid is gone and reports Failed "process died".
+
+use std::collections::HashSet;
+use std::fs::{self, OpenOptions};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::process::ExitStatusExt;
+use std::process::{ExitStatus, Stdio};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+
+use super::fsio;
+use super::layout::Layout;
+use crate::error::{CloudError, CloudResult};
+use crate::naming::Labels;
+use crate::ports::{Execution, ExecutionOverrides, ExecutionState, Job, JobRunner, JobSpec};
+
+const JOBS_LOCK: &str = "jobs";
+/// The message of an execution whose process vanished without a recorded end.
+pub const PROCESS_DIED: &str = "process died";
+
+/// `jobs/executions/<job>/<id>.json`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct ExecutionRecord {
+    id: String,
+    job: String,
+    #[serde(flatten)]
+    state: ExecutionState,
+    #[serde(with = "time::serde::rfc3339")]
+    started_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    finished_at: Option<OffsetDateTime>,
+    pid: Option<u32>,
+    /// The process's start time (clock ticks since boot, from /proc), so that a
+    /// reused pid is not mistaken for the execution.
+    pid_start: Option<u64>,
+    exit_code: Option<i32>,
+    log: String,
+}
+
+impl ExecutionRecord {
+    fn to_port(&self) -> Execution {
+        Execution {
+            id: self.id.clone(),
+            job: self.job.clone(),
+            state: self.state.clone(),
+            started_at: self.started_at,
+            finished_at: self.finished_at,
+        }
+    }
+}
+
+fn job_resource(name: &str) -> String {
+    format!("job {name}")
+}
+
+fn execution_resource(job: &str, id: &str) -> String {
+    format!("execution {id} of job {job}")
+}
+
+/// `(state, start time)` of a live process from `/proc/<pid>/stat`.
+fn proc_stat(pid: u32) -> Option<(char, u64)> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses: fields are
+    // counted after its closing parenthesis, from field 3 (state).
+    let rest = &stat[stat.rfind(')')? + 1..];
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    let start = fields.get(19)?.parse().ok()?;
+    Some((state, start))
+}
+
+/// Whether the execution's process still exists. A zombie counts as alive: its
+/// parent is about to reap it and record how it ended.
+fn process_alive(pid: u32, recorded_start: Option<u64>) -> bool {
+    match proc_stat(pid) {
+        None => false,
+        Some((_, start)) => recorded_start.is_none_or(|s| s == start),
+    }
+}
+
+fn describe_exit(status: ExitStatus) -> (ExecutionState, Option<i32>) {
+    if status.success() {
+        (ExecutionState::Succeeded, Some(0))
+    } else if let Some(code) = status.code() {
+        (
+            ExecutionState::Failed {
+                message: format!("exited with code {code}"),
+            },
+            Some(code),
+        )
+    } else {
+        let signal = status
+            .signal()
+            .map_or_else(|| "?".to_owned(), |s| s.to_string());
+        (
+            ExecutionState::Failed {
+                message: format!("killed by signal {signal}"),
+            },
+            None,
+        )
+    }
+}
+
+fn read_job(layout: &Layout, name: &str) -> CloudResult<Job> {
+    let resource = job_resource(name);
+    fsio::read_json::<Job>(&resource, &layout.job(name))?
+        .ok_or_else(|| CloudError::not_found(resource))
+}
+
+fn write_record(layout: &Layout, record: &ExecutionRecord) -> CloudResult<()> {
+    let resource = execution_resource(&record.job, &record.id);
+    let bytes = fsio::to_json(&resource, record)?;
+    fsio::write_atomic(
+        &resource,
+        &layout.tmp_dir(),
+        &layout.execution(&record.job, &record.id),
+        &bytes,
+    )
+}
+
+fn validate_spec(spec: &JobSpec) -> CloudResult<()> {
+    fsio::validate_name("job", &spec.name)?;
+    if spec.image.trim().is_empty() || spec.image.contains('\0') {
+        return Err(CloudError::permanent(
+            job_resource(&spec.name),
+            "the job's image (the program to run, locally) is empty or invalid",
+        ));
+    }
+    if !spec.service_account.is_empty() {
+        fsio::validate_name("service account", &spec.service_account)?;
+    }
+    Ok(())
+}
+
+type Running = StdMutex<HashSet<(String, String)>>;
+
+/// Job definitions under `jobs/`, executions under `jobs/executions/<job>/`.
+#[derive(Debug, Clone)]
+pub struct LocalJobRunner {
+    layout: Arc<Layout>,
+    /// Executions whose child this process is waiting for.
+    running: Arc<Running>,
+}
+
+impl LocalJobRunner {
+    pub fn new(layout: Arc<Layout>) -> Self {
+        LocalJobRunner {
+            layout,
+            running: Arc::new(StdMutex::new(HashSet::new())),
+        }
+    }
+
+    fn is_waited_here(&self, job: &str, id: &str) -> bool {
+        self.running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .contains(&(job.to_owned(), id.to_owned()))
+    }
+
+    fn spawn_waiter(
+        &self,
+        mut child: tokio::process::Child,
+        mut record: ExecutionRecord,
+        timeout_seconds: u64,
+    ) {
+        let layout = self.layout.clone();
+        let running = self.running.clone();
+        let key = (record.job.clone(), record.id.clone());
+        running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key.clone());
+        tokio::spawn(async move {
+            let waited = if timeout_seconds == 0 {
+                Some(child.wait().await)
+            } else {
+                tokio::time::timeout(Duration::from_secs(timeout_seconds), child.wait())
+                    .await
+                    .ok()
+            };
+            let (state, code) = match waited {
+                Some(Ok(status)) => describe_exit(status),
+                Some(Err(e)) => (
+                    ExecutionState::Failed {
+                        message: format!("could not wait for the process: {e}"),
+                    },
+                    None,
+                ),
+                None => {
+                    let _ = child.kill().await;
+                    (
+                        ExecutionState::Failed {
+                            message: format!("timed out after {timeout_seconds} s and was killed"),
+                        },
+                        None,
+                    )
+                }
+            };
+            record.state = state;
+            record.exit_code = code;
+            record.finished_at = Some(fsio::now());
+            let job = record.job.clone();
+            let outcome = fsio::blocking("execution", move || write_record(&layout, &record)).await;
+            if let Err(e) = outcome {
+                // E.g. the job was deleted meanwhile, with its executions.
+                tracing::warn!(%job, error = %e, "could not record the end of an execution");
+            }
+            running
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .remove(&key);
+        });
+    }
+}
+
+#[async_trait]
+impl JobRunner for LocalJobRunner {
+    async fn ensure_job(&self, spec: &JobSpec) -> CloudResult<Job> {
+        validate_spec(spec)?;
+        let layout = self.layout.clone();
+        let spec = spec.clone();
+        fsio::blocking("job", move || {
+            let resource = job_resource(&spec.name);
+            let _lock = fsio::lock(&resource, &layout.lock_file(JOBS_LOCK))?;
+            let path = layout.job(&spec.name);
+            let now = fsio::now();
+            let job = match fsio::read_json::<Job>(&resource, &path)? {
+                Some(existing) => {
+                    fsio::check_owner(&resource, &existing.spec.labels, &spec.labels)?;
+                    if existing.spec == spec {
+                        return Ok(existing);
+                    }
+                    tracing::debug!(job = %spec.name, "updated job");
+                    Job {
+                        spec,
+                        created_at: existing.created_at,
+                        updated_at: now,
+                    }
+                }
+                None => {
+                    tracing::debug!(job = %spec.name, "created job");
+                    Job {
+                        spec,
+                        created_at: now,
+                        updated_at: now,
+                    }
+                }
+            };
+            let bytes = fsio::to_json(&resource, &job)?;
+            fsio::write_atomic(&resource, &layout.tmp_dir(), &path, &bytes)?;
+            Ok(job)
+        })
+        .await
+    }
+
+    async fn get_job(&self, name: &str) -> CloudResult<Job> {
+        fsio::validate_name("job", name)?;
+        let layout = self.layout.clone();
+        let name = name.to_owned();
+        fsio::blocking("job", move || read_job(&layout, &name)).await
+    }
+
+    async fn list_jobs(&self, labels: &Labels) -> CloudResult<Vec<Job>> {
+        let layout = self.layout.clone();
+        let labels = labels.clone();
+        fsio::blocking("jobs", move || {
+            let mut out = Vec::new();
+            for name in fsio::json_names("jobs", &layout.jobs_dir())? {
+                match read_job(&layout, &name) {
+                    Ok(j) if fsio::has_labels(&j.spec.labels, &labels) => out.push(j),
+                    Ok(_) | Err(CloudError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_job(&self, name: &str) -> CloudResult<()> {
+        fsio::validate_name("job", name)?;
+        let layout = self.layout.clone();
+        let name = name.to_owned();
+        fsio::blocking("job", move || {
+            let resource = job_resource(&name);
+            let _lock = fsio::lock(&resource, &layout.lock_file(JOBS_LOCK))?;
+            let path = layout.job(&name);
+            if !path.exists() {
+                return Err(CloudError::not_found(resource));
+            }
+            fsio::remove_tree(&resource, &layout.tmp_dir(), &layout.executions_dir(&name))?;
+            fsio::remove_file(&resource, &path)?;
+            tracing::debug!(job = %name, "deleted job");
+            Ok(())
+        })
+        .await
+    }
+
+    async fn run_job(&self, name: &str, overrides: &ExecutionOverrides) -> CloudResult<Execution> {
+        fsio::validate_name("job", name)?;
+        let job = self.get_job(name).await?;
+        let spec = job.spec;
+        let started_at = fsio::now();
+        let id = format!(
+            "{}-{}",
+            started_at.unix_timestamp_nanos() / 1_000_000,
+            &uuid::Uuid::new_v4().simple().to_string()[..8]
+        );
+        let resource = execution_resource(name, &id);
+        let dir = self.layout.executions_dir(name);
+        let log_path = self.layout.execution_log(name, &id);
+        let log = {
+            let (dir, log_path, resource) = (dir.clone(), log_path.clone(), resource.clone());
+            fsio::blocking("execution", move || {
+                fsio::create_dir_all(&resource, &dir)?;
+                OpenOptions::new()
+                    .create_new(true)
+                    .write(true)
+                    .mode(0o600)
+                    .open(&log_path)
+                    .map_err(|e| fsio::io_fail(&resource, &log_path, &e))
+            })
+            .await?
+        };
+        let stderr = log
+            .try_clone()
+            .map_err(|e| fsio::io_fail(&resource, &log_path, &e))?;
+        let args = overrides.args.as_ref().unwrap_or(&spec.args);
+        let mut command = tokio::process::Command::new(&spec.image);
+        command
+            .args(args)
+            .env("LEDGERLAKE_DATA_DIR", self.layout.root())
+            .envs(&spec.env)
+            .envs(&overrides.env)
+            .env("LEDGERLAKE_JOB_NAME", name)
+            .env("LEDGERLAKE_EXECUTION_ID", &id)
+            .env("LEDGERLAKE_SERVICE_ACCOUNT", &spec.service_account)
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log))
+            .stderr(Stdio::from(stderr))
+            .kill_on_drop(false);
+        let child = command.spawn().map_err(|e| {
+            CloudError::permanent(
+                resource.clone(),
+                format!("could not start {}: {e}", fsio::shown(&spec.image)),
+            )
+        })?;
+        let pid = child.id();
+        let record = ExecutionRecord {
+            id: id.clone(),
+            job: name.to_owned(),
+            state: ExecutionState::Running,
+            started_at,
+            finished_at: None,
+            pid,
+            pid_start: pid.and_then(proc_stat).map(|(_, start)| start),
+            exit_code: None,
+            log: log_path.display().to_string(),
+        };
+        // Recorded as running before the waiter starts, so that its final write comes last.
+        {
+            let layout = self.layout.clone();
+            let record = record.clone();
+            fsio::blocking("execution", move || write_record(&layout, &record)).await?;
+        }
+        tracing::debug!(job = %name, execution = %id, pid, "started execution");
+        let execution = record.to_port();
+        self.spawn_waiter(child, record, spec.timeout_seconds);
+        Ok(execution)
+    }
+
+    async fn get_execution(&self, job: &str, id: &str) -> CloudResult<Execution> {
+        fsio::validate_name("job", job)?;
+        fsio::validate_name("execution", id)?;
+        let waited_here = self.is_waited_here(job, id);
+        let layout = self.layout.clone();
+        let (job, id) = (job.to_owned(), id.to_owned());
+        fsio::blocking("execution", move || {
+            let resource = execution_resource(&job, &id);
+            let mut record = fsio::read_json::<ExecutionRecord>(&resource, &layout.execution(&job, &id))?
+                .ok_or_else(|| CloudError::not_found(resource))?;
+            let dead = record.state == ExecutionState::Running
+                && !waited_here
+                && record.pid.is_none_or(|pid| !process_alive(pid, record.pid_start));
+            if dead {
+                record.state = ExecutionState::Failed {
+                    message: PROCESS_DIED.to_owned(),
+                };
+                record.finished_at = Some(fsio::now());
+                write_record(&layout, &record)?;
+                tracing::warn!(%job, execution = %id, "execution's process died without a recorded end");
+            }
+            Ok(record.to_port())
+        })
+        .await
+    }
+}

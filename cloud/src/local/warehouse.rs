@@ -1,0 +1,759 @@
+//! The warehouse as DuckDB: one database file per dataset.
+//!
+//! A file per dataset (not a schema per dataset in one file) because the file
+//! is the unit DuckDB can open read-only and lock: a query opens only its own
+//! dataset's file, read-only, with external access (other files, ATTACH,
+//! COPY, extensions, the network) disabled and the configuration locked, so
+//! even a guard bug cannot reach another tenant's data. It also makes a
+//! dataset a single file to back up, restore or delete.
+//!
+//! A DuckDB file can be open read-write by only one process at a time. Within
+//! this process every operation on a dataset is serialised by a per-dataset
+//! mutex; another process holding the file (a running `tenant-job`, say) makes
+//! the call fail with `Transient`, to be retried.
+
+use std::collections::HashMap;
+use std::fs;
+use std::io::{ErrorKind, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex as StdMutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use duckdb::{AccessMode, Config, Connection, InterruptHandle};
+use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
+
+use super::auth::Authoriser;
+use super::fsio::{self, shown};
+use super::identity::{create_resource_record, remove_policy};
+use super::layout::Layout;
+use super::sqlvalue;
+use crate::error::{CloudError, CloudResult};
+use crate::naming::Labels;
+use crate::ports::{
+    Column, Credential, Dataset, DatasetSpec, Permission, QueryRequest, QueryResult, ResourceRef,
+    TableInfo, Warehouse, WriteMode,
+};
+
+/// How often a timed-out query is interrupted again until it stops.
+const INTERRUPT_REPEAT: Duration = Duration::from_millis(50);
+
+/// The rule a table name follows, quoted in refusals.
+pub const TABLE_RULE: &str =
+    "a table name is 1 to 128 characters of ASCII letters, digits and '_', not starting with a digit";
+
+fn dataset_resource(name: &str) -> String {
+    format!("dataset {name}")
+}
+
+fn validate_table(dataset: &str, table: &str) -> CloudResult<()> {
+    let ok = (1..=128).contains(&table.len())
+        && !table.starts_with(|c: char| c.is_ascii_digit())
+        && table
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_');
+    if ok {
+        Ok(())
+    } else {
+        Err(CloudError::permanent(
+            format!("table {} in dataset {dataset}", shown(table)),
+            format!("invalid table name; {TABLE_RULE}"),
+        ))
+    }
+}
+
+/// `"name"` with inner quotes doubled.
+fn quote_ident(s: &str) -> String {
+    format!("\"{}\"", s.replace('"', "\"\""))
+}
+
+/// `'text'` with inner quotes doubled.
+fn quote_literal(s: &str) -> String {
+    format!("'{}'", s.replace('\'', "''"))
+}
+
+/// Classifies a DuckDB error: another process holding the file is transient.
+fn duck_err(resource: &str, e: &duckdb::Error) -> CloudError {
+    let message = e.to_string();
+    if message.contains("Could not set lock") || message.contains("Conflicting lock") {
+        CloudError::transient(
+            resource,
+            format!("the dataset is open in another process; try again ({message})"),
+        )
+    } else {
+        CloudError::permanent(resource, message)
+    }
+}
+
+/// Settings every connection gets: no extension is ever installed or loaded
+/// (nothing is fetched from the network), and no file but the database itself
+/// may be touched.
+fn base_config(resource: &str, mode: AccessMode) -> CloudResult<Config> {
+    config_with_access(resource, mode, false)
+}
+
+fn config_with_access(resource: &str, mode: AccessMode, external: bool) -> CloudResult<Config> {
+    let build = || -> duckdb::Result<Config> {
+        Config::default()
+            .access_mode(mode)?
+            .enable_autoload_extension(false)?
+            .with("autoinstall_known_extensions", "false")?
+            .with("allow_community_extensions", "false")?
+            .enable_external_access(external)
+    };
+    build().map_err(|e| duck_err(resource, &e))
+}
+
+/// Opens the dataset read-only, confined to its own file, configuration locked.
+fn open_read_only(resource: &str, path: &Path) -> CloudResult<Connection> {
+    let config = base_config(resource, AccessMode::ReadOnly)?
+        .with("lock_configuration", "true")
+        .map_err(|e| duck_err(resource, &e))?;
+    Connection::open_with_flags(path, config).map_err(|e| duck_err(resource, &e))
+}
+
+/// Opens the dataset for writing, confined to its own file, configuration locked.
+fn open_writer(resource: &str, path: &Path) -> CloudResult<Connection> {
+    let config = base_config(resource, AccessMode::ReadWrite)?
+        .with("lock_configuration", "true")
+        .map_err(|e| duck_err(resource, &e))?;
+    Connection::open_with_flags(path, config).map_err(|e| duck_err(resource, &e))
+}
+
+/// Opens the dataset for writing with read access to exactly one more file,
+/// `allowed` (the NDJSON being loaded): external access is disabled right
+/// after opening, with that one path excepted, and the configuration locked.
+fn open_loader(resource: &str, path: &Path, allowed: &Path) -> CloudResult<Connection> {
+    let config = config_with_access(resource, AccessMode::ReadWrite, true)?;
+    let conn = Connection::open_with_flags(path, config).map_err(|e| duck_err(resource, &e))?;
+    let allowed = allowed
+        .to_str()
+        .ok_or_else(|| CloudError::permanent(resource, "the data directory's path is not UTF-8"))?;
+    conn.execute_batch(&format!(
+        "SET allowed_paths = [{}]; SET enable_external_access = false; SET lock_configuration = true;",
+        quote_literal(allowed)
+    ))
+    .map_err(|e| duck_err(resource, &e))?;
+    Ok(conn)
+}
+
+fn read_dataset(layout: &Layout, name: &str) -> CloudResult<Dataset> {
+    let resource = dataset_resource(name);
+    fsio::read_json::<Dataset>(&resource, &layout.dataset_meta(name))?
+        .ok_or_else(|| CloudError::not_found(resource))
+}
+
+/// The dataset's file, which must exist with its record.
+fn existing_file(layout: &Layout, name: &str) -> CloudResult<std::path::PathBuf> {
+    read_dataset(layout, name)?;
+    let path = layout.dataset_file(name);
+    if path.exists() {
+        Ok(path)
+    } else {
+        Err(CloudError::not_found(format!(
+            "{} (its database file is missing; ensure the dataset again)",
+            dataset_resource(name)
+        )))
+    }
+}
+
+/// Creates an empty database file atomically: built under `tmp/`, then linked
+/// into place only if no file is there yet.
+fn create_database_file(layout: &Layout, name: &str) -> CloudResult<()> {
+    let resource = dataset_resource(name);
+    let dest = layout.dataset_file(name);
+    if dest.exists() {
+        return Ok(());
+    }
+    let tmp = layout
+        .tmp_dir()
+        .join(format!("{}.duckdb", uuid::Uuid::new_v4().simple()));
+    let built = open_writer(&resource, &tmp).and_then(|conn| {
+        conn.execute_batch("CHECKPOINT")
+            .map_err(|e| duck_err(&resource, &e))
+    });
+    let linked = built.and_then(|()| match fs::hard_link(&tmp, &dest) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(fsio::io_fail(&resource, &dest, &e)),
+    });
+    let _ = fs::remove_file(&tmp);
+    let _ = fs::remove_file(tmp.with_extension("duckdb.wal"));
+    linked
+}
+
+fn table_exists(conn: &Connection, resource: &str, table: &str) -> CloudResult<bool> {
+    conn.query_row(
+        "SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() \
+         AND schema_name = 'main' AND table_name = ?",
+        [table],
+        |r| r.get::<_, i64>(0),
+    )
+    .map(|n| n > 0)
+    .map_err(|e| duck_err(resource, &e))
+}
+
+/// `(name, type)` of each column of a table.
+fn columns_of(
+    conn: &Connection,
+    resource: &str,
+    database: &str,
+    table: &str,
+) -> CloudResult<Vec<(String, String)>> {
+    let mut stmt = conn
+        .prepare(
+            "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = ? \
+             AND schema_name = 'main' AND table_name = ? ORDER BY column_index",
+        )
+        .map_err(|e| duck_err(resource, &e))?;
+    let rows = stmt
+        .query_map([database, table], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+        })
+        .map_err(|e| duck_err(resource, &e))?;
+    rows.collect::<duckdb::Result<Vec<_>>>()
+        .map_err(|e| duck_err(resource, &e))
+}
+
+fn load_blocking(
+    layout: &Layout,
+    dataset: &str,
+    table: &str,
+    ndjson: &[u8],
+    mode: WriteMode,
+) -> CloudResult<u64> {
+    let resource = format!("table {table} in dataset {dataset}");
+    let path = existing_file(layout, dataset)?;
+    if ndjson.iter().all(u8::is_ascii_whitespace) {
+        // Nothing to load, and no row to infer a schema from.
+        return Ok(0);
+    }
+    let tmp_dir = layout.tmp_dir();
+    let mut file = tempfile::Builder::new()
+        .suffix(".ndjson")
+        .tempfile_in(&tmp_dir)
+        .map_err(|e| fsio::io_fail(&resource, &tmp_dir, &e))?;
+    file.write_all(ndjson)
+        .and_then(|()| file.flush())
+        .map_err(|e| fsio::io_fail(&resource, file.path(), &e))?;
+    let conn = open_loader(&resource, &path, file.path())?;
+    let source = quote_literal(&file.path().to_string_lossy());
+    let target = format!("main.{}", quote_ident(table));
+    let run = |sql: &str| conn.execute_batch(sql).map_err(|e| duck_err(&resource, &e));
+    run("BEGIN TRANSACTION")?;
+    let result = (|| -> CloudResult<u64> {
+        run(&format!(
+            "CREATE TEMP TABLE ledgerlake_load AS SELECT * FROM read_json({source}, \
+             format = 'newline_delimited', sample_size = -1)"
+        ))?;
+        let rows: i64 = conn
+            .query_row("SELECT count(*) FROM temp.main.ledgerlake_load", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| duck_err(&resource, &e))?;
+        if mode == WriteMode::Truncate || !table_exists(&conn, &resource, table)? {
+            // Replaces the table in the same transaction: readers see the old
+            // rows or the new, never an empty or half-loaded table.
+            run(&format!(
+                "CREATE OR REPLACE TABLE {target} AS SELECT * FROM temp.main.ledgerlake_load"
+            ))?;
+        } else {
+            // Append: columns new in this load are added (as a BigQuery load
+            // with field addition allowed would), then rows are matched by name.
+            let have = columns_of(
+                &conn,
+                &resource,
+                &current_database(&conn, &resource)?,
+                table,
+            )?;
+            for (col, ty) in columns_of(&conn, &resource, "temp", "ledgerlake_load")? {
+                if !have.iter().any(|(c, _)| c.eq_ignore_ascii_case(&col)) {
+                    run(&format!(
+                        "ALTER TABLE {target} ADD COLUMN {} {ty}",
+                        quote_ident(&col)
+                    ))?;
+                }
+            }
+            run(&format!(
+                "INSERT INTO {target} BY NAME SELECT * FROM temp.main.ledgerlake_load"
+            ))?;
+        }
+        run("DROP TABLE temp.main.ledgerlake_load")?;
+        Ok(u64::try_from(rows).unwrap_or(0))
+    })();
+    match result {
+        Ok(rows) => {
+            run("COMMIT")?;
+            tracing::debug!(%dataset, %table, rows, "loaded NDJSON");
+            Ok(rows)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+fn current_database(conn: &Connection, resource: &str) -> CloudResult<String> {
+    conn.query_row("SELECT current_database()", [], |r| r.get(0))
+        .map_err(|e| duck_err(resource, &e))
+}
+
+fn list_tables_blocking(layout: &Layout, dataset: &str) -> CloudResult<Vec<TableInfo>> {
+    let resource = dataset_resource(dataset);
+    let path = existing_file(layout, dataset)?;
+    let conn = open_read_only(&resource, &path)?;
+    let names = |sql: &str| -> CloudResult<Vec<String>> {
+        let mut stmt = conn.prepare(sql).map_err(|e| duck_err(&resource, &e))?;
+        let rows = stmt
+            .query_map([], |r| r.get::<_, String>(0))
+            .map_err(|e| duck_err(&resource, &e))?;
+        rows.collect::<duckdb::Result<Vec<_>>>()
+            .map_err(|e| duck_err(&resource, &e))
+    };
+    let mut out = Vec::new();
+    for table in names(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database() \
+         AND schema_name = 'main' AND NOT internal",
+    )? {
+        let rows: i64 = conn
+            .query_row(
+                &format!("SELECT count(*) FROM main.{}", quote_ident(&table)),
+                [],
+                |r| r.get(0),
+            )
+            .map_err(|e| duck_err(&resource, &e))?;
+        out.push(TableInfo {
+            name: table,
+            rows: u64::try_from(rows).ok(),
+        });
+    }
+    for view in names(
+        "SELECT view_name FROM duckdb_views() WHERE database_name = current_database() \
+         AND schema_name = 'main' AND NOT internal",
+    )? {
+        out.push(TableInfo {
+            name: view,
+            rows: None,
+        });
+    }
+    out.sort_by(|a, b| a.name.cmp(&b.name));
+    Ok(out)
+}
+
+/// The statement wrapped so that DuckDB itself stops after `limit` rows (the
+/// result is materialised, so the cap must apply before, not after). The
+/// newlines keep a trailing `--` comment from swallowing the closing parenthesis.
+fn capped(sql: &str, limit: usize) -> String {
+    let mut body = sql.trim();
+    while let Some(rest) = body.strip_suffix(';') {
+        body = rest.trim_end();
+    }
+    format!("SELECT * FROM (\n{body}\n) AS ledgerlake_query LIMIT {limit}")
+}
+
+fn query_blocking(
+    layout: &Layout,
+    req: &QueryRequest,
+    handle_tx: oneshot::Sender<Arc<InterruptHandle>>,
+    timed_out: &AtomicBool,
+) -> CloudResult<QueryResult> {
+    let resource = dataset_resource(&req.dataset);
+    let path = existing_file(layout, &req.dataset)?;
+    let conn = open_read_only(&resource, &path)?;
+    let _ = handle_tx.send(conn.interrupt_handle());
+    let timeout_err = || {
+        CloudError::permanent(
+            resource.clone(),
+            format!(
+                "the query ran longer than its timeout of {} ms and was cancelled",
+                req.timeout.as_millis()
+            ),
+        )
+    };
+    if timed_out.load(Ordering::SeqCst) {
+        return Err(timeout_err());
+    }
+    let fail = |e: duckdb::Error| {
+        if timed_out.load(Ordering::SeqCst) {
+            timeout_err()
+        } else {
+            duck_err(&resource, &e)
+        }
+    };
+    let limit = req.max_rows.saturating_add(1);
+    let mut stmt = conn.prepare(&capped(&req.sql, limit)).map_err(fail)?;
+    let mut rows = stmt.query([]).map_err(fail)?;
+    let columns: Vec<Column> = match rows.as_ref() {
+        Some(s) => (0..s.column_count())
+            .map(|i| Column {
+                name: s.column_name(i).map(String::clone).unwrap_or_default(),
+                data_type: sqlvalue::sql_type(&s.column_type(i)),
+            })
+            .collect(),
+        None => Vec::new(),
+    };
+    let mut out = Vec::new();
+    let mut truncated = false;
+    while let Some(row) = rows.next().map_err(fail)? {
+        if out.len() == req.max_rows {
+            truncated = true;
+            break;
+        }
+        let mut values = Vec::with_capacity(columns.len());
+        for i in 0..columns.len() {
+            let v: duckdb::types::Value = row.get(i).map_err(fail)?;
+            values.push(sqlvalue::to_json(&v));
+        }
+        out.push(values);
+    }
+    Ok(QueryResult {
+        columns,
+        rows: out,
+        truncated,
+    })
+}
+
+type DatasetLocks = StdMutex<HashMap<String, Arc<Mutex<()>>>>;
+
+/// Datasets as DuckDB files under `warehouse/`, their metadata under `meta/datasets/`.
+#[derive(Debug, Clone)]
+pub struct LocalWarehouse {
+    layout: Arc<Layout>,
+    auth: Authoriser,
+    locks: Arc<DatasetLocks>,
+}
+
+impl LocalWarehouse {
+    pub fn new(layout: Arc<Layout>, auth: Authoriser) -> Self {
+        LocalWarehouse {
+            layout,
+            auth,
+            locks: Arc::new(StdMutex::new(HashMap::new())),
+        }
+    }
+
+    fn dataset_mutex(&self, name: &str) -> Arc<Mutex<()>> {
+        let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.entry(name.to_owned()).or_default().clone()
+    }
+
+    /// Runs `f` on a blocking thread while holding the dataset's mutex.
+    async fn with_dataset<T, F>(&self, name: &str, f: F) -> CloudResult<T>
+    where
+        F: FnOnce(&Layout) -> CloudResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let guard = self.dataset_mutex(name).lock_owned().await;
+        self.run_locked(name, guard, f).await
+    }
+
+    async fn run_locked<T, F>(&self, name: &str, guard: OwnedMutexGuard<()>, f: F) -> CloudResult<T>
+    where
+        F: FnOnce(&Layout) -> CloudResult<T> + Send + 'static,
+        T: Send + 'static,
+    {
+        let layout = self.layout.clone();
+        fsio::blocking(&dataset_resource(name), move || {
+            let _guard = guard;
+            f(&layout)
+        })
+        .await
+    }
+
+    async fn authorise(
+        &self,
+        cred: &Credential,
+        dataset: &str,
+        permission: Permission,
+    ) -> CloudResult<()> {
+        fsio::validate_name("dataset", dataset)?;
+        self.auth
+            .authorise(cred, &ResourceRef::Dataset(dataset.to_owned()), permission)
+            .await
+    }
+}
+
+#[async_trait]
+impl Warehouse for LocalWarehouse {
+    async fn ensure_dataset(&self, spec: &DatasetSpec) -> CloudResult<Dataset> {
+        fsio::validate_name("dataset", &spec.name)?;
+        let spec = spec.clone();
+        let name = spec.name.clone();
+        self.with_dataset(&name, move |layout| {
+            let resource = dataset_resource(&spec.name);
+            let meta = layout.dataset_meta(&spec.name);
+            // The record before the file: a crash in between leaves a record
+            // whose file the next ensure creates.
+            let dataset = match fsio::read_json::<Dataset>(&resource, &meta)? {
+                Some(existing) => existing,
+                None => {
+                    let fresh = Dataset {
+                        name: spec.name.clone(),
+                        labels: spec.labels.clone(),
+                        created_at: fsio::now(),
+                    };
+                    let bytes = fsio::to_json(&resource, &fresh)?;
+                    let target = ResourceRef::Dataset(spec.name.clone());
+                    if create_resource_record(layout, &target, &meta, &bytes)? {
+                        tracing::debug!(dataset = %spec.name, "created dataset");
+                        fresh
+                    } else {
+                        read_dataset(layout, &spec.name)?
+                    }
+                }
+            };
+            fsio::check_owner(&resource, &dataset.labels, &spec.labels)?;
+            create_database_file(layout, &spec.name)?;
+            Ok(dataset)
+        })
+        .await
+    }
+
+    async fn get_dataset(&self, name: &str) -> CloudResult<Dataset> {
+        fsio::validate_name("dataset", name)?;
+        let layout = self.layout.clone();
+        let name = name.to_owned();
+        fsio::blocking("dataset", move || read_dataset(&layout, &name)).await
+    }
+
+    async fn list_datasets(&self, labels: &Labels) -> CloudResult<Vec<Dataset>> {
+        let layout = self.layout.clone();
+        let labels = labels.clone();
+        fsio::blocking("datasets", move || {
+            let mut out = Vec::new();
+            for name in fsio::json_names("datasets", &layout.dataset_meta_dir())? {
+                match read_dataset(&layout, &name) {
+                    Ok(d) if fsio::has_labels(&d.labels, &labels) => out.push(d),
+                    Ok(_) | Err(CloudError::NotFound { .. }) => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    async fn delete_dataset(&self, name: &str) -> CloudResult<()> {
+        fsio::validate_name("dataset", name)?;
+        let name_owned = name.to_owned();
+        self.with_dataset(name, move |layout| {
+            let name = name_owned;
+            let resource = dataset_resource(&name);
+            let meta = layout.dataset_meta(&name);
+            if !meta.exists() {
+                return Err(CloudError::not_found(resource));
+            }
+            remove_policy(layout, &ResourceRef::Dataset(name.clone()))?;
+            fsio::remove_file(&resource, &layout.dataset_file(&name))?;
+            fsio::remove_file(&resource, &layout.dataset_wal(&name))?;
+            // The record last: a crash before it leaves a dataset a second delete finishes.
+            fsio::remove_file(&resource, &meta)?;
+            tracing::debug!(dataset = %name, "deleted dataset");
+            Ok(())
+        })
+        .await
+    }
+
+    async fn list_tables(&self, cred: &Credential, dataset: &str) -> CloudResult<Vec<TableInfo>> {
+        self.authorise(cred, dataset, Permission::Read).await?;
+        let name = dataset.to_owned();
+        self.with_dataset(dataset, move |layout| list_tables_blocking(layout, &name))
+            .await
+    }
+
+    async fn load_ndjson(
+        &self,
+        cred: &Credential,
+        dataset: &str,
+        table: &str,
+        ndjson: Vec<u8>,
+        mode: WriteMode,
+    ) -> CloudResult<u64> {
+        validate_table(dataset, table)?;
+        self.authorise(cred, dataset, Permission::Write).await?;
+        let (name, table) = (dataset.to_owned(), table.to_owned());
+        self.with_dataset(dataset, move |layout| {
+            load_blocking(layout, &name, &table, &ndjson, mode)
+        })
+        .await
+    }
+
+    async fn execute(&self, cred: &Credential, dataset: &str, sql: &str) -> CloudResult<()> {
+        self.authorise(cred, dataset, Permission::Write).await?;
+        let (name, sql) = (dataset.to_owned(), sql.to_owned());
+        self.with_dataset(dataset, move |layout| {
+            let resource = dataset_resource(&name);
+            let path = existing_file(layout, &name)?;
+            let conn = open_writer(&resource, &path)?;
+            conn.execute_batch(&sql)
+                .map_err(|e| duck_err(&resource, &e))
+        })
+        .await
+    }
+
+    async fn query(&self, cred: &Credential, req: &QueryRequest) -> CloudResult<QueryResult> {
+        self.authorise(cred, &req.dataset, Permission::Read).await?;
+        let resource = dataset_resource(&req.dataset);
+        let deadline = tokio::time::Instant::now() + req.timeout;
+        let guard =
+            tokio::time::timeout_at(deadline, self.dataset_mutex(&req.dataset).lock_owned())
+                .await
+                .map_err(|_| {
+                    CloudError::transient(
+                    resource.clone(),
+                    "the dataset stayed busy with another operation for the whole query timeout",
+                )
+                })?;
+        let (handle_tx, mut handle_rx) = oneshot::channel();
+        let timed_out = Arc::new(AtomicBool::new(false));
+        let flag = timed_out.clone();
+        let request = req.clone();
+        let layout = self.layout.clone();
+        let mut task = tokio::task::spawn_blocking(move || {
+            let _guard = guard;
+            query_blocking(&layout, &request, handle_tx, &flag)
+        });
+        let joined = match tokio::time::timeout_at(deadline, &mut task).await {
+            Ok(joined) => joined,
+            Err(_) => {
+                // A real interrupt, repeated until the query stops (the first may
+                // land before the statement starts).
+                timed_out.store(true, Ordering::SeqCst);
+                let mut handle: Option<Arc<InterruptHandle>> = None;
+                loop {
+                    if handle.is_none() {
+                        handle = handle_rx.try_recv().ok();
+                    }
+                    if let Some(h) = &handle {
+                        h.interrupt();
+                    }
+                    if let Ok(joined) = tokio::time::timeout(INTERRUPT_REPEAT, &mut task).await {
+                        tracing::debug!(dataset = %req.dataset, "query interrupted at its timeout");
+                        break joined;
+                    }
+                }
+            }
+        };
+        joined.map_err(|e| CloudError::permanent(resource, format!("internal task failed: {e}")))?
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refusal(conn: &Connection, sql: &str) -> String {
+        match conn.execute_batch(sql) {
+            Ok(()) => panic!("{sql} succeeded"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn the_read_only_connection_refuses_writes_attach_files_and_settings() {
+        let dir = tempfile::TempDir::new().expect("tempdir");
+        let mine = dir.path().join("mine.duckdb");
+        let theirs = dir.path().join("theirs.duckdb");
+        for path in [&mine, &theirs] {
+            let conn = open_writer("d", path).expect("writer");
+            conn.execute_batch("CREATE TABLE t AS SELECT 1 AS x")
+                .expect("create");
+        }
+        let conn = open_read_only("d", &mine).expect("read-only");
+        let n: i64 = conn
+            .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
+            .expect("reads its own table");
+        assert_eq!(n, 1);
+        for sql in [
+            "CREATE TABLE evil AS SELECT 1",
+            "INSERT INTO t VALUES (2)",
+            "DROP TABLE t",
+        ] {
+            let e = refusal(&conn, sql);
+            assert!(e.contains("read-only"), "{sql}: {e}");
+        }
+        let out = dir.path().join("out.csv");
+        for sql in [
+            format!("ATTACH '{}' AS other", theirs.display()),
+            format!("ATTACH '{}' AS other (READ_ONLY)", theirs.display()),
+            "SELECT * FROM read_csv('/etc/passwd')".to_owned(),
+            format!("COPY t TO '{}'", out.display()),
+        ] {
+            let e = refusal(&conn, &sql);
+            assert!(e.contains("disabled by configuration"), "{sql}: {e}");
+        }
+        assert!(!out.exists());
+        for sql in [
+            "SET enable_external_access = true",
+            "SET access_mode = 'READ_WRITE'",
+            "SET autoinstall_known_extensions = true",
+        ] {
+            let e = refusal(&conn, sql);
+            assert!(
+                e.contains("locked") || e.contains("Cannot change"),
+                "{sql}: {e}"
+            );
+        }
+        let e = refusal(&conn, "INSTALL httpfs");
+        assert!(!e.is_empty());
+    }
+
+    #[test]
+    fn the_loader_reads_exactly_its_one_file() {
+        let dir = tempfile::TempDir::new().expect("tempdir");
+        let db = dir.path().join("d.duckdb");
+        drop(open_writer("d", &db).expect("create"));
+        let allowed = dir.path().join("in.ndjson");
+        let other = dir.path().join("other.ndjson");
+        for p in [&allowed, &other] {
+            fs::write(p, "{\"a\": 1}\n").expect("write");
+        }
+        let conn = open_loader("d", &db, &allowed).expect("loader");
+        let n: i64 = conn
+            .query_row(
+                &format!(
+                    "SELECT count(*) FROM read_json({})",
+                    quote_literal(&allowed.to_string_lossy())
+                ),
+                [],
+                |r| r.get(0),
+            )
+            .expect("reads the allowed file");
+        assert_eq!(n, 1);
+        for sql in [
+            format!(
+                "SELECT * FROM read_json({})",
+                quote_literal(&other.to_string_lossy())
+            ),
+            "SELECT * FROM read_csv('/etc/passwd')".to_owned(),
+        ] {
+            let e = refusal(&conn, &sql);
+            assert!(e.contains("disabled by configuration"), "{sql}: {e}");
+        }
+        let e = refusal(&conn, "SET enable_external_access = true");
+        assert!(e.contains("locked"), "{e}");
+    }
+
+    #[test]
+    fn table_names_are_plain_identifiers() {
+        for ok in ["invoices", "_t", "T1", &"a".repeat(128)] {
+            validate_table("d", ok).unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in ["", "1t", "a-b", "a.b", "a\"b", "a b", &"a".repeat(129)] {
+            assert!(validate_table("d", bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_cap_wraps_the_statement_whole() {
+        assert_eq!(
+            capped("SELECT 1; ;\n", 11),
+            "SELECT * FROM (\nSELECT 1\n) AS ledgerlake_query LIMIT 11"
+        );
+        assert!(capped("SELECT 1 -- note", 2).contains("-- note\n)"));
+        assert_eq!(quote_ident("a\"b"), "\"a\"\"b\"");
+        assert_eq!(quote_literal("it's"), "'it''s'");
+    }
+}

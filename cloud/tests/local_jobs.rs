@@ -1,0 +1,258 @@
+//! Local jobs: definitions and real child-process executions.
+
+mod common;
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant};
+
+use cloud::local::PROCESS_DIED;
+use cloud::ports::{Execution, ExecutionOverrides, ExecutionState, JobRunner, JobSpec};
+use cloud::CloudError;
+use common::{labels, open_temp};
+
+fn spec(name: &str, tenant: &str, image: &str, args: &[&str]) -> JobSpec {
+    JobSpec {
+        name: name.to_owned(),
+        labels: labels(tenant),
+        image: image.to_owned(),
+        args: args.iter().map(|s| (*s).to_owned()).collect(),
+        env: BTreeMap::from([("MODE".to_owned(), "spec".to_owned())]),
+        service_account: "client-aaa-sa@local.iam.local".to_owned(),
+        timeout_seconds: 60,
+    }
+}
+
+async fn wait_done(jobs: &dyn JobRunner, job: &str, id: &str) -> Execution {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let e = jobs.get_execution(job, id).await.expect("get execution");
+        if e.state != ExecutionState::Running {
+            return e;
+        }
+        assert!(Instant::now() < deadline, "execution {id} never finished");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn ensure_job_creates_updates_and_refuses_a_foreign_owner() {
+    let (dir, cloud) = open_temp();
+    let s = spec("ingest-aaa", "aaa", "/bin/true", &[]);
+    let created = cloud.jobs.ensure_job(&s).await.expect("create");
+    assert!(dir.path().join("jobs/ingest-aaa.json").is_file());
+    assert_eq!(
+        cloud.jobs.ensure_job(&s).await.expect("same"),
+        created,
+        "unchanged when equal"
+    );
+    let mut changed = s.clone();
+    changed.args = vec!["--full".into()];
+    let updated = cloud.jobs.ensure_job(&changed).await.expect("update");
+    assert_eq!(updated.spec, changed);
+    assert_eq!(updated.created_at, created.created_at);
+    assert!(updated.updated_at >= created.updated_at);
+    assert_eq!(
+        cloud.jobs.get_job("ingest-aaa").await.expect("get").spec,
+        changed
+    );
+    assert!(matches!(
+        cloud
+            .jobs
+            .ensure_job(&spec("ingest-aaa", "bbb", "/bin/true", &[]))
+            .await,
+        Err(CloudError::AlreadyExists { .. })
+    ));
+    cloud
+        .jobs
+        .ensure_job(&spec("transform-aaa", "aaa", "/bin/true", &[]))
+        .await
+        .expect("create");
+    cloud
+        .jobs
+        .ensure_job(&spec("ingest-bbb", "bbb", "/bin/true", &[]))
+        .await
+        .expect("create");
+    let names: Vec<_> = cloud
+        .jobs
+        .list_jobs(&labels("aaa"))
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|j| j.spec.name)
+        .collect();
+    assert_eq!(names, ["ingest-aaa", "transform-aaa"]);
+    cloud.jobs.delete_job("ingest-aaa").await.expect("delete");
+    assert!(matches!(
+        cloud.jobs.delete_job("ingest-aaa").await,
+        Err(CloudError::NotFound { .. })
+    ));
+    assert!(matches!(
+        cloud.jobs.get_job("ingest-aaa").await,
+        Err(CloudError::NotFound { .. })
+    ));
+    assert!(matches!(
+        cloud
+            .jobs
+            .run_job("ingest-aaa", &ExecutionOverrides::default())
+            .await,
+        Err(CloudError::NotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_run_succeeds_or_fails_with_its_exit_code() {
+    let (_dir, cloud) = open_temp();
+    cloud
+        .jobs
+        .ensure_job(&spec("ok", "aaa", "/bin/true", &[]))
+        .await
+        .expect("create");
+    cloud
+        .jobs
+        .ensure_job(&spec("bad", "aaa", "/bin/sh", &["-c", "exit 3"]))
+        .await
+        .expect("create");
+    let run = cloud
+        .jobs
+        .run_job("ok", &ExecutionOverrides::default())
+        .await
+        .expect("run");
+    assert_eq!(run.job, "ok");
+    let done = wait_done(cloud.jobs.as_ref(), "ok", &run.id).await;
+    assert_eq!(done.state, ExecutionState::Succeeded);
+    assert!(done.finished_at.is_some());
+
+    let run = cloud
+        .jobs
+        .run_job("bad", &ExecutionOverrides::default())
+        .await
+        .expect("run");
+    let done = wait_done(cloud.jobs.as_ref(), "bad", &run.id).await;
+    assert_eq!(
+        done.state,
+        ExecutionState::Failed {
+            message: "exited with code 3".into()
+        }
+    );
+    assert!(matches!(
+        cloud.jobs.get_execution("bad", "no-such-id").await,
+        Err(CloudError::NotFound { .. })
+    ));
+
+    cloud
+        .jobs
+        .ensure_job(&spec("missing", "aaa", "/nonexistent/program", &[]))
+        .await
+        .expect("create");
+    assert!(matches!(
+        cloud
+            .jobs
+            .run_job("missing", &ExecutionOverrides::default())
+            .await,
+        Err(CloudError::Permanent { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_run_gets_its_env_and_overrides_and_logs_its_output() {
+    let (dir, cloud) = open_temp();
+    let script = "echo job=$LEDGERLAKE_JOB_NAME exec=$LEDGERLAKE_EXECUTION_ID sa=$LEDGERLAKE_SERVICE_ACCOUNT mode=$MODE arg=$0; echo oops >&2";
+    cloud
+        .jobs
+        .ensure_job(&spec("env", "aaa", "/bin/sh", &["-c", script, "spec-arg"]))
+        .await
+        .expect("create");
+    let overrides = ExecutionOverrides {
+        args: Some(vec!["-c".into(), script.into(), "override-arg".into()]),
+        env: BTreeMap::from([("MODE".to_owned(), "override".to_owned())]),
+    };
+    let run = cloud.jobs.run_job("env", &overrides).await.expect("run");
+    let done = wait_done(cloud.jobs.as_ref(), "env", &run.id).await;
+    assert_eq!(done.state, ExecutionState::Succeeded);
+    let log = std::fs::read_to_string(
+        dir.path()
+            .join(format!("jobs/executions/env/{}.log", run.id)),
+    )
+    .expect("log");
+    assert!(
+        log.contains(&format!(
+            "job=env exec={} sa=client-aaa-sa@local.iam.local mode=override arg=override-arg",
+            run.id
+        )),
+        "{log}"
+    );
+    assert!(log.contains("oops"), "stderr is logged too: {log}");
+}
+
+#[tokio::test]
+async fn a_run_past_its_timeout_is_killed() {
+    let (_dir, cloud) = open_temp();
+    let mut s = spec("slow", "aaa", "/bin/sleep", &["30"]);
+    s.timeout_seconds = 1;
+    cloud.jobs.ensure_job(&s).await.expect("create");
+    let run = cloud
+        .jobs
+        .run_job("slow", &ExecutionOverrides::default())
+        .await
+        .expect("run");
+    assert_eq!(
+        cloud
+            .jobs
+            .get_execution("slow", &run.id)
+            .await
+            .expect("get")
+            .state,
+        ExecutionState::Running
+    );
+    let done = wait_done(cloud.jobs.as_ref(), "slow", &run.id).await;
+    match done.state {
+        ExecutionState::Failed { message } => assert!(message.contains("timed out"), "{message}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_running_record_whose_process_is_gone_reports_process_died() {
+    let (dir, cloud) = open_temp();
+    cloud
+        .jobs
+        .ensure_job(&spec("j", "aaa", "/bin/true", &[]))
+        .await
+        .expect("create");
+    // A pid that is surely gone: a child that has exited and been reaped.
+    let mut child = std::process::Command::new("/bin/true")
+        .spawn()
+        .expect("spawn");
+    let gone = child.id();
+    child.wait().expect("wait");
+    let record = |id: &str, pid: u32| {
+        serde_json::json!({
+            "id": id, "job": "j", "state": "running",
+            "started_at": "2024-01-01T00:00:00Z", "finished_at": null,
+            "pid": pid, "pid_start": null, "exit_code": null, "log": "x.log"
+        })
+    };
+    let execs = dir.path().join("jobs/executions/j");
+    std::fs::create_dir_all(&execs).expect("mkdir");
+    std::fs::write(execs.join("dead.json"), record("dead", gone).to_string()).expect("write");
+    // A live process (this test) as a control: still running.
+    std::fs::write(
+        execs.join("alive.json"),
+        record("alive", std::process::id()).to_string(),
+    )
+    .expect("write");
+
+    let dead = cloud.jobs.get_execution("j", "dead").await.expect("get");
+    assert_eq!(
+        dead.state,
+        ExecutionState::Failed {
+            message: PROCESS_DIED.into()
+        }
+    );
+    assert!(dead.finished_at.is_some());
+    // The verdict is recorded.
+    let stored = std::fs::read_to_string(execs.join("dead.json")).expect("read");
+    assert!(stored.contains(PROCESS_DIED), "{stored}");
+    let alive = cloud.jobs.get_execution("j", "alive").await.expect("get");
+    assert_eq!(alive.state, ExecutionState::Running);
+}

@@ -1,0 +1,533 @@
+//! The local warehouse: DuckDB files, loading, and confined read-only queries.
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use cloud::ports::{Credential, DatasetSpec, QueryRequest, Warehouse, WriteMode};
+use cloud::CloudError;
+use common::{labels, open_temp};
+use serde_json::json;
+
+const P: Credential = Credential::Platform;
+
+fn spec(name: &str, tenant: &str) -> DatasetSpec {
+    DatasetSpec {
+        name: name.to_owned(),
+        labels: labels(tenant),
+    }
+}
+
+fn req(dataset: &str, sql: &str) -> QueryRequest {
+    QueryRequest {
+        dataset: dataset.to_owned(),
+        sql: sql.to_owned(),
+        max_rows: 100,
+        timeout: Duration::from_secs(30),
+        max_bytes: None,
+    }
+}
+
+#[tokio::test]
+async fn datasets_are_create_or_get_files() {
+    let (dir, cloud) = open_temp();
+    let d = cloud
+        .warehouse
+        .ensure_dataset(&spec("raw_aaa", "aaa"))
+        .await
+        .expect("create");
+    assert!(dir.path().join("warehouse/raw_aaa.duckdb").is_file());
+    assert!(dir.path().join("meta/datasets/raw_aaa.json").is_file());
+    assert_eq!(
+        cloud
+            .warehouse
+            .ensure_dataset(&spec("raw_aaa", "aaa"))
+            .await
+            .expect("get"),
+        d
+    );
+    assert_eq!(
+        cloud.warehouse.get_dataset("raw_aaa").await.expect("get"),
+        d
+    );
+    assert!(matches!(
+        cloud
+            .warehouse
+            .ensure_dataset(&spec("raw_aaa", "bbb"))
+            .await,
+        Err(CloudError::AlreadyExists { .. })
+    ));
+    cloud
+        .warehouse
+        .ensure_dataset(&spec("raw_bbb", "bbb"))
+        .await
+        .expect("create");
+    let names: Vec<_> = cloud
+        .warehouse
+        .list_datasets(&labels("bbb"))
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|d| d.name)
+        .collect();
+    assert_eq!(names, ["raw_bbb"]);
+    assert_eq!(
+        cloud
+            .warehouse
+            .list_datasets(&Default::default())
+            .await
+            .expect("list")
+            .len(),
+        2
+    );
+
+    cloud
+        .warehouse
+        .delete_dataset("raw_aaa")
+        .await
+        .expect("delete");
+    assert!(!dir.path().join("warehouse/raw_aaa.duckdb").exists());
+    assert!(matches!(
+        cloud.warehouse.delete_dataset("raw_aaa").await,
+        Err(CloudError::NotFound { .. })
+    ));
+    assert!(matches!(
+        cloud.warehouse.get_dataset("raw_aaa").await,
+        Err(CloudError::NotFound { .. })
+    ));
+    assert!(matches!(
+        cloud.warehouse.list_tables(&P, "raw_aaa").await,
+        Err(CloudError::NotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_crash_between_the_record_and_the_file_is_adopted() {
+    let (dir, cloud) = open_temp();
+    cloud
+        .warehouse
+        .ensure_dataset(&spec("d", "aaa"))
+        .await
+        .expect("create");
+    std::fs::remove_file(dir.path().join("warehouse/d.duckdb")).expect("simulate the crash");
+    cloud
+        .warehouse
+        .ensure_dataset(&spec("d", "aaa"))
+        .await
+        .expect("adopt");
+    assert!(dir.path().join("warehouse/d.duckdb").is_file());
+    assert!(cloud
+        .warehouse
+        .list_tables(&P, "d")
+        .await
+        .expect("tables")
+        .is_empty());
+}
+
+#[tokio::test]
+async fn loads_append_and_truncate_and_queries_convert_types() {
+    let (_dir, cloud) = open_temp();
+    cloud
+        .warehouse
+        .ensure_dataset(&spec("d", "aaa"))
+        .await
+        .expect("create");
+    let rows = b"{\"id\": 1, \"name\": \"Acme\", \"total\": 10.5, \"due\": \"2024-03-01\"}\n\
+                 {\"id\": 2, \"name\": \"Bolt\", \"total\": 20.25, \"due\": \"2024-03-02\"}\n";
+    assert_eq!(
+        cloud
+            .warehouse
+            .load_ndjson(&P, "d", "invoices", rows.to_vec(), WriteMode::Append)
+            .await
+            .expect("load"),
+        2
+    );
+    // Append with a new field: the column is added.
+    let more = b"{\"id\": 3, \"name\": \"Cog\", \"total\": 1, \"due\": \"2024-03-03\", \"status\": \"PAID\"}\n";
+    assert_eq!(
+        cloud
+            .warehouse
+            .load_ndjson(&P, "d", "invoices", more.to_vec(), WriteMode::Append)
+            .await
+            .expect("load"),
+        1
+    );
+    let tables = cloud.warehouse.list_tables(&P, "d").await.expect("tables");
+    assert_eq!(tables.len(), 1);
+    assert_eq!(
+        (tables[0].name.as_str(), tables[0].rows),
+        ("invoices", Some(3))
+    );
+
+    let r = cloud
+        .warehouse
+        .query(
+            &P,
+            &req(
+                "d",
+                "SELECT id, name, due, status FROM invoices ORDER BY id",
+            ),
+        )
+        .await
+        .expect("query");
+    assert_eq!(
+        r.columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        ["id", "name", "due", "status"]
+    );
+    assert_eq!(r.columns[2].data_type, "DATE");
+    assert_eq!(
+        r.rows[0],
+        vec![json!(1), json!("Acme"), json!("2024-03-01"), json!(null)]
+    );
+    assert_eq!(r.rows[2][3], json!("PAID"));
+    assert!(!r.truncated);
+
+    // Truncate replaces the contents in one step.
+    let replacement = b"{\"id\": 9, \"name\": \"Only\"}\n";
+    assert_eq!(
+        cloud
+            .warehouse
+            .load_ndjson(
+                &P,
+                "d",
+                "invoices",
+                replacement.to_vec(),
+                WriteMode::Truncate
+            )
+            .await
+            .expect("load"),
+        1
+    );
+    let r = cloud
+        .warehouse
+        .query(&P, &req("d", "SELECT * FROM invoices"))
+        .await
+        .expect("query");
+    assert_eq!(r.rows, vec![vec![json!(9), json!("Only")]]);
+
+    // A bad file changes nothing (the transaction rolls back).
+    let bad = b"{\"id\": 10}\nnot json\n";
+    assert!(cloud
+        .warehouse
+        .load_ndjson(&P, "d", "invoices", bad.to_vec(), WriteMode::Truncate)
+        .await
+        .is_err());
+    let r = cloud
+        .warehouse
+        .query(&P, &req("d", "SELECT count(*) AS n FROM invoices"))
+        .await
+        .expect("query");
+    assert_eq!(r.rows, vec![vec![json!(1)]]);
+    // Empty input loads nothing.
+    assert_eq!(
+        cloud
+            .warehouse
+            .load_ndjson(&P, "d", "invoices", b"\n".to_vec(), WriteMode::Append)
+            .await
+            .expect("load"),
+        0
+    );
+    // Invalid table names.
+    assert!(matches!(
+        cloud
+            .warehouse
+            .load_ndjson(
+                &P,
+                "d",
+                "x; DROP TABLE invoices",
+                rows.to_vec(),
+                WriteMode::Append
+            )
+            .await,
+        Err(CloudError::Permanent { .. })
+    ));
+}
+
+#[tokio::test]
+async fn values_become_json_exactly() {
+    let (_dir, cloud) = open_temp();
+    cloud
+        .warehouse
+        .ensure_dataset(&spec("d", "aaa"))
+        .await
+        .expect("create");
+    cloud
+        .warehouse
+        .execute(
+            &P,
+            "d",
+            "CREATE TABLE t AS SELECT 1234.50::DECIMAL(18,2) AS amount, \
+             DATE '2024-02-29' AS day, TIMESTAMP '2024-03-01 12:00:00' AS at, \
+             TIMESTAMPTZ '2024-03-01 12:00:00+00' AS at_tz, NULL::VARCHAR AS nothing, \
+             true AS flag, 2.5::DOUBLE AS ratio, [1, 2] AS list, {'a': 1} AS obj, \
+             9007199254740993::BIGINT AS big",
+        )
+        .await
+        .expect("execute");
+    let r = cloud
+        .warehouse
+        .query(&P, &req("d", "SELECT * FROM t"))
+        .await
+        .expect("query");
+    assert_eq!(
+        r.rows[0],
+        vec![
+            json!("1234.50"),
+            json!("2024-02-29"),
+            json!("2024-03-01T12:00:00Z"),
+            json!("2024-03-01T12:00:00Z"),
+            json!(null),
+            json!(true),
+            json!(2.5),
+            json!([1, 2]),
+            json!({"a": 1}),
+            json!(9_007_199_254_740_993_i64),
+        ]
+    );
+    assert_eq!(r.columns[0].data_type, "DECIMAL(18,2)");
+    assert_eq!(r.columns[2].data_type, "TIMESTAMP");
+}
+
+#[tokio::test]
+async fn max_rows_truncates_and_says_so() {
+    let (_dir, cloud) = open_temp();
+    cloud
+        .warehouse
+        .ensure_dataset(&spec("d", "aaa"))
+        .await
+        .expect("create");
+    let mut q = req("d", "SELECT * FROM range(1000) t(i) ORDER BY i;");
+    q.max_rows = 10;
+    let r = cloud.warehouse.query(&P, &q).await.expect("query");
+    assert_eq!(r.rows.len(), 10);
+    assert!(r.truncated);
+    assert_eq!(r.rows[9], vec![json!(9)]);
+    q.max_rows = 1000;
+    let r = cloud.warehouse.query(&P, &q).await.expect("query");
+    assert_eq!(r.rows.len(), 1000);
+    assert!(!r.truncated);
+    // A trailing comment cannot break out of the cap.
+    q.sql = "SELECT * FROM range(50) -- trailing".into();
+    q.max_rows = 5;
+    let r = cloud.warehouse.query(&P, &q).await.expect("query");
+    assert_eq!((r.rows.len(), r.truncated), (5, true));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_query_past_its_timeout_is_interrupted() {
+    let (_dir, cloud) = open_temp();
+    cloud
+        .warehouse
+        .ensure_dataset(&spec("d", "aaa"))
+        .await
+        .expect("create");
+    let mut q = req(
+        "d",
+        "SELECT count(*) FROM range(1000000000000) a(i) WHERE i % 7 = 3",
+    );
+    q.timeout = Duration::from_millis(300);
+    let started = Instant::now();
+    let r = cloud.warehouse.query(&P, &q).await;
+    let took = started.elapsed();
+    match r {
+        Err(CloudError::Permanent { message, .. }) => {
+            assert!(message.contains("timeout"), "{message}")
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(
+        took < Duration::from_secs(10),
+        "the query was not interrupted: {took:?}"
+    );
+    // The dataset is usable afterwards.
+    let r = cloud
+        .warehouse
+        .query(&P, &req("d", "SELECT 42 AS x"))
+        .await
+        .expect("query");
+    assert_eq!(r.rows, vec![vec![json!(42)]]);
+}
+
+#[tokio::test]
+async fn queries_are_read_only_and_confined_to_their_dataset() {
+    let (dir, cloud) = open_temp();
+    cloud
+        .warehouse
+        .ensure_dataset(&spec("mine", "aaa"))
+        .await
+        .expect("create");
+    cloud
+        .warehouse
+        .ensure_dataset(&spec("theirs", "bbb"))
+        .await
+        .expect("create");
+    cloud
+        .warehouse
+        .execute(&P, "mine", "CREATE TABLE t AS SELECT 1 AS x")
+        .await
+        .expect("execute");
+    cloud
+        .warehouse
+        .execute(&P, "theirs", "CREATE TABLE secret AS SELECT 'b-data' AS x")
+        .await
+        .expect("execute");
+    let ndjson = dir.path().join("plain.ndjson");
+    std::fs::write(&ndjson, "{\"a\": 1}\n").expect("write");
+    let theirs = dir.path().join("warehouse/theirs.duckdb");
+    // (statement, what the refusal says): every external read is refused by
+    // DuckDB's configuration, not by accident.
+    let disabled = "disabled by configuration";
+    let attempts = [
+        ("SELECT * FROM read_csv('/etc/passwd')".to_owned(), disabled),
+        (
+            "SELECT * FROM read_csv_auto('/etc/passwd')".to_owned(),
+            disabled,
+        ),
+        (
+            "SELECT * FROM read_text('/etc/passwd')".to_owned(),
+            disabled,
+        ),
+        (
+            format!("SELECT * FROM read_json('{}')", ndjson.display()),
+            disabled,
+        ),
+        (
+            format!("SELECT * FROM read_json_auto('{}')", ndjson.display()),
+            disabled,
+        ),
+        (
+            format!("SELECT * FROM read_blob('{}')", theirs.display()),
+            disabled,
+        ),
+        (
+            format!("SELECT * FROM glob('{}/*')", dir.path().display()),
+            disabled,
+        ),
+        (
+            "SELECT * FROM 'https://example.com/data.csv'".to_owned(),
+            disabled,
+        ),
+        // A bare path is not even looked up as a file.
+        ("SELECT * FROM '/etc/passwd'".to_owned(), "does not exist"),
+        // Extensions that are not linked in are neither installed nor loaded.
+        (
+            "SELECT * FROM read_parquet('/etc/passwd')".to_owned(),
+            "not in the catalog",
+        ),
+    ];
+    for (sql, refusal) in &attempts {
+        match cloud.warehouse.query(&P, &req("mine", sql)).await {
+            Err(CloudError::Permanent { message, .. }) => {
+                assert!(message.contains(refusal), "{sql}: {message}")
+            }
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
+    // Statements other than a query do not even parse inside the row cap's
+    // wrapper; the read-only connection refuses them on its own as well (see
+    // the unit tests of the warehouse module).
+    for sql in [
+        format!("ATTACH '{}' AS other", theirs.display()),
+        "CREATE TABLE evil AS SELECT 1".to_owned(),
+        "INSERT INTO t VALUES (2)".to_owned(),
+        format!("COPY t TO '{}/out.csv'", dir.path().display()),
+        "SET enable_external_access = true".to_owned(),
+        "INSTALL httpfs".to_owned(),
+        "SELECT 1; DROP TABLE t".to_owned(),
+    ] {
+        let r = cloud.warehouse.query(&P, &req("mine", &sql)).await;
+        assert!(
+            matches!(r, Err(CloudError::Permanent { .. })),
+            "{sql}: {r:?}"
+        );
+    }
+    assert!(!dir.path().join("out.csv").exists());
+    let r = cloud
+        .warehouse
+        .query(&P, &req("mine", "SELECT * FROM t"))
+        .await
+        .expect("query");
+    assert_eq!(r.rows, vec![vec![json!(1)]]);
+    let r = cloud
+        .warehouse
+        .query(&P, &req("mine", "SELECT * FROM secret"))
+        .await;
+    assert!(r.is_err(), "another dataset's table is visible: {r:?}");
+}
+
+#[tokio::test]
+async fn execute_cannot_reach_files_or_other_datasets_either() {
+    let (dir, cloud) = open_temp();
+    cloud
+        .warehouse
+        .ensure_dataset(&spec("mine", "aaa"))
+        .await
+        .expect("create");
+    cloud
+        .warehouse
+        .ensure_dataset(&spec("theirs", "bbb"))
+        .await
+        .expect("create");
+    let theirs = dir.path().join("warehouse/theirs.duckdb");
+    let disabled = "disabled by configuration";
+    let locked = "the configuration has been locked";
+    for (sql, refusal) in [
+        (
+            "CREATE TABLE p AS SELECT * FROM read_csv('/etc/passwd')".to_owned(),
+            disabled,
+        ),
+        (format!("ATTACH '{}' AS other", theirs.display()), disabled),
+        (
+            format!("COPY (SELECT 1) TO '{}/out.csv'", dir.path().display()),
+            disabled,
+        ),
+        ("SET enable_external_access = true".to_owned(), locked),
+        ("SET allowed_paths = ['/etc/passwd']".to_owned(), locked),
+        ("SET lock_configuration = false".to_owned(), locked),
+    ] {
+        match cloud.warehouse.execute(&P, "mine", &sql).await {
+            Err(CloudError::Permanent { message, .. }) => {
+                assert!(message.contains(refusal), "{sql}: {message}")
+            }
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
+    assert!(!dir.path().join("out.csv").exists());
+    assert!(cloud
+        .warehouse
+        .list_tables(&P, "mine")
+        .await
+        .expect("tables")
+        .is_empty());
+}
+
+#[tokio::test]
+async fn the_master_key_in_the_environment_is_not_readable_by_a_query() {
+    let (_dir, cloud) = open_temp();
+    cloud
+        .warehouse
+        .ensure_dataset(&spec("d", "aaa"))
+        .await
+        .expect("create");
+    for sql in [
+        "SELECT getenv('HOME') AS v",
+        "SELECT current_setting('home_directory') AS v",
+    ] {
+        if let Ok(r) = cloud.warehouse.query(&P, &req("d", sql)).await {
+            let home = std::env::var("HOME").unwrap_or_default();
+            let shown = r
+                .rows
+                .first()
+                .and_then(|row| row.first())
+                .cloned()
+                .unwrap_or_default();
+            assert!(
+                home.is_empty() || shown != json!(home),
+                "{sql} reads the environment: {shown}"
+            );
+        }
+    }
+}
