@@ -531,3 +531,32 @@ async fn the_master_key_in_the_environment_is_not_readable_by_a_query() {
         }
     }
 }
+
+/// A crash between writing a dataset's record and its database file leaves a
+/// record alone: that is not a dataset yet, and the next ensure finishes it.
+#[tokio::test]
+async fn a_record_without_its_database_file_is_not_found_until_ensured() {
+    let (dir, cloud) = open_temp();
+    let d = cloud
+        .warehouse
+        .ensure_dataset(&spec("raw_ccc", "ccc"))
+        .await
+        .expect("create");
+    let file = dir.path().join("warehouse/raw_ccc.duckdb");
+    std::fs::remove_file(&file).expect("simulate the crash");
+    assert!(matches!(
+        cloud.warehouse.get_dataset("raw_ccc").await,
+        Err(CloudError::NotFound { .. })
+    ));
+    let adopted = cloud
+        .warehouse
+        .ensure_dataset(&spec("raw_ccc", "ccc"))
+        .await
+        .expect("ensure again");
+    assert_eq!(adopted, d);
+    assert!(file.is_file());
+    assert_eq!(
+        cloud.warehouse.get_dataset("raw_ccc").await.expect("get"),
+        d
+    );
+}

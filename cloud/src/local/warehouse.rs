@@ -515,7 +515,14 @@ impl Warehouse for LocalWarehouse {
         fsio::validate_name("dataset", name)?;
         let layout = self.layout.clone();
         let name = name.to_owned();
-        fsio::blocking("dataset", move || read_dataset(&layout, &name)).await
+        // A record whose database file is missing (a crash between the two)
+        // is not a dataset yet: NotFound sends the caller to ensure_dataset,
+        // which adopts the record and creates the file.
+        fsio::blocking("dataset", move || {
+            existing_file(&layout, &name)?;
+            read_dataset(&layout, &name)
+        })
+        .await
     }
 
     async fn list_datasets(&self, labels: &Labels) -> CloudResult<Vec<Dataset>> {
