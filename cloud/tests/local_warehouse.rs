@@ -560,3 +560,53 @@ async fn a_record_without_its_database_file_is_not_found_until_ensured() {
         d
     );
 }
+
+#[tokio::test]
+async fn a_dataset_held_by_another_process_is_transient() {
+    let (dir, cloud) = open_temp();
+    cloud
+        .warehouse
+        .ensure_dataset(&spec("d", "aaa"))
+        .await
+        .expect("create");
+    let file = dir.path().join("warehouse/d.duckdb");
+    // Another process takes the POSIX lock DuckDB takes on its file (a
+    // running tenant-job would hold it the same way).
+    let script = "import fcntl, sys, time\n\
+                  f = open(sys.argv[1], 'r+')\n\
+                  fcntl.lockf(f, fcntl.LOCK_EX)\n\
+                  print('locked', flush=True)\n\
+                  time.sleep(30)\n";
+    let mut holder = std::process::Command::new("python3")
+        .args(["-c", script])
+        .arg(&file)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("python3 is needed for this test");
+    let mut line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(holder.stdout.take().expect("stdout")),
+        &mut line,
+    )
+    .expect("read");
+    assert_eq!(line.trim(), "locked");
+    let results = [
+        cloud.warehouse.query(&P, &req("d", "SELECT 1")).await.map(|_| ()),
+        cloud.warehouse.execute(&P, "d", "CREATE TABLE t (x INT)").await,
+        cloud.warehouse.list_tables(&P, "d").await.map(|_| ()),
+    ];
+    let _ = holder.kill();
+    let _ = holder.wait();
+    for r in results {
+        match r {
+            Err(e @ CloudError::Transient { .. }) => assert!(e.is_retryable()),
+            other => panic!("expected a transient error, got {other:?}"),
+        }
+    }
+    // Once the other process lets go, the dataset works again.
+    cloud
+        .warehouse
+        .execute(&P, "d", "CREATE TABLE t (x INT)")
+        .await
+        .expect("execute after release");
+}

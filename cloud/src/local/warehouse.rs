@@ -388,7 +388,7 @@ fn query_blocking(
     let columns: Vec<Column> = match rows.as_ref() {
         Some(s) => (0..s.column_count())
             .map(|i| Column {
-                name: s.column_name(i).map(String::clone).unwrap_or_default(),
+                name: s.column_name(i).cloned().unwrap_or_default(),
                 data_type: sqlvalue::sql_type(&s.column_type(i)),
             })
             .collect(),
