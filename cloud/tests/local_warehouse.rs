@@ -591,8 +591,15 @@ async fn a_dataset_held_by_another_process_is_transient() {
     .expect("read");
     assert_eq!(line.trim(), "locked");
     let results = [
-        cloud.warehouse.query(&P, &req("d", "SELECT 1")).await.map(|_| ()),
-        cloud.warehouse.execute(&P, "d", "CREATE TABLE t (x INT)").await,
+        cloud
+            .warehouse
+            .query(&P, &req("d", "SELECT 1"))
+            .await
+            .map(|_| ()),
+        cloud
+            .warehouse
+            .execute(&P, "d", "CREATE TABLE t (x INT)")
+            .await,
         cloud.warehouse.list_tables(&P, "d").await.map(|_| ()),
     ];
     let _ = holder.kill();

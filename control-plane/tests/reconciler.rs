@@ -589,3 +589,59 @@ async fn many_tenants_share_the_project_policy_without_losing_a_grant() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_pass_over_all_tenants_leaves_settled_ones_alone_and_repairs_drift() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let platform = support::platform(dir.path()).await;
+    let r = support::reconciler(&platform);
+    let (calm, drifted) = (tid("calm"), tid("drifted"));
+    for id in [&calm, &drifted] {
+        r.provision(id, "test").await.expect("provision");
+    }
+    let before = platform
+        .store
+        .get_tenant(&calm)
+        .await
+        .expect("read")
+        .expect("calm");
+    // Out of band: the drifted tenant's raw dataset goes, and so does its grant
+    // on the secret.
+    platform
+        .cloud
+        .warehouse
+        .delete_dataset(&naming::raw_dataset(&drifted))
+        .await
+        .expect("delete dataset");
+    let email = platform
+        .cloud
+        .identity
+        .email_for(&naming::service_account_id(&drifted));
+    cloud::ports::identity::revoke(
+        platform.cloud.identity.as_ref(),
+        &ResourceRef::Secret(naming::secret_name(&drifted)),
+        roles::SECRET_ACCESSOR,
+        &cloud::ports::member_for(&email),
+    )
+    .await
+    .expect("revoke");
+
+    let mut changed = std::collections::BTreeMap::new();
+    for result in r.reconcile_all().await.expect("all") {
+        let report = result.expect("report");
+        assert!(report.is_success(), "{report:?}");
+        changed.insert(report.tenant.to_string(), report.changed);
+    }
+    // The dataset, the grant on the new dataset, and the secret grant.
+    assert_eq!(changed.get("drifted"), Some(&3), "{changed:?}");
+    assert_eq!(changed.get("calm"), Some(&0), "{changed:?}");
+    assert_ready_without_duplicates(&platform.cloud, &r, &drifted).await;
+    // The settled tenant was not written to at all.
+    let after = platform
+        .store
+        .get_tenant(&calm)
+        .await
+        .expect("read")
+        .expect("calm");
+    assert_eq!(after.updated_at, before.updated_at);
+}

@@ -8,11 +8,10 @@ use time::OffsetDateTime;
 
 use super::fsio::{self, shown};
 use super::layout::Layout;
+use super::policies::PolicyCache;
 use crate::error::{CloudError, CloudResult};
 use crate::naming::Labels;
-use crate::ports::{
-    member_for, roles, Credential, Permission, Policy, ResourceRef, ServiceAccount,
-};
+use crate::ports::{member_for, roles, Credential, Permission, ResourceRef, ServiceAccount};
 
 /// A service account as stored in `iam/service-accounts/<email>.json`: the
 /// port's fields plus the SHA-256 of its key (never the key itself).
@@ -57,11 +56,12 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
 #[derive(Debug, Clone)]
 pub struct Authoriser {
     layout: Arc<Layout>,
+    policies: Arc<PolicyCache>,
 }
 
 impl Authoriser {
-    pub fn new(layout: Arc<Layout>) -> Self {
-        Authoriser { layout }
+    pub fn new(layout: Arc<Layout>, policies: Arc<PolicyCache>) -> Self {
+        Authoriser { layout, policies }
     }
 
     /// Blocking: reads the account and the policy. `Platform` may do anything;
@@ -97,11 +97,13 @@ impl Authoriser {
             tracing::debug!(principal = %email, %resource, "denied: key does not match");
             return Err(denied());
         }
-        let policy: Policy = fsio::read_json(&resource.to_string(), &self.layout.policy(resource))?
-            .unwrap_or_default();
+        let policy = self
+            .policies
+            .read(&resource.to_string(), &self.layout.policy(resource))?;
         let member = member_for(email);
         if policy
-            .roles_of(&member)
+            .iter()
+            .flat_map(|p| p.roles_of(&member))
             .any(|role| roles::allows(role, resource, permission))
         {
             Ok(())

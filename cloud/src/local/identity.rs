@@ -10,6 +10,7 @@ use rand::{Rng, RngCore};
 use super::auth::{key_hash, AccountRecord};
 use super::fsio::{self, shown};
 use super::layout::Layout;
+use super::policies::PolicyCache;
 use crate::error::{CloudError, CloudResult};
 use crate::naming::Labels;
 use crate::ports::{Credential, Identity, Policy, ResourceRef, ServiceAccount, ServiceAccountSpec};
@@ -113,11 +114,12 @@ fn new_unique_id() -> String {
 #[derive(Debug, Clone)]
 pub struct LocalIdentity {
     layout: Arc<Layout>,
+    policies: Arc<PolicyCache>,
 }
 
 impl LocalIdentity {
-    pub fn new(layout: Arc<Layout>) -> Self {
-        LocalIdentity { layout }
+    pub fn new(layout: Arc<Layout>, policies: Arc<PolicyCache>) -> Self {
+        LocalIdentity { layout, policies }
     }
 
     fn write_key(layout: &Layout, resource: &str, email: &str) -> CloudResult<String> {
@@ -333,20 +335,20 @@ impl Identity for LocalIdentity {
     async fn get_iam_policy(&self, resource: &ResourceRef) -> CloudResult<Policy> {
         validate_resource(resource)?;
         let layout = self.layout.clone();
+        let policies = self.policies.clone();
         let resource = resource.clone();
         fsio::blocking("IAM policy", move || {
             let name = resource.to_string();
             if !resource_exists(&layout, &resource) {
                 return Err(CloudError::not_found(name));
             }
-            Ok(
-                fsio::read_json::<Policy>(&name, &layout.policy(&resource))?.unwrap_or_else(|| {
-                    Policy {
-                        bindings: Vec::new(),
-                        etag: EMPTY_POLICY_ETAG.to_owned(),
-                    }
-                }),
-            )
+            Ok(match policies.read(&name, &layout.policy(&resource))? {
+                Some(policy) => Policy::clone(&policy),
+                None => Policy {
+                    bindings: Vec::new(),
+                    etag: EMPTY_POLICY_ETAG.to_owned(),
+                },
+            })
         })
         .await
     }

@@ -46,6 +46,7 @@ mod identity;
 mod jobs;
 mod layout;
 mod objects;
+mod policies;
 mod secrets;
 mod sqlvalue;
 mod warehouse;
@@ -61,6 +62,7 @@ pub use identity::{LocalIdentity, ACCOUNT_ID_RULE, EMPTY_POLICY_ETAG};
 pub use jobs::{LocalJobRunner, PROCESS_DIED};
 pub use layout::Layout;
 pub use objects::LocalObjectStore;
+pub use policies::PolicyCache;
 pub use secrets::{parse_master_key, LocalSecretStore, MASTER_KEY_ENV};
 pub use warehouse::{LocalWarehouse, TABLE_RULE};
 
@@ -180,14 +182,15 @@ impl LocalAdapters {
         let layout = Arc::new(Layout::new(root, config.project.clone()));
         layout.create()?;
         clean_tmp(&layout);
-        let auth = Authoriser::new(layout.clone());
+        let policies = Arc::new(PolicyCache::new());
+        let auth = Authoriser::new(layout.clone(), policies.clone());
         let secrets =
             LocalSecretStore::open(layout.clone(), auth.clone(), config.master_key.as_deref())?;
         tracing::debug!(data_dir = %config.data_dir.display(), project = %config.project, "opened the local cloud");
         Ok(LocalAdapters {
             objects: Arc::new(LocalObjectStore::new(layout.clone(), auth.clone())),
             warehouse: Arc::new(LocalWarehouse::new(layout.clone(), auth.clone())),
-            identity: Arc::new(LocalIdentity::new(layout.clone())),
+            identity: Arc::new(LocalIdentity::new(layout.clone(), policies)),
             secrets: Arc::new(secrets),
             jobs: Arc::new(LocalJobRunner::new(layout.clone())),
             layout,

@@ -104,6 +104,38 @@ pub async fn ensure(cloud: &Cloud, p: &Planned, labels: &Labels) -> CloudResult<
     }
 }
 
+/// Whether the resource exists as planned, owned by this tenant, by reads
+/// only. `false` covers anything a full pass must look at (absent, owned by
+/// someone else, a missing grant); errors are the cloud's.
+pub async fn is_in_place(cloud: &Cloud, p: &Planned, labels: &Labels) -> CloudResult<bool> {
+    let found = match p {
+        Planned::ServiceAccount { email, .. } => cloud
+            .identity
+            .get_service_account(email)
+            .await
+            .map(|sa| sa.labels),
+        Planned::Bucket { name } => cloud.objects.get_bucket(name).await.map(|b| b.labels),
+        Planned::Dataset { name } => cloud.warehouse.get_dataset(name).await.map(|d| d.labels),
+        Planned::Secret { name } => cloud.secrets.get_secret(name).await.map(|s| s.labels),
+        Planned::Binding {
+            resource,
+            role,
+            member,
+        } => {
+            return match cloud.identity.get_iam_policy(resource).await {
+                Ok(policy) => Ok(policy.has(role, member)),
+                Err(CloudError::NotFound { .. }) => Ok(false),
+                Err(e) => Err(e),
+            }
+        }
+    };
+    match found {
+        Ok(found) => Ok(labels.iter().all(|(k, v)| found.get(k) == Some(v))),
+        Err(CloudError::NotFound { .. }) => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// Removes the resource; one that is already gone is success.
 pub async fn remove(cloud: &Cloud, p: &Planned) -> CloudResult<()> {
     let result = match p {

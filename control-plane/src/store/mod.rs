@@ -20,6 +20,7 @@ mod onboarding;
 mod tests;
 mod types;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 use std::time::Duration;
@@ -286,6 +287,31 @@ impl Store {
             .iter()
             .map(resource_from_row)
             .collect()
+    }
+
+    /// Every tenant's resources in one query, grouped by tenant (in the order
+    /// of [`Store::list_resources`]). A pass over all tenants reads this once
+    /// instead of once per tenant.
+    pub async fn list_all_resources(
+        &self,
+    ) -> Result<HashMap<TenantId, Vec<ResourceRecord>>, StoreError> {
+        let sql = format!(
+            "SELECT tenant_id, {RESOURCE_COLUMNS} FROM resources \
+             ORDER BY tenant_id, created_at, kind, name"
+        );
+        let rows = sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        let mut grouped: HashMap<TenantId, Vec<ResourceRecord>> = HashMap::new();
+        for row in &rows {
+            let tenant: TenantId = get_parsed(row, "tenant_id")?;
+            grouped
+                .entry(tenant)
+                .or_default()
+                .push(resource_from_row(row)?);
+        }
+        Ok(grouped)
     }
 
     pub async fn get_resource(
