@@ -5,6 +5,7 @@
 //! is the embedded default (folders, DuckDB, encrypted files, child processes).
 
 pub mod error;
+pub mod lease;
 pub mod local;
 pub mod naming;
 pub mod ports;

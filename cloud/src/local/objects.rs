@@ -2,6 +2,7 @@
 
 use std::fs;
 use std::io::ErrorKind;
+use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
@@ -15,7 +16,7 @@ use super::layout::Layout;
 use crate::error::{CloudError, CloudResult};
 use crate::naming::Labels;
 use crate::ports::{
-    Bucket, BucketSpec, Credential, ObjectInfo, ObjectStore, Permission, ResourceRef,
+    Bucket, BucketSpec, Credential, ObjectInfo, ObjectStore, Permission, Precondition, ResourceRef,
 };
 
 /// Buckets under `buckets/`, their metadata under `meta/buckets/`.
@@ -43,10 +44,50 @@ fn info(key: String, meta: &fs::Metadata) -> ObjectInfo {
     ObjectInfo {
         key,
         size: meta.len(),
+        generation: generation(meta),
         updated_at: meta
             .modified()
             .map(OffsetDateTime::from)
             .unwrap_or_else(|_| fsio::now()),
+    }
+}
+
+/// An object's generation: every write replaces the file by rename, so the
+/// inode changes with each write; the modification time tells apart a later
+/// file that reuses an inode number.
+fn generation(meta: &fs::Metadata) -> String {
+    format!("{}.{}.{}", meta.ino(), meta.mtime(), meta.mtime_nsec())
+}
+
+/// Conditional writes and deletes hold this lock between checking the
+/// generation and acting, so two processes cannot both pass one condition.
+const PRECONDITION_LOCK: &str = "object-preconditions";
+
+/// The current generation of an object file; `None` when there is none.
+fn current_generation(resource: &str, path: &Path) -> CloudResult<Option<String>> {
+    match fs::metadata(path) {
+        Ok(meta) if meta.is_file() => Ok(Some(generation(&meta))),
+        Ok(_) => Ok(None),
+        Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => Ok(None),
+        Err(e) => Err(fsio::io_err(resource, path, &e)),
+    }
+}
+
+fn check_condition(
+    resource: &str,
+    current: Option<&str>,
+    condition: &Precondition,
+) -> CloudResult<()> {
+    let holds = match condition {
+        Precondition::DoesNotExist => current.is_none(),
+        Precondition::GenerationMatch(wanted) => current == Some(wanted.as_str()),
+    };
+    if holds {
+        Ok(())
+    } else {
+        Err(CloudError::Conflict {
+            resource: resource.to_owned(),
+        })
     }
 }
 
@@ -287,6 +328,64 @@ impl ObjectStore for LocalObjectStore {
         .await
     }
 
+    async fn put_object_if(
+        &self,
+        cred: &Credential,
+        bucket: &str,
+        key: &str,
+        data: Vec<u8>,
+        condition: &Precondition,
+    ) -> CloudResult<ObjectInfo> {
+        fsio::validate_key(bucket, key)?;
+        self.authorise(cred, bucket, Permission::Write).await?;
+        let layout = self.layout.clone();
+        let (bucket, key, condition) = (bucket.to_owned(), key.to_owned(), condition.clone());
+        fsio::blocking("object", move || {
+            let resource = object_resource(&bucket, &key);
+            read_bucket(&layout, &bucket)?;
+            let path = object_path(&layout, &bucket, &key)?;
+            let _lock = fsio::lock(&resource, &layout.lock_file(PRECONDITION_LOCK))?;
+            let current = current_generation(&resource, &path)?;
+            check_condition(&resource, current.as_deref(), &condition)?;
+            put_blocking(&layout, &bucket, &key, &data)
+        })
+        .await
+    }
+
+    async fn read_object(
+        &self,
+        cred: &Credential,
+        bucket: &str,
+        key: &str,
+    ) -> CloudResult<(ObjectInfo, Vec<u8>)> {
+        fsio::validate_key(bucket, key)?;
+        self.authorise(cred, bucket, Permission::Read).await?;
+        let layout = self.layout.clone();
+        let (bucket, key) = (bucket.to_owned(), key.to_owned());
+        fsio::blocking("object", move || {
+            read_bucket(&layout, &bucket)?;
+            let path = object_path(&layout, &bucket, &key)?;
+            let resource = object_resource(&bucket, &key);
+            let missing = |e: std::io::Error| match e.kind() {
+                ErrorKind::NotFound | ErrorKind::NotADirectory => {
+                    CloudError::not_found(resource.clone())
+                }
+                _ => fsio::io_err(&resource, &path, &e),
+            };
+            // Bytes and metadata from one open file, so they belong together
+            // even if the object is replaced meanwhile.
+            let mut file = fs::File::open(&path).map_err(missing)?;
+            let meta = file.metadata().map_err(missing)?;
+            if !meta.is_file() {
+                return Err(CloudError::not_found(resource.clone()));
+            }
+            let mut data = Vec::with_capacity(usize::try_from(meta.len()).unwrap_or(0));
+            std::io::Read::read_to_end(&mut file, &mut data).map_err(missing)?;
+            Ok((info(key.clone(), &meta), data))
+        })
+        .await
+    }
+
     async fn get_object(&self, cred: &Credential, bucket: &str, key: &str) -> CloudResult<Vec<u8>> {
         fsio::validate_key(bucket, key)?;
         self.authorise(cred, bucket, Permission::Read).await?;
@@ -342,6 +441,43 @@ impl ObjectStore for LocalObjectStore {
             match fs::remove_file(&path) {
                 Ok(()) => {}
                 Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+                    return Err(CloudError::not_found(resource));
+                }
+                Err(e) => return Err(fsio::io_err(&resource, &path, &e)),
+            }
+            prune_empty_parents(&layout.bucket_dir(&bucket), &path);
+            Ok(())
+        })
+        .await
+    }
+
+    async fn delete_object_if(
+        &self,
+        cred: &Credential,
+        bucket: &str,
+        key: &str,
+        generation: &str,
+    ) -> CloudResult<()> {
+        fsio::validate_key(bucket, key)?;
+        self.authorise(cred, bucket, Permission::Write).await?;
+        let layout = self.layout.clone();
+        let (bucket, key, generation) = (bucket.to_owned(), key.to_owned(), generation.to_owned());
+        fsio::blocking("object", move || {
+            let resource = object_resource(&bucket, &key);
+            read_bucket(&layout, &bucket)?;
+            let path = object_path(&layout, &bucket, &key)?;
+            let _lock = fsio::lock(&resource, &layout.lock_file(PRECONDITION_LOCK))?;
+            let Some(current) = current_generation(&resource, &path)? else {
+                return Err(CloudError::not_found(resource));
+            };
+            check_condition(
+                &resource,
+                Some(&current),
+                &Precondition::GenerationMatch(generation),
+            )?;
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == ErrorKind::NotFound => {
                     return Err(CloudError::not_found(resource));
                 }
                 Err(e) => return Err(fsio::io_err(&resource, &path, &e)),

@@ -21,7 +21,7 @@ use std::fmt;
 
 pub use identity::{Binding, Identity, Policy, ServiceAccount, ServiceAccountSpec};
 pub use jobs::{Execution, ExecutionOverrides, ExecutionState, Job, JobRunner, JobSpec};
-pub use objects::{Bucket, BucketSpec, ObjectInfo, ObjectStore};
+pub use objects::{Bucket, BucketSpec, ObjectInfo, ObjectStore, Precondition};
 pub use secrets::{SecretInfo, SecretPayload, SecretSpec, SecretStore};
 pub use warehouse::{
     Column, Dataset, DatasetSpec, QueryRequest, QueryResult, TableInfo, Warehouse, WriteMode,

@@ -27,8 +27,21 @@ pub struct Bucket {
 pub struct ObjectInfo {
     pub key: String,
     pub size: u64,
+    /// Changes with every write of the object (Cloud Storage's generation,
+    /// opaque here); what [`Precondition::GenerationMatch`] compares.
+    pub generation: String,
     #[serde(with = "time::serde::rfc3339")]
     pub updated_at: OffsetDateTime,
+}
+
+/// A condition checked atomically with a write or delete, as Cloud Storage's
+/// `ifGenerationMatch` does. A failed condition is `CloudError::Conflict`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Precondition {
+    /// The object must not exist (`ifGenerationMatch=0`).
+    DoesNotExist,
+    /// The object must exist at exactly this generation.
+    GenerationMatch(String),
 }
 
 #[async_trait]
@@ -49,7 +62,23 @@ pub trait ObjectStore: Send + Sync {
         key: &str,
         data: Vec<u8>,
     ) -> CloudResult<ObjectInfo>;
+    /// Writes an object only if `condition` holds; `Conflict` when it does not.
+    async fn put_object_if(
+        &self,
+        cred: &Credential,
+        bucket: &str,
+        key: &str,
+        data: Vec<u8>,
+        condition: &Precondition,
+    ) -> CloudResult<ObjectInfo>;
     async fn get_object(&self, cred: &Credential, bucket: &str, key: &str) -> CloudResult<Vec<u8>>;
+    /// An object's bytes with the generation those bytes belong to.
+    async fn read_object(
+        &self,
+        cred: &Credential,
+        bucket: &str,
+        key: &str,
+    ) -> CloudResult<(ObjectInfo, Vec<u8>)>;
     /// Objects whose key starts with `prefix`, in key order.
     async fn list_objects(
         &self,
@@ -58,4 +87,13 @@ pub trait ObjectStore: Send + Sync {
         prefix: &str,
     ) -> CloudResult<Vec<ObjectInfo>>;
     async fn delete_object(&self, cred: &Credential, bucket: &str, key: &str) -> CloudResult<()>;
+    /// Deletes the object only if it is still at `generation`; `Conflict`
+    /// when it changed, `NotFound` when it is gone.
+    async fn delete_object_if(
+        &self,
+        cred: &Credential,
+        bucket: &str,
+        key: &str,
+        generation: &str,
+    ) -> CloudResult<()>;
 }

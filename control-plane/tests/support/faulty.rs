@@ -121,8 +121,29 @@ impl ObjectStore for Faulty {
     ) -> CloudResult<ObjectInfo> {
         self.inner.objects.put_object(cred, bucket, key, data).await
     }
+    async fn put_object_if(
+        &self,
+        cred: &Credential,
+        bucket: &str,
+        key: &str,
+        data: Vec<u8>,
+        condition: &Precondition,
+    ) -> CloudResult<ObjectInfo> {
+        self.inner
+            .objects
+            .put_object_if(cred, bucket, key, data, condition)
+            .await
+    }
     async fn get_object(&self, cred: &Credential, bucket: &str, key: &str) -> CloudResult<Vec<u8>> {
         self.inner.objects.get_object(cred, bucket, key).await
+    }
+    async fn read_object(
+        &self,
+        cred: &Credential,
+        bucket: &str,
+        key: &str,
+    ) -> CloudResult<(ObjectInfo, Vec<u8>)> {
+        self.inner.objects.read_object(cred, bucket, key).await
     }
     async fn list_objects(
         &self,
@@ -134,6 +155,18 @@ impl ObjectStore for Faulty {
     }
     async fn delete_object(&self, cred: &Credential, bucket: &str, key: &str) -> CloudResult<()> {
         self.inner.objects.delete_object(cred, bucket, key).await
+    }
+    async fn delete_object_if(
+        &self,
+        cred: &Credential,
+        bucket: &str,
+        key: &str,
+        generation: &str,
+    ) -> CloudResult<()> {
+        self.inner
+            .objects
+            .delete_object_if(cred, bucket, key, generation)
+            .await
     }
 }
 
