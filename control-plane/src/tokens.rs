@@ -2,11 +2,19 @@
 //! its secret `xero_token_{id}`. Xero's refresh tokens rotate and are single
 //! use, so a copy anywhere else would go stale.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
 use cloud::error::{CloudError, CloudResult};
-use cloud::naming::{self, TenantId};
+use cloud::lease::ObjectLease;
+use cloud::naming::{self, DeploymentPrefix, TenantId};
 use cloud::ports::{Credential, SecretPayload, SecretSpec};
 use cloud::Cloud;
-use xero::token::TokenSet;
+use xero::oauth::OAuthClient;
+use xero::token::{RefreshingTokenProvider, TokenError, TokenSet, TokenVault, VaultError};
+
+use crate::store::{Store, StoreError};
 
 /// Writes `tokens` as a new version of the tenant's secret (creating the
 /// secret, with the tenant's labels, when absent). Returns the version.
@@ -54,4 +62,145 @@ pub async fn read_token_set(
         )
     })?;
     Ok((version, tokens))
+}
+
+/// Where the token lease lives: an object in the tenant's own bucket, so a
+/// tenant's job can take it with the tenant's credential alone.
+pub const TOKEN_LEASE_KEY: &str = "leases/xero-token.json";
+
+/// How the token lease behaves: a refresh (with its retries) fits well within
+/// `ttl`; a holder that crashed frees it after `ttl`, which `wait` covers.
+#[derive(Debug, Clone, Copy)]
+pub struct TokenLeaseSettings {
+    pub ttl: Duration,
+    pub wait: Duration,
+}
+
+impl Default for TokenLeaseSettings {
+    fn default() -> Self {
+        TokenLeaseSettings {
+            ttl: Duration::from_secs(120),
+            wait: Duration::from_secs(150),
+        }
+    }
+}
+
+/// A tenant's token set in its secret, with the refresh lease in its bucket.
+pub struct SecretTokenVault {
+    cloud: Cloud,
+    cred: Credential,
+    tenant: TenantId,
+    lease: ObjectLease,
+    wait: Duration,
+}
+
+impl SecretTokenVault {
+    /// `holder` names this process in the lease (for people reading it).
+    pub fn new(
+        cloud: Cloud,
+        cred: Credential,
+        tenant: TenantId,
+        prefix: Option<&DeploymentPrefix>,
+        holder: &str,
+        settings: TokenLeaseSettings,
+    ) -> Self {
+        let lease = ObjectLease::new(
+            cloud.objects.clone(),
+            cred.clone(),
+            naming::bucket_name(prefix, &tenant),
+            TOKEN_LEASE_KEY,
+            format!("{holder}-{}", uuid::Uuid::new_v4()),
+            settings.ttl,
+        );
+        SecretTokenVault {
+            cloud,
+            cred,
+            tenant,
+            lease,
+            wait: settings.wait,
+        }
+    }
+}
+
+#[async_trait]
+impl TokenVault for SecretTokenVault {
+    async fn load(&self) -> Result<TokenSet, VaultError> {
+        Ok(read_token_set(&self.cloud, &self.cred, &self.tenant)
+            .await?
+            .1)
+    }
+
+    async fn store(&self, tokens: &TokenSet) -> Result<(), VaultError> {
+        write_token_set(&self.cloud, &self.cred, &self.tenant, tokens).await?;
+        Ok(())
+    }
+
+    async fn lock(&self) -> Result<bool, VaultError> {
+        Ok(self.lease.acquire(self.wait).await?)
+    }
+
+    async fn unlock(&self) {
+        if let Err(e) = self.lease.release().await {
+            tracing::warn!(tenant = %self.tenant, error = %e, "could not release the token lease; it expires by itself");
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RefreshError {
+    #[error("tenant {0} needs to connect Xero again (its refresh token is no longer valid)")]
+    NeedsConsent(TenantId),
+    #[error("refreshing the Xero token set of tenant {tenant}: {source}")]
+    Token {
+        tenant: TenantId,
+        #[source]
+        source: TokenError,
+    },
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Refreshes the tenant's token set now, under its lease, writing the new
+/// set back before returning it. A dead refresh token marks the tenant as
+/// needing consent (the onboarding page then asks for it again).
+pub async fn refresh_tenant_tokens(
+    cloud: &Cloud,
+    store: &Store,
+    oauth: &OAuthClient,
+    tenant: &TenantId,
+    prefix: Option<&DeploymentPrefix>,
+    settings: TokenLeaseSettings,
+) -> Result<TokenSet, RefreshError> {
+    let vault = Arc::new(SecretTokenVault::new(
+        cloud.clone(),
+        Credential::Platform,
+        tenant.clone(),
+        prefix,
+        "control-plane",
+        settings,
+    ));
+    let token_err = |source| RefreshError::Token {
+        tenant: tenant.clone(),
+        source,
+    };
+    let provider = RefreshingTokenProvider::from_vault(oauth.clone(), vault, Duration::ZERO)
+        .await
+        .map_err(token_err)?;
+    match provider.refresh_now().await {
+        Ok(tokens) => Ok(tokens),
+        Err(TokenError::ReconsentRequired) => {
+            store.mark_needs_consent(tenant).await?;
+            store
+                .audit(
+                    "token-refresh",
+                    "tenant.needs_consent",
+                    Some(tenant),
+                    &serde_json::json!({ "reason": "invalid_grant" }),
+                )
+                .await?;
+            tracing::warn!(%tenant, "Xero refused the refresh token; the tenant must consent again");
+            Err(RefreshError::NeedsConsent(tenant.clone()))
+        }
+        Err(e) => Err(token_err(e)),
+    }
 }

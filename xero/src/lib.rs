@@ -49,7 +49,8 @@ pub use oauth::{
 pub use resources::{Paging, Resource};
 pub use secret::SecretString;
 pub use token::{
-    RefreshingTokenProvider, StaticToken, TokenError, TokenProvider, TokenSet, TokenSink,
+    RefreshingTokenProvider, StaticToken, TokenError, TokenProvider, TokenSet, TokenVault,
+    VaultError,
 };
 pub use webhook::{WebhookError, WebhookKey, WebhookPayload};
 

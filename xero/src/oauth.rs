@@ -297,6 +297,16 @@ impl OAuthError {
     pub fn needs_reconsent(&self) -> bool {
         matches!(self, OAuthError::InvalidGrant { .. })
     }
+
+    /// Whether the same request may succeed if sent again: Xero could not be
+    /// reached, the answer was lost on the way, or Xero had a 5xx or 429.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            OAuthError::Transport(_) => true,
+            OAuthError::Http { status, .. } => *status == 429 || (500..=599).contains(status),
+            _ => false,
+        }
+    }
 }
 
 fn fmt_description(d: &Option<String>) -> String {

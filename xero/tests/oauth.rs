@@ -17,7 +17,8 @@ use xero::limits::{LimitConfig, RateLimits, VirtualClock};
 use xero::oauth::OFFLINE_ACCESS;
 use xero::{
     ListRequest, OAuthClient, OAuthConfig, OAuthError, RefreshingTokenProvider, Resource, Scopes,
-    SecretString, TokenError, TokenProvider, TokenSet, TokenSink, XeroClient, XeroEndpoints,
+    SecretString, TokenError, TokenProvider, TokenSet, TokenVault, VaultError, XeroClient,
+    XeroEndpoints,
 };
 
 const CLIENT_ID: &str = "ABCDEF0123456789";
@@ -370,20 +371,37 @@ async fn disconnect_deletes_the_connection() {
         .unwrap();
 }
 
-/// Records what was stored, in order.
-#[derive(Default)]
-struct MemorySink {
+/// Holds every version stored, in order (the first is the initial set), with
+/// a one-holder lease.
+struct MemoryVault {
     stored: Mutex<Vec<TokenSet>>,
+    lease: tokio::sync::Semaphore,
+}
+
+impl MemoryVault {
+    fn new(initial: TokenSet) -> Self {
+        MemoryVault {
+            stored: Mutex::new(vec![initial]),
+            lease: tokio::sync::Semaphore::new(1),
+        }
+    }
 }
 
 #[async_trait]
-impl TokenSink for MemorySink {
-    async fn store(
-        &self,
-        tokens: &TokenSet,
-    ) -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
+impl TokenVault for MemoryVault {
+    async fn load(&self) -> Result<TokenSet, VaultError> {
+        Ok(self.stored.lock().unwrap().last().cloned().unwrap())
+    }
+    async fn store(&self, tokens: &TokenSet) -> Result<(), VaultError> {
         self.stored.lock().unwrap().push(tokens.clone());
         Ok(())
+    }
+    async fn lock(&self) -> Result<bool, VaultError> {
+        self.lease.acquire().await.unwrap().forget();
+        Ok(true)
+    }
+    async fn unlock(&self) {
+        self.lease.add_permits(1);
     }
 }
 
@@ -397,11 +415,11 @@ async fn refreshing_provider_refreshes_once_for_concurrent_401s_and_stores_first
         .expect(1)
         .mount(&server)
         .await;
-    let sink = Arc::new(MemorySink::default());
+    let vault = Arc::new(MemoryVault::new(sample_tokens("access-1", "refresh-1")));
     let provider = Arc::new(RefreshingTokenProvider::new(
         client(&server).await,
         sample_tokens("access-1", "refresh-1"),
-        Some(sink.clone()),
+        Some(vault.clone()),
         Duration::from_secs(300),
     ));
     let rejected = provider.access_token().await.unwrap();
@@ -409,10 +427,10 @@ async fn refreshing_provider_refreshes_once_for_concurrent_401s_and_stores_first
     let (a, b) = tokio::join!(provider.refresh(&rejected), provider.refresh(&rejected));
     assert_eq!(a.unwrap().expose_secret(), "access-2");
     assert_eq!(b.unwrap().expose_secret(), "access-2");
-    let stored = sink.stored.lock().unwrap().clone();
-    assert_eq!(stored.len(), 1);
-    assert_eq!(stored[0].refresh_token.expose_secret(), "refresh-2");
-    assert_eq!(stored[0].tenant_ids, [ORG]);
+    let stored = vault.stored.lock().unwrap().clone();
+    assert_eq!(stored.len(), 2, "one refresh written back");
+    assert_eq!(stored[1].refresh_token.expose_secret(), "refresh-2");
+    assert_eq!(stored[1].tenant_ids, [ORG]);
     assert_eq!(
         provider.current().await.refresh_token.expose_secret(),
         "refresh-2"
@@ -473,11 +491,11 @@ async fn api_401_refreshes_through_the_token_endpoint_end_to_end() {
         .await;
     let oauth = client(&server).await;
     let endpoints = oauth.config().endpoints.clone();
-    let sink = Arc::new(MemorySink::default());
+    let vault = Arc::new(MemoryVault::new(sample_tokens("access-1", "refresh-1")));
     let provider = Arc::new(RefreshingTokenProvider::new(
         oauth,
         sample_tokens("access-1", "refresh-1"),
-        Some(sink.clone()),
+        Some(vault.clone()),
         Duration::from_secs(60),
     ));
     let api = XeroClient::builder(ORG, provider)
@@ -493,5 +511,5 @@ async fn api_401_refreshes_through_the_token_endpoint_end_to_end() {
         .await
         .unwrap();
     assert_eq!(records[0].id(), Some("x"));
-    assert_eq!(sink.stored.lock().unwrap().len(), 1);
+    assert_eq!(vault.stored.lock().unwrap().len(), 2);
 }

@@ -167,7 +167,7 @@ struct State {
 
 /// Counters for `/sandbox/stats`.
 #[derive(Debug, Default, Clone, Serialize)]
-pub(crate) struct IdentityStats {
+pub struct IdentityStats {
     pub codes_issued: u64,
     pub codes_exchanged: u64,
     pub refreshes: u64,

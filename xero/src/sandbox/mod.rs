@@ -55,6 +55,7 @@ use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 
 pub use changes::{ChangeReport, ChangeRequest, Changed, MAX_CHANGES_PER_KIND};
+pub use identity::IdentityStats;
 pub use traffic::{FaultSettings, SandboxLimits};
 pub use webhooks::{IntentResult, WebhookTarget};
 
@@ -460,6 +461,12 @@ impl Sandbox {
     /// Runs the intent-to-receive handshake against the webhook target.
     pub async fn webhook_intent(&self) -> Option<IntentResult> {
         self.shared.webhooks.intent().await
+    }
+
+    /// What the identity service did: refreshes (and how many used the
+    /// previous token within its grace), `invalid_grant` answers…
+    pub fn identity_stats(&self) -> IdentityStats {
+        self.shared.identity.stats()
     }
 
     /// Requests served per path (`GET /api.xro/2.0/Invoices` …).

@@ -313,6 +313,13 @@ async fn token(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) ->
         .identity
         .token(header(&headers, AUTHORIZATION.as_str()), &form)
     {
+        Ok(_) if s.faults.lose_token_response() => {
+            *lock(&s.stats)
+                .faults
+                .entry("lost_token_response".into())
+                .or_default() += 1;
+            dropped_response()
+        }
         Ok(t) => {
             let mut r = Json(t).into_response();
             r.headers_mut()
@@ -323,6 +330,22 @@ async fn token(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) ->
         }
         Err(f) => oauth_error(f),
     }
+}
+
+/// A response whose connection breaks before any of the body arrives.
+fn dropped_response() -> Response {
+    let broken = futures::stream::once(async {
+        Err::<Bytes, std::io::Error>(std::io::Error::new(
+            std::io::ErrorKind::ConnectionReset,
+            "injected connection drop",
+        ))
+    });
+    let mut r = Response::new(Body::from_stream(broken));
+    r.headers_mut().insert(
+        CONTENT_TYPE,
+        HeaderValue::from_static("application/json; charset=utf-8"),
+    );
+    r
 }
 
 async fn revocation(State(s): State<Arc<Shared>>, headers: HeaderMap, body: Bytes) -> Response {
@@ -539,18 +562,7 @@ async fn api(s: Arc<Shared>, resource: String, id: Option<String>, req: Request)
         }
         Fault::Drop => {
             *lock(&s.stats).faults.entry("dropped".into()).or_default() += 1;
-            let broken = futures::stream::once(async {
-                Err::<Bytes, std::io::Error>(std::io::Error::new(
-                    std::io::ErrorKind::ConnectionReset,
-                    "injected connection drop",
-                ))
-            });
-            let mut r = Response::new(Body::from_stream(broken));
-            r.headers_mut().insert(
-                CONTENT_TYPE,
-                HeaderValue::from_static("application/json; charset=utf-8"),
-            );
-            r
+            dropped_response()
         }
         Fault::Slow(_) | Fault::None => {
             if let Fault::Slow(ms) = fault {

@@ -236,6 +236,10 @@ pub struct FaultSettings {
     pub drop_next: u32,
     /// Slow down exactly the next N calls.
     pub slow_next: u32,
+    /// Carry out the next N successful token requests (so a refresh token
+    /// rotates) but drop the connection before the answer arrives: a lost
+    /// refresh response.
+    pub lose_token_responses_next: u32,
 }
 
 /// The longest injected delay.
@@ -268,6 +272,18 @@ impl Faults {
 
     pub(crate) fn set(&self, s: FaultSettings) {
         lock(&self.state).0 = s;
+    }
+
+    /// Whether this successful token response is to be lost (see
+    /// [`FaultSettings::lose_token_responses_next`]).
+    pub(crate) fn lose_token_response(&self) -> bool {
+        let mut st = lock(&self.state);
+        if st.0.lose_token_responses_next > 0 {
+            st.0.lose_token_responses_next -= 1;
+            true
+        } else {
+            false
+        }
     }
 
     pub(crate) fn decide(&self) -> Fault {
