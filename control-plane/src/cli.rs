@@ -94,6 +94,10 @@ pub struct ServeArgs {
     /// Seconds between looks for unsettled tenants (also resumes interrupted work).
     #[arg(long, default_value_t = 30)]
     resync_secs: u64,
+    /// Refresh a tenant's Xero token set when it has not been refreshed for
+    /// this many hours (refresh tokens die after 60 days unused).
+    #[arg(long, default_value_t = 7 * 24)]
+    token_max_idle_hours: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -219,6 +223,8 @@ async fn serve(platform: Platform, settings: Settings, args: ServeArgs) -> Resul
         operator_token: args.operator_token.map(xero::secret::SecretString::new),
         workers: args.workers,
         resync_interval: std::time::Duration::from_secs(args.resync_secs.max(1)),
+        token_check_interval: ServeConfig::TOKEN_CHECK_INTERVAL,
+        token_max_idle: std::time::Duration::from_secs(args.token_max_idle_hours * 3600),
     };
     let reconciler = platform.reconciler(settings);
     // Cloud Run and systemd stop with SIGTERM, a terminal with Ctrl-C.
@@ -347,18 +353,10 @@ async fn tenants(
 }
 
 async fn view(platform: &Platform, id: &TenantId) -> Result<TenantView, CliFailure> {
-    let tenant = platform
-        .store
-        .get_tenant(id)
+    TenantView::load(&platform.store, id)
         .await
         .with_context(|| format!("reading tenant {id}"))?
-        .ok_or_else(|| CliFailure::Failed(anyhow::anyhow!("tenant {id} does not exist")))?;
-    let resources = platform
-        .store
-        .list_resources(id)
-        .await
-        .with_context(|| format!("reading the resources of tenant {id}"))?;
-    Ok(TenantView::new(&tenant, &resources))
+        .ok_or_else(|| CliFailure::Failed(anyhow::anyhow!("tenant {id} does not exist")))
 }
 
 fn check_reports(reports: &[TenantReport]) -> Result<(), CliFailure> {

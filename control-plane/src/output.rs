@@ -5,16 +5,29 @@ use serde::Serialize;
 
 use crate::cli::OutputFormat;
 use crate::reconciler::TenantReport;
-use crate::store::{ResourceRecord, ResourceStatus, TenantRecord};
+use cloud::naming::TenantId;
 
-/// `tenants show --output json`: `{"id", "phase", "resources": [{"kind", "name", "status", "message"}]}`.
+use crate::store::{ResourceRecord, ResourceStatus, Store, StoreError, TenantRecord};
+
+/// `tenants show --output json`: `{"id", "phase", "resources": [{"kind", "name",
+/// "status", "message"}], "xero": {"organisations", "needs_consent"}}`.
 #[derive(Debug, Clone, Serialize)]
 pub struct TenantView {
     pub id: String,
     pub phase: String,
     pub resources: Vec<ResourceView>,
+    pub xero: XeroView,
     #[serde(skip)]
     pub message: Option<String>,
+}
+
+/// The tenant's Xero connection as the control plane knows it.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct XeroView {
+    /// Connected organisation (Xero tenant) ids; empty before consent.
+    pub organisations: Vec<String>,
+    /// Xero refused the stored refresh token: someone must connect again.
+    pub needs_consent: bool,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -26,10 +39,24 @@ pub struct ResourceView {
 }
 
 impl TenantView {
-    pub fn new(tenant: &TenantRecord, resources: &[ResourceRecord]) -> Self {
+    /// The view of tenant `id` from the store; `None` when it does not exist.
+    pub async fn load(store: &Store, id: &TenantId) -> Result<Option<TenantView>, StoreError> {
+        let Some(tenant) = store.get_tenant(id).await? else {
+            return Ok(None);
+        };
+        let resources = store.list_resources(id).await?;
+        let xero = XeroView {
+            organisations: store.connections_of(id).await?,
+            needs_consent: store.needs_consent(id).await?,
+        };
+        Ok(Some(TenantView::new(&tenant, &resources, xero)))
+    }
+
+    pub fn new(tenant: &TenantRecord, resources: &[ResourceRecord], xero: XeroView) -> Self {
         TenantView {
             id: tenant.id.to_string(),
             phase: tenant.phase.to_string(),
+            xero,
             message: tenant.message.clone(),
             resources: resources
                 .iter()
@@ -68,6 +95,14 @@ pub fn print_views(views: &[TenantView], format: OutputFormat) -> anyhow::Result
         println!("tenant {}  phase {}", v.id, v.phase);
         if let Some(m) = &v.message {
             println!("  {m}");
+        }
+        match (v.xero.needs_consent, v.xero.organisations.len()) {
+            (true, _) => println!(
+                "  Xero: needs consent again (the refresh token was refused); reconnect at /connect/xero?tenant={}",
+                v.id
+            ),
+            (false, 0) => println!("  Xero: not connected"),
+            (false, n) => println!("  Xero: connected ({n} organisation{})", if n == 1 { "" } else { "s" }),
         }
         let mut table = Table::new();
         table.load_preset(UTF8_FULL_CONDENSED);

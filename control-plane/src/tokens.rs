@@ -204,3 +204,64 @@ pub async fn refresh_tenant_tokens(
         Err(e) => Err(token_err(e)),
     }
 }
+
+/// What one keep-alive pass did.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct KeepaliveReport {
+    /// Connected tenants whose token set was looked at.
+    pub checked: usize,
+    pub refreshed: usize,
+    /// Tenants found to need consent again during this pass.
+    pub needs_consent: usize,
+    pub failed: usize,
+}
+
+/// Refreshes every connected tenant's token set that has not been refreshed
+/// for `max_idle`: Xero's refresh tokens die after 60 days unused, so a tenant
+/// whose data nobody synced for a while would otherwise lose its connection.
+/// Tenants being deleted or already needing consent are skipped; one tenant's
+/// failure does not stop the others.
+pub async fn refresh_idle_token_sets(
+    cloud: &Cloud,
+    store: &Store,
+    oauth: &OAuthClient,
+    prefix: Option<&DeploymentPrefix>,
+    max_idle: Duration,
+    settings: TokenLeaseSettings,
+) -> Result<KeepaliveReport, StoreError> {
+    let mut report = KeepaliveReport::default();
+    let max_idle = time::Duration::try_from(max_idle).unwrap_or(time::Duration::MAX);
+    for tenant in store.list_tenants().await? {
+        let id = &tenant.id;
+        if tenant.desired != crate::store::Desired::Present
+            || store.needs_consent(id).await?
+            || store.connections_of(id).await?.is_empty()
+        {
+            continue;
+        }
+        report.checked += 1;
+        let tokens = match read_token_set(cloud, &Credential::Platform, id).await {
+            Ok((_, tokens)) => tokens,
+            Err(e) => {
+                tracing::warn!(tenant = %id, error = %e, "cannot read the token set");
+                report.failed += 1;
+                continue;
+            }
+        };
+        // An access token lives 30 minutes from its refresh, so its expiry
+        // dates the last refresh closely enough.
+        if tokens.expires_at + max_idle > time::OffsetDateTime::now_utc() {
+            continue;
+        }
+        match refresh_tenant_tokens(cloud, store, oauth, id, prefix, settings).await {
+            Ok(_) => report.refreshed += 1,
+            Err(RefreshError::NeedsConsent(_)) => report.needs_consent += 1,
+            Err(RefreshError::Store(e)) => return Err(e),
+            Err(e) => {
+                tracing::warn!(tenant = %id, error = %e, "keep-alive refresh failed");
+                report.failed += 1;
+            }
+        }
+    }
+    Ok(report)
+}

@@ -59,6 +59,8 @@ async fn harness() -> Harness {
         operator_token: Some(SecretString::new(OPERATOR_TOKEN)),
         workers: 2,
         resync_interval: Duration::from_millis(500),
+        token_check_interval: ServeConfig::TOKEN_CHECK_INTERVAL,
+        token_max_idle: ServeConfig::TOKEN_MAX_IDLE,
     };
     let (state, _workers) = server::start(
         platform.cloud.clone(),
@@ -154,7 +156,8 @@ async fn consent_provisions_the_tenant_and_stores_the_token_set_in_its_secret() 
             .expect("tokens");
     assert_eq!(version, 1, "a replay writes no new token version");
 
-    // The onboarding page's status endpoint shows the phase only.
+    // The onboarding page's status endpoint shows the phase and whether Xero
+    // must be connected again, nothing more.
     let status: serde_json::Value = h
         .http
         .get(format!("{}/onboarding/acme/status", h.base))
@@ -164,7 +167,10 @@ async fn consent_provisions_the_tenant_and_stores_the_token_set_in_its_secret() 
         .json()
         .await
         .expect("json");
-    assert_eq!(status, serde_json::json!({"id": "acme", "phase": "Ready"}));
+    assert_eq!(
+        status,
+        serde_json::json!({"id": "acme", "phase": "Ready", "needs_consent": false})
+    );
 }
 
 #[tokio::test]

@@ -12,8 +12,8 @@ use cloud::naming::TenantId;
 use cloud::ports::Credential;
 use control_plane::platform::Platform;
 use control_plane::tokens::{
-    read_token_set, refresh_tenant_tokens, write_token_set, RefreshError, SecretTokenVault,
-    TokenLeaseSettings,
+    read_token_set, refresh_idle_token_sets, refresh_tenant_tokens, write_token_set, RefreshError,
+    SecretTokenVault, TokenLeaseSettings,
 };
 use xero::client::{ListRequest, XeroClient};
 use xero::oauth::{OAuthClient, OAuthConfig};
@@ -253,4 +253,68 @@ async fn a_refresh_through_the_control_plane_writes_the_new_set_back() {
     assert_eq!(stored, after);
     // The secrets of the test never reach the error or debug output.
     assert!(!format!("{stored:?}").contains(after.refresh_token.expose_secret()));
+}
+
+#[tokio::test]
+async fn the_keepalive_refreshes_idle_connected_tenants_only() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let sandbox = sandbox(SandboxConfig::new(CLIENT_ID, CLIENT_SECRET)).await;
+    let platform = support::platform(dir.path()).await;
+    let (idle, fresh, unconnected) = (tid("idle"), tid("fresh"), tid("unlinked"));
+    for id in [&idle, &fresh] {
+        let tokens = connected_tenant(&platform, &sandbox, id).await;
+        let orgs: Vec<(String, Option<String>)> = tokens
+            .tenant_ids
+            .iter()
+            .map(|t| (t.clone(), None))
+            .collect();
+        platform
+            .store
+            .record_connections(id, &orgs)
+            .await
+            .expect("connections");
+    }
+    support::reconciler(&platform)
+        .provision(&unconnected, "test")
+        .await
+        .expect("provision");
+    // The idle tenant's set was last refreshed long ago.
+    let (_, mut old) = read_token_set(&platform.cloud, &Credential::Platform, &idle)
+        .await
+        .expect("read");
+    old.expires_at -= time::Duration::days(10);
+    write_token_set(&platform.cloud, &Credential::Platform, &idle, &old)
+        .await
+        .expect("age it");
+
+    let report = refresh_idle_token_sets(
+        &platform.cloud,
+        &platform.store,
+        &oauth(&sandbox),
+        None,
+        Duration::from_secs(7 * 24 * 3600),
+        TokenLeaseSettings::default(),
+    )
+    .await
+    .expect("pass");
+    assert_eq!(report.checked, 2, "{report:?}");
+    assert_eq!(report.refreshed, 1, "{report:?}");
+    assert_eq!(report.failed + report.needs_consent, 0, "{report:?}");
+    let (_, now) = read_token_set(&platform.cloud, &Credential::Platform, &idle)
+        .await
+        .expect("read");
+    assert_ne!(now.refresh_token, old.refresh_token);
+    assert!(stored_set_is_alive(&platform, &sandbox, &idle).await);
+
+    // The JSON view tells an operator about the connection.
+    let view = control_plane::output::TenantView::load(&platform.store, &idle)
+        .await
+        .expect("view")
+        .expect("exists");
+    let json = serde_json::to_value(&view).expect("json");
+    assert_eq!(json["xero"]["needs_consent"], false);
+    assert_eq!(
+        json["xero"]["organisations"],
+        serde_json::json!(now.tenant_ids)
+    );
 }

@@ -173,6 +173,11 @@ impl Reconciler {
         &self.store
     }
 
+    /// The deployment prefix of globally unique names (bucket names).
+    pub fn prefix(&self) -> Option<&DeploymentPrefix> {
+        self.settings.prefix.as_ref()
+    }
+
     /// The plan of a tenant under these settings.
     pub fn plan(&self, id: &TenantId) -> TenantPlan {
         let email = self

@@ -29,6 +29,7 @@ use xero::webhook::WebhookKey;
 use crate::output::TenantView;
 use crate::reconciler::Reconciler;
 use crate::store::{Phase, Store};
+use crate::tokens;
 pub use error::ApiError;
 
 /// How the service is reached and what it trusts.
@@ -48,6 +49,17 @@ pub struct ServeConfig {
     /// How often the workers look for tenants that are not yet settled
     /// (which also resumes work a crash interrupted).
     pub resync_interval: Duration,
+    /// How often the token keep-alive looks for idle token sets.
+    pub token_check_interval: Duration,
+    /// A token set not refreshed for this long is refreshed by the keep-alive
+    /// (Xero's refresh tokens die after 60 days unused).
+    pub token_max_idle: Duration,
+}
+
+impl ServeConfig {
+    /// Keep-alive defaults: look every hour, refresh what is a week idle.
+    pub const TOKEN_CHECK_INTERVAL: Duration = Duration::from_secs(60 * 60);
+    pub const TOKEN_MAX_IDLE: Duration = Duration::from_secs(7 * 24 * 60 * 60);
 }
 
 pub struct AppState {
@@ -122,8 +134,50 @@ pub fn start(
         config,
         queue,
     });
-    let workers = tokio::spawn(run_workers(state.clone(), rx));
+    let reconcile = tokio::spawn(run_workers(state.clone(), rx));
+    let keepalive = tokio::spawn(run_token_keepalive(state.clone()));
+    let workers = tokio::spawn(async move {
+        // Both loops run until aborted; aborting this task aborts both.
+        let _guards = (AbortOnDrop(reconcile), AbortOnDrop(keepalive));
+        std::future::pending::<()>().await
+    });
     (state, workers)
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// Refreshes idle token sets every `token_check_interval` (when a Xero app is
+/// configured), so that no tenant's connection lapses for want of use.
+async fn run_token_keepalive(state: Arc<AppState>) {
+    let Some(oauth) = state.config.oauth.clone() else {
+        return;
+    };
+    let mut tick = tokio::time::interval(state.config.token_check_interval);
+    loop {
+        tick.tick().await;
+        match tokens::refresh_idle_token_sets(
+            &state.cloud,
+            &state.store,
+            &oauth,
+            state.reconciler.prefix(),
+            state.config.token_max_idle,
+            tokens::TokenLeaseSettings::default(),
+        )
+        .await
+        {
+            Ok(report) if report.refreshed + report.needs_consent + report.failed > 0 => {
+                tracing::info!(?report, "token keep-alive pass")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "token keep-alive could not read the store"),
+        }
+    }
 }
 
 /// Reconciles queued tenants, at most `workers` at once, and every
@@ -213,9 +267,8 @@ async fn tenant_view(
 ) -> Result<Json<TenantView>, ApiError> {
     require_operator(&state, &headers)?;
     let id = parse_tenant(&raw)?;
-    let tenant = state.store.get_tenant(&id).await?.ok_or_else(|| {
+    let view = TenantView::load(&state.store, &id).await?.ok_or_else(|| {
         ApiError::not_found("tenant_not_found", format!("tenant {id} does not exist"))
     })?;
-    let resources = state.store.list_resources(&id).await?;
-    Ok(Json(TenantView::new(&tenant, &resources)))
+    Ok(Json(view))
 }

@@ -210,7 +210,8 @@ fn connected_page(tenant: &str, status_url: &str) -> String {
     )
 }
 
-/// `GET /onboarding/{id}/status`: the tenant's phase only, for the onboarding page.
+/// `GET /onboarding/{id}/status`: the tenant's phase, and whether Xero must be
+/// connected again, for the onboarding page.
 pub async fn status(
     State(state): State<Arc<AppState>>,
     Path(raw): Path<String>,
@@ -219,7 +220,10 @@ pub async fn status(
     let tenant = state.store.get_tenant(&id).await?.ok_or_else(|| {
         ApiError::not_found("tenant_not_found", format!("tenant {id} does not exist"))
     })?;
-    Ok(Json(
-        serde_json::json!({ "id": id.as_str(), "phase": tenant.phase.to_string() }),
-    ))
+    let needs_consent = state.store.needs_consent(&id).await?;
+    Ok(Json(serde_json::json!({
+        "id": id.as_str(),
+        "phase": tenant.phase.to_string(),
+        "needs_consent": needs_consent,
+    })))
 }
