@@ -56,12 +56,9 @@ pub use webhook::{WebhookError, WebhookKey, WebhookPayload};
 
 #[cfg(test)]
 mod test_support {
-    /// The Accounting API contract, from the shared reference beside the repo.
+    /// The Accounting API contract (the copy in `xero/contract/`).
     pub(crate) fn accounting_spec() -> String {
-        let path = concat!(
-            env!("CARGO_MANIFEST_DIR"),
-            "/../../shared/reference/xero/xero_accounting.yaml"
-        );
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/contract/xero_accounting.yaml");
         std::fs::read_to_string(path)
             .unwrap_or_else(|e| panic!("the Xero contract must be at {path}: {e}"))
     }
