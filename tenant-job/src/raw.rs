@@ -1,0 +1,114 @@
+//! What ingestion leaves in the tenant's bucket, and what transformation
+//! reads: the one contract between the two halves of a run.
+//!
+//! ```text
+//! raw/<resource>/<run-id>/<page>.ndjson   one Xero record per line, exactly as the API returned it
+//! raw/<resource>/<run-id>/manifest.json   written after every page of the resource in that run is durable
+//! state/cursors.json                      per resource: where the next ingest starts (written after the manifest)
+//! state/loaded.json                       manifests the transformation has merged into the raw dataset
+//! runs/<run-id>.json                      the run's summary (status, per-resource counts, error)
+//! leases/xero-token.json                  the token lease (see control-plane's tokens)
+//! ```
+//!
+//! Pages without a manifest belong to an interrupted ingest: transformation
+//! ignores them and, because the cursor only moves after the manifest, the
+//! next ingest fetches the same records again. Loading is a merge keeping the
+//! latest version of each record, so loading a manifest twice changes nothing.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use xero::resources::Resource;
+
+/// The folder of one resource's pages in one run.
+pub fn run_prefix(resource: Resource, run_id: &str) -> String {
+    format!("raw/{}/{run_id}/", resource.storage_name())
+}
+
+/// The key of page `page` (1-based) of a resource in a run.
+pub fn page_key(resource: Resource, run_id: &str, page: u32) -> String {
+    format!("{}{page:05}.ndjson", run_prefix(resource, run_id))
+}
+
+/// The key of a resource's manifest in a run.
+pub fn manifest_key(resource: Resource, run_id: &str) -> String {
+    format!("{}manifest.json", run_prefix(resource, run_id))
+}
+
+/// Where every resource's manifests are (to list them).
+pub fn resource_prefix(resource: Resource) -> String {
+    format!("raw/{}/", resource.storage_name())
+}
+
+pub const CURSORS_KEY: &str = "state/cursors.json";
+pub const LOADED_KEY: &str = "state/loaded.json";
+
+/// The key of a run's summary.
+pub fn run_summary_key(run_id: &str) -> String {
+    format!("runs/{run_id}.json")
+}
+
+/// One page as written.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PageEntry {
+    pub key: String,
+    pub records: u64,
+    /// SHA-256 of the page's bytes, hex; the transformation checks it.
+    pub sha256: String,
+}
+
+/// Every page of one resource in one run, written once they are all durable.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`Resource::name`], e.g. `Invoices`.
+    pub resource: String,
+    pub run_id: String,
+    pub pages: Vec<PageEntry>,
+    pub records: u64,
+    /// The `If-Modified-Since` the pages were fetched with, if any.
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub modified_since: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub completed_at: OffsetDateTime,
+}
+
+/// Where the next ingest of a resource starts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cursor {
+    /// The largest change stamp seen (`UpdatedDateUTC`; `CreatedDateUTC` for
+    /// journals), sent as `If-Modified-Since`.
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub modified_since: Option<OffsetDateTime>,
+    /// Journals page by number: the last `JournalNumber` seen.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub journal_offset: Option<i64>,
+}
+
+/// `state/cursors.json`: resource name → cursor.
+pub type Cursors = BTreeMap<String, Cursor>;
+
+/// `state/loaded.json`: the manifest keys already merged into the raw dataset.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Loaded {
+    pub manifests: std::collections::BTreeSet<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_follow_the_documented_layout() {
+        assert_eq!(
+            page_key(Resource::Invoices, "r1", 7),
+            "raw/invoices/r1/00007.ndjson"
+        );
+        assert_eq!(
+            manifest_key(Resource::CreditNotes, "r1"),
+            "raw/creditnotes/r1/manifest.json"
+        );
+        assert_eq!(resource_prefix(Resource::Journals), "raw/journals/");
+        assert_eq!(run_summary_key("r9"), "runs/r9.json");
+    }
+}

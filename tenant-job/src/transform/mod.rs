@@ -1,0 +1,1 @@
+//! The transformation: raw pages → raw dataset → transformed dataset.
