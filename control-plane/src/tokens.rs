@@ -1,150 +1,22 @@
-//! A tenant's Xero token set lives in exactly one place: the latest version of
-//! its secret `xero_token_{id}`. Xero's refresh tokens rotate and are single
-//! use, so a copy anywhere else would go stale.
+//! Refreshing tenants' Xero token sets from the control plane: on demand and
+//! as a keep-alive, marking a tenant as needing consent when Xero refuses its
+//! refresh token. Where token sets live and how they are leased is
+//! `tenant_job::tokens`, shared with the job.
 
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_trait::async_trait;
-use cloud::error::{CloudError, CloudResult};
-use cloud::lease::ObjectLease;
-use cloud::naming::{self, DeploymentPrefix, TenantId};
-use cloud::ports::{Credential, SecretPayload, SecretSpec};
+use cloud::naming::{DeploymentPrefix, TenantId};
+use cloud::ports::Credential;
 use cloud::Cloud;
 use xero::oauth::OAuthClient;
-use xero::token::{RefreshingTokenProvider, TokenError, TokenSet, TokenVault, VaultError};
+use xero::token::{RefreshingTokenProvider, TokenError, TokenSet};
+
+pub use tenant_job::tokens::{
+    read_token_set, write_token_set, SecretTokenVault, TokenLeaseSettings, TOKEN_LEASE_KEY,
+};
 
 use crate::store::{Store, StoreError};
-
-/// Writes `tokens` as a new version of the tenant's secret (creating the
-/// secret, with the tenant's labels, when absent). Returns the version.
-pub async fn write_token_set(
-    cloud: &Cloud,
-    cred: &Credential,
-    tenant: &TenantId,
-    tokens: &TokenSet,
-) -> CloudResult<u64> {
-    let name = naming::secret_name(tenant);
-    if *cred == Credential::Platform {
-        cloud
-            .secrets
-            .ensure_secret(&SecretSpec {
-                name: name.clone(),
-                labels: naming::tenant_labels(tenant),
-            })
-            .await?;
-    }
-    let json = serde_json::to_vec(tokens).map_err(|e| {
-        CloudError::permanent(
-            format!("secret {name}"),
-            format!("encoding the token set: {e}"),
-        )
-    })?;
-    cloud
-        .secrets
-        .add_version(cred, &name, &SecretPayload::new(json))
-        .await
-}
-
-/// Reads the tenant's current token set and its version.
-pub async fn read_token_set(
-    cloud: &Cloud,
-    cred: &Credential,
-    tenant: &TenantId,
-) -> CloudResult<(u64, TokenSet)> {
-    let name = naming::secret_name(tenant);
-    let (version, payload) = cloud.secrets.access_latest(cred, &name).await?;
-    // serde_json's message names the position, never the content.
-    let tokens = serde_json::from_slice(payload.expose()).map_err(|e| {
-        CloudError::permanent(
-            format!("secret {name} version {version}"),
-            format!("not a token set: {e}"),
-        )
-    })?;
-    Ok((version, tokens))
-}
-
-/// Where the token lease lives: an object in the tenant's own bucket, so a
-/// tenant's job can take it with the tenant's credential alone.
-pub const TOKEN_LEASE_KEY: &str = "leases/xero-token.json";
-
-/// How the token lease behaves: a refresh (with its retries) fits well within
-/// `ttl`; a holder that crashed frees it after `ttl`, which `wait` covers.
-#[derive(Debug, Clone, Copy)]
-pub struct TokenLeaseSettings {
-    pub ttl: Duration,
-    pub wait: Duration,
-}
-
-impl Default for TokenLeaseSettings {
-    fn default() -> Self {
-        TokenLeaseSettings {
-            ttl: Duration::from_secs(120),
-            wait: Duration::from_secs(150),
-        }
-    }
-}
-
-/// A tenant's token set in its secret, with the refresh lease in its bucket.
-pub struct SecretTokenVault {
-    cloud: Cloud,
-    cred: Credential,
-    tenant: TenantId,
-    lease: ObjectLease,
-    wait: Duration,
-}
-
-impl SecretTokenVault {
-    /// `holder` names this process in the lease (for people reading it).
-    pub fn new(
-        cloud: Cloud,
-        cred: Credential,
-        tenant: TenantId,
-        prefix: Option<&DeploymentPrefix>,
-        holder: &str,
-        settings: TokenLeaseSettings,
-    ) -> Self {
-        let lease = ObjectLease::new(
-            cloud.objects.clone(),
-            cred.clone(),
-            naming::bucket_name(prefix, &tenant),
-            TOKEN_LEASE_KEY,
-            format!("{holder}-{}", uuid::Uuid::new_v4()),
-            settings.ttl,
-        );
-        SecretTokenVault {
-            cloud,
-            cred,
-            tenant,
-            lease,
-            wait: settings.wait,
-        }
-    }
-}
-
-#[async_trait]
-impl TokenVault for SecretTokenVault {
-    async fn load(&self) -> Result<TokenSet, VaultError> {
-        Ok(read_token_set(&self.cloud, &self.cred, &self.tenant)
-            .await?
-            .1)
-    }
-
-    async fn store(&self, tokens: &TokenSet) -> Result<(), VaultError> {
-        write_token_set(&self.cloud, &self.cred, &self.tenant, tokens).await?;
-        Ok(())
-    }
-
-    async fn lock(&self) -> Result<bool, VaultError> {
-        Ok(self.lease.acquire(self.wait).await?)
-    }
-
-    async fn unlock(&self) {
-        if let Err(e) = self.lease.release().await {
-            tracing::warn!(tenant = %self.tenant, error = %e, "could not release the token lease; it expires by itself");
-        }
-    }
-}
 
 #[derive(Debug, thiserror::Error)]
 pub enum RefreshError {

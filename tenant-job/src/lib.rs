@@ -6,4 +6,5 @@
 //! the SQL models in `templates/models/`; `sync` does both.
 
 pub mod raw;
+pub mod tokens;
 pub mod transform;
