@@ -5,6 +5,7 @@
 //! loads that into the raw dataset and builds the transformed dataset from
 //! the SQL models in `templates/models/`; `sync` does both.
 
+pub mod ingest;
 pub mod raw;
 pub mod tokens;
 pub mod transform;
