@@ -617,3 +617,224 @@ async fn a_dataset_held_by_another_process_is_transient() {
         .await
         .expect("execute after release");
 }
+
+/// Tenant `id`'s raw and transformed datasets, and its service account
+/// granted dataEditor on exactly those two (as the reconciler grants).
+async fn tenant_with_datasets(cloud: &cloud::local::LocalAdapters, id: &str) -> Credential {
+    let cred = common::service_account(cloud, id).await;
+    for name in [format!("raw_{id}"), format!("transformed_{id}")] {
+        cloud
+            .warehouse
+            .ensure_dataset(&spec(&name, id))
+            .await
+            .expect("create");
+        common::grant_to(
+            cloud,
+            &cred,
+            cloud::ports::ResourceRef::Dataset(name),
+            cloud::ports::roles::BIGQUERY_DATA_EDITOR,
+        )
+        .await;
+    }
+    cred
+}
+
+#[tokio::test]
+async fn execute_reading_reads_its_sources_read_only_and_nothing_else() {
+    let (dir, cloud) = open_temp();
+    let a = tenant_with_datasets(&cloud, "aaa").await;
+    let b = tenant_with_datasets(&cloud, "bbb").await;
+    cloud
+        .warehouse
+        .execute(&a, "raw_aaa", "CREATE TABLE invoices AS SELECT 'a-1' AS id")
+        .await
+        .expect("a's raw");
+    cloud
+        .warehouse
+        .execute(
+            &b,
+            "raw_bbb",
+            "CREATE TABLE invoices AS SELECT 'b-secret' AS id",
+        )
+        .await
+        .expect("b's raw");
+    let raw_a = vec!["raw_aaa".to_owned()];
+
+    // The model reads the raw dataset and builds into the transformed one.
+    cloud
+        .warehouse
+        .execute_reading(
+            &a,
+            "transformed_aaa",
+            "CREATE TABLE fct AS SELECT id FROM raw_aaa.invoices",
+            &raw_a,
+        )
+        .await
+        .expect("build from raw");
+    let r = cloud
+        .warehouse
+        .query(&a, &req("transformed_aaa", "SELECT id FROM fct"))
+        .await
+        .expect("query");
+    assert_eq!(r.rows, vec![vec![json!("a-1")]]);
+
+    // A's credential cannot name B's raw dataset as a source, to read or to write.
+    for (target, sources) in [
+        ("transformed_aaa", vec!["raw_bbb".to_owned()]),
+        (
+            "transformed_aaa",
+            vec!["raw_aaa".to_owned(), "raw_bbb".to_owned()],
+        ),
+        ("transformed_bbb", raw_a.clone()),
+    ] {
+        let r = cloud
+            .warehouse
+            .execute_reading(
+                &a,
+                target,
+                "CREATE TABLE stolen AS SELECT * FROM raw_bbb.invoices",
+                &sources,
+            )
+            .await;
+        assert!(common::is_denied(&r), "{target} {sources:?}: {r:?}");
+    }
+    // Read on the source is required, not just write on the target: a grant
+    // of dataViewer on B's raw dataset is what would make it readable.
+    cloud
+        .warehouse
+        .ensure_dataset(&spec("shared_ccc", "ccc"))
+        .await
+        .expect("create");
+    let r = cloud
+        .warehouse
+        .execute_reading(
+            &a,
+            "transformed_aaa",
+            "SELECT 1",
+            &["shared_ccc".to_owned()],
+        )
+        .await;
+    assert!(common::is_denied(&r), "{r:?}");
+
+    // B's raw dataset is not reachable without being a source: not attached,
+    // and ATTACH or file reads are refused once the sources are attached.
+    let theirs = dir.path().join("warehouse/raw_bbb.duckdb");
+    let disabled = "disabled by configuration";
+    for (sql, refusal) in [
+        (
+            "CREATE TABLE stolen AS SELECT * FROM raw_bbb.invoices".to_owned(),
+            "raw_bbb",
+        ),
+        (
+            format!("ATTACH '{}' AS other (READ_ONLY)", theirs.display()),
+            disabled,
+        ),
+        (
+            format!(
+                "CREATE TABLE stolen AS SELECT * FROM read_blob('{}')",
+                theirs.display()
+            ),
+            disabled,
+        ),
+        (
+            format!(
+                "COPY raw_aaa.invoices TO '{}/out.csv'",
+                dir.path().display()
+            ),
+            disabled,
+        ),
+        ("SET enable_external_access = true".to_owned(), "locked"),
+        // The source is attached read-only.
+        (
+            "INSERT INTO raw_aaa.invoices VALUES ('x')".to_owned(),
+            "read-only",
+        ),
+        ("DROP TABLE raw_aaa.invoices".to_owned(), "read-only"),
+    ] {
+        match cloud
+            .warehouse
+            .execute_reading(&a, "transformed_aaa", &sql, &raw_a)
+            .await
+        {
+            Err(CloudError::Permanent { message, .. }) => {
+                assert!(message.contains(refusal), "{sql}: {message}")
+            }
+            other => panic!("{sql}: {other:?}"),
+        }
+    }
+    assert!(!dir.path().join("out.csv").exists());
+    let r = cloud
+        .warehouse
+        .query(&a, &req("raw_aaa", "SELECT count(*) FROM invoices"))
+        .await
+        .expect("raw intact");
+    assert_eq!(r.rows, vec![vec![json!(1)]]);
+    let names: Vec<String> = cloud
+        .warehouse
+        .list_tables(&a, "transformed_aaa")
+        .await
+        .expect("tables")
+        .into_iter()
+        .map(|t| t.name)
+        .collect();
+    assert_eq!(names, ["fct"]);
+}
+
+#[tokio::test]
+async fn execute_reading_calls_in_opposite_directions_do_not_deadlock() {
+    let (_dir, cloud) = open_temp();
+    for name in ["one", "two"] {
+        cloud
+            .warehouse
+            .ensure_dataset(&spec(name, "aaa"))
+            .await
+            .expect("create");
+        cloud
+            .warehouse
+            .execute(&P, name, "CREATE TABLE t (x INTEGER)")
+            .await
+            .expect("table");
+    }
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let wh = cloud.warehouse.clone();
+        let (target, source) = if i % 2 == 0 {
+            ("one", "two")
+        } else {
+            ("two", "one")
+        };
+        tasks.push(tokio::spawn(async move {
+            wh.execute_reading(
+                &P,
+                target,
+                &format!("INSERT INTO t SELECT count(*) FROM {source}.t"),
+                &[source.to_owned()],
+            )
+            .await
+        }));
+    }
+    let all = tokio::time::timeout(Duration::from_secs(120), futures_join(tasks))
+        .await
+        .expect("no deadlock");
+    for r in all {
+        r.expect("task").expect("execute_reading");
+    }
+    for name in ["one", "two"] {
+        let r = cloud
+            .warehouse
+            .query(&P, &req(name, "SELECT count(*) FROM t"))
+            .await
+            .expect("count");
+        assert_eq!(r.rows, vec![vec![json!(10)]], "{name}");
+    }
+}
+
+async fn futures_join<T>(
+    tasks: Vec<tokio::task::JoinHandle<T>>,
+) -> Vec<Result<T, tokio::task::JoinError>> {
+    let mut out = Vec::with_capacity(tasks.len());
+    for t in tasks {
+        out.push(t.await);
+    }
+    out
+}

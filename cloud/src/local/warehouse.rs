@@ -5,7 +5,10 @@
 //! dataset's file, read-only, with external access (other files, ATTACH,
 //! COPY, extensions, the network) disabled and the configuration locked, so
 //! even a guard bug cannot reach another tenant's data. It also makes a
-//! dataset a single file to back up, restore or delete.
+//! dataset a single file to back up, restore or delete. The one way a
+//! statement reads another dataset is `execute_reading`: each source the
+//! credential may read is attached read-only under its name before external
+//! access is switched off.
 //!
 //! A DuckDB file can be open read-write by only one process at a time. Within
 //! this process every operation on a dataset is serialised by a per-dataset
@@ -135,6 +138,35 @@ fn open_loader(resource: &str, path: &Path, allowed: &Path) -> CloudResult<Conne
         quote_literal(allowed)
     ))
     .map_err(|e| duck_err(resource, &e))?;
+    Ok(conn)
+}
+
+/// Opens the dataset for writing with each of `sources` attached read-only
+/// under its own name, so statements can read `<source>.<table>`. External
+/// access is on only while attaching; then it is disabled and the
+/// configuration locked, so the statements reach no other file, cannot
+/// attach anything else, and cannot write to a source.
+fn open_with_sources(
+    resource: &str,
+    path: &Path,
+    sources: &[(String, std::path::PathBuf)],
+) -> CloudResult<Connection> {
+    let config = config_with_access(resource, AccessMode::ReadWrite, true)?;
+    let conn = Connection::open_with_flags(path, config).map_err(|e| duck_err(resource, &e))?;
+    let mut setup = String::new();
+    for (name, file) in sources {
+        let file = file.to_str().ok_or_else(|| {
+            CloudError::permanent(resource, "the data directory's path is not UTF-8")
+        })?;
+        setup.push_str(&format!(
+            "ATTACH {} AS {} (READ_ONLY); ",
+            quote_literal(file),
+            quote_ident(name)
+        ));
+    }
+    setup.push_str("SET enable_external_access = false; SET lock_configuration = true;");
+    conn.execute_batch(&setup)
+        .map_err(|e| duck_err(resource, &e))?;
     Ok(conn)
 }
 
@@ -594,6 +626,53 @@ impl Warehouse for LocalWarehouse {
             let resource = dataset_resource(&name);
             let path = existing_file(layout, &name)?;
             let conn = open_writer(&resource, &path)?;
+            conn.execute_batch(&sql)
+                .map_err(|e| duck_err(&resource, &e))
+        })
+        .await
+    }
+
+    async fn execute_reading(
+        &self,
+        cred: &Credential,
+        dataset: &str,
+        sql: &str,
+        sources: &[String],
+    ) -> CloudResult<()> {
+        self.authorise(cred, dataset, Permission::Write).await?;
+        // The dataset's own tables are reachable anyway; attaching its file
+        // a second time would conflict with the writer.
+        let mut sources: Vec<String> = sources
+            .iter()
+            .filter(|s| s.as_str() != dataset)
+            .cloned()
+            .collect();
+        sources.sort();
+        sources.dedup();
+        for source in &sources {
+            self.authorise(cred, source, Permission::Read).await?;
+        }
+        // Every file involved is held for the whole call (a source being
+        // loaded meanwhile would be read half-written or fail its lock),
+        // taken in name order so that two calls cannot deadlock.
+        let mut names: Vec<&str> = sources.iter().map(String::as_str).collect();
+        names.push(dataset);
+        names.sort_unstable();
+        let mut guards = Vec::with_capacity(names.len());
+        for name in names {
+            guards.push(self.dataset_mutex(name).lock_owned().await);
+        }
+        let layout = self.layout.clone();
+        let (name, sql) = (dataset.to_owned(), sql.to_owned());
+        fsio::blocking(&dataset_resource(dataset), move || {
+            let _guards = guards;
+            let resource = dataset_resource(&name);
+            let path = existing_file(&layout, &name)?;
+            let attached = sources
+                .into_iter()
+                .map(|s| existing_file(&layout, &s).map(|p| (s, p)))
+                .collect::<CloudResult<Vec<_>>>()?;
+            let conn = open_with_sources(&resource, &path, &attached)?;
             conn.execute_batch(&sql)
                 .map_err(|e| duck_err(&resource, &e))
         })

@@ -86,6 +86,18 @@ pub trait Warehouse: Send + Sync {
     ) -> CloudResult<u64>;
     /// Runs statements that change the dataset (the transformation's DDL and DML).
     async fn execute(&self, cred: &Credential, dataset: &str, sql: &str) -> CloudResult<()>;
+    /// Like [`Warehouse::execute`], but the statements may also read the
+    /// tables of the `sources` datasets, named `<source>.<table>` (the
+    /// transformation builds the transformed dataset from the raw one this
+    /// way). Needs write on `dataset` and read on every source; the sources
+    /// are never written.
+    async fn execute_reading(
+        &self,
+        cred: &Credential,
+        dataset: &str,
+        sql: &str,
+        sources: &[String],
+    ) -> CloudResult<()>;
     /// Runs one read-only query confined to `req.dataset`.
     async fn query(&self, cred: &Credential, req: &QueryRequest) -> CloudResult<QueryResult>;
 }

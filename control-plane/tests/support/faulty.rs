@@ -207,6 +207,18 @@ impl Warehouse for Faulty {
     async fn execute(&self, cred: &Credential, dataset: &str, sql: &str) -> CloudResult<()> {
         self.inner.warehouse.execute(cred, dataset, sql).await
     }
+    async fn execute_reading(
+        &self,
+        cred: &Credential,
+        dataset: &str,
+        sql: &str,
+        sources: &[String],
+    ) -> CloudResult<()> {
+        self.inner
+            .warehouse
+            .execute_reading(cred, dataset, sql, sources)
+            .await
+    }
     async fn query(&self, cred: &Credential, req: &QueryRequest) -> CloudResult<QueryResult> {
         self.inner.warehouse.query(cred, req).await
     }
