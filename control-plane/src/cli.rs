@@ -14,6 +14,8 @@ use cloud::naming::{DeploymentPrefix, TenantId};
 use crate::output::{self, TenantView};
 use crate::platform::{Platform, PlatformConfig};
 use crate::reconciler::{Event, EventOutcome, ReconcileError, Settings, TenantReport};
+use crate::runs::{RunError, RunSettings};
+use crate::store::{RunCommand, RunStatus, RunTrigger};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -63,6 +65,44 @@ pub enum Command {
     /// Provision, inspect, reconcile and tear down tenants.
     #[command(subcommand)]
     Tenants(TenantsCommand),
+    /// Start and inspect ingestion and transformation runs.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum RunCommandArg {
+    /// Xero into the tenant's bucket, incrementally.
+    Ingest,
+    /// The bucket's raw pages into the raw and transformed datasets.
+    Transform,
+    /// Ingest, then transform.
+    Sync,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum RunsCommand {
+    /// Start a run of a tenant's job (one run per tenant at a time).
+    Start {
+        tenant: TenantId,
+        #[arg(value_enum)]
+        command: RunCommandArg,
+        /// Wait for the run to end; the exit code then reflects the run.
+        #[arg(long)]
+        wait: bool,
+        /// Give up waiting after this many seconds.
+        #[arg(long, default_value_t = 3600, requires = "wait")]
+        wait_secs: u64,
+    },
+    /// The newest runs, of one tenant or all.
+    List {
+        #[arg(long)]
+        tenant: Option<TenantId>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// One run: status, per-resource counts, duration, error.
+    Show { run_id: String },
 }
 
 #[derive(Debug, Args)]
@@ -175,6 +215,81 @@ pub async fn run(cli: Cli) -> Result<(), CliFailure> {
     match cli.command {
         Command::Serve(args) => serve(platform, settings, args).await,
         Command::Tenants(cmd) => tenants(&platform, &settings, cmd, cli.output).await,
+        Command::Runs(cmd) => runs(&platform, cmd, cli.output).await,
+    }
+}
+
+/// The Xero app from the environment, for the runs this process starts.
+fn run_settings() -> RunSettings {
+    RunSettings {
+        xero_client_id: std::env::var("LEDGERLAKE_XERO_CLIENT_ID").ok(),
+        xero_client_secret: std::env::var("LEDGERLAKE_XERO_CLIENT_SECRET")
+            .ok()
+            .map(xero::secret::SecretString::new),
+    }
+}
+
+async fn runs(
+    platform: &Platform,
+    cmd: RunsCommand,
+    format: OutputFormat,
+) -> Result<(), CliFailure> {
+    let runs = platform.runs(run_settings());
+    let fail = |e: RunError| match e {
+        RunError::UnknownTenant(_) | RunError::UnknownRun(_) => CliFailure::Usage(e.to_string()),
+        other => CliFailure::Failed(anyhow::Error::new(other)),
+    };
+    match cmd {
+        RunsCommand::Start {
+            tenant,
+            command,
+            wait,
+            wait_secs,
+        } => {
+            let command = match command {
+                RunCommandArg::Ingest => RunCommand::Ingest,
+                RunCommandArg::Transform => RunCommand::Transform,
+                RunCommandArg::Sync => RunCommand::Sync,
+            };
+            let mut run = runs
+                .start(&tenant, command, RunTrigger::Operator)
+                .await
+                .map_err(fail)?;
+            if wait {
+                let progress = progress_bar(format, 0);
+                progress.set_message(format!("{command} of tenant {tenant}: run {}", run.id));
+                run = runs
+                    .wait(&run.id, std::time::Duration::from_secs(wait_secs))
+                    .await
+                    .map_err(fail)?;
+                progress.finish_and_clear();
+            }
+            output::print_run(&run, format)?;
+            match run.status {
+                RunStatus::Failed => Err(CliFailure::Failed(anyhow::anyhow!(
+                    "tenant {tenant}: run {} failed: {}",
+                    run.id,
+                    run.message.as_deref().unwrap_or("no message")
+                ))),
+                _ => Ok(()),
+            }
+        }
+        RunsCommand::List { tenant, limit } => {
+            runs.follow_active().await.map_err(fail)?;
+            let list = platform
+                .store
+                .list_runs(tenant.as_ref(), limit)
+                .await
+                .context("listing runs")?;
+            output::print_runs(&list, format)?;
+            Ok(())
+        }
+        RunsCommand::Show { run_id } => {
+            let run = runs.get(&run_id).await.map_err(fail)?;
+            let run = runs.follow(&run).await.map_err(fail)?;
+            output::print_run(&run, format)?;
+            Ok(())
+        }
     }
 }
 
@@ -262,10 +377,13 @@ async fn tenants(
 ) -> Result<(), CliFailure> {
     match cmd {
         TenantsCommand::Provision { ids } => {
-            let progress = progress_bar(format, ids.len() as u64 * 11);
-            let reconciler = platform
-                .reconciler(settings.clone())
-                .with_events(progress_sink(progress.clone()));
+            let reconciler = platform.reconciler(settings.clone());
+            let steps: usize = ids
+                .iter()
+                .map(|id| reconciler.plan(id).resources().count())
+                .sum();
+            let progress = progress_bar(format, steps as u64);
+            let reconciler = reconciler.with_events(progress_sink(progress.clone()));
             let mut reports = Vec::new();
             for id in &ids {
                 progress.set_message(format!("provisioning {id}"));
@@ -284,11 +402,10 @@ async fn tenants(
             check_reports(&reports)
         }
         TenantsCommand::Teardown { id, keep_data, .. } => {
-            let progress = progress_bar(format, 11);
+            let reconciler = platform.reconciler(settings.clone());
+            let progress = progress_bar(format, reconciler.plan(&id).resources().count() as u64);
             progress.set_message(format!("tearing down {id}"));
-            let reconciler = platform
-                .reconciler(settings.clone())
-                .with_events(progress_sink(progress.clone()));
+            let reconciler = reconciler.with_events(progress_sink(progress.clone()));
             let report = match reconciler.teardown(&id, keep_data, &actor()).await {
                 Err(ReconcileError::UnknownTenant(id)) => {
                     return Err(CliFailure::Failed(anyhow::anyhow!(

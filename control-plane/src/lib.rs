@@ -6,6 +6,7 @@ pub mod cli;
 pub mod output;
 pub mod platform;
 pub mod reconciler;
+pub mod runs;
 pub mod server;
 pub mod store;
 pub mod tokens;

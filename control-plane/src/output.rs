@@ -7,7 +7,7 @@ use crate::cli::OutputFormat;
 use crate::reconciler::TenantReport;
 use cloud::naming::TenantId;
 
-use crate::store::{ResourceRecord, ResourceStatus, Store, StoreError, TenantRecord};
+use crate::store::{ResourceRecord, ResourceStatus, RunRecord, Store, StoreError, TenantRecord};
 
 /// `tenants show --output json`: `{"id", "phase", "resources": [{"kind", "name",
 /// "status", "message"}], "xero": {"organisations", "needs_consent"}}`.
@@ -193,5 +193,116 @@ pub fn print_reconcile(reports: &[TenantReport], format: OutputFormat) -> anyhow
             .unwrap_or_else(|| "deleted".to_owned());
         println!("  {}: {} ({} changed)", r.tenant, phase, r.changed);
     }
+    Ok(())
+}
+
+fn run_duration(run: &RunRecord) -> Option<f64> {
+    let start = run.started_at?;
+    let end = run
+        .finished_at
+        .unwrap_or_else(time::OffsetDateTime::now_utc);
+    Some((end - start).as_seconds_f64())
+}
+
+/// Records ingested per resource, from the job's summary.
+fn run_counts(run: &RunRecord) -> Vec<(String, u64)> {
+    run.summary
+        .as_ref()
+        .and_then(|s| s.pointer("/ingest/resources"))
+        .and_then(|r| r.as_object())
+        .map(|m| {
+            m.iter()
+                .map(|(k, v)| (k.clone(), v["records"].as_u64().unwrap_or(0)))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `runs start` and `runs show`: the run record (JSON: the record itself,
+/// with `duration_seconds`).
+pub fn print_run(run: &RunRecord, format: OutputFormat) -> anyhow::Result<()> {
+    if format == OutputFormat::Json {
+        let mut value = serde_json::to_value(run)?;
+        value["duration_seconds"] = serde_json::json!(run_duration(run));
+        return print_json(&value);
+    }
+    println!(
+        "run {}  tenant {}  {}  ({})",
+        run.id, run.tenant, run.command, run.trigger
+    );
+    println!("  status    {}", run.status);
+    if let Some(d) = run_duration(run) {
+        println!("  duration  {d:.1} s");
+    }
+    if let Some(m) = &run.message {
+        println!("  message   {m}");
+    }
+    let counts = run_counts(run);
+    if !counts.is_empty() {
+        let mut table = Table::new();
+        table.load_preset(UTF8_FULL_CONDENSED);
+        table.set_header(["RESOURCE", "RECORDS"]);
+        for (resource, records) in counts {
+            table.add_row([resource, records.to_string()]);
+        }
+        println!("{table}");
+    }
+    if let Some(models) = run
+        .summary
+        .as_ref()
+        .and_then(|s| s.pointer("/transform/models"))
+        .and_then(|m| m.as_array())
+    {
+        let mut table = Table::new();
+        table.load_preset(UTF8_FULL_CONDENSED);
+        table.set_header(["MODEL", "ROWS"]);
+        for m in models {
+            table.add_row([
+                m["name"].as_str().unwrap_or("?").to_owned(),
+                m["rows"].to_string(),
+            ]);
+        }
+        println!("{table}");
+    }
+    Ok(())
+}
+
+/// `runs list`.
+pub fn print_runs(runs: &[RunRecord], format: OutputFormat) -> anyhow::Result<()> {
+    if format == OutputFormat::Json {
+        return print_json(runs);
+    }
+    if runs.is_empty() {
+        println!("no runs");
+        return Ok(());
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header([
+        "RUN", "TENANT", "COMMAND", "TRIGGER", "STATUS", "STARTED", "SECONDS", "RECORDS",
+    ]);
+    for r in runs {
+        let started = r
+            .started_at
+            .and_then(|t| {
+                t.format(&time::format_description::well_known::Rfc3339)
+                    .ok()
+            })
+            .unwrap_or_default();
+        let records: u64 = run_counts(r).iter().map(|(_, n)| n).sum();
+        table.add_row([
+            r.id.clone(),
+            r.tenant.to_string(),
+            r.command.to_string(),
+            r.trigger.to_string(),
+            r.status.to_string(),
+            started,
+            run_duration(r)
+                .map(|d| format!("{d:.1}"))
+                .unwrap_or_default(),
+            records.to_string(),
+        ]);
+    }
+    println!("{table}");
     Ok(())
 }

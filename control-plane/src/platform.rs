@@ -9,6 +9,7 @@ use cloud::naming::DeploymentPrefix;
 use cloud::Cloud;
 
 use crate::reconciler::{Reconciler, Settings};
+use crate::runs::{RunSettings, Runs};
 use crate::store::{Store, StoreError};
 
 /// Where the platform's state and (locally) its cloud live.
@@ -78,6 +79,24 @@ impl Platform {
 
     pub fn reconciler(&self, mut settings: Settings) -> Reconciler {
         settings.prefix = self.config.bucket_prefix.clone();
+        if let Ok(endpoint) = std::env::var("LEDGERLAKE_XERO_ENDPOINT") {
+            // Plain configuration for every run of the tenant's jobs.
+            settings
+                .jobs
+                .env
+                .entry("LEDGERLAKE_XERO_ENDPOINT".to_owned())
+                .or_insert(endpoint);
+        }
         Reconciler::new(self.cloud.clone(), self.store.clone(), settings)
+    }
+
+    /// Starting and following runs of the tenants' jobs.
+    pub fn runs(&self, settings: RunSettings) -> Runs {
+        Runs::new(
+            self.cloud.clone(),
+            self.store.clone(),
+            self.config.bucket_prefix.clone(),
+            settings,
+        )
     }
 }

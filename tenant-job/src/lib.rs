@@ -7,5 +7,6 @@
 
 pub mod ingest;
 pub mod raw;
+pub mod summary;
 pub mod tokens;
 pub mod transform;

@@ -101,6 +101,20 @@ pub async fn ensure(cloud: &Cloud, p: &Planned, labels: &Labels) -> CloudResult<
                 Change::Unchanged
             })
         }
+        Planned::Job { spec } => match cloud.jobs.get_job(&spec.name).await {
+            Ok(job) if job.spec == *spec => Ok(Change::Unchanged),
+            Ok(job) => {
+                check_owner(format!("job {}", spec.name), &job.spec.labels, labels)?;
+                // A changed template (a new image, new settings) updates the job.
+                cloud.jobs.ensure_job(spec).await?;
+                Ok(Change::Created)
+            }
+            Err(CloudError::NotFound { .. }) => {
+                cloud.jobs.ensure_job(spec).await?;
+                Ok(Change::Created)
+            }
+            Err(e) => Err(e),
+        },
     }
 }
 
@@ -117,6 +131,13 @@ pub async fn is_in_place(cloud: &Cloud, p: &Planned, labels: &Labels) -> CloudRe
         Planned::Bucket { name } => cloud.objects.get_bucket(name).await.map(|b| b.labels),
         Planned::Dataset { name } => cloud.warehouse.get_dataset(name).await.map(|d| d.labels),
         Planned::Secret { name } => cloud.secrets.get_secret(name).await.map(|s| s.labels),
+        Planned::Job { spec } => {
+            return match cloud.jobs.get_job(&spec.name).await {
+                Ok(job) => Ok(job.spec == *spec),
+                Err(CloudError::NotFound { .. }) => Ok(false),
+                Err(e) => Err(e),
+            }
+        }
         Planned::Binding {
             resource,
             role,
@@ -143,6 +164,7 @@ pub async fn remove(cloud: &Cloud, p: &Planned) -> CloudResult<()> {
         Planned::Bucket { name } => cloud.objects.delete_bucket(name).await,
         Planned::Dataset { name } => cloud.warehouse.delete_dataset(name).await,
         Planned::Secret { name } => cloud.secrets.delete_secret(name).await,
+        Planned::Job { spec } => cloud.jobs.delete_job(&spec.name).await,
         Planned::Binding {
             resource,
             role,

@@ -27,6 +27,7 @@ use crate::store::{
     Desired, Phase, ResourceRecord, ResourceStatus, Store, StoreError, TenantRecord,
 };
 pub use ensure::Change;
+pub use plan::JobTemplate;
 use plan::{Planned, TenantPlan};
 
 #[derive(Debug, thiserror::Error)]
@@ -71,6 +72,8 @@ pub struct Settings {
     pub lease_ttl: Duration,
     /// How long to wait for a tenant another process is reconciling.
     pub lease_wait: Duration,
+    /// How each tenant's jobs are defined.
+    pub jobs: JobTemplate,
 }
 
 impl Default for Settings {
@@ -82,6 +85,7 @@ impl Default for Settings {
             tenant_concurrency: 8,
             lease_ttl: Duration::from_secs(30),
             lease_wait: Duration::from_secs(60),
+            jobs: JobTemplate::beside_current_exe(),
         }
     }
 }
@@ -184,7 +188,12 @@ impl Reconciler {
             .cloud
             .identity
             .email_for(&naming::service_account_id(id));
-        TenantPlan::new(id, self.settings.prefix.as_ref(), email)
+        TenantPlan::new(
+            id,
+            self.settings.prefix.as_ref(),
+            email,
+            &self.settings.jobs,
+        )
     }
 
     /// Records the tenant as wanted (a no-op when it already is) and reconciles it.
@@ -643,6 +652,9 @@ impl Reconciler {
             for d in cloud.warehouse.list_datasets(&labels).await? {
                 leftovers.push(Planned::Dataset { name: d.name });
             }
+        }
+        for job in cloud.jobs.list_jobs(&labels).await? {
+            leftovers.push(Planned::Job { spec: job.spec });
         }
         for sa in cloud.identity.list_service_accounts(&labels).await? {
             leftovers.push(Planned::ServiceAccount {

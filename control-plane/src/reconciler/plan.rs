@@ -2,10 +2,41 @@
 //! dependency order. Names come from `cloud::naming`, so the plan of a tenant
 //! is a pure function of its id and the deployment settings.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use cloud::naming::{self, DeploymentPrefix, TenantId};
-use cloud::ports::{roles, ResourceRef};
+use cloud::ports::{roles, JobSpec, ResourceRef};
+
+/// How a tenant's jobs are defined: the program (the `tenant-job` binary
+/// locally, its image on Cloud Run) and the plain configuration every run gets.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobTemplate {
+    pub image: String,
+    /// Plain settings only (endpoints, prefixes): never secrets.
+    pub env: BTreeMap<String, String>,
+    pub timeout_seconds: u64,
+}
+
+impl JobTemplate {
+    /// `tenant-job` beside the running executable (or one folder up, where
+    /// cargo puts binaries next to test executables in `deps/`), else found
+    /// on the PATH at run time.
+    pub fn beside_current_exe() -> Self {
+        let found = std::env::current_exe().ok().and_then(|exe| {
+            exe.ancestors()
+                .skip(1)
+                .take(2)
+                .map(|dir| dir.join("tenant-job"))
+                .find(|p| p.is_file())
+        });
+        JobTemplate {
+            image: found.map_or_else(|| "tenant-job".to_owned(), |p| p.display().to_string()),
+            env: BTreeMap::new(),
+            timeout_seconds: 3600,
+        }
+    }
+}
 
 /// The kind of a tenant resource, as shown by `tenants show`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -15,6 +46,7 @@ pub enum ResourceKind {
     Dataset,
     Secret,
     IamBinding,
+    Job,
 }
 
 impl ResourceKind {
@@ -25,6 +57,7 @@ impl ResourceKind {
             ResourceKind::Dataset => "dataset",
             ResourceKind::Secret => "secret",
             ResourceKind::IamBinding => "iam_binding",
+            ResourceKind::Job => "job",
         }
     }
 }
@@ -57,6 +90,10 @@ pub enum Planned {
         role: &'static str,
         member: String,
     },
+    /// A job definition (Cloud Run job) the tenant's runs execute.
+    Job {
+        spec: JobSpec,
+    },
 }
 
 impl Planned {
@@ -67,6 +104,7 @@ impl Planned {
             Planned::Dataset { .. } => ResourceKind::Dataset,
             Planned::Secret { .. } => ResourceKind::Secret,
             Planned::Binding { .. } => ResourceKind::IamBinding,
+            Planned::Job { .. } => ResourceKind::Job,
         }
     }
 
@@ -83,6 +121,7 @@ impl Planned {
                 ResourceRef::Secret(n) => format!("secret/{n} {role}"),
                 ResourceRef::Project => format!("project {role}"),
             },
+            Planned::Job { spec } => spec.name.clone(),
         }
     }
 
@@ -100,12 +139,35 @@ pub struct TenantPlan {
 }
 
 impl TenantPlan {
-    pub fn new(id: &TenantId, prefix: Option<&DeploymentPrefix>, sa_email: String) -> Self {
+    pub fn new(
+        id: &TenantId,
+        prefix: Option<&DeploymentPrefix>,
+        sa_email: String,
+        jobs: &JobTemplate,
+    ) -> Self {
         let bucket = naming::bucket_name(prefix, id);
         let raw = naming::raw_dataset(id);
         let transformed = naming::transformed_dataset(id);
         let secret = naming::secret_name(id);
         let member = cloud::ports::member_for(&sa_email);
+        let job = |name: String, command: &str| {
+            let mut env = jobs.env.clone();
+            env.insert("LEDGERLAKE_TENANT".to_owned(), id.to_string());
+            if let Some(p) = prefix {
+                env.insert("LEDGERLAKE_BUCKET_PREFIX".to_owned(), p.as_str().to_owned());
+            }
+            Planned::Job {
+                spec: JobSpec {
+                    name,
+                    labels: naming::tenant_labels(id),
+                    image: jobs.image.clone(),
+                    args: vec![command.to_owned(), "--tenant".to_owned(), id.to_string()],
+                    env,
+                    service_account: sa_email.clone(),
+                    timeout_seconds: jobs.timeout_seconds,
+                },
+            }
+        };
         let binding = |resource: ResourceRef, role: &'static str| Planned::Binding {
             resource,
             role,
@@ -140,6 +202,11 @@ impl TenantPlan {
                     binding(ResourceRef::Secret(secret), roles::SECRET_VERSION_ADDER),
                     binding(ResourceRef::Project, roles::BIGQUERY_JOB_USER),
                 ],
+                // Runs act as the account with the grants above.
+                vec![
+                    job(naming::ingest_job(id), "ingest"),
+                    job(naming::transform_job(id), "transform"),
+                ],
             ],
         }
     }
@@ -155,7 +222,12 @@ mod tests {
 
     fn plan() -> TenantPlan {
         let id = TenantId::parse("acme").expect("id");
-        TenantPlan::new(&id, None, "client-acme-sa@local.iam.local".into())
+        TenantPlan::new(
+            &id,
+            None,
+            "client-acme-sa@local.iam.local".into(),
+            &JobTemplate::beside_current_exe(),
+        )
     }
 
     #[test]
@@ -176,5 +248,8 @@ mod tests {
             .iter()
             .all(|p| p.kind() == ResourceKind::IamBinding));
         assert_eq!(plan.resources().filter(|p| p.is_data()).count(), 3);
+        // Jobs come last, after the grants their runs rely on.
+        let last: Vec<String> = plan.levels[3].iter().map(Planned::name).collect();
+        assert_eq!(last, ["ingest-acme", "transform-acme"]);
     }
 }

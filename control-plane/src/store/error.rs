@@ -48,6 +48,12 @@ pub enum StoreError {
     #[error("tenant {0} not found")]
     TenantNotFound(TenantId),
 
+    #[error("tenant {tenant} already has a run in progress ({run}); wait for it or follow it with `runs show {run}`")]
+    RunActive { tenant: TenantId, run: String },
+
+    #[error("run {0} not found")]
+    RunNotFound(String),
+
     #[error(
         "tenant {0} is being deleted; wait for its teardown to finish before provisioning it again"
     )]

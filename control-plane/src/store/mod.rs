@@ -16,6 +16,7 @@
 
 mod error;
 mod onboarding;
+mod runs;
 #[cfg(test)]
 mod tests;
 mod types;
@@ -33,6 +34,7 @@ use time::OffsetDateTime;
 
 pub use error::StoreError;
 pub use onboarding::{PendingConsent, WebhookEventRecord};
+pub use runs::{RunCommand, RunRecord, RunStatus, RunTrigger};
 pub use types::{
     AuditEntry, Desired, ParseEnumError, Phase, ResourceRecord, ResourceStatus, TenantRecord,
 };

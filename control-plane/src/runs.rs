@@ -1,0 +1,297 @@
+//! Runs of `tenant-job`: started through the jobs port as executions of the
+//! tenant's job definitions, recorded in the state store, and followed until
+//! they end, when the job's own summary (in the tenant's bucket) is copied
+//! into the run record. A run whose process died is found by the jobs port
+//! and recorded as failed.
+
+use std::time::Duration;
+
+use cloud::error::CloudError;
+use cloud::naming::{self, DeploymentPrefix, TenantId};
+use cloud::ports::{Credential, ExecutionOverrides, ExecutionState};
+use cloud::Cloud;
+use tenant_job::summary::{read_summary, RunOutcome};
+use time::OffsetDateTime;
+use xero::secret::SecretString;
+
+use crate::store::{
+    Desired, Phase, RunCommand, RunRecord, RunStatus, RunTrigger, Store, StoreError,
+};
+
+/// A queued run with no execution after this long was orphaned by a crash
+/// between recording it and starting it.
+const QUEUED_GRACE: Duration = Duration::from_secs(120);
+
+/// What every execution gets besides its job definition.
+#[derive(Clone, Default)]
+pub struct RunSettings {
+    /// The Xero app, so the job can refresh tokens. Passed to each local
+    /// execution's environment only, never written into a job definition or
+    /// a record (on Cloud Run the job reads them from Secret Manager).
+    pub xero_client_id: Option<String>,
+    pub xero_client_secret: Option<SecretString>,
+}
+
+impl std::fmt::Debug for RunSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RunSettings")
+            .field("xero_client_id", &self.xero_client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("tenant {0} does not exist")]
+    UnknownTenant(TenantId),
+    #[error(
+        "tenant {tenant} is {phase}, not Ready: provision it first (`tenants provision {tenant}`)"
+    )]
+    NotReady { tenant: TenantId, phase: Phase },
+    #[error(
+        "tenant {0} must connect Xero again before its data can sync (/connect/xero?tenant={0})"
+    )]
+    NeedsConsent(TenantId),
+    #[error("tenant {tenant} already has a run in progress ({run})")]
+    Active { tenant: TenantId, run: String },
+    #[error("run {0} does not exist")]
+    UnknownRun(String),
+    #[error("starting job {job} of tenant {tenant}: {source}")]
+    Start {
+        tenant: TenantId,
+        job: String,
+        #[source]
+        source: CloudError,
+    },
+    #[error("following run {run}: {source}")]
+    Follow {
+        run: String,
+        #[source]
+        source: CloudError,
+    },
+    #[error("run {0} did not finish within the wait")]
+    Timeout(String),
+    #[error(transparent)]
+    Store(StoreError),
+}
+
+impl From<StoreError> for RunError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::RunActive { tenant, run } => RunError::Active { tenant, run },
+            StoreError::RunNotFound(id) => RunError::UnknownRun(id),
+            StoreError::TenantNotFound(t) => RunError::UnknownTenant(t),
+            other => RunError::Store(other),
+        }
+    }
+}
+
+#[derive(Clone)]
+pub struct Runs {
+    cloud: Cloud,
+    store: Store,
+    prefix: Option<DeploymentPrefix>,
+    settings: RunSettings,
+}
+
+impl Runs {
+    pub fn new(
+        cloud: Cloud,
+        store: Store,
+        prefix: Option<DeploymentPrefix>,
+        settings: RunSettings,
+    ) -> Self {
+        Runs {
+            cloud,
+            store,
+            prefix,
+            settings,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Records and starts a run. Refuses an unknown or unready tenant, a
+    /// tenant that must consent again (for runs that read Xero), and a second
+    /// run while one is in progress.
+    pub async fn start(
+        &self,
+        tenant: &TenantId,
+        command: RunCommand,
+        trigger: RunTrigger,
+    ) -> Result<RunRecord, RunError> {
+        let record = self
+            .store
+            .get_tenant(tenant)
+            .await?
+            .ok_or_else(|| RunError::UnknownTenant(tenant.clone()))?;
+        if record.desired != Desired::Present || record.phase != Phase::Ready {
+            return Err(RunError::NotReady {
+                tenant: tenant.clone(),
+                phase: record.phase,
+            });
+        }
+        let reads_xero = command != RunCommand::Transform;
+        if reads_xero && self.store.needs_consent(tenant).await? {
+            return Err(RunError::NeedsConsent(tenant.clone()));
+        }
+        let run = self.store.create_run(tenant, command, trigger).await?;
+        let job = match command {
+            RunCommand::Transform => naming::transform_job(tenant),
+            RunCommand::Ingest | RunCommand::Sync => naming::ingest_job(tenant),
+        };
+        let mut overrides = ExecutionOverrides {
+            args: Some(vec![
+                command.as_str().to_owned(),
+                "--tenant".to_owned(),
+                tenant.to_string(),
+            ]),
+            ..ExecutionOverrides::default()
+        };
+        overrides
+            .env
+            .insert("LEDGERLAKE_RUN_ID".to_owned(), run.id.clone());
+        if let Some(id) = &self.settings.xero_client_id {
+            overrides
+                .env
+                .insert("LEDGERLAKE_XERO_CLIENT_ID".to_owned(), id.clone());
+        }
+        if let Some(secret) = &self.settings.xero_client_secret {
+            overrides.env.insert(
+                "LEDGERLAKE_XERO_CLIENT_SECRET".to_owned(),
+                secret.expose_secret().to_owned(),
+            );
+        }
+        match self.cloud.jobs.run_job(&job, &overrides).await {
+            Ok(execution) => {
+                self.store
+                    .mark_run_running(&run.id, &job, &execution.id)
+                    .await?;
+            }
+            Err(source) => {
+                let message = format!("could not start job {job}: {source}");
+                self.store
+                    .finish_run(&run.id, RunStatus::Failed, Some(&message), None)
+                    .await?;
+                return Err(RunError::Start {
+                    tenant: tenant.clone(),
+                    job,
+                    source,
+                });
+            }
+        }
+        if reads_xero {
+            self.store.clear_sync_requested(tenant).await?;
+        }
+        tracing::info!(%tenant, run = %run.id, command = %command, trigger = %trigger, "run started");
+        self.get(&run.id).await
+    }
+
+    pub async fn get(&self, run_id: &str) -> Result<RunRecord, RunError> {
+        self.store
+            .get_run(run_id)
+            .await?
+            .ok_or_else(|| RunError::UnknownRun(run_id.to_owned()))
+    }
+
+    /// Brings the record of a run up to date with its execution; records the
+    /// end (with the job's summary) when the execution has ended.
+    pub async fn follow(&self, run: &RunRecord) -> Result<RunRecord, RunError> {
+        if !run.status.is_active() {
+            return Ok(run.clone());
+        }
+        let (Some(job), Some(execution_id)) = (&run.job, &run.execution_id) else {
+            let age = OffsetDateTime::now_utc() - run.created_at;
+            if age > QUEUED_GRACE {
+                self.store
+                    .finish_run(
+                        &run.id,
+                        RunStatus::Failed,
+                        Some("the run was recorded but never started (the control plane stopped in between)"),
+                        None,
+                    )
+                    .await?;
+            }
+            return self.get(&run.id).await;
+        };
+        let execution = self
+            .cloud
+            .jobs
+            .get_execution(job, execution_id)
+            .await
+            .map_err(|source| RunError::Follow {
+                run: run.id.clone(),
+                source,
+            })?;
+        let failed_message = match &execution.state {
+            ExecutionState::Running => return Ok(run.clone()),
+            ExecutionState::Succeeded => None,
+            ExecutionState::Failed { message } => Some(message.clone()),
+        };
+        let bucket = naming::bucket_name(self.prefix.as_ref(), &run.tenant);
+        let summary = read_summary(&self.cloud, &Credential::Platform, &bucket, &run.id)
+            .await
+            .ok()
+            .filter(|s| s.run_id == run.id);
+        let (status, message) = match (&summary, failed_message) {
+            (Some(s), _) => (
+                match s.outcome {
+                    RunOutcome::Succeeded => RunStatus::Succeeded,
+                    RunOutcome::Partial => RunStatus::Partial,
+                    RunOutcome::Failed => RunStatus::Failed,
+                },
+                s.message.clone(),
+            ),
+            (None, Some(m)) => (RunStatus::Failed, Some(format!("the job failed: {m}"))),
+            (None, None) => (
+                RunStatus::Failed,
+                Some("the job ended without writing its summary".to_owned()),
+            ),
+        };
+        if summary.as_ref().is_some_and(|s| s.needs_consent) {
+            self.store.mark_needs_consent(&run.tenant).await?;
+        }
+        let summary_json = summary.and_then(|s| serde_json::to_value(s).ok());
+        if self
+            .store
+            .finish_run(&run.id, status, message.as_deref(), summary_json.as_ref())
+            .await?
+        {
+            tracing::info!(tenant = %run.tenant, run = %run.id, status = %status, "run ended");
+        }
+        self.get(&run.id).await
+    }
+
+    /// Follows every active run once. Returns the runs that ended.
+    pub async fn follow_active(&self) -> Result<Vec<RunRecord>, RunError> {
+        let mut ended = Vec::new();
+        for run in self.store.active_runs().await? {
+            match self.follow(&run).await {
+                Ok(r) if !r.status.is_active() => ended.push(r),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(run = %run.id, error = %e, "could not follow the run"),
+            }
+        }
+        Ok(ended)
+    }
+
+    /// Follows a run until it ends or `timeout` passes.
+    pub async fn wait(&self, run_id: &str, timeout: Duration) -> Result<RunRecord, RunError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut poll = Duration::from_millis(50);
+        loop {
+            let run = self.get(run_id).await?;
+            let run = self.follow(&run).await?;
+            if !run.status.is_active() {
+                return Ok(run);
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RunError::Timeout(run_id.to_owned()));
+            }
+            tokio::time::sleep(poll).await;
+            poll = (poll * 2).min(Duration::from_secs(1));
+        }
+    }
+}

@@ -1,0 +1,366 @@
+//! Runs of `tenant-job` and each tenant's schedule. The database itself keeps
+//! a tenant to one active (queued or running) run: a partial unique index.
+
+use std::fmt;
+use std::str::FromStr;
+
+use cloud::TenantId;
+use serde::Serialize;
+use sqlx::any::AnyRow;
+use time::OffsetDateTime;
+
+use super::{get, get_parsed, now_ms, Store, StoreError};
+
+/// What a run does (`tenant-job <command>`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunCommand {
+    Ingest,
+    Transform,
+    Sync,
+}
+
+/// Who asked for a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunTrigger {
+    /// The operator CLI.
+    Operator,
+    /// `POST /v1/tenants/{id}/runs`.
+    Api,
+    /// The tenant's schedule, through the scheduler tick.
+    Schedule,
+    /// A Xero webhook marked the tenant changed.
+    Webhook,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RunStatus {
+    Queued,
+    Running,
+    Succeeded,
+    /// Xero's day limit ended the ingest early; the next run resumes.
+    Partial,
+    Failed,
+}
+
+impl RunStatus {
+    pub fn is_active(self) -> bool {
+        matches!(self, RunStatus::Queued | RunStatus::Running)
+    }
+}
+
+macro_rules! text_enum {
+    ($ty:ident { $($variant:ident => $text:literal),+ $(,)? }) => {
+        impl $ty {
+            pub fn as_str(self) -> &'static str {
+                match self { $($ty::$variant => $text),+ }
+            }
+        }
+        impl fmt::Display for $ty {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        impl FromStr for $ty {
+            type Err = String;
+            fn from_str(s: &str) -> Result<Self, String> {
+                match s {
+                    $($text => Ok($ty::$variant),)+
+                    other => Err(format!("unknown {} {other:?}", stringify!($ty))),
+                }
+            }
+        }
+    };
+}
+
+text_enum!(RunCommand { Ingest => "ingest", Transform => "transform", Sync => "sync" });
+text_enum!(RunTrigger { Operator => "operator", Api => "api", Schedule => "schedule", Webhook => "webhook" });
+text_enum!(RunStatus {
+    Queued => "queued",
+    Running => "running",
+    Succeeded => "succeeded",
+    Partial => "partial",
+    Failed => "failed",
+});
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRecord {
+    pub id: String,
+    pub tenant: TenantId,
+    pub command: RunCommand,
+    pub trigger: RunTrigger,
+    pub status: RunStatus,
+    /// The job and execution that carry the run, once started.
+    pub job: Option<String>,
+    pub execution_id: Option<String>,
+    pub message: Option<String>,
+    /// The job's own summary (per-resource counts, models, data tests).
+    pub summary: Option<serde_json::Value>,
+    #[serde(with = "time::serde::rfc3339")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub started_at: Option<OffsetDateTime>,
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub finished_at: Option<OffsetDateTime>,
+}
+
+const RUN_COLUMNS: &str = "id, tenant_id, command, trigger, status, job, execution_id, message, \
+                           summary, created_at, started_at, finished_at";
+
+fn time_of(ms: Option<i64>) -> Option<OffsetDateTime> {
+    ms.and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
+}
+
+fn run_from_row(row: &AnyRow) -> Result<RunRecord, StoreError> {
+    let summary: Option<String> = get(row, "summary")?;
+    let summary = summary
+        .map(|s| serde_json::from_str(&s))
+        .transpose()
+        .map_err(|e| StoreError::InvalidData {
+            column: "runs.summary",
+            reason: e.to_string(),
+        })?;
+    let created: i64 = get(row, "created_at")?;
+    Ok(RunRecord {
+        id: get(row, "id")?,
+        tenant: get_parsed(row, "tenant_id")?,
+        command: get_parsed(row, "command")?,
+        trigger: get_parsed(row, "trigger")?,
+        status: get_parsed(row, "status")?,
+        job: get(row, "job")?,
+        execution_id: get(row, "execution_id")?,
+        message: get(row, "message")?,
+        summary,
+        created_at: time_of(Some(created)).unwrap_or(OffsetDateTime::UNIX_EPOCH),
+        started_at: time_of(get(row, "started_at")?),
+        finished_at: time_of(get(row, "finished_at")?),
+    })
+}
+
+impl Store {
+    /// Records a queued run. `RunActive` when the tenant already has one
+    /// queued or running; `TenantNotFound` for an unknown tenant.
+    pub async fn create_run(
+        &self,
+        tenant: &TenantId,
+        command: RunCommand,
+        trigger: RunTrigger,
+    ) -> Result<RunRecord, StoreError> {
+        let id = format!("run-{}", uuid::Uuid::new_v4().simple());
+        let inserted = sqlx::query(
+            "INSERT INTO runs (id, tenant_id, command, trigger, status, created_at) \
+             VALUES ($1, $2, $3, $4, 'queued', $5)",
+        )
+        .bind(&id)
+        .bind(tenant.as_str())
+        .bind(command.as_str())
+        .bind(trigger.as_str())
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await;
+        match inserted {
+            Ok(_) => {}
+            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+                let active = self.active_run(tenant).await?;
+                return Err(StoreError::RunActive {
+                    tenant: tenant.clone(),
+                    run: active.map(|r| r.id).unwrap_or_default(),
+                });
+            }
+            Err(e) => return Err(self.tenant_write_err(tenant, e)),
+        }
+        self.get_run(&id)
+            .await?
+            .ok_or_else(|| StoreError::RunNotFound(id))
+    }
+
+    pub async fn get_run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
+        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
+        sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.db_err(e))?
+            .as_ref()
+            .map(run_from_row)
+            .transpose()
+    }
+
+    /// The tenant's queued or running run, if any.
+    pub async fn active_run(&self, tenant: &TenantId) -> Result<Option<RunRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = $1 AND status IN ('queued', 'running')"
+        );
+        sqlx::query(&sql)
+            .bind(tenant.as_str())
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.db_err(e))?
+            .as_ref()
+            .map(run_from_row)
+            .transpose()
+    }
+
+    /// Every queued or running run (to follow them up).
+    pub async fn active_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
+        let sql = format!(
+            "SELECT {RUN_COLUMNS} FROM runs WHERE status IN ('queued', 'running') ORDER BY created_at"
+        );
+        sqlx::query(&sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.db_err(e))?
+            .iter()
+            .map(run_from_row)
+            .collect()
+    }
+
+    /// The newest runs first, of one tenant or all, at most `limit`.
+    pub async fn list_runs(
+        &self,
+        tenant: Option<&TenantId>,
+        limit: u32,
+    ) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = match tenant {
+            Some(t) => {
+                let sql = format!(
+                    "SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = $1 \
+                     ORDER BY created_at DESC, id DESC LIMIT $2"
+                );
+                sqlx::query(&sql)
+                    .bind(t.as_str())
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+            }
+            None => {
+                let sql = format!(
+                    "SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id DESC LIMIT $1"
+                );
+                sqlx::query(&sql)
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await
+            }
+        }
+        .map_err(|e| self.db_err(e))?;
+        rows.iter().map(run_from_row).collect()
+    }
+
+    /// Marks a queued run as running on `job`'s execution `execution_id`.
+    pub async fn mark_run_running(
+        &self,
+        id: &str,
+        job: &str,
+        execution_id: &str,
+    ) -> Result<(), StoreError> {
+        let updated = sqlx::query(
+            "UPDATE runs SET status = 'running', job = $2, execution_id = $3, started_at = $4 \
+             WHERE id = $1 AND status = 'queued'",
+        )
+        .bind(id)
+        .bind(job)
+        .bind(execution_id)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.db_err(e))?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::RunNotFound(id.to_owned()));
+        }
+        Ok(())
+    }
+
+    /// Ends an active run. Returns false when it had already ended (another
+    /// process recorded the end first), in which case nothing changes.
+    pub async fn finish_run(
+        &self,
+        id: &str,
+        status: RunStatus,
+        message: Option<&str>,
+        summary: Option<&serde_json::Value>,
+    ) -> Result<bool, StoreError> {
+        let summary = summary.map(serde_json::Value::to_string);
+        let updated = sqlx::query(
+            "UPDATE runs SET status = $2, message = $3, summary = $4, finished_at = $5 \
+             WHERE id = $1 AND status IN ('queued', 'running')",
+        )
+        .bind(id)
+        .bind(status.as_str())
+        .bind(message)
+        .bind(summary)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.db_err(e))?
+        .rows_affected();
+        Ok(updated > 0)
+    }
+
+    /// The tenant's cron schedule (`None`: the deployment's default).
+    pub async fn set_schedule(
+        &self,
+        tenant: &TenantId,
+        schedule: Option<&str>,
+    ) -> Result<(), StoreError> {
+        let updated = sqlx::query(
+            "UPDATE tenants SET schedule = $2, next_run_at = NULL, updated_at = $3 WHERE id = $1",
+        )
+        .bind(tenant.as_str())
+        .bind(schedule)
+        .bind(now_ms())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.db_err(e))?
+        .rows_affected();
+        if updated == 0 {
+            return Err(StoreError::TenantNotFound(tenant.clone()));
+        }
+        Ok(())
+    }
+
+    /// Every tenant's schedule and next due time: (tenant, schedule, next_run_at ms).
+    pub async fn schedules(
+        &self,
+    ) -> Result<Vec<(TenantId, Option<String>, Option<i64>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT id, schedule, next_run_at FROM tenants WHERE desired = 'present' ORDER BY id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.db_err(e))?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    get_parsed(r, "id")?,
+                    get(r, "schedule")?,
+                    get(r, "next_run_at")?,
+                ))
+            })
+            .collect()
+    }
+
+    /// Records when the tenant's schedule next wants a run.
+    pub async fn set_next_run_at(&self, tenant: &TenantId, at_ms: i64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE tenants SET next_run_at = $2 WHERE id = $1")
+            .bind(tenant.as_str())
+            .bind(at_ms)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+
+    /// Clears a webhook's sync request once a run that ingests has started.
+    pub async fn clear_sync_requested(&self, tenant: &TenantId) -> Result<(), StoreError> {
+        sqlx::query("UPDATE tenants SET sync_requested_at = NULL WHERE id = $1")
+            .bind(tenant.as_str())
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.db_err(e))?;
+        Ok(())
+    }
+}
