@@ -135,6 +135,10 @@ both_backends!(
     reopen_keeps_data_and_migrates_once,
     concurrent_first_opens_succeed,
     schema_from_a_newer_version_is_refused,
+    one_active_run_per_tenant,
+    runs_move_from_queued_to_an_end_once,
+    runs_are_listed_newest_first_and_go_with_their_tenant,
+    schedules_are_kept_per_tenant,
 );
 
 fn tid(s: &str) -> TenantId {
@@ -1169,4 +1173,170 @@ async fn unreachable_postgres_is_a_connect_error_without_the_password() {
         Err(e) => panic!("expected a connect error, got {e:?}"),
         Ok(_) => panic!("connected to nothing"),
     }
+}
+
+async fn one_active_run_per_tenant(db: &TestDb) {
+    let store = db.open().await;
+    let (a, b) = (tid("alpha"), tid("bravo"));
+    for t in [&a, &b] {
+        store.want_tenant(t).await.expect("want");
+    }
+    let first = store
+        .create_run(&a, RunCommand::Sync, RunTrigger::Operator)
+        .await
+        .expect("first");
+    assert_eq!(first.status, RunStatus::Queued);
+    match store
+        .create_run(&a, RunCommand::Ingest, RunTrigger::Schedule)
+        .await
+    {
+        Err(StoreError::RunActive { tenant, run }) => {
+            assert_eq!(tenant, a);
+            assert_eq!(run, first.id);
+        }
+        other => panic!("expected RunActive, got {other:?}"),
+    }
+    // Another tenant is not affected, and an unknown tenant is reported.
+    store
+        .create_run(&b, RunCommand::Ingest, RunTrigger::Api)
+        .await
+        .expect("other tenant");
+    assert!(matches!(
+        store
+            .create_run(&tid("nobody"), RunCommand::Sync, RunTrigger::Api)
+            .await,
+        Err(StoreError::TenantNotFound(_))
+    ));
+    // Once the first ends, a new run may start; many racing starts give one.
+    store
+        .finish_run(&first.id, RunStatus::Succeeded, None, None)
+        .await
+        .expect("finish");
+    let racers = (0..8).map(|_| store.create_run(&a, RunCommand::Sync, RunTrigger::Schedule));
+    let results = futures::future::join_all(racers).await;
+    assert_eq!(
+        results.iter().filter(|r| r.is_ok()).count(),
+        1,
+        "{results:?}"
+    );
+    assert!(results
+        .iter()
+        .filter_map(|r| r.as_ref().err())
+        .all(|e| matches!(e, StoreError::RunActive { .. })));
+}
+
+async fn runs_move_from_queued_to_an_end_once(db: &TestDb) {
+    let store = db.open().await;
+    let t = tid("alpha");
+    store.want_tenant(&t).await.expect("want");
+    let run = store
+        .create_run(&t, RunCommand::Ingest, RunTrigger::Webhook)
+        .await
+        .expect("run");
+    store
+        .mark_run_running(&run.id, "ingest-alpha", "exec-1")
+        .await
+        .expect("running");
+    let running = store.get_run(&run.id).await.expect("get").expect("exists");
+    assert_eq!(running.status, RunStatus::Running);
+    assert_eq!(running.execution_id.as_deref(), Some("exec-1"));
+    assert!(running.started_at.is_some());
+    let summary =
+        serde_json::json!({"ingest": {"resources": {"Invoices": {"records": 3, "pages": 1}}}});
+    assert!(store
+        .finish_run(
+            &run.id,
+            RunStatus::Partial,
+            Some("day limit"),
+            Some(&summary)
+        )
+        .await
+        .expect("finish"));
+    // A second end (another process following the same run) changes nothing.
+    assert!(!store
+        .finish_run(&run.id, RunStatus::Failed, Some("late"), None)
+        .await
+        .expect("again"));
+    let ended = store.get_run(&run.id).await.expect("get").expect("exists");
+    assert_eq!(ended.status, RunStatus::Partial);
+    assert_eq!(ended.message.as_deref(), Some("day limit"));
+    assert_eq!(ended.summary, Some(summary));
+    assert!(ended.finished_at.is_some());
+    assert!(store.active_run(&t).await.expect("active").is_none());
+    assert!(matches!(
+        store
+            .mark_run_running(&run.id, "ingest-alpha", "exec-2")
+            .await,
+        Err(StoreError::RunNotFound(_))
+    ));
+}
+
+async fn runs_are_listed_newest_first_and_go_with_their_tenant(db: &TestDb) {
+    let store = db.open().await;
+    let (a, b) = (tid("alpha"), tid("bravo"));
+    let mut ids = Vec::new();
+    for t in [&a, &b] {
+        store.want_tenant(t).await.expect("want");
+    }
+    for t in [&a, &b, &a] {
+        let r = store
+            .create_run(t, RunCommand::Transform, RunTrigger::Operator)
+            .await
+            .expect("run");
+        store
+            .finish_run(&r.id, RunStatus::Succeeded, None, None)
+            .await
+            .expect("finish");
+        ids.push(r.id);
+        tokio::time::sleep(Duration::from_millis(3)).await;
+    }
+    let all: Vec<String> = store
+        .list_runs(None, 10)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.id)
+        .collect();
+    assert_eq!(all, [ids[2].clone(), ids[1].clone(), ids[0].clone()]);
+    let of_a = store.list_runs(Some(&a), 1).await.expect("list a");
+    assert_eq!(of_a.len(), 1);
+    assert_eq!(of_a[0].id, ids[2]);
+    store.mark_deleting(&a, false).await.expect("deleting");
+    store.delete_tenant(&a).await.expect("delete");
+    let left: Vec<TenantId> = store
+        .list_runs(None, 10)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.tenant)
+        .collect();
+    assert_eq!(left, [b]);
+}
+
+async fn schedules_are_kept_per_tenant(db: &TestDb) {
+    let store = db.open().await;
+    let (a, b) = (tid("alpha"), tid("bravo"));
+    for t in [&a, &b] {
+        store.want_tenant(t).await.expect("want");
+    }
+    store
+        .set_schedule(&a, Some("0 */6 * * *"))
+        .await
+        .expect("set");
+    store
+        .set_next_run_at(&b, 1_700_000_000_000)
+        .await
+        .expect("next");
+    let schedules = store.schedules().await.expect("schedules");
+    assert_eq!(
+        schedules,
+        [
+            (a.clone(), Some("0 */6 * * *".to_owned()), None),
+            (b.clone(), None, Some(1_700_000_000_000)),
+        ]
+    );
+    assert!(matches!(
+        store.set_schedule(&tid("nobody"), None).await,
+        Err(StoreError::TenantNotFound(_))
+    ));
 }
