@@ -138,6 +138,13 @@ pub struct ServeArgs {
     /// this many hours (refresh tokens die after 60 days unused).
     #[arg(long, default_value_t = 7 * 24)]
     token_max_idle_hours: u64,
+    /// Tick the scheduler every this many seconds in this process (a local
+    /// deployment); 0 leaves it to Cloud Scheduler calling POST /v1/scheduler/tick.
+    #[arg(long, env = "LEDGERLAKE_LOCAL_TICK_SECS", default_value_t = 60)]
+    local_tick_secs: u64,
+    /// The cron schedule (UTC) of tenants without their own.
+    #[arg(long, env = "LEDGERLAKE_DEFAULT_SCHEDULE", default_value = crate::scheduler::DEFAULT_SCHEDULE)]
+    default_schedule: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -163,6 +170,15 @@ pub enum TenantsCommand {
     Show { id: TenantId },
     /// Drive tenants to their desired state again (repairs drift, resumes crashes).
     Reconcile(ReconcileTarget),
+    /// Set when a tenant syncs: a cron schedule in UTC ("0 */6 * * *"), or
+    /// `--default` for the deployment's default (hourly).
+    Schedule {
+        id: TenantId,
+        #[arg(required_unless_present = "default", conflicts_with = "default")]
+        schedule: Option<String>,
+        #[arg(long)]
+        default: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -330,6 +346,8 @@ async fn serve(platform: Platform, settings: Settings, args: ServeArgs) -> Resul
                     .to_owned(),
             )),
         };
+    crate::scheduler::parse_schedule(&args.default_schedule)
+        .map_err(|e| CliFailure::Usage(e.to_string()))?;
     let config = ServeConfig {
         listen: args.listen,
         public_url,
@@ -340,6 +358,19 @@ async fn serve(platform: Platform, settings: Settings, args: ServeArgs) -> Resul
         resync_interval: std::time::Duration::from_secs(args.resync_secs.max(1)),
         token_check_interval: ServeConfig::TOKEN_CHECK_INTERVAL,
         token_max_idle: std::time::Duration::from_secs(args.token_max_idle_hours * 3600),
+        run_settings: RunSettings {
+            xero_client_id: args.xero_client_id.clone(),
+            xero_client_secret: args
+                .xero_client_secret
+                .clone()
+                .map(xero::secret::SecretString::new),
+        },
+        scheduler: crate::scheduler::SchedulerSettings {
+            default_schedule: args.default_schedule.clone(),
+            ..Default::default()
+        },
+        local_tick: (args.local_tick_secs > 0)
+            .then(|| std::time::Duration::from_secs(args.local_tick_secs)),
     };
     let reconciler = platform.reconciler(settings);
     // Cloud Run and systemd stop with SIGTERM, a terminal with Ctrl-C.
@@ -429,6 +460,39 @@ async fn tenants(
                 views.push(view(platform, &t.id).await?);
             }
             output::print_list(&views, format)?;
+            Ok(())
+        }
+        TenantsCommand::Schedule { id, schedule, .. } => {
+            if let Some(s) = &schedule {
+                crate::scheduler::parse_schedule(s)
+                    .map_err(|e| CliFailure::Usage(e.to_string()))?;
+            }
+            match platform.store.set_schedule(&id, schedule.as_deref()).await {
+                Err(crate::store::StoreError::TenantNotFound(_)) => {
+                    return Err(CliFailure::Failed(anyhow::anyhow!(
+                        "tenant {id} does not exist"
+                    )))
+                }
+                other => other.with_context(|| format!("setting tenant {id}'s schedule"))?,
+            }
+            platform
+                .store
+                .audit(
+                    &actor(),
+                    "tenant.schedule",
+                    Some(&id),
+                    &serde_json::json!({ "schedule": schedule }),
+                )
+                .await
+                .context("writing the audit log")?;
+            match (&schedule, format) {
+                (_, OutputFormat::Json) => println!(
+                    "{}",
+                    serde_json::json!({ "id": id.as_str(), "schedule": schedule })
+                ),
+                (Some(s), _) => println!("tenant {id} syncs on \"{s}\" (UTC)"),
+                (None, _) => println!("tenant {id} syncs on the default schedule"),
+            }
             Ok(())
         }
         TenantsCommand::Show { id } => {

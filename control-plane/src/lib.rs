@@ -7,6 +7,7 @@ pub mod output;
 pub mod platform;
 pub mod reconciler;
 pub mod runs;
+pub mod scheduler;
 pub mod server;
 pub mod store;
 pub mod tokens;

@@ -61,6 +61,9 @@ async fn harness() -> Harness {
         resync_interval: Duration::from_millis(500),
         token_check_interval: ServeConfig::TOKEN_CHECK_INTERVAL,
         token_max_idle: ServeConfig::TOKEN_MAX_IDLE,
+        run_settings: Default::default(),
+        scheduler: Default::default(),
+        local_tick: None,
     };
     let (state, _workers) = server::start(
         platform.cloud.clone(),

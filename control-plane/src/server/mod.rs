@@ -4,6 +4,7 @@
 
 mod error;
 mod onboarding;
+mod runs;
 mod webhooks;
 
 use std::net::SocketAddr;
@@ -28,6 +29,8 @@ use xero::webhook::WebhookKey;
 
 use crate::output::TenantView;
 use crate::reconciler::Reconciler;
+use crate::runs::{RunSettings, Runs};
+use crate::scheduler::{self, SchedulerSettings};
 use crate::store::{Phase, Store};
 use crate::tokens;
 pub use error::ApiError;
@@ -54,6 +57,12 @@ pub struct ServeConfig {
     /// A token set not refreshed for this long is refreshed by the keep-alive
     /// (Xero's refresh tokens die after 60 days unused).
     pub token_max_idle: Duration,
+    /// What the runs this service starts get (the Xero app for refreshes).
+    pub run_settings: RunSettings,
+    pub scheduler: SchedulerSettings,
+    /// Tick the scheduler ourselves this often (a local deployment without
+    /// Cloud Scheduler); `None` leaves it to `POST /v1/scheduler/tick`.
+    pub local_tick: Option<Duration>,
 }
 
 impl ServeConfig {
@@ -66,6 +75,7 @@ pub struct AppState {
     pub cloud: Cloud,
     pub store: Store,
     pub reconciler: Reconciler,
+    pub runs: Runs,
     pub config: ServeConfig,
     queue: mpsc::Sender<TenantId>,
 }
@@ -90,6 +100,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/onboarding/{id}/status", get(onboarding::status))
         .route("/webhooks/xero", post(webhooks::receive))
         .route("/v1/tenants/{id}", get(tenant_view))
+        .route("/v1/tenants/{id}/runs", get(runs::list).post(runs::start))
+        .route("/v1/runs/{run_id}", get(runs::show))
+        .route("/v1/scheduler/tick", post(runs::tick))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
             Duration::from_secs(60),
@@ -127,18 +140,30 @@ pub fn start(
     config: ServeConfig,
 ) -> (Arc<AppState>, tokio::task::JoinHandle<()>) {
     let (queue, rx) = mpsc::channel(1024);
+    let runs = Runs::new(
+        cloud.clone(),
+        store.clone(),
+        reconciler.prefix().cloned(),
+        config.run_settings.clone(),
+    );
     let state = Arc::new(AppState {
         cloud,
         store,
         reconciler,
+        runs,
         config,
         queue,
     });
     let reconcile = tokio::spawn(run_workers(state.clone(), rx));
     let keepalive = tokio::spawn(run_token_keepalive(state.clone()));
+    let ticks = tokio::spawn(run_local_ticks(state.clone()));
     let workers = tokio::spawn(async move {
-        // Both loops run until aborted; aborting this task aborts both.
-        let _guards = (AbortOnDrop(reconcile), AbortOnDrop(keepalive));
+        // The loops run until aborted; aborting this task aborts them all.
+        let _guards = (
+            AbortOnDrop(reconcile),
+            AbortOnDrop(keepalive),
+            AbortOnDrop(ticks),
+        );
         std::future::pending::<()>().await
     });
     (state, workers)
@@ -149,6 +174,26 @@ struct AbortOnDrop(tokio::task::JoinHandle<()>);
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
         self.0.abort();
+    }
+}
+
+/// Ticks the scheduler every `local_tick`, when configured.
+async fn run_local_ticks(state: Arc<AppState>) {
+    let Some(every) = state.config.local_tick else {
+        return;
+    };
+    let mut tick = tokio::time::interval(every);
+    loop {
+        tick.tick().await;
+        if let Err(e) = scheduler::tick(
+            &state.runs,
+            &state.config.scheduler,
+            time::OffsetDateTime::now_utc(),
+        )
+        .await
+        {
+            tracing::warn!(error = %e, "scheduler tick failed");
+        }
     }
 }
 
@@ -189,6 +234,10 @@ async fn run_workers(state: Arc<AppState>, mut rx: mpsc::Receiver<TenantId>) {
         let id = tokio::select! {
             Some(id) = rx.recv() => id,
             _ = resync.tick() => {
+                // Runs whose process ended (or died) are recorded as such.
+                if let Err(e) = state.runs.follow_active().await {
+                    tracing::warn!(error = %e, "following runs failed");
+                }
                 match state.store.list_tenants().await {
                     Ok(tenants) => {
                         for t in tenants {
@@ -238,7 +287,7 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
 }
 
 /// Checks `Authorization: Bearer <operator token>` in constant time.
-fn require_operator(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
+pub(crate) fn require_operator(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
     let Some(expected) = &state.config.operator_token else {
         return Err(ApiError::unauthorized());
     };
