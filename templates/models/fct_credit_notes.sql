@@ -1,0 +1,70 @@
+-- fct_credit_notes: one row per credit note, sales (ACCRECCREDIT) or purchase (ACCPAYCREDIT),
+-- at its latest version. Amounts are in the credit note's currency; the *_base columns in the
+-- organisation's base currency, converted at the credit note's own rate.
+--
+-- sources: creditnotes
+-- depends_on:
+--
+-- columns:
+--   credit_note_id         text       Xero CreditNoteID (a UUID); unique.
+--   credit_note_number     text       CN-0001 style for sales; the supplier's number for purchases.
+--   type                   text       ACCRECCREDIT (to a customer) or ACCPAYCREDIT (from a supplier).
+--   contact_id             text       The customer or supplier (dim_contacts.contact_id).
+--   reference              text       The reference shown on the credit note, if any.
+--   credit_note_date       date       The credit note's date.
+--   status                 text       DRAFT, SUBMITTED, AUTHORISED, PAID, VOIDED or DELETED.
+--   line_amount_types      text       Exclusive, Inclusive or NoTax.
+--   currency_code          text       The credit note's currency (ISO 4217).
+--   currency_rate          rate       Units of the credit note's currency per unit of the base currency.
+--   sub_total              money      Total excluding tax.
+--   total_tax              money      Tax.
+--   total                  money      Total including tax.
+--   remaining_credit       money      Credit not yet allocated to invoices or refunded.
+--   total_base             money      total in the base currency.
+--   remaining_credit_base  money      remaining_credit in the base currency.
+--   updated_at             timestamp  When Xero last changed the credit note (UTC).
+--
+-- tests:
+--   unique: credit_note_id
+--   not_null: credit_note_id, type, contact_id, credit_note_date, status, total
+--   accepted_values: type in (ACCRECCREDIT, ACCPAYCREDIT)
+--   relationship: contact_id -> dim_contacts.contact_id
+--   relationship: credit_note_date -> dim_date.date_day
+WITH credit_notes AS (
+    SELECT
+        r.id AS credit_note_id,
+        {{ m::text(doc="r.record", path="CreditNoteNumber") }} AS credit_note_number,
+        {{ m::text(doc="r.record", path="Type") }} AS type,
+        {{ m::text(doc="r.record", path="Contact.ContactID") }} AS contact_id,
+        NULLIF({{ m::text(doc="r.record", path="Reference") }}, '') AS reference,
+        {{ m::xero_date(doc="r.record", path="Date") }} AS credit_note_date,
+        {{ m::text(doc="r.record", path="Status") }} AS status,
+        {{ m::text(doc="r.record", path="LineAmountTypes") }} AS line_amount_types,
+        {{ m::text(doc="r.record", path="CurrencyCode") }} AS currency_code,
+        COALESCE({{ m::rate(doc="r.record", path="CurrencyRate") }}, 1) AS currency_rate,
+        {{ m::money(doc="r.record", path="SubTotal", or_zero=true) }} AS sub_total,
+        {{ m::money(doc="r.record", path="TotalTax", or_zero=true) }} AS total_tax,
+        {{ m::money(doc="r.record", path="Total", or_zero=true) }} AS total,
+        {{ m::money(doc="r.record", path="RemainingCredit", or_zero=true) }} AS remaining_credit,
+        r.updated_at AS updated_at
+    FROM {{ source(name="creditnotes") }} AS r
+)
+SELECT
+    credit_note_id,
+    credit_note_number,
+    type,
+    contact_id,
+    reference,
+    credit_note_date,
+    status,
+    line_amount_types,
+    currency_code,
+    currency_rate,
+    sub_total,
+    total_tax,
+    total,
+    remaining_credit,
+    {{ m::to_base(amount="total", rate="currency_rate") }} AS total_base,
+    {{ m::to_base(amount="remaining_credit", rate="currency_rate") }} AS remaining_credit_base,
+    updated_at
+FROM credit_notes

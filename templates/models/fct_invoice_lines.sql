@@ -1,0 +1,60 @@
+-- fct_invoice_lines: one row per line item of a sales invoice or bill, with the document's
+-- date, type and status repeated so lines can be reported on their own. Amounts are in the
+-- document's currency (fct_invoices.currency_code).
+--
+-- sources: invoices
+-- depends_on: fct_invoices
+--
+-- columns:
+--   invoice_id         text       The document (fct_invoices.invoice_id).
+--   line_item_id       text       Xero LineItemID (a UUID); unique.
+--   invoice_date       date       The document's date.
+--   type               text       ACCREC (sales) or ACCPAY (bills), from the document.
+--   status             text       The document's status.
+--   item_code          text       The item sold or bought (dim_items.code), if the line is for one.
+--   description        text       The line's description.
+--   quantity           amount     Quantity.
+--   unit_amount        amount     Price per unit, as entered (tax-inclusive when the document's amounts are).
+--   account_code       text       The account the line posts to (dim_accounts.code).
+--   tax_type           text       The tax rate applied (e.g. OUTPUT2, INPUT2, NONE).
+--   tax_amount         money      Tax on the line.
+--   line_amount        money      The line's amount as entered: quantity × unit amount (tax-inclusive when the document's amounts are).
+--   net_amount         money      The line's amount excluding tax: line_amount, less tax_amount for tax-inclusive documents.
+--
+-- tests:
+--   unique: line_item_id
+--   not_null: invoice_id, line_item_id, account_code, line_amount, tax_amount, net_amount
+--   relationship: invoice_id -> fct_invoices.invoice_id
+--   relationship: item_code -> dim_items.code
+--   relationship: account_code -> dim_accounts.code
+WITH lines AS (
+    SELECT
+        l.id AS invoice_id,
+        {{ m::text(doc="l.line", path="LineItemID") }} AS line_item_id,
+        {{ m::text(doc="l.line", path="ItemCode") }} AS item_code,
+        {{ m::text(doc="l.line", path="Description") }} AS description,
+        {{ m::amount(doc="l.line", path="Quantity") }} AS quantity,
+        {{ m::amount(doc="l.line", path="UnitAmount") }} AS unit_amount,
+        {{ m::text(doc="l.line", path="AccountCode") }} AS account_code,
+        {{ m::text(doc="l.line", path="TaxType") }} AS tax_type,
+        {{ m::money(doc="l.line", path="TaxAmount", or_zero=true) }} AS tax_amount,
+        {{ m::money(doc="l.line", path="LineAmount", or_zero=true) }} AS line_amount
+    FROM {{ m::explode(relation=source(name="invoices"), doc="record", path="LineItems", item="line") }} AS l
+)
+SELECT
+    l.invoice_id,
+    l.line_item_id,
+    i.invoice_date,
+    i.type,
+    i.status,
+    l.item_code,
+    l.description,
+    l.quantity,
+    l.unit_amount,
+    l.account_code,
+    l.tax_type,
+    l.tax_amount,
+    l.line_amount,
+    {{ m::as_money(value="CASE WHEN i.line_amount_types = 'Inclusive' THEN l.line_amount - l.tax_amount ELSE l.line_amount END") }} AS net_amount
+FROM lines AS l
+JOIN {{ ref(name="fct_invoices") }} AS i ON i.invoice_id = l.invoice_id

@@ -1,0 +1,76 @@
+-- fct_journal_lines: the general ledger, one row per line of every journal Xero posted (for
+-- invoices, bills, credit notes, payments, bank transactions, manual journals, and the reversals
+-- of voided or edited ones). Amounts are in the base currency; a positive net_amount is a debit,
+-- a negative one a credit, and every journal's lines add up to zero.
+--
+-- sources: journals
+-- depends_on: dim_accounts
+--
+-- columns:
+--   journal_id         text       Xero JournalID (a UUID) of the line's journal.
+--   journal_line_id    text       Xero JournalLineID (a UUID); unique.
+--   journal_number     integer    The journal's number: journals are numbered in the order they were posted.
+--   journal_date       date       The accounting date of the journal.
+--   created_at         timestamp  When Xero posted the journal (UTC).
+--   source_id          text       The document that posted it (an invoice, payment, … id).
+--   source_type        text       The kind of document: ACCREC, ACCPAY, ACCRECCREDIT, ACCPAYCREDIT, ACCRECPAYMENT, ACCPAYPAYMENT, CASHREC, CASHPAID, MANJOURNAL, …
+--   reference          text       The journal's reference, if any.
+--   account_id         text       The account posted to (dim_accounts.account_id).
+--   account_code       text       That account's code.
+--   account_type       text       That account's type (BANK, REVENUE, …).
+--   account_name       text       That account's name.
+--   account_class      text       That account's class (ASSET, EQUITY, EXPENSE, LIABILITY, REVENUE), from dim_accounts.
+--   description        text       The line's description, if any.
+--   net_amount         money      Amount excluding tax: positive for a debit, negative for a credit.
+--   gross_amount       money      Amount including tax.
+--   tax_amount         money      Tax.
+--   tax_type           text       The tax rate applied, if any.
+--
+-- tests:
+--   unique: journal_line_id
+--   not_null: journal_id, journal_line_id, journal_number, journal_date, account_id, net_amount
+--   relationship: account_id -> dim_accounts.account_id
+--   relationship: journal_date -> dim_date.date_day
+--   custom: journals_balance
+WITH lines AS (
+    SELECT
+        j.id AS journal_id,
+        {{ m::text(doc="j.line", path="JournalLineID") }} AS journal_line_id,
+        {{ m::integer(doc="j.record", path="JournalNumber") }} AS journal_number,
+        {{ m::xero_date(doc="j.record", path="JournalDate") }} AS journal_date,
+        j.updated_at AS created_at,
+        {{ m::text(doc="j.record", path="SourceID") }} AS source_id,
+        {{ m::text(doc="j.record", path="SourceType") }} AS source_type,
+        NULLIF({{ m::text(doc="j.record", path="Reference") }}, '') AS reference,
+        {{ m::text(doc="j.line", path="AccountID") }} AS account_id,
+        {{ m::text(doc="j.line", path="AccountCode") }} AS account_code,
+        {{ m::text(doc="j.line", path="AccountType") }} AS account_type,
+        {{ m::text(doc="j.line", path="AccountName") }} AS account_name,
+        NULLIF({{ m::text(doc="j.line", path="Description") }}, '') AS description,
+        {{ m::money(doc="j.line", path="NetAmount", or_zero=true) }} AS net_amount,
+        {{ m::money(doc="j.line", path="GrossAmount", or_zero=true) }} AS gross_amount,
+        {{ m::money(doc="j.line", path="TaxAmount", or_zero=true) }} AS tax_amount,
+        {{ m::text(doc="j.line", path="TaxType") }} AS tax_type
+    FROM {{ m::explode(relation=source(name="journals"), doc="record", path="JournalLines", item="line") }} AS j
+)
+SELECT
+    l.journal_id,
+    l.journal_line_id,
+    l.journal_number,
+    l.journal_date,
+    l.created_at,
+    l.source_id,
+    l.source_type,
+    l.reference,
+    l.account_id,
+    l.account_code,
+    l.account_type,
+    l.account_name,
+    a.class AS account_class,
+    l.description,
+    l.net_amount,
+    l.gross_amount,
+    l.tax_amount,
+    l.tax_type
+FROM lines AS l
+LEFT JOIN {{ ref(name="dim_accounts") }} AS a ON a.account_id = l.account_id

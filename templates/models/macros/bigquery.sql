@@ -1,0 +1,160 @@
+{#-
+  BigQuery's side of every dialect difference the models meet: the same
+  macros with the same arguments as duckdb.sql (see there for what each
+  means). Regular expressions are raw strings (r'…') because BigQuery
+  string literals treat the backslash as an escape.
+-#}
+
+{#- ---- Reading fields of a record ---------------------------------------- -#}
+
+{%- macro text(doc, path) -%}
+JSON_VALUE({{ doc }}, '$.{{ path }}')
+{%- endmacro text -%}
+
+{%- macro money(doc, path, or_zero=false) -%}
+CAST({% if or_zero %}COALESCE(JSON_VALUE({{ doc }}, '$.{{ path }}'), '0'){% else %}JSON_VALUE({{ doc }}, '$.{{ path }}'){% endif %} AS NUMERIC(18, 2))
+{%- endmacro money -%}
+
+{%- macro amount(doc, path) -%}
+CAST(JSON_VALUE({{ doc }}, '$.{{ path }}') AS NUMERIC(18, 4))
+{%- endmacro amount -%}
+
+{%- macro rate(doc, path) -%}
+CAST(JSON_VALUE({{ doc }}, '$.{{ path }}') AS FLOAT64)
+{%- endmacro rate -%}
+
+{%- macro integer(doc, path) -%}
+CAST(JSON_VALUE({{ doc }}, '$.{{ path }}') AS INT64)
+{%- endmacro integer -%}
+
+{%- macro boolean(doc, path) -%}
+CAST(JSON_VALUE({{ doc }}, '$.{{ path }}') AS BOOL)
+{%- endmacro boolean -%}
+
+{%- macro xero_date(doc, path) -%}
+{{ self::date_from_text(value=self::text(doc=doc, path=path)) }}
+{%- endmacro xero_date -%}
+
+{%- macro date_from_text(value) -%}
+DATE(TIMESTAMP_MILLIS(
+    CAST(REGEXP_EXTRACT({{ value }}, r'^/Date\((-?\d+)') AS INT64)
+    + IFNULL(
+        IF(REGEXP_EXTRACT({{ value }}, r'\d([+-])\d{4}\)/$') = '-', -1, 1)
+        * (SAFE_CAST(REGEXP_EXTRACT({{ value }}, r'\d[+-](\d{2})\d{2}\)/$') AS INT64) * 60
+           + SAFE_CAST(REGEXP_EXTRACT({{ value }}, r'\d[+-]\d{2}(\d{2})\)/$') AS INT64))
+        * 60000,
+        0)
+))
+{%- endmacro date_from_text -%}
+
+{%- macro xero_timestamp(doc, path) -%}
+{{ self::timestamp_from_text(value=self::text(doc=doc, path=path)) }}
+{%- endmacro xero_timestamp -%}
+
+{%- macro timestamp_from_text(value) -%}
+TIMESTAMP_MILLIS(CAST(REGEXP_EXTRACT({{ value }}, r'^/Date\((-?\d+)') AS INT64))
+{%- endmacro timestamp_from_text -%}
+
+{%- macro explode(relation, doc, path, item) -%}
+(SELECT s.*, {{ item }} FROM {{ relation }} AS s CROSS JOIN UNNEST(JSON_QUERY_ARRAY(s.{{ doc }}, '$.{{ path }}')) AS {{ item }})
+{%- endmacro explode -%}
+
+{#- Casts of computed values to the column types the models document. -#}
+{%- macro as_money(value) -%}
+CAST({{ value }} AS NUMERIC(18, 2))
+{%- endmacro as_money -%}
+
+{%- macro as_integer(value) -%}
+CAST({{ value }} AS INT64)
+{%- endmacro as_integer -%}
+
+{#- ---- Arithmetic and dates ---------------------------------------------- -#}
+
+{%- macro to_base(amount, rate) -%}
+(CASE WHEN {{ rate }} IS NULL OR {{ rate }} = 1 OR {{ rate }} <= 0 THEN CAST({{ amount }} AS NUMERIC(18, 2))
+      ELSE CAST(ROUND(CAST({{ amount }} * 100 AS FLOAT64) / {{ rate }}) / 100 AS NUMERIC(18, 2)) END)
+{%- endmacro to_base -%}
+
+{%- macro make_date(year, month, day) -%}
+DATE({{ year }}, {{ month }}, {{ day }})
+{%- endmacro make_date -%}
+
+{%- macro format_date(date, format) -%}
+FORMAT_DATE('{{ format }}', {{ date }})
+{%- endmacro format_date -%}
+
+{#- BigQuery counts from Sunday = 1. -#}
+{%- macro iso_day_of_week(date) -%}
+(MOD(EXTRACT(DAYOFWEEK FROM {{ date }}) + 5, 7) + 1)
+{%- endmacro iso_day_of_week -%}
+
+{%- macro date_spine(start, end) -%}
+(SELECT date_day FROM UNNEST(GENERATE_DATE_ARRAY(CAST({{ start }} AS DATE), CAST({{ end }} AS DATE))) AS date_day)
+{%- endmacro date_spine -%}
+
+{%- macro string_literal(value) -%}
+'{{ value | replace(from="\", to="\\") | replace(from="'", to="\'") }}'
+{%- endmacro string_literal -%}
+
+{#- ---- The raw dataset (loading) ----------------------------------------- -#}
+
+{%- macro raw_table(table) -%}
+CREATE TABLE IF NOT EXISTS {{ table }} (
+    id STRING NOT NULL,
+    updated_at TIMESTAMP,
+    record STRING NOT NULL,
+    run_id STRING NOT NULL,
+    fetched_at TIMESTAMP NOT NULL
+);
+{%- endmacro raw_table -%}
+
+{%- macro merge_latest(target, load, run_id, fetched_at) -%}
+{{ self::raw_table(table=target) }}
+MERGE {{ target }} AS t
+USING (
+    SELECT id, updated_at, record, run_id, fetched_at FROM (
+        SELECT CAST(id AS STRING) AS id,
+               SAFE_CAST(updated_at AS TIMESTAMP) AS updated_at,
+               CAST(record AS STRING) AS record,
+               {{ self::string_literal(value=run_id) }} AS run_id,
+               TIMESTAMP({{ self::string_literal(value=fetched_at) }}) AS fetched_at,
+               seq
+          FROM {{ load }}
+    )
+    WHERE TRUE
+    QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY updated_at DESC NULLS LAST, seq DESC) = 1
+) AS i
+ON t.id = i.id
+WHEN MATCHED AND NOT (
+        IFNULL(t.updated_at, TIMESTAMP '0001-01-01') > IFNULL(i.updated_at, TIMESTAMP '0001-01-01')
+        OR (IFNULL(t.updated_at, TIMESTAMP '0001-01-01') = IFNULL(i.updated_at, TIMESTAMP '0001-01-01')
+            AND t.fetched_at > i.fetched_at))
+    THEN UPDATE SET updated_at = i.updated_at, record = i.record, run_id = i.run_id, fetched_at = i.fetched_at
+WHEN NOT MATCHED
+    THEN INSERT (id, updated_at, record, run_id, fetched_at) VALUES (i.id, i.updated_at, i.record, i.run_id, i.fetched_at);
+DROP TABLE {{ load }};
+{%- endmacro merge_latest -%}
+
+{#- ---- The transformed dataset (publishing) ------------------------------ -#}
+
+{#-
+  BigQuery has no transactional DDL, but DML across tables commits together
+  in a multi-statement transaction: new tables are created empty first, then
+  every published table's rows are swapped in one transaction. A model whose
+  columns changed makes the INSERT fail inside the transaction, which leaves
+  every published table as it was (such a change needs a migration).
+-#}
+{%- macro publish(models, prefix) -%}
+{% for name in models -%}
+CREATE TABLE IF NOT EXISTS {{ name }} LIKE {{ prefix }}{{ name }};
+{% endfor -%}
+BEGIN TRANSACTION;
+{% for name in models -%}
+DELETE FROM {{ name }} WHERE TRUE;
+INSERT INTO {{ name }} SELECT * FROM {{ prefix }}{{ name }};
+{% endfor -%}
+COMMIT TRANSACTION;
+{% for name in models -%}
+DROP TABLE {{ prefix }}{{ name }};
+{% endfor -%}
+{%- endmacro publish -%}

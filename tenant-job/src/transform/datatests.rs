@@ -1,0 +1,255 @@
+//! Data tests: queries returning the rows that break a rule, run on the
+//! staged tables before anything is published. A test passes when its query
+//! returns no row. Besides the tests each header declares, every model is
+//! checked to have exactly its documented columns, in order, of their types.
+
+use std::time::Duration;
+
+use serde::Serialize;
+use serde_json::Value;
+
+use cloud::ports::{QueryRequest, QueryResult};
+
+use super::models::Model;
+use super::{retrying, Dialect, TransformContext, TransformError};
+
+/// How long one test query may run.
+const TEST_TIMEOUT: Duration = Duration::from_secs(600);
+/// Failing rows quoted in a test's message.
+const SAMPLE_ROWS: usize = 3;
+/// Characters of a message, at most.
+const MESSAGE_CHARS: usize = 600;
+
+/// The outcome of one data test.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DataTestResult {
+    /// `<model>.<test>`, e.g. `fct_invoices.unique(invoice_id)`.
+    pub name: String,
+    pub passed: bool,
+    /// Rows breaking the rule (for the columns check: columns that differ).
+    pub failing_rows: u64,
+    /// What failed, with a few of the failing rows; `None` when it passed.
+    pub message: Option<String>,
+}
+
+impl DataTestResult {
+    fn pass(name: String) -> Self {
+        DataTestResult {
+            name,
+            passed: true,
+            failing_rows: 0,
+            message: None,
+        }
+    }
+}
+
+fn request(ctx: &TransformContext, sql: String, max_rows: usize) -> QueryRequest {
+    QueryRequest {
+        dataset: ctx.transformed_dataset.clone(),
+        sql,
+        max_rows,
+        timeout: TEST_TIMEOUT,
+        max_bytes: None,
+    }
+}
+
+fn as_count(v: Option<&Value>) -> Option<u64> {
+    match v? {
+        Value::Number(n) => n.as_u64(),
+        // BigQuery's REST API renders integers as strings.
+        Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+fn shorten(mut s: String) -> String {
+    if s.chars().count() > MESSAGE_CHARS {
+        s = s.chars().take(MESSAGE_CHARS).collect();
+        s.push('…');
+    }
+    s
+}
+
+/// The rows of a result as `{column: value}` objects.
+fn describe_rows(result: &QueryResult) -> String {
+    result
+        .rows
+        .iter()
+        .map(|row| {
+            let object: serde_json::Map<String, Value> = result
+                .columns
+                .iter()
+                .map(|c| c.name.clone())
+                .zip(row.iter().cloned())
+                .collect();
+            Value::Object(object).to_string()
+        })
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// Runs one test query.
+pub(crate) async fn run(
+    ctx: &TransformContext,
+    name: &str,
+    sql: &str,
+) -> Result<DataTestResult, TransformError> {
+    let failed = |source| TransformError::TestRun {
+        test: name.to_owned(),
+        source,
+    };
+    let count = request(
+        ctx,
+        format!("SELECT COUNT(*) AS failing_rows FROM (\n{sql}\n) AS failing"),
+        1,
+    );
+    let counted = retrying(|| ctx.cloud.warehouse.query(&ctx.cred, &count))
+        .await
+        .map_err(failed)?;
+    let failing = as_count(counted.rows.first().and_then(|r| r.first())).ok_or_else(|| {
+        TransformError::TestRun {
+            test: name.to_owned(),
+            source: cloud::CloudError::permanent(
+                format!("dataset {}", ctx.transformed_dataset),
+                format!("the test's count came back as {:?}", counted.rows),
+            ),
+        }
+    })?;
+    if failing == 0 {
+        return Ok(DataTestResult::pass(name.to_owned()));
+    }
+    let sample_request = request(ctx, sql.to_owned(), SAMPLE_ROWS);
+    let sample = retrying(|| ctx.cloud.warehouse.query(&ctx.cred, &sample_request))
+        .await
+        .map_err(failed)?;
+    Ok(DataTestResult {
+        name: name.to_owned(),
+        passed: false,
+        failing_rows: failing,
+        message: Some(shorten(format!(
+            "{failing} failing row{}, e.g. {}",
+            if failing == 1 { "" } else { "s" },
+            describe_rows(&sample)
+        ))),
+    })
+}
+
+/// Checks that `table` (the staged model) has exactly the documented columns.
+pub(crate) async fn check_columns(
+    ctx: &TransformContext,
+    model: &Model,
+    table: &str,
+) -> Result<DataTestResult, TransformError> {
+    let name = format!("{}.documented_columns", model.name);
+    let columns = request(ctx, format!("SELECT * FROM {table} LIMIT 0"), 1);
+    let result = retrying(|| ctx.cloud.warehouse.query(&ctx.cred, &columns))
+        .await
+        .map_err(|source| TransformError::TestRun {
+            test: name.clone(),
+            source,
+        })?;
+    let actual: Vec<(String, String)> = result
+        .columns
+        .into_iter()
+        .map(|c| (c.name, c.data_type))
+        .collect();
+    let problems = column_problems(model, &actual, ctx.dialect);
+    if problems.is_empty() {
+        return Ok(DataTestResult::pass(name));
+    }
+    Ok(DataTestResult {
+        name,
+        passed: false,
+        failing_rows: problems.len() as u64,
+        message: Some(shorten(problems.join("; "))),
+    })
+}
+
+/// Differences between the documented columns and `actual` (name, type).
+pub(crate) fn column_problems(
+    model: &Model,
+    actual: &[(String, String)],
+    dialect: Dialect,
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for doc in &model.columns {
+        match actual.iter().find(|(n, _)| *n == doc.name) {
+            None => out.push(format!("{} is documented but not produced", doc.name)),
+            Some((_, ty)) => {
+                let want = doc.column_type.warehouse_type(dialect);
+                if !ty.eq_ignore_ascii_case(want) {
+                    out.push(format!(
+                        "{} is {ty}, documented as {} ({want})",
+                        doc.name, doc.column_type
+                    ));
+                }
+            }
+        }
+    }
+    for (n, _) in actual {
+        if !model.columns.iter().any(|d| d.name == *n) {
+            out.push(format!("{n} is produced but not documented"));
+        }
+    }
+    if out.is_empty() {
+        let documented: Vec<&str> = model.columns.iter().map(|c| c.name.as_str()).collect();
+        let produced: Vec<&str> = actual.iter().map(|(n, _)| n.as_str()).collect();
+        if documented != produced {
+            out.push(format!(
+                "the columns come in the order {}, documented as {}",
+                produced.join(", "),
+                documented.join(", ")
+            ));
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::models::parse_header;
+    use super::*;
+
+    #[test]
+    fn columns_must_match_the_documentation_both_ways() {
+        let model = parse_header(
+            "m",
+            "-- m: x\n-- columns:\n--   id  text  k\n--   total  money  t\nSELECT 1\n",
+        )
+        .expect("header");
+        let col = |n: &str, t: &str| (n.to_owned(), t.to_owned());
+        assert!(column_problems(
+            &model,
+            &[col("id", "VARCHAR"), col("total", "DECIMAL(18,2)")],
+            Dialect::DuckDb
+        )
+        .is_empty());
+        assert_eq!(
+            column_problems(
+                &model,
+                &[
+                    col("id", "VARCHAR"),
+                    col("total", "DOUBLE"),
+                    col("extra", "BIGINT")
+                ],
+                Dialect::DuckDb
+            ),
+            [
+                "total is DOUBLE, documented as money (DECIMAL(18,2))",
+                "extra is produced but not documented"
+            ]
+        );
+        assert_eq!(
+            column_problems(&model, &[col("id", "VARCHAR")], Dialect::DuckDb),
+            ["total is documented but not produced"]
+        );
+        assert_eq!(
+            column_problems(
+                &model,
+                &[col("total", "DECIMAL(18,2)"), col("id", "VARCHAR")],
+                Dialect::DuckDb
+            ),
+            ["the columns come in the order total, id, documented as id, total"]
+        );
+    }
+}

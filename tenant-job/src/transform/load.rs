@@ -1,0 +1,391 @@
+//! Loading: raw pages named by manifests → the raw dataset.
+//!
+//! Every manifest not yet in `state/loaded.json` is read, its pages checked
+//! against their SHA-256 and record counts, each record wrapped in an
+//! envelope line (`id`, `updated_at`, the record as JSON text, `run_id`,
+//! `fetched_at`, `seq`), loaded into `_load_<resource>`, and merged into the
+//! raw table `<resource>` keeping the latest version of each record. Only
+//! then is the manifest recorded as loaded; a crash in between merges it
+//! again, which changes nothing. Keeping the record whole as text keeps the
+//! raw schema the same whatever fields Xero sends.
+
+use std::collections::BTreeMap;
+
+use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
+use time::format_description::well_known::Rfc3339;
+use time::{OffsetDateTime, UtcOffset};
+use xero::resources::Resource;
+
+use cloud::ports::WriteMode;
+use cloud::CloudError;
+
+use super::render::Renderer;
+use super::{retrying, TransformContext, TransformError};
+use crate::raw::{self, Loaded, Manifest};
+
+/// Envelope bytes per load: large manifests are merged in batches of about
+/// this much, so memory stays bounded whatever a run fetched.
+const BATCH_BYTES: usize = 32 * 1024 * 1024;
+
+/// What loading did.
+#[derive(Debug, Default)]
+pub(crate) struct LoadOutcome {
+    /// Records merged, per resource storage name (every resource listed).
+    pub loaded: BTreeMap<String, u64>,
+    /// The manifests loaded, in order.
+    pub manifests: Vec<String>,
+}
+
+fn bad_raw(key: &str, reason: impl Into<String>) -> TransformError {
+    TransformError::BadRaw {
+        key: key.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+fn storage(what: String) -> impl FnOnce(CloudError) -> TransformError {
+    move |source| TransformError::Storage { what, source }
+}
+
+fn rfc3339(t: OffsetDateTime) -> Result<String, String> {
+    t.to_offset(UtcOffset::UTC)
+        .format(&Rfc3339)
+        .map_err(|e| format!("cannot format {t}: {e}"))
+}
+
+/// `raw/<resource>/<run>/manifest.json`, directly under the resource's folder.
+fn is_manifest_key(key: &str, resource_prefix: &str) -> bool {
+    key.strip_prefix(resource_prefix)
+        .and_then(|rest| rest.strip_suffix("/manifest.json"))
+        .is_some_and(|run| !run.is_empty() && !run.contains('/'))
+}
+
+/// One record line as an envelope line.
+pub(crate) fn envelope(
+    resource: Resource,
+    line: &str,
+    run_id: &str,
+    fetched_at: &str,
+    seq: u64,
+) -> Result<Vec<u8>, String> {
+    let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
+    let record = value.as_object().ok_or("not a JSON object")?;
+    let id_field = resource.id_field();
+    let id = match record.get(id_field) {
+        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => return Err(format!("the record has no {id_field}")),
+    };
+    let updated_at = match resource.updated_field().map(|f| (f, record.get(f))) {
+        None | Some((_, None | Some(Value::Null))) => None,
+        Some((field, Some(Value::String(s)))) => {
+            let t = xero::dates::parse(s).map_err(|e| format!("{field}: {e}"))?;
+            Some(rfc3339(t)?)
+        }
+        Some((field, Some(other))) => return Err(format!("{field} is not a date: {other}")),
+    };
+    serde_json::to_vec(&json!({
+        "id": id,
+        "updated_at": updated_at,
+        "record": line,
+        "run_id": run_id,
+        "fetched_at": fetched_at,
+        "seq": seq,
+    }))
+    .map_err(|e| format!("cannot encode the envelope: {e}"))
+}
+
+async fn read_loaded(ctx: &TransformContext) -> Result<Loaded, TransformError> {
+    let read = retrying(|| {
+        ctx.cloud
+            .objects
+            .get_object(&ctx.cred, &ctx.bucket, raw::LOADED_KEY)
+    })
+    .await;
+    match read {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map_err(|e| bad_raw(raw::LOADED_KEY, format!("not valid: {e}"))),
+        Err(CloudError::NotFound { .. }) => Ok(Loaded::default()),
+        Err(source) => Err(TransformError::Storage {
+            what: format!("reading {} from bucket {}", raw::LOADED_KEY, ctx.bucket),
+            source,
+        }),
+    }
+}
+
+async fn write_loaded(ctx: &TransformContext, loaded: &Loaded) -> Result<(), TransformError> {
+    let bytes = serde_json::to_vec_pretty(loaded)
+        .map_err(|e| bad_raw(raw::LOADED_KEY, format!("cannot encode: {e}")))?;
+    // A plain write: two transforms of one tenant at once could only lose a
+    // key of the other's, whose manifest is then merged again, harmlessly.
+    retrying(|| {
+        ctx.cloud
+            .objects
+            .put_object(&ctx.cred, &ctx.bucket, raw::LOADED_KEY, bytes.clone())
+    })
+    .await
+    .map(|_| ())
+    .map_err(storage(format!(
+        "writing {} to bucket {}",
+        raw::LOADED_KEY,
+        ctx.bucket
+    )))
+}
+
+/// Creates the raw tables, then loads every manifest not loaded yet.
+pub(crate) async fn load_all(
+    ctx: &TransformContext,
+    renderer: &Renderer,
+) -> Result<LoadOutcome, TransformError> {
+    let tables: Vec<String> = Resource::ALL.iter().map(|r| r.storage_name()).collect();
+    // Every raw table exists from the first run on, so models of resources
+    // the organisation never had still build (empty).
+    let sql = renderer.raw_tables(&tables)?;
+    retrying(|| {
+        ctx.cloud
+            .warehouse
+            .execute(&ctx.cred, &ctx.raw_dataset, &sql)
+    })
+    .await
+    .map_err(storage(format!(
+        "creating the raw tables in dataset {}",
+        ctx.raw_dataset
+    )))?;
+
+    let mut state = read_loaded(ctx).await?;
+    let mut out = LoadOutcome {
+        loaded: tables.iter().map(|t| (t.clone(), 0)).collect(),
+        manifests: Vec::new(),
+    };
+    for resource in Resource::ALL {
+        let prefix = raw::resource_prefix(resource);
+        let objects = retrying(|| {
+            ctx.cloud
+                .objects
+                .list_objects(&ctx.cred, &ctx.bucket, &prefix)
+        })
+        .await
+        .map_err(storage(format!(
+            "listing {prefix} in bucket {}",
+            ctx.bucket
+        )))?;
+        let mut pending = Vec::new();
+        for object in objects {
+            if !is_manifest_key(&object.key, &prefix) || state.manifests.contains(&object.key) {
+                continue;
+            }
+            let bytes = retrying(|| {
+                ctx.cloud
+                    .objects
+                    .get_object(&ctx.cred, &ctx.bucket, &object.key)
+            })
+            .await
+            .map_err(storage(format!("reading {}", object.key)))?;
+            let manifest: Manifest = serde_json::from_slice(&bytes)
+                .map_err(|e| bad_raw(&object.key, format!("not a manifest: {e}")))?;
+            if !manifest.resource.eq_ignore_ascii_case(resource.name()) {
+                return Err(bad_raw(
+                    &object.key,
+                    format!(
+                        "the manifest is for {}, but lies under {prefix}",
+                        manifest.resource
+                    ),
+                ));
+            }
+            pending.push((object.key, manifest));
+        }
+        // Oldest first, so that of two versions with the same change stamp
+        // the later fetch is merged last.
+        pending.sort_by(|(ka, a), (kb, b)| (a.completed_at, ka).cmp(&(b.completed_at, kb)));
+        for (key, manifest) in pending {
+            let records = load_manifest(ctx, renderer, resource, &key, &manifest).await?;
+            *out.loaded.entry(resource.storage_name()).or_default() += records;
+            state.manifests.insert(key.clone());
+            write_loaded(ctx, &state).await?;
+            tracing::info!(resource = %resource, manifest = %key, records, "loaded into the raw dataset");
+            out.manifests.push(key);
+        }
+    }
+    Ok(out)
+}
+
+/// Loads one manifest's pages; returns the records merged.
+async fn load_manifest(
+    ctx: &TransformContext,
+    renderer: &Renderer,
+    resource: Resource,
+    key: &str,
+    manifest: &Manifest,
+) -> Result<u64, TransformError> {
+    let listed: u64 = manifest.pages.iter().map(|p| p.records).sum();
+    if listed != manifest.records {
+        return Err(bad_raw(
+            key,
+            format!(
+                "the pages hold {listed} records, the manifest says {}",
+                manifest.records
+            ),
+        ));
+    }
+    let fetched_at = rfc3339(manifest.completed_at).map_err(|e| bad_raw(key, e))?;
+    let resource_prefix = raw::resource_prefix(resource);
+    let mut batch: Vec<u8> = Vec::new();
+    let mut seq = 0u64;
+    for page in &manifest.pages {
+        if !page.key.starts_with(&resource_prefix) {
+            return Err(bad_raw(
+                key,
+                format!("page {} is not under {resource_prefix}", page.key),
+            ));
+        }
+        let bytes = retrying(|| {
+            ctx.cloud
+                .objects
+                .get_object(&ctx.cred, &ctx.bucket, &page.key)
+        })
+        .await
+        .map_err(storage(format!("reading {}", page.key)))?;
+        let digest = hex::encode(Sha256::digest(&bytes));
+        if !digest.eq_ignore_ascii_case(&page.sha256) {
+            return Err(bad_raw(
+                &page.key,
+                format!(
+                    "its SHA-256 is {digest}, the manifest says {}: the page changed or is damaged",
+                    page.sha256
+                ),
+            ));
+        }
+        let text = std::str::from_utf8(&bytes)
+            .map_err(|e| bad_raw(&page.key, format!("not UTF-8: {e}")))?;
+        let mut records = 0u64;
+        for (i, line) in text.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() {
+                continue;
+            }
+            seq += 1;
+            records += 1;
+            let env = envelope(resource, line, &manifest.run_id, &fetched_at, seq)
+                .map_err(|e| bad_raw(&format!("{} line {}", page.key, i + 1), e))?;
+            batch.extend_from_slice(&env);
+            batch.push(b'\n');
+        }
+        if records != page.records {
+            return Err(bad_raw(
+                &page.key,
+                format!(
+                    "it holds {records} records, the manifest says {}",
+                    page.records
+                ),
+            ));
+        }
+        if batch.len() >= BATCH_BYTES {
+            merge(
+                ctx,
+                renderer,
+                resource,
+                key,
+                manifest,
+                &fetched_at,
+                std::mem::take(&mut batch),
+            )
+            .await?;
+        }
+    }
+    if !batch.is_empty() {
+        merge(ctx, renderer, resource, key, manifest, &fetched_at, batch).await?;
+    }
+    Ok(seq)
+}
+
+/// Loads one batch of envelopes and merges it into the raw table.
+async fn merge(
+    ctx: &TransformContext,
+    renderer: &Renderer,
+    resource: Resource,
+    key: &str,
+    manifest: &Manifest,
+    fetched_at: &str,
+    batch: Vec<u8>,
+) -> Result<(), TransformError> {
+    let table = resource.storage_name();
+    let load = format!("_load_{table}");
+    let failed = |source| TransformError::Load {
+        resource: resource.name().to_owned(),
+        manifest: key.to_owned(),
+        source,
+    };
+    retrying(|| {
+        ctx.cloud.warehouse.load_ndjson(
+            &ctx.cred,
+            &ctx.raw_dataset,
+            &load,
+            batch.clone(),
+            WriteMode::Truncate,
+        )
+    })
+    .await
+    .map_err(failed)?;
+    let sql = renderer.merge(&table, &load, &manifest.run_id, fetched_at)?;
+    retrying(|| {
+        ctx.cloud
+            .warehouse
+            .execute(&ctx.cred, &ctx.raw_dataset, &sql)
+    })
+    .await
+    .map_err(failed)?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifests_are_found_only_where_the_layout_puts_them() {
+        let p = "raw/invoices/";
+        assert!(is_manifest_key("raw/invoices/r1/manifest.json", p));
+        assert!(!is_manifest_key("raw/invoices/r1/00001.ndjson", p));
+        assert!(!is_manifest_key("raw/invoices/manifest.json", p));
+        assert!(!is_manifest_key("raw/invoices/a/b/manifest.json", p));
+        assert!(!is_manifest_key("raw/invoicesx/r1/manifest.json", p));
+    }
+
+    #[test]
+    fn envelopes_carry_the_id_the_stamp_and_the_record_whole() {
+        let line =
+            r#"{"InvoiceID":"abc","UpdatedDateUTC":"/Date(1577836800000+0000)/","Total":1.5}"#;
+        let env =
+            envelope(Resource::Invoices, line, "r1", "2024-01-01T00:00:00Z", 7).expect("envelope");
+        let v: Value = serde_json::from_slice(&env).expect("json");
+        assert_eq!(v["id"], "abc");
+        assert_eq!(v["updated_at"], "2020-01-01T00:00:00Z");
+        assert_eq!(v["record"], line);
+        assert_eq!(v["run_id"], "r1");
+        assert_eq!(v["seq"], 7);
+        // Journals are stamped by their creation; organisations not at all.
+        let j = r#"{"JournalID":"j","CreatedDateUTC":"/Date(1577836800123+1300)/"}"#;
+        let v: Value =
+            serde_json::from_slice(&envelope(Resource::Journals, j, "r", "t", 1).expect("journal"))
+                .expect("json");
+        assert_eq!(v["updated_at"], "2020-01-01T00:00:00.123Z");
+        let o = r#"{"OrganisationID":"o","Name":"Demo"}"#;
+        let v: Value =
+            serde_json::from_slice(&envelope(Resource::Organisation, o, "r", "t", 1).expect("org"))
+                .expect("json");
+        assert_eq!(v["updated_at"], Value::Null);
+        for (bad, why) in [
+            ("[1]", "not a JSON object"),
+            ("{", "not JSON"),
+            (r#"{"Total":1}"#, "no InvoiceID"),
+            (
+                r#"{"InvoiceID":"a","UpdatedDateUTC":"yesterday"}"#,
+                "UpdatedDateUTC",
+            ),
+        ] {
+            let e = envelope(Resource::Invoices, bad, "r", "t", 1).expect_err(bad);
+            assert!(e.contains(why), "{bad}: {e}");
+        }
+    }
+}

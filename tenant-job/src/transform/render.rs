@@ -1,0 +1,428 @@
+//! Rendering the templates into one dialect's SQL.
+//!
+//! Every model and test template gets the dialect's macro file imported as
+//! `m` (so `m::money(...)` means the DuckDB or the BigQuery spelling), and two
+//! functions: `source(name=…)`, a raw table (`<raw dataset>.<table>`), and
+//! `ref(name=…)`, another model's table. A model may only name what its header
+//! declares, so the declared dependencies (which decide the build order)
+//! cannot drift from what the SQL reads.
+
+use std::collections::{BTreeSet, HashMap};
+use std::error::Error as _;
+use std::sync::{Arc, Mutex};
+
+use tera::{Context, Tera, Value};
+use xero::resources::Resource;
+
+use super::models::{is_identifier, Model, ModelSet, TestSpec};
+use super::{Dialect, TransformError};
+
+/// Models build into `_build_<model>` and are renamed when all pass.
+pub const STAGING_PREFIX: &str = "_build_";
+
+const MACROS: &str = "macros.sql";
+const IMPORT: &str = "{% import \"macros.sql\" as m %}";
+
+/// Statements of the transformation itself, with the dialect's macros.
+const INTERNAL: [(&str, &str); 3] = [
+    (
+        "_internal/raw_tables.sql",
+        "{% for t in tables %}{{ m::raw_table(table=t) }}\n{% endfor %}",
+    ),
+    (
+        "_internal/merge.sql",
+        "{{ m::merge_latest(target=target, load=load, run_id=run_id, fetched_at=fetched_at) }}\n",
+    ),
+    (
+        "_internal/publish.sql",
+        "{{ m::publish(models=models, prefix=prefix) }}\n",
+    ),
+];
+
+/// What the template being rendered may name.
+#[derive(Debug, Default)]
+struct Scope {
+    /// Who is rendering, for messages (`model fct_invoices`).
+    who: String,
+    /// Models `ref` may name; `None` for any model.
+    refs: Option<BTreeSet<String>>,
+    /// Raw tables `source` may name; `None` for any.
+    sources: Option<BTreeSet<String>>,
+}
+
+/// A tera environment for one dialect, raw dataset and table prefix.
+pub struct Renderer {
+    tera: Tera,
+    scope: Arc<Mutex<Scope>>,
+    prefix: String,
+}
+
+fn templates_err(message: impl Into<String>) -> TransformError {
+    TransformError::Templates(message.into())
+}
+
+/// A tera error with its causes: tera's own message alone often says only
+/// "failed to render".
+fn tera_message(e: &tera::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        out.push_str(": ");
+        out.push_str(&c.to_string());
+        cause = c.source();
+    }
+    out
+}
+
+fn name_arg<'a>(function: &str, args: &'a HashMap<String, Value>) -> tera::Result<&'a str> {
+    args.get("name")
+        .and_then(Value::as_str)
+        .ok_or_else(|| tera::Error::msg(format!("{function}() needs name=\"…\"")))
+}
+
+impl Renderer {
+    /// `prefix` is put before every model's table name (the staging prefix
+    /// while building, empty for the published names).
+    pub fn new(
+        set: &ModelSet,
+        dialect: Dialect,
+        raw_dataset: &str,
+        prefix: &str,
+    ) -> Result<Self, TransformError> {
+        if !is_identifier(raw_dataset) {
+            return Err(TransformError::Config(format!(
+                "raw dataset {raw_dataset:?} is not a plain identifier"
+            )));
+        }
+        let macros = set
+            .file(dialect.macros_file())
+            .ok_or_else(|| templates_err(format!("{} is missing", dialect.macros_file())))?;
+        let mut templates: Vec<(String, String)> = vec![(MACROS.to_owned(), macros.to_owned())];
+        for (path, text) in set.files() {
+            if path.ends_with(".sql") && !path.starts_with("macros/") {
+                // On the same line as the header: line numbers in errors stay right.
+                templates.push((path.clone(), format!("{IMPORT}{text}")));
+            }
+        }
+        for (name, text) in INTERNAL {
+            templates.push((name.to_owned(), format!("{IMPORT}{text}")));
+        }
+        let mut tera = Tera::default();
+        tera.add_raw_templates(templates)
+            .map_err(|e| templates_err(tera_message(&e)))?;
+
+        let models: BTreeSet<String> = set.models()?.into_iter().map(|m| m.name).collect();
+        let scope = Arc::new(Mutex::new(Scope::default()));
+        let raw_tables: BTreeSet<String> = Resource::ALL.iter().map(|r| r.storage_name()).collect();
+        {
+            let scope = scope.clone();
+            let raw = raw_dataset.to_owned();
+            tera.register_function("source", move |args: &HashMap<String, Value>| {
+                let name = name_arg("source", args)?;
+                let scope = scope.lock().unwrap_or_else(|e| e.into_inner());
+                if !raw_tables.contains(name) {
+                    return Err(tera::Error::msg(format!(
+                        "{}: source(name={name:?}) is not a raw table",
+                        scope.who
+                    )));
+                }
+                if scope.sources.as_ref().is_some_and(|s| !s.contains(name)) {
+                    return Err(tera::Error::msg(format!(
+                        "{} reads source {name}, which its header does not list under sources",
+                        scope.who
+                    )));
+                }
+                Ok(Value::String(format!("{raw}.{name}")))
+            });
+        }
+        {
+            let scope = scope.clone();
+            let prefix = prefix.to_owned();
+            tera.register_function("ref", move |args: &HashMap<String, Value>| {
+                let name = name_arg("ref", args)?;
+                let scope = scope.lock().unwrap_or_else(|e| e.into_inner());
+                if !models.contains(name) {
+                    return Err(tera::Error::msg(format!(
+                        "{}: ref(name={name:?}) is not a model",
+                        scope.who
+                    )));
+                }
+                if scope.refs.as_ref().is_some_and(|r| !r.contains(name)) {
+                    return Err(tera::Error::msg(format!(
+                        "{} reads {name}, which its header does not list under depends_on",
+                        scope.who
+                    )));
+                }
+                Ok(Value::String(format!("{prefix}{name}")))
+            });
+        }
+        Ok(Renderer {
+            tera,
+            scope,
+            prefix: prefix.to_owned(),
+        })
+    }
+
+    /// A model's table as this renderer names it.
+    pub fn table(&self, model: &str) -> String {
+        format!("{}{model}", self.prefix)
+    }
+
+    fn render(
+        &self,
+        template: &str,
+        scope: Scope,
+        context: &Context,
+    ) -> Result<String, TransformError> {
+        let who = scope.who.clone();
+        *self.scope.lock().unwrap_or_else(|e| e.into_inner()) = scope;
+        self.tera
+            .render(template, context)
+            .map_err(|e| templates_err(format!("{who}: {}", tera_message(&e))))
+    }
+
+    /// The model's SELECT.
+    pub fn model_select(&self, model: &Model) -> Result<String, TransformError> {
+        let scope = Scope {
+            who: format!("model {}", model.name),
+            refs: Some(model.depends_on.iter().cloned().collect()),
+            sources: Some(model.sources.iter().cloned().collect()),
+        };
+        let sql = self.render(&model.template(), scope, &Context::new())?;
+        Ok(trim_statement(&sql).to_owned())
+    }
+
+    /// The statement building the model's table.
+    pub fn model_build(&self, model: &Model) -> Result<String, TransformError> {
+        Ok(format!(
+            "CREATE OR REPLACE TABLE {} AS\n{}",
+            self.table(&model.name),
+            self.model_select(model)?
+        ))
+    }
+
+    /// A query returning the rows that fail `test` of `model`.
+    pub fn test_query(&self, model: &Model, test: &TestSpec) -> Result<String, TransformError> {
+        let mut context = Context::new();
+        context.insert("model", &model.name);
+        match test {
+            TestSpec::Unique { columns } => context.insert("columns", columns),
+            TestSpec::NotNull { column } => context.insert("column", column),
+            TestSpec::AcceptedValues { column, values } => {
+                context.insert("column", column);
+                context.insert("values", values);
+            }
+            TestSpec::Relationship {
+                column,
+                to_model,
+                to_column,
+            } => {
+                context.insert("column", column);
+                context.insert("to_model", to_model);
+                context.insert("to_column", to_column);
+            }
+            TestSpec::Custom { .. } => {}
+        }
+        let scope = Scope {
+            who: format!("test {}", test.name(&model.name)),
+            refs: None,
+            sources: Some(BTreeSet::new()),
+        };
+        let sql = self.render(&test.template(), scope, &context)?;
+        Ok(trim_statement(&sql).to_owned())
+    }
+
+    fn internal(&self, template: &str, context: &Context) -> Result<String, TransformError> {
+        let scope = Scope {
+            who: template.to_owned(),
+            refs: Some(BTreeSet::new()),
+            sources: Some(BTreeSet::new()),
+        };
+        self.render(template, scope, context)
+    }
+
+    /// Creates every raw table that does not exist yet.
+    pub fn raw_tables(&self, tables: &[String]) -> Result<String, TransformError> {
+        let mut context = Context::new();
+        context.insert("tables", tables);
+        self.internal("_internal/raw_tables.sql", &context)
+    }
+
+    /// Merges the load table into the raw table (see `merge_latest`).
+    pub fn merge(
+        &self,
+        target: &str,
+        load: &str,
+        run_id: &str,
+        fetched_at: &str,
+    ) -> Result<String, TransformError> {
+        let mut context = Context::new();
+        context.insert("target", target);
+        context.insert("load", load);
+        context.insert("run_id", run_id);
+        context.insert("fetched_at", fetched_at);
+        self.internal("_internal/merge.sql", &context)
+    }
+
+    /// Replaces the published tables by the staged ones.
+    pub fn publish(&self, models: &[String]) -> Result<String, TransformError> {
+        let mut context = Context::new();
+        context.insert("models", models);
+        context.insert("prefix", &self.prefix);
+        self.internal("_internal/publish.sql", &context)
+    }
+
+    /// Drops the staged tables (after a failure).
+    pub fn drop_tables(&self, models: &[String]) -> String {
+        models
+            .iter()
+            .map(|m| format!("DROP TABLE IF EXISTS {};\n", self.table(m)))
+            .collect()
+    }
+}
+
+/// The statement without surrounding space or trailing semicolons, so that
+/// it can be wrapped (CREATE … AS, SELECT COUNT(*) FROM (…)).
+fn trim_statement(sql: &str) -> &str {
+    let mut s = sql.trim();
+    while let Some(rest) = s.strip_suffix(';') {
+        s = rest.trim_end();
+    }
+    s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn everything(dialect: Dialect) -> String {
+        let set = ModelSet::embedded();
+        let r = Renderer::new(&set, dialect, "raw_acme", STAGING_PREFIX).expect("renderer");
+        let mut out = String::new();
+        for model in set.models().expect("models") {
+            let sql = r
+                .model_build(&model)
+                .unwrap_or_else(|e| panic!("{dialect} {}: {e}", model.name));
+            assert!(
+                sql.starts_with(&format!(
+                    "CREATE OR REPLACE TABLE _build_{} AS\n",
+                    model.name
+                )),
+                "{sql}"
+            );
+            assert!(!sql.contains("{{") && !sql.contains("{%"), "{sql}");
+            out.push_str(&sql);
+            for test in &model.tests {
+                let q = r
+                    .test_query(&model, test)
+                    .unwrap_or_else(|e| panic!("{dialect} {}: {e}", test.name(&model.name)));
+                assert!(q.contains("_build_"), "{q}");
+                out.push_str(&q);
+            }
+        }
+        let tables: Vec<String> = Resource::ALL.iter().map(|r| r.storage_name()).collect();
+        out.push_str(&r.raw_tables(&tables).expect("raw tables"));
+        out.push_str(
+            &r.merge(
+                "invoices",
+                "_load_invoices",
+                "run'1",
+                "2024-01-01T00:00:00Z",
+            )
+            .expect("merge"),
+        );
+        out.push_str(&r.publish(&["dim_contacts".to_owned()]).expect("publish"));
+        out
+    }
+
+    #[test]
+    fn every_model_and_test_renders_in_both_dialects() {
+        let duck = everything(Dialect::DuckDb);
+        let bq = everything(Dialect::BigQuery);
+        assert!(
+            duck.contains("json_extract_string(r.record, '$.InvoiceID')")
+                || duck.contains("json_extract_string(r.record, '$.InvoiceNumber')")
+        );
+        assert!(duck.contains("FROM raw_acme.invoices AS r"));
+        assert!(duck.contains("DECIMAL(18, 2)"));
+        assert!(duck.contains("'run''1'"), "DuckDB doubles quotes");
+        assert!(duck.contains("ALTER TABLE _build_dim_contacts RENAME TO dim_contacts"));
+        for not_bq in [
+            "json_extract",
+            "DECIMAL(",
+            "epoch_ms",
+            "unnest(",
+            "strftime",
+            "VARCHAR",
+        ] {
+            assert!(!bq.contains(not_bq), "BigQuery SQL contains {not_bq}");
+        }
+        for bq_only in [
+            "JSON_VALUE",
+            "NUMERIC(18, 2)",
+            "TIMESTAMP_MILLIS",
+            "JSON_QUERY_ARRAY",
+            "FORMAT_DATE",
+            "MERGE invoices AS t",
+            "r'^/Date",
+        ] {
+            assert!(bq.contains(bq_only), "BigQuery SQL lacks {bq_only}");
+            assert!(!duck.contains(bq_only), "DuckDB SQL contains {bq_only}");
+        }
+        assert!(
+            bq.contains("'run\\'1'"),
+            "BigQuery escapes quotes with a backslash"
+        );
+    }
+
+    #[test]
+    fn a_model_may_read_only_what_its_header_declares() {
+        let set = ModelSet::embedded();
+        let sneaky = set.clone().with_file(
+            "dim_contacts.sql",
+            &set.file("dim_contacts.sql")
+                .expect("model")
+                .replace("FROM {{ source(name=\"contacts\") }} AS r", "FROM {{ source(name=\"contacts\") }} AS r JOIN {{ ref(name=\"fct_invoices\") }} AS i ON TRUE"),
+        );
+        let r = Renderer::new(&sneaky, Dialect::DuckDb, "raw_x", STAGING_PREFIX).expect("renderer");
+        let model = sneaky
+            .models()
+            .expect("models")
+            .into_iter()
+            .find(|m| m.name == "dim_contacts")
+            .expect("dim_contacts");
+        match r.model_build(&model) {
+            Err(TransformError::Templates(m)) => assert!(
+                m.contains("model dim_contacts reads fct_invoices, which its header does not list under depends_on"),
+                "{m}"
+            ),
+            other => panic!("{other:?}"),
+        }
+        let undeclared = set.clone().with_file(
+            "dim_contacts.sql",
+            &set.file("dim_contacts.sql")
+                .expect("model")
+                .replace("source(name=\"contacts\")", "source(name=\"invoices\")"),
+        );
+        let r =
+            Renderer::new(&undeclared, Dialect::DuckDb, "raw_x", STAGING_PREFIX).expect("renderer");
+        let model = undeclared
+            .models()
+            .expect("models")
+            .into_iter()
+            .find(|m| m.name == "dim_contacts")
+            .expect("dim_contacts");
+        match r.model_build(&model) {
+            Err(TransformError::Templates(m)) => assert!(
+                m.contains("reads source invoices, which its header does not list under sources"),
+                "{m}"
+            ),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn statements_are_trimmed_for_wrapping() {
+        assert_eq!(trim_statement("\n SELECT 1 ;; \n"), "SELECT 1");
+    }
+}

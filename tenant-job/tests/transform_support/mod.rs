@@ -1,0 +1,383 @@
+//! Helpers of the transformation's tests: a local cloud on a temporary
+//! folder, tenants provisioned by hand through the ports (as the reconciler
+//! would), and raw pages written from an in-process Xero sandbox exactly as
+//! `tenant_job::raw` lays them out.
+#![allow(dead_code)]
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+use tempfile::TempDir;
+use time::OffsetDateTime;
+
+use cloud::local::{LocalAdapters, LocalConfig};
+use cloud::naming::{self, TenantId};
+use cloud::ports::identity::grant;
+use cloud::ports::{
+    roles, BucketSpec, Credential, DatasetSpec, QueryRequest, ResourceRef, ServiceAccountSpec,
+};
+use cloud::Cloud;
+use tenant_job::raw::{self, Cursor, Manifest, PageEntry};
+use tenant_job::transform::{Dialect, TransformContext};
+use xero::client::{ListRequest, PageCursor, XeroClient};
+use xero::resources::{Paging, Resource};
+use xero::sandbox::{Sandbox, SandboxConfig};
+
+/// A local cloud on a temporary folder (kept alive by the `TempDir`).
+pub fn open_cloud() -> (TempDir, LocalAdapters) {
+    let dir = TempDir::new().expect("tempdir");
+    let adapters =
+        LocalAdapters::open(&LocalConfig::new(dir.path())).expect("open the local cloud");
+    (dir, adapters)
+}
+
+/// One tenant's resources and identity.
+#[derive(Clone)]
+pub struct Tenant {
+    pub id: String,
+    pub cloud: Cloud,
+    pub cred: Credential,
+    pub bucket: String,
+    pub raw: String,
+    pub transformed: String,
+}
+
+/// Provisions tenant `id` as the reconciler does: bucket, raw and
+/// transformed datasets, a service account granted roles on exactly those.
+pub async fn provision(adapters: &LocalAdapters, id: &str) -> Tenant {
+    let tenant = TenantId::parse(id).expect("tenant id");
+    let labels = naming::tenant_labels(&tenant);
+    let cloud = adapters.clone().into_cloud();
+    let bucket = naming::bucket_name(None, &tenant);
+    let raw = naming::raw_dataset(&tenant);
+    let transformed = naming::transformed_dataset(&tenant);
+    cloud
+        .objects
+        .ensure_bucket(&BucketSpec {
+            name: bucket.clone(),
+            labels: labels.clone(),
+        })
+        .await
+        .expect("bucket");
+    for name in [&raw, &transformed] {
+        cloud
+            .warehouse
+            .ensure_dataset(&DatasetSpec {
+                name: name.clone(),
+                labels: labels.clone(),
+            })
+            .await
+            .expect("dataset");
+    }
+    let sa = cloud
+        .identity
+        .ensure_service_account(&ServiceAccountSpec {
+            account_id: naming::service_account_id(&tenant),
+            display_name: format!("tenant {id}"),
+            labels,
+        })
+        .await
+        .expect("service account");
+    let member = cloud::ports::member_for(&sa.email);
+    for (resource, role) in [
+        (
+            ResourceRef::Bucket(bucket.clone()),
+            roles::STORAGE_OBJECT_ADMIN,
+        ),
+        (
+            ResourceRef::Dataset(raw.clone()),
+            roles::BIGQUERY_DATA_EDITOR,
+        ),
+        (
+            ResourceRef::Dataset(transformed.clone()),
+            roles::BIGQUERY_DATA_EDITOR,
+        ),
+    ] {
+        grant(cloud.identity.as_ref(), &resource, role, &member)
+            .await
+            .expect("grant");
+    }
+    let cred = cloud
+        .identity
+        .credential_for(&sa.email)
+        .await
+        .expect("credential");
+    Tenant {
+        id: id.to_owned(),
+        cloud,
+        cred,
+        bucket,
+        raw,
+        transformed,
+    }
+}
+
+impl Tenant {
+    pub fn context(&self, run_id: &str) -> TransformContext {
+        TransformContext {
+            cloud: self.cloud.clone(),
+            cred: self.cred.clone(),
+            bucket: self.bucket.clone(),
+            raw_dataset: self.raw.clone(),
+            transformed_dataset: self.transformed.clone(),
+            run_id: run_id.to_owned(),
+            dialect: Dialect::DuckDb,
+        }
+    }
+
+    /// Every row of a query on `dataset`, as the tenant.
+    pub async fn rows(&self, dataset: &str, sql: &str) -> Vec<Vec<Value>> {
+        let result = self
+            .cloud
+            .warehouse
+            .query(
+                &self.cred,
+                &QueryRequest {
+                    dataset: dataset.to_owned(),
+                    sql: sql.to_owned(),
+                    max_rows: 10_000_000,
+                    timeout: Duration::from_secs(300),
+                    max_bytes: None,
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{sql}: {e}"));
+        assert!(!result.truncated);
+        result.rows
+    }
+
+    /// The transformed dataset's rows.
+    pub async fn t(&self, sql: &str) -> Vec<Vec<Value>> {
+        self.rows(&self.transformed.clone(), sql).await
+    }
+
+    /// One number from the transformed dataset.
+    pub async fn count(&self, sql: &str) -> i64 {
+        let rows = self.t(sql).await;
+        rows[0][0]
+            .as_i64()
+            .unwrap_or_else(|| panic!("{sql}: {rows:?}"))
+    }
+
+    /// Every table of a dataset with every row, sorted: what "unchanged" compares.
+    pub async fn snapshot(&self, dataset: &str) -> BTreeMap<String, Vec<Vec<Value>>> {
+        let tables = self
+            .cloud
+            .warehouse
+            .list_tables(&self.cred, dataset)
+            .await
+            .expect("tables");
+        let mut out = BTreeMap::new();
+        for t in tables {
+            let rows = self
+                .rows(dataset, &format!("SELECT * FROM {} ORDER BY ALL", t.name))
+                .await;
+            out.insert(t.name, rows);
+        }
+        out
+    }
+
+    /// The published table names of the transformed dataset.
+    pub async fn tables(&self) -> Vec<String> {
+        self.cloud
+            .warehouse
+            .list_tables(&self.cred, &self.transformed)
+            .await
+            .expect("tables")
+            .into_iter()
+            .map(|t| t.name)
+            .collect()
+    }
+
+    pub async fn put(&self, key: &str, bytes: Vec<u8>) {
+        self.cloud
+            .objects
+            .put_object(&self.cred, &self.bucket, key, bytes)
+            .await
+            .expect("put");
+    }
+
+    pub async fn get(&self, key: &str) -> Vec<u8> {
+        self.cloud
+            .objects
+            .get_object(&self.cred, &self.bucket, key)
+            .await
+            .expect("get")
+    }
+}
+
+/// A sandbox organisation with a client reading it, and the cursors of the
+/// ingests so far.
+pub struct Books {
+    pub sandbox: Sandbox,
+    pub client: XeroClient,
+    pub cursors: BTreeMap<Resource, Cursor>,
+}
+
+impl Books {
+    pub async fn start(invoices: usize, seed: u64) -> Books {
+        let sandbox = Sandbox::start(
+            SandboxConfig::new("transform-tests", "secret")
+                .invoices(invoices)
+                .seed(seed),
+        )
+        .await
+        .expect("sandbox");
+        let tokens = sandbox.issue_tokens(None);
+        let tenant = sandbox.tenant_ids()[0].clone();
+        let client = XeroClient::builder(
+            tenant,
+            Arc::new(xero::token::StaticToken(tokens.access_token)),
+        )
+        .api_base(sandbox.api_base())
+        .build()
+        .expect("client");
+        Books {
+            sandbox,
+            client,
+            cursors: BTreeMap::new(),
+        }
+    }
+
+    /// The ground truth, with the per contact and month breakdown.
+    pub fn truth(&self) -> Value {
+        let books = self.sandbox.books(None, true).expect("books");
+        assert_eq!(
+            books["problems"],
+            serde_json::json!([]),
+            "the sandbox's books are unsound"
+        );
+        books
+    }
+
+    /// Fetches every resource from the cursors on and writes its pages
+    /// (`page_size` records each) and manifest under `run_id`, as ingestion
+    /// does; returns the records written per resource.
+    pub async fn ingest(
+        &mut self,
+        tenant: &Tenant,
+        run_id: &str,
+        page_size: usize,
+    ) -> BTreeMap<Resource, usize> {
+        let mut written = BTreeMap::new();
+        for resource in Resource::ALL {
+            let cursor = self.cursors.get(&resource).cloned().unwrap_or_default();
+            let mut request = ListRequest::new(resource);
+            if let (true, Some(since)) =
+                (resource.supports_if_modified_since(), cursor.modified_since)
+            {
+                request = request.modified_since(since);
+            }
+            if let (Paging::Offset, Some(offset)) = (resource.paging(), cursor.journal_offset) {
+                request = request.start_at(PageCursor::Offset(offset));
+            }
+            let records = self
+                .client
+                .fetch_all(request)
+                .await
+                .unwrap_or_else(|e| panic!("fetching {resource}: {e}"));
+            if records.is_empty() {
+                continue;
+            }
+            let mut next = cursor.clone();
+            let mut pages = Vec::new();
+            for (i, chunk) in records.chunks(page_size.max(1)).enumerate() {
+                let mut body = Vec::new();
+                for record in chunk {
+                    serde_json::to_writer(&mut body, record.as_value()).expect("encode");
+                    body.push(b'\n');
+                    if let Some(t) = record.updated_at().expect("stamp") {
+                        if next.modified_since.is_none_or(|c| t > c) {
+                            next.modified_since = Some(t);
+                        }
+                    }
+                    if let Some(n) = record.journal_number() {
+                        if next.journal_offset.is_none_or(|c| n > c) {
+                            next.journal_offset = Some(n);
+                        }
+                    }
+                }
+                let key = raw::page_key(resource, run_id, i as u32 + 1);
+                pages.push(PageEntry {
+                    key: key.clone(),
+                    records: chunk.len() as u64,
+                    sha256: hex::encode(Sha256::digest(&body)),
+                });
+                tenant.put(&key, body).await;
+            }
+            let manifest = Manifest {
+                resource: resource.name().to_owned(),
+                run_id: run_id.to_owned(),
+                pages,
+                records: records.len() as u64,
+                modified_since: cursor.modified_since,
+                completed_at: OffsetDateTime::now_utc(),
+            };
+            tenant
+                .put(
+                    &raw::manifest_key(resource, run_id),
+                    serde_json::to_vec_pretty(&manifest).expect("manifest"),
+                )
+                .await;
+            self.cursors.insert(resource, next);
+            written.insert(resource, records.len());
+        }
+        written
+    }
+}
+
+/// Cents of a money value: a decimal string from the warehouse, or a float
+/// from the books.
+pub fn cents(v: &Value) -> i64 {
+    match v {
+        Value::Null => 0,
+        Value::Number(n) => {
+            let f = n.as_f64().expect("number");
+            (f * 100.0).round() as i64
+        }
+        Value::String(s) => {
+            let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
+            let negative = whole.starts_with('-');
+            let whole: i64 = whole
+                .trim_start_matches('-')
+                .parse()
+                .unwrap_or_else(|_| panic!("{s}"));
+            let mut frac = frac.to_owned();
+            assert!(
+                frac.len() <= 2 || frac[2..].chars().all(|c| c == '0'),
+                "{s}"
+            );
+            frac.truncate(2);
+            while frac.len() < 2 {
+                frac.push('0');
+            }
+            let frac: i64 = frac.parse().unwrap_or_else(|_| panic!("{s}"));
+            let c = whole * 100 + frac;
+            if negative {
+                -c
+            } else {
+                c
+            }
+        }
+        other => panic!("not money: {other}"),
+    }
+}
+
+pub fn int(v: &Value) -> i64 {
+    match v {
+        Value::Number(n) => n.as_i64().expect("integer"),
+        Value::String(s) => s.parse().expect("integer"),
+        other => panic!("not an integer: {other}"),
+    }
+}
+
+pub fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => String::new(),
+        other => other.to_string(),
+    }
+}
