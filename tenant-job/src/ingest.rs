@@ -148,14 +148,18 @@ pub async fn run(ctx: &IngestContext) -> Result<IngestReport, IngestError> {
     let mut cursors = read_cursors(&ctx.cloud.objects, &ctx.cred, &ctx.bucket).await?;
     let mut report = IngestReport::default();
     let calls_before = ctx.client.calls_made();
-    for &resource in &ctx.resources {
+    // Never-finished resources first, then those finished longest ago (a
+    // stable sort keeps the catalogue order among equals).
+    let mut order = ctx.resources.clone();
+    order.sort_by_key(|r| cursors.get(r.name()).and_then(|c| c.ingested_at));
+    for resource in order {
         let cursor = cursors.get(resource.name()).cloned().unwrap_or_default();
         match ingest_resource(ctx, resource, &cursor).await {
             Ok((counts, next)) => {
-                if let Some(next) = next {
-                    cursors.insert(resource.name().to_owned(), next);
-                    put_json(ctx, raw::CURSORS_KEY, &cursors).await?;
-                }
+                let mut next = next.unwrap_or(cursor);
+                next.ingested_at = Some(OffsetDateTime::now_utc());
+                cursors.insert(resource.name().to_owned(), next);
+                put_json(ctx, raw::CURSORS_KEY, &cursors).await?;
                 tracing::info!(resource = %resource, records = counts.records, pages = counts.pages, "ingested");
                 report.resources.insert(resource.name().to_owned(), counts);
             }

@@ -6,6 +6,7 @@
 //! the SQL models in `templates/models/`; `sync` does both.
 
 pub mod ingest;
+pub mod job;
 pub mod raw;
 pub mod summary;
 pub mod tokens;

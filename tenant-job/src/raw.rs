@@ -83,6 +83,11 @@ pub struct Cursor {
     /// Journals page by number: the last `JournalNumber` seen.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub journal_offset: Option<i64>,
+    /// When an ingest last finished this resource. Runs take the resources
+    /// finished longest ago first, so a run cut short by Xero's day limit is
+    /// resumed where it stopped rather than starting over.
+    #[serde(with = "time::serde::rfc3339::option", default)]
+    pub ingested_at: Option<OffsetDateTime>,
 }
 
 /// `state/cursors.json`: resource name → cursor.

@@ -1,0 +1,292 @@
+//! One run of the job: its configuration (from the environment, as a Cloud
+//! Run job receives it), the tenant's identity, the commands, and the run
+//! summary it leaves in the tenant's bucket for the control plane to read.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use time::OffsetDateTime;
+
+use cloud::naming::{self, DeploymentPrefix, TenantId};
+use cloud::ports::Credential;
+use cloud::{Cloud, CloudError};
+use xero::client::XeroClient;
+use xero::limits::{LimitConfig, RateLimits};
+use xero::oauth::{OAuthClient, OAuthConfig, XeroEndpoints};
+use xero::resources::Resource;
+use xero::token::RefreshingTokenProvider;
+
+use crate::ingest::{self, IngestContext, IngestError, IngestReport};
+use crate::raw;
+use crate::summary::{Command, RunOutcome, RunSummary};
+use crate::tokens::{SecretTokenVault, TokenLeaseSettings};
+use crate::transform::{self, Dialect, TransformContext};
+
+/// The job's configuration.
+#[derive(Clone)]
+pub struct JobConfig {
+    pub tenant: TenantId,
+    pub run_id: String,
+    /// The local adapter's data directory.
+    pub data_dir: PathBuf,
+    pub master_key: Option<String>,
+    pub bucket_prefix: Option<DeploymentPrefix>,
+    /// The identity the job runs as; must be the tenant's own account.
+    pub service_account: Option<String>,
+    /// One base URL for every Xero host (the sandbox); Xero's own by default.
+    pub xero_endpoint: Option<String>,
+    pub xero_client_id: Option<String>,
+    pub xero_client_secret: Option<String>,
+    /// Xero's limits as this job keeps them (Xero's own by default; raised
+    /// only against the sandbox).
+    pub xero_limits: LimitConfig,
+}
+
+// Never print the client secret or the master key.
+impl std::fmt::Debug for JobConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("JobConfig")
+            .field("tenant", &self.tenant)
+            .field("run_id", &self.run_id)
+            .field("data_dir", &self.data_dir)
+            .field("bucket_prefix", &self.bucket_prefix)
+            .field("service_account", &self.service_account)
+            .field("xero_endpoint", &self.xero_endpoint)
+            .finish_non_exhaustive()
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum JobError {
+    #[error("configuration: {0}")]
+    Config(String),
+    #[error("the job must run as tenant {tenant}'s own service account {expected}, not {given}")]
+    WrongIdentity {
+        tenant: TenantId,
+        expected: String,
+        given: String,
+    },
+    #[error("opening the cloud: {0}")]
+    Cloud(#[source] CloudError),
+    #[error(transparent)]
+    Ingest(#[from] IngestError),
+    #[error(transparent)]
+    Transform(#[from] transform::TransformError),
+}
+
+impl JobError {
+    /// Whether someone must connect Xero again before runs can succeed.
+    pub fn needs_consent(&self) -> bool {
+        matches!(self, JobError::Ingest(IngestError::NeedsConsent))
+    }
+}
+
+/// An opened run: the cloud and the tenant's credential.
+pub struct Job {
+    pub config: JobConfig,
+    pub cloud: Cloud,
+    pub cred: Credential,
+}
+
+impl Job {
+    /// Opens the local cloud and takes on the tenant's identity. Refuses any
+    /// identity but the tenant's own.
+    pub async fn open(config: JobConfig) -> Result<Job, JobError> {
+        let local = cloud::local::LocalConfig {
+            data_dir: config.data_dir.clone(),
+            project: cloud::local::LocalConfig::new(&config.data_dir).project,
+            master_key: config.master_key.clone(),
+        };
+        let cloud = {
+            let local = local.clone();
+            tokio::task::spawn_blocking(move || cloud::local::open(&local))
+                .await
+                .map_err(|e| JobError::Config(format!("opening the data directory: {e}")))?
+                .map_err(JobError::Cloud)?
+        };
+        let expected = cloud
+            .identity
+            .email_for(&naming::service_account_id(&config.tenant));
+        if let Some(given) = &config.service_account {
+            if *given != expected {
+                return Err(JobError::WrongIdentity {
+                    tenant: config.tenant.clone(),
+                    expected,
+                    given: given.clone(),
+                });
+            }
+        }
+        // Locally the job assumes the account as Cloud Run's metadata server
+        // would hand it over; everything after this acts as that account.
+        let cred = cloud
+            .identity
+            .credential_for(&expected)
+            .await
+            .map_err(JobError::Cloud)?;
+        Ok(Job {
+            config,
+            cloud,
+            cred,
+        })
+    }
+
+    fn bucket(&self) -> String {
+        naming::bucket_name(self.config.bucket_prefix.as_ref(), &self.config.tenant)
+    }
+
+    fn oauth(&self) -> Result<OAuthClient, JobError> {
+        let (Some(id), Some(secret)) =
+            (&self.config.xero_client_id, &self.config.xero_client_secret)
+        else {
+            return Err(JobError::Config(
+                "LEDGERLAKE_XERO_CLIENT_ID and LEDGERLAKE_XERO_CLIENT_SECRET are needed to refresh the tenant's Xero tokens".into(),
+            ));
+        };
+        // The job never receives a redirect; the URI only completes the config.
+        let redirect = "http://127.0.0.1/oauth/xero/callback"
+            .parse()
+            .map_err(|e| JobError::Config(format!("redirect URI: {e}")))?;
+        let mut config = OAuthConfig::new(id.clone(), secret.clone(), redirect);
+        if let Some(base) = &self.config.xero_endpoint {
+            let endpoints = XeroEndpoints::from_base(base)
+                .map_err(|e| JobError::Config(format!("LEDGERLAKE_XERO_ENDPOINT: {e}")))?;
+            config = config.with_endpoints(endpoints);
+        }
+        OAuthClient::new(config).map_err(|e| JobError::Config(format!("Xero OAuth client: {e}")))
+    }
+
+    /// The Xero client for this tenant: tokens from its secret, refreshed
+    /// under the lease in its bucket and written back before use.
+    async fn xero_client(&self) -> Result<XeroClient, JobError> {
+        let oauth = self.oauth()?;
+        let api_base = oauth.config().endpoints.api_base.to_string();
+        let vault = Arc::new(SecretTokenVault::new(
+            self.cloud.clone(),
+            self.cred.clone(),
+            self.config.tenant.clone(),
+            self.config.bucket_prefix.as_ref(),
+            "tenant-job",
+            TokenLeaseSettings::default(),
+        ));
+        let provider =
+            RefreshingTokenProvider::from_vault(oauth, vault, Duration::from_secs(5 * 60))
+                .await
+                .map_err(|e| match e {
+                    xero::token::TokenError::ReconsentRequired => {
+                        JobError::Ingest(IngestError::NeedsConsent)
+                    }
+                    other => JobError::Config(format!(
+                        "reading tenant {}'s Xero token set: {other}",
+                        self.config.tenant
+                    )),
+                })?;
+        let tokens = provider.current().await;
+        let Some(org) = tokens.tenant_ids.first().cloned() else {
+            return Err(JobError::Config(format!(
+                "tenant {}'s token set names no Xero organisation",
+                self.config.tenant
+            )));
+        };
+        XeroClient::builder(org, Arc::new(provider))
+            .api_base(api_base.trim_end_matches('/'))
+            .limits(RateLimits::new(self.config.xero_limits))
+            .build()
+            .map_err(|e| JobError::Config(format!("Xero client: {e}")))
+    }
+
+    pub async fn ingest(&self) -> Result<IngestReport, JobError> {
+        let ctx = IngestContext {
+            cloud: self.cloud.clone(),
+            cred: self.cred.clone(),
+            bucket: self.bucket(),
+            run_id: self.config.run_id.clone(),
+            client: self.xero_client().await?,
+            resources: Resource::ALL.to_vec(),
+        };
+        Ok(ingest::run(&ctx).await?)
+    }
+
+    pub async fn transform(&self) -> Result<transform::TransformReport, JobError> {
+        let ctx = TransformContext {
+            cloud: self.cloud.clone(),
+            cred: self.cred.clone(),
+            bucket: self.bucket(),
+            raw_dataset: naming::raw_dataset(&self.config.tenant),
+            transformed_dataset: naming::transformed_dataset(&self.config.tenant),
+            run_id: self.config.run_id.clone(),
+            dialect: Dialect::DuckDb,
+        };
+        Ok(transform::run(&ctx).await?)
+    }
+
+    /// Runs `command` and writes its summary to the bucket (also when it
+    /// failed). Returns the summary; the error, if any, is in it.
+    pub async fn execute(&self, command: Command) -> RunSummary {
+        let started_at = OffsetDateTime::now_utc();
+        let mut summary = RunSummary {
+            run_id: self.config.run_id.clone(),
+            tenant: self.config.tenant.to_string(),
+            command,
+            outcome: RunOutcome::Succeeded,
+            message: None,
+            needs_consent: false,
+            started_at,
+            finished_at: started_at,
+            ingest: None,
+            transform: None,
+        };
+        let result = self.execute_into(command, &mut summary).await;
+        if let Err(e) = result {
+            summary.outcome = RunOutcome::Failed;
+            summary.needs_consent = e.needs_consent();
+            summary.message = Some(e.to_string());
+        }
+        summary.finished_at = OffsetDateTime::now_utc();
+        self.write_summary(&summary).await;
+        summary
+    }
+
+    async fn execute_into(
+        &self,
+        command: Command,
+        summary: &mut RunSummary,
+    ) -> Result<(), JobError> {
+        if matches!(command, Command::Ingest | Command::Sync) {
+            let report = self.ingest().await?;
+            if let Some(stop) = &report.stopped_by_day_limit {
+                summary.outcome = RunOutcome::Partial;
+                summary.message = Some(format!(
+                    "Xero's day limit stopped the ingest at {}; the next run resumes there (in {} s)",
+                    stop.resource, stop.retry_after_secs
+                ));
+            }
+            summary.ingest = Some(report);
+        }
+        if matches!(command, Command::Transform | Command::Sync) {
+            let report = self.transform().await?;
+            summary.transform = serde_json::to_value(&report).ok();
+        }
+        Ok(())
+    }
+
+    async fn write_summary(&self, summary: &RunSummary) {
+        let key = raw::run_summary_key(&summary.run_id);
+        let bytes = match serde_json::to_vec_pretty(summary) {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::error!(error = %e, "could not encode the run summary");
+                return;
+            }
+        };
+        if let Err(e) = self
+            .cloud
+            .objects
+            .put_object(&self.cred, &self.bucket(), &key, bytes)
+            .await
+        {
+            // The exit code still tells the control plane how the run ended.
+            tracing::error!(error = %e, %key, "could not write the run summary");
+        }
+    }
+}
