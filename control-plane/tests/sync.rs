@@ -1,0 +1,327 @@
+//! End to end: a sandbox company, a provisioned tenant with its token set,
+//! `sync` runs of the real `tenant-job` binary started through the jobs port
+//! and followed by the control plane, and the transformed tables checked
+//! against the sandbox's own books; then changes, a killed run, and the run
+//! rules (one at a time, only Ready tenants).
+
+mod support;
+
+use std::time::Duration;
+
+use cloud::naming::{self, TenantId};
+use cloud::ports::{Credential, QueryRequest};
+use control_plane::platform::{Platform, PlatformConfig};
+use control_plane::reconciler::{JobTemplate, Settings};
+use control_plane::runs::{RunError, RunSettings, Runs};
+use control_plane::store::{RunCommand, RunStatus, RunTrigger};
+use control_plane::tokens::write_token_set;
+use xero::sandbox::{ChangeRequest, Sandbox, SandboxConfig, SandboxLimits};
+use xero::secret::SecretString;
+
+const CLIENT_ID: &str = "sync-client";
+const CLIENT_SECRET: &str = "sync-client-secret";
+
+fn tid(s: &str) -> TenantId {
+    TenantId::parse(s).expect("tenant id")
+}
+
+struct World {
+    _dir: tempfile::TempDir,
+    sandbox: Sandbox,
+    platform: Platform,
+    runs: Runs,
+}
+
+async fn world(invoices: usize) -> World {
+    let dir = tempfile::tempdir().expect("tmp");
+    let sandbox = Sandbox::start(
+        SandboxConfig::new(CLIENT_ID, CLIENT_SECRET)
+            .invoices(invoices)
+            .seed(5)
+            .limits(SandboxLimits {
+                per_minute: 100_000,
+                ..SandboxLimits::default()
+            }),
+    )
+    .await
+    .expect("sandbox");
+    // The key file in the data directory, so the job (a child process) finds it.
+    let platform = Platform::open(PlatformConfig {
+        data_dir: dir.path().to_path_buf(),
+        database_url: None,
+        bucket_prefix: None,
+        master_key: None,
+    })
+    .await
+    .expect("platform");
+    let runs = platform.runs(RunSettings {
+        xero_client_id: Some(CLIENT_ID.to_owned()),
+        xero_client_secret: Some(SecretString::new(CLIENT_SECRET)),
+    });
+    World {
+        _dir: dir,
+        sandbox,
+        platform,
+        runs,
+    }
+}
+
+fn job_template(sandbox: &Sandbox) -> JobTemplate {
+    let mut jobs = JobTemplate::beside_current_exe();
+    assert!(
+        std::path::Path::new(&jobs.image).is_file(),
+        "the tenant-job binary must be built beside the tests (cargo test --workspace builds it): {}",
+        jobs.image
+    );
+    jobs.env.insert(
+        "LEDGERLAKE_XERO_ENDPOINT".into(),
+        sandbox.base_url().to_owned(),
+    );
+    // The sandbox's minute limit is off here; the job may go as fast as it can.
+    jobs.env
+        .insert("LEDGERLAKE_XERO_PER_MINUTE".into(), "100000".into());
+    jobs.timeout_seconds = 600;
+    jobs
+}
+
+/// Provisions `id` (with its jobs) and connects it to the sandbox.
+async fn connected(w: &World, id: &TenantId) {
+    let settings = Settings {
+        jobs: job_template(&w.sandbox),
+        ..support::fast_settings()
+    };
+    let report = w
+        .platform
+        .reconciler(settings)
+        .provision(id, "test")
+        .await
+        .expect("provision");
+    assert!(report.is_success(), "{report:?}");
+    let tokens = w.sandbox.issue_tokens(None);
+    write_token_set(&w.platform.cloud, &Credential::Platform, id, &tokens)
+        .await
+        .expect("tokens");
+    let orgs: Vec<(String, Option<String>)> = tokens
+        .tenant_ids
+        .iter()
+        .map(|t| (t.clone(), None))
+        .collect();
+    w.platform
+        .store
+        .record_connections(id, &orgs)
+        .await
+        .expect("connections");
+}
+
+async fn scalar(w: &World, id: &TenantId, sql: &str) -> serde_json::Value {
+    let result = w
+        .platform
+        .cloud
+        .warehouse
+        .query(
+            &Credential::Platform,
+            &QueryRequest {
+                dataset: naming::transformed_dataset(id),
+                sql: sql.to_owned(),
+                max_rows: 10,
+                timeout: Duration::from_secs(30),
+                max_bytes: None,
+            },
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
+    result.rows[0][0].clone()
+}
+
+fn as_f64(v: &serde_json::Value) -> f64 {
+    v.as_f64()
+        .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+        .or_else(|| v.as_i64().map(|i| i as f64))
+        .unwrap_or_else(|| panic!("not a number: {v}"))
+}
+
+async fn sync(w: &World, id: &TenantId) -> control_plane::store::RunRecord {
+    let run = w
+        .runs
+        .start(id, RunCommand::Sync, RunTrigger::Operator)
+        .await
+        .expect("start");
+    let run = w
+        .runs
+        .wait(&run.id, Duration::from_secs(300))
+        .await
+        .expect("wait");
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
+    run
+}
+
+async fn assert_tables_agree_with_the_books(w: &World, id: &TenantId) {
+    let books = w.sandbox.books(None, false).expect("books");
+    let counts = &books["counts"];
+    for (table, key) in [
+        ("fct_invoices", "Invoices"),
+        ("fct_credit_notes", "CreditNotes"),
+        ("fct_payments", "Payments"),
+        ("fct_bank_transactions", "BankTransactions"),
+        ("dim_contacts", "Contacts"),
+        ("dim_accounts", "Accounts"),
+        ("dim_items", "Items"),
+        ("fct_journal_lines", "JournalLines"),
+    ] {
+        let n = scalar(w, id, &format!("SELECT count(*) FROM {table}")).await;
+        assert_eq!(
+            as_f64(&n) as u64,
+            counts[key].as_u64().expect(key),
+            "{table}"
+        );
+    }
+    // Journals balance, in the books and in the warehouse.
+    let unbalanced = scalar(
+        w,
+        id,
+        "SELECT count(*) FROM (SELECT journal_id FROM fct_journal_lines \
+         GROUP BY journal_id HAVING sum(net_amount) <> 0)",
+    )
+    .await;
+    assert_eq!(as_f64(&unbalanced), 0.0);
+}
+
+#[tokio::test]
+async fn a_sync_builds_tables_that_agree_with_the_books_and_a_second_takes_only_changes() {
+    let w = world(400).await;
+    let id = tid("acme");
+    connected(&w, &id).await;
+
+    let first = sync(&w, &id).await;
+    let summary = first.summary.clone().expect("summary");
+    assert_eq!(summary["ingest"]["resources"]["Invoices"]["records"], 400);
+    assert!(summary["transform"]["models"]
+        .as_array()
+        .is_some_and(|m| m.len() >= 10));
+    assert!(first.started_at.is_some() && first.finished_at.is_some());
+    assert_tables_agree_with_the_books(&w, &id).await;
+
+    // Changes in Xero; the next sync asks only for them and agrees again.
+    w.sandbox
+        .apply_changes(&ChangeRequest {
+            create: 5,
+            edit: 3,
+            void: 2,
+            pay: 3,
+            new_contacts: 1,
+            ..ChangeRequest::default()
+        })
+        .await
+        .expect("changes");
+    let second = sync(&w, &id).await;
+    let summary = second.summary.expect("summary");
+    assert_eq!(
+        summary["ingest"]["calls"].as_u64(),
+        Some(xero::resources::Resource::ALL.len() as u64),
+        "one call per resource: {summary}"
+    );
+    assert_tables_agree_with_the_books(&w, &id).await;
+    let runs = w
+        .platform
+        .store
+        .list_runs(Some(&id), 10)
+        .await
+        .expect("list");
+    assert_eq!(runs.len(), 2);
+}
+
+#[tokio::test]
+async fn a_killed_run_is_recorded_failed_and_the_next_loses_and_duplicates_nothing() {
+    let w = world(3_000).await;
+    let id = tid("killed");
+    connected(&w, &id).await;
+    let run = w
+        .runs
+        .start(&id, RunCommand::Sync, RunTrigger::Operator)
+        .await
+        .expect("start");
+    // A second run while one is in progress is refused.
+    let again = w.runs.start(&id, RunCommand::Ingest, RunTrigger::Api).await;
+    assert!(matches!(again, Err(RunError::Active { .. })), "{again:?}");
+
+    // Kill the job once its first invoice page is durable.
+    let bucket = naming::bucket_name(None, &id);
+    let page = tenant_job::raw::page_key(xero::resources::Resource::Invoices, &run.id, 1);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while w
+        .platform
+        .cloud
+        .objects
+        .get_object(&Credential::Platform, &bucket, &page)
+        .await
+        .is_err()
+    {
+        assert!(tokio::time::Instant::now() < deadline, "no page appeared");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let record = w
+        .platform
+        .store
+        .get_run(&run.id)
+        .await
+        .expect("get")
+        .expect("run");
+    let (job, execution) = (
+        record.job.expect("job"),
+        record.execution_id.expect("execution"),
+    );
+    let exec_file = w
+        .platform
+        .config
+        .data_dir
+        .join("jobs/executions")
+        .join(&job)
+        .join(format!("{execution}.json"));
+    let exec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&exec_file).expect("execution record"))
+            .expect("json");
+    let pid = exec["pid"].as_u64().expect("pid");
+    let killed = std::process::Command::new("kill")
+        .args(["-9", &pid.to_string()])
+        .status()
+        .expect("kill");
+    assert!(killed.success());
+
+    let ended = w
+        .runs
+        .wait(&run.id, Duration::from_secs(60))
+        .await
+        .expect("wait");
+    assert_eq!(ended.status, RunStatus::Failed, "{ended:#?}");
+    assert!(ended.message.is_some());
+
+    sync(&w, &id).await;
+    assert_tables_agree_with_the_books(&w, &id).await;
+}
+
+#[tokio::test]
+async fn runs_need_a_ready_tenant() {
+    let w = world(5).await;
+    let unknown = w
+        .runs
+        .start(&tid("nobody"), RunCommand::Sync, RunTrigger::Api)
+        .await;
+    assert!(
+        matches!(unknown, Err(RunError::UnknownTenant(_))),
+        "{unknown:?}"
+    );
+    let id = tid("pending");
+    w.platform.store.want_tenant(&id).await.expect("want");
+    let pending = w.runs.start(&id, RunCommand::Sync, RunTrigger::Api).await;
+    assert!(
+        matches!(pending, Err(RunError::NotReady { .. })),
+        "{pending:?}"
+    );
+    assert!(w
+        .platform
+        .store
+        .list_runs(None, 10)
+        .await
+        .expect("list")
+        .is_empty());
+}
