@@ -251,10 +251,7 @@ async fn runs(
     format: OutputFormat,
 ) -> Result<(), CliFailure> {
     let runs = platform.runs(run_settings());
-    let fail = |e: RunError| match e {
-        RunError::UnknownTenant(_) | RunError::UnknownRun(_) => CliFailure::Usage(e.to_string()),
-        other => CliFailure::Failed(anyhow::Error::new(other)),
-    };
+    let fail = |e: RunError| CliFailure::Failed(anyhow::Error::new(e));
     match cmd {
         RunsCommand::Start {
             tenant,

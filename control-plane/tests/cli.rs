@@ -298,3 +298,91 @@ fn the_same_cli_runs_on_postgresql() {
         .expect("run");
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn runs_through_the_cli_wait_and_exit_with_the_outcome() {
+    use xero::sandbox::{Sandbox, SandboxConfig, SandboxLimits};
+    let dir = tempfile::tempdir().expect("tmp");
+    let sandbox = Sandbox::start(
+        SandboxConfig::new("cli-client", "cli-client-secret")
+            .invoices(120)
+            .seed(8)
+            .limits(SandboxLimits {
+                per_minute: 100_000,
+                ..SandboxLimits::default()
+            }),
+    )
+    .await
+    .expect("sandbox");
+    let with_xero = |args: &[&str], secret: bool| {
+        let mut cmd = cli(dir.path());
+        cmd.env("LEDGERLAKE_XERO_ENDPOINT", sandbox.base_url())
+            .env("LEDGERLAKE_XERO_PER_MINUTE", "100000")
+            .env("LEDGERLAKE_XERO_CLIENT_ID", "cli-client");
+        if secret {
+            cmd.env("LEDGERLAKE_XERO_CLIENT_SECRET", "cli-client-secret");
+        }
+        cmd.args(args).output().expect("run control-plane")
+    };
+    let out = with_xero(&["tenants", "provision", "acme"], true);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let platform = support::platform(dir.path()).await;
+    let tokens = sandbox.issue_tokens(None);
+    control_plane::tokens::write_token_set(
+        &platform.cloud,
+        &cloud::ports::Credential::Platform,
+        &cloud::naming::TenantId::parse("acme").expect("id"),
+        &tokens,
+    )
+    .await
+    .expect("tokens");
+
+    let out = with_xero(
+        &[
+            "runs", "start", "acme", "sync", "--wait", "--output", "json",
+        ],
+        true,
+    );
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let record = json(&out);
+    assert_eq!(record["status"], "succeeded", "{record}");
+    assert_eq!(
+        record["summary"]["ingest"]["resources"]["Invoices"]["records"],
+        120
+    );
+    assert!(record["duration_seconds"].as_f64().is_some_and(|d| d > 0.0));
+    let id = record["id"].as_str().expect("id").to_owned();
+
+    let out = run(dir.path(), &["runs", "show", &id]);
+    assert_eq!(out.status.code(), Some(0));
+    let shown = text(&out.stdout);
+    assert!(
+        shown.contains("succeeded") && shown.contains("Invoices"),
+        "{shown}"
+    );
+    let out = run(
+        dir.path(),
+        &["runs", "list", "--tenant", "acme", "--output", "json"],
+    );
+    assert_eq!(json(&out).as_array().map(Vec::len), Some(1));
+
+    // Without the Xero app's secret the job cannot refresh: the run fails,
+    // and so does the command, naming the tenant and the cause.
+    let out = with_xero(&["runs", "start", "acme", "ingest", "--wait"], false);
+    assert_eq!(out.status.code(), Some(1));
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("acme") && err.contains("LEDGERLAKE_XERO_CLIENT_SECRET"),
+        "{err}"
+    );
+    assert!(!err.contains("cli-client-secret"));
+
+    // Unknown tenants and runs are clear errors.
+    let out = run(dir.path(), &["runs", "start", "nobody", "sync"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("tenant nobody does not exist"));
+    let out = run(dir.path(), &["runs", "show", "run-missing"]);
+    assert_eq!(out.status.code(), Some(1));
+    let out = run(dir.path(), &["runs", "start", "acme", "explode"]);
+    assert_eq!(out.status.code(), Some(2));
+}
