@@ -18,7 +18,7 @@
 --   currency_code        text       The transaction's currency (ISO 4217).
 --   currency_rate        rate       Units of the transaction's currency per unit of the base currency.
 --   sub_total            money      Total excluding tax.
---   total_tax            money      Tax.
+--   total_tax            money      Total tax of the document.
 --   total                money      Total including tax.
 --   total_base           money      total in the base currency.
 --   is_reconciled        boolean    Whether it is reconciled with a bank statement line.

@@ -17,7 +17,7 @@
 --   currency_code          text       The credit note's currency (ISO 4217).
 --   currency_rate          rate       Units of the credit note's currency per unit of the base currency.
 --   sub_total              money      Total excluding tax.
---   total_tax              money      Tax.
+--   total_tax              money      Total tax of the document.
 --   total                  money      Total including tax.
 --   remaining_credit       money      Credit not yet allocated to invoices or refunded.
 --   total_base             money      total in the base currency.

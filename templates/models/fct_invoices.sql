@@ -20,7 +20,7 @@
 --   currency_code         text       The document's currency (ISO 4217).
 --   currency_rate         rate       Units of the document's currency per unit of the base currency.
 --   sub_total             money      Total excluding tax.
---   total_tax             money      Tax.
+--   total_tax             money      Total tax of the document.
 --   total                 money      Total including tax (sub_total + total_tax).
 --   amount_due            money      What is still owed (0 once paid, voided or deleted).
 --   amount_paid           money      Payments applied so far.

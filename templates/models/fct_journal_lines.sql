@@ -23,7 +23,7 @@
 --   description        text       The line's description, if any.
 --   net_amount         money      Amount excluding tax: positive for a debit, negative for a credit.
 --   gross_amount       money      Amount including tax.
---   tax_amount         money      Tax.
+--   tax_amount         money      Tax on the line (base currency).
 --   tax_type           text       The tax rate applied, if any.
 --
 -- tests:

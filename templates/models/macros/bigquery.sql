@@ -132,7 +132,6 @@ WHEN MATCHED AND NOT (
     THEN UPDATE SET updated_at = i.updated_at, record = i.record, run_id = i.run_id, fetched_at = i.fetched_at
 WHEN NOT MATCHED
     THEN INSERT (id, updated_at, record, run_id, fetched_at) VALUES (i.id, i.updated_at, i.record, i.run_id, i.fetched_at);
-DROP TABLE {{ load }};
 {%- endmacro merge_latest -%}
 
 {#- ---- The transformed dataset (publishing) ------------------------------ -#}

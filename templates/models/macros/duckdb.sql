@@ -143,7 +143,9 @@ CREATE TABLE IF NOT EXISTS {{ table }} (
   each record: newest change stamp first, then the latest fetch; a tie
   replaces the row with the same record, so loading twice changes nothing.
   The run id and fetch time come in as literals (not from the load table,
-  whose column types are inferred). One transaction; `load` is dropped.
+  whose column types are inferred). One transaction; `load` is kept (the
+  loader drops it once every merge of the run went through, so a merge can
+  be repeated).
 -#}
 {%- macro merge_latest(target, load, run_id, fetched_at) -%}
 BEGIN TRANSACTION;
@@ -167,7 +169,6 @@ DELETE FROM ledgerlake_incoming AS i USING {{ target }} AS t
 DELETE FROM {{ target }} AS t USING ledgerlake_incoming AS i WHERE t.id = i.id;
 INSERT INTO {{ target }} SELECT id, updated_at, record, run_id, fetched_at FROM ledgerlake_incoming;
 DROP TABLE ledgerlake_incoming;
-DROP TABLE {{ load }};
 COMMIT;
 {%- endmacro merge_latest -%}
 

@@ -88,40 +88,100 @@ fn describe_rows(result: &QueryResult) -> String {
         .join("; ")
 }
 
-/// Runs one test query.
-pub(crate) async fn run(
+/// Tests counted per query: one query (one BigQuery job, one opening of
+/// the DuckDB file) answers many tests.
+const TESTS_PER_QUERY: usize = 40;
+
+/// Runs every test: counts in batches, then a few failing rows of each
+/// test that failed. A query that cannot run is an error naming its test.
+pub(crate) async fn run_all(
+    ctx: &TransformContext,
+    tests: &[(String, String)],
+) -> Result<Vec<DataTestResult>, TransformError> {
+    let mut out = Vec::with_capacity(tests.len());
+    for chunk in tests.chunks(TESTS_PER_QUERY) {
+        let counts = match count_batch(ctx, chunk).await {
+            Ok(counts) => counts,
+            // Count one by one to find, and name, the test that fails.
+            Err(_) if chunk.len() > 1 => {
+                let mut counts = Vec::with_capacity(chunk.len());
+                for test in chunk {
+                    counts.extend(count_batch(ctx, std::slice::from_ref(test)).await?);
+                }
+                counts
+            }
+            Err(e) => return Err(e),
+        };
+        for ((name, sql), failing) in chunk.iter().zip(counts) {
+            out.push(if failing == 0 {
+                DataTestResult::pass(name.clone())
+            } else {
+                failure(ctx, name, sql, failing).await?
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The failing-row count of each test, in order.
+async fn count_batch(
+    ctx: &TransformContext,
+    tests: &[(String, String)],
+) -> Result<Vec<u64>, TransformError> {
+    let name = tests
+        .iter()
+        .map(|(n, _)| n.as_str())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let failed = |source| TransformError::TestRun {
+        test: name.clone(),
+        source,
+    };
+    let sql = tests
+        .iter()
+        .enumerate()
+        .map(|(i, (_, sql))| {
+            format!("SELECT {i} AS test, COUNT(*) AS failing_rows FROM (\n{sql}\n) AS failing_{i}")
+        })
+        .collect::<Vec<_>>()
+        .join("\nUNION ALL\n");
+    let batch = request(ctx, sql, tests.len());
+    let counted = retrying(|| ctx.cloud.warehouse.query(&ctx.cred, &batch))
+        .await
+        .map_err(failed)?;
+    let mut counts = vec![None; tests.len()];
+    for row in &counted.rows {
+        let index = as_count(row.first()).and_then(|i| usize::try_from(i).ok());
+        if let (Some(slot), failing) = (index.and_then(|i| counts.get_mut(i)), as_count(row.get(1)))
+        {
+            *slot = failing;
+        }
+    }
+    counts
+        .into_iter()
+        .collect::<Option<Vec<u64>>>()
+        .ok_or_else(|| {
+            failed(cloud::CloudError::permanent(
+                format!("dataset {}", ctx.transformed_dataset),
+                format!("the tests' counts came back as {:?}", counted.rows),
+            ))
+        })
+}
+
+/// A failed test's result, quoting a few of its failing rows.
+async fn failure(
     ctx: &TransformContext,
     name: &str,
     sql: &str,
+    failing: u64,
 ) -> Result<DataTestResult, TransformError> {
-    let failed = |source| TransformError::TestRun {
-        test: name.to_owned(),
-        source,
-    };
-    let count = request(
-        ctx,
-        format!("SELECT COUNT(*) AS failing_rows FROM (\n{sql}\n) AS failing"),
-        1,
-    );
-    let counted = retrying(|| ctx.cloud.warehouse.query(&ctx.cred, &count))
+    let sample = request(ctx, sql.to_owned(), SAMPLE_ROWS);
+    let sample = retrying(|| ctx.cloud.warehouse.query(&ctx.cred, &sample))
         .await
-        .map_err(failed)?;
-    let failing = as_count(counted.rows.first().and_then(|r| r.first())).ok_or_else(|| {
-        TransformError::TestRun {
+        .map_err(|source| TransformError::TestRun {
             test: name.to_owned(),
-            source: cloud::CloudError::permanent(
-                format!("dataset {}", ctx.transformed_dataset),
-                format!("the test's count came back as {:?}", counted.rows),
-            ),
-        }
-    })?;
-    if failing == 0 {
-        return Ok(DataTestResult::pass(name.to_owned()));
-    }
-    let sample_request = request(ctx, sql.to_owned(), SAMPLE_ROWS);
-    let sample = retrying(|| ctx.cloud.warehouse.query(&ctx.cred, &sample_request))
-        .await
-        .map_err(failed)?;
+            source,
+        })?;
     Ok(DataTestResult {
         name: name.to_owned(),
         passed: false,

@@ -10,6 +10,7 @@
 //! raw schema the same whatever fields Xero sends.
 
 use std::collections::BTreeMap;
+use std::time::Instant;
 
 use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
@@ -153,10 +154,16 @@ pub(crate) async fn load_all(
         ctx.raw_dataset
     )))?;
 
-    let mut state = read_loaded(ctx).await?;
-    let mut out = LoadOutcome {
-        loaded: tables.iter().map(|t| (t.clone(), 0)).collect(),
-        manifests: Vec::new(),
+    let mut loader = Loader {
+        ctx,
+        renderer,
+        state: read_loaded(ctx).await?,
+        staged: Vec::new(),
+        finished: Vec::new(),
+        out: LoadOutcome {
+            loaded: tables.iter().map(|t| (t.clone(), 0)).collect(),
+            manifests: Vec::new(),
+        },
     };
     for resource in Resource::ALL {
         let prefix = raw::resource_prefix(resource);
@@ -172,7 +179,9 @@ pub(crate) async fn load_all(
         )))?;
         let mut pending = Vec::new();
         for object in objects {
-            if !is_manifest_key(&object.key, &prefix) || state.manifests.contains(&object.key) {
+            if !is_manifest_key(&object.key, &prefix)
+                || loader.state.manifests.contains(&object.key)
+            {
                 continue;
             }
             let bytes = retrying(|| {
@@ -199,143 +208,255 @@ pub(crate) async fn load_all(
         // the later fetch is merged last.
         pending.sort_by(|(ka, a), (kb, b)| (a.completed_at, ka).cmp(&(b.completed_at, kb)));
         for (key, manifest) in pending {
-            let records = load_manifest(ctx, renderer, resource, &key, &manifest).await?;
-            *out.loaded.entry(resource.storage_name()).or_default() += records;
-            state.manifests.insert(key.clone());
-            write_loaded(ctx, &state).await?;
-            tracing::info!(resource = %resource, manifest = %key, records, "loaded into the raw dataset");
-            out.manifests.push(key);
+            loader.manifest(resource, &key, &manifest).await?;
         }
     }
-    Ok(out)
+    loader.flush().await?;
+    Ok(loader.out)
 }
 
-/// Loads one manifest's pages; returns the records merged.
-async fn load_manifest(
-    ctx: &TransformContext,
-    renderer: &Renderer,
+/// A batch loaded into its load table, waiting for the merge.
+struct Staged {
     resource: Resource,
-    key: &str,
-    manifest: &Manifest,
-) -> Result<u64, TransformError> {
-    let listed: u64 = manifest.pages.iter().map(|p| p.records).sum();
-    if listed != manifest.records {
-        return Err(bad_raw(
-            key,
-            format!(
-                "the pages hold {listed} records, the manifest says {}",
-                manifest.records
-            ),
-        ));
-    }
-    let fetched_at = rfc3339(manifest.completed_at).map_err(|e| bad_raw(key, e))?;
-    let resource_prefix = raw::resource_prefix(resource);
-    let mut batch: Vec<u8> = Vec::new();
-    let mut seq = 0u64;
-    for page in &manifest.pages {
-        if !page.key.starts_with(&resource_prefix) {
+    manifest: String,
+    load: String,
+    merge: String,
+}
+
+/// Loads batches into the load tables and merges them all at once (one
+/// warehouse session for every resource of a run, rather than one each),
+/// recording a manifest as loaded only once all its batches are merged.
+struct Loader<'a> {
+    ctx: &'a TransformContext,
+    renderer: &'a Renderer,
+    state: Loaded,
+    staged: Vec<Staged>,
+    /// Manifests whose batches are all staged: (resource, key, records).
+    finished: Vec<(Resource, String, u64)>,
+    out: LoadOutcome,
+}
+
+impl Loader<'_> {
+    /// Reads, checks and stages one manifest's pages.
+    async fn manifest(
+        &mut self,
+        resource: Resource,
+        key: &str,
+        manifest: &Manifest,
+    ) -> Result<(), TransformError> {
+        let ctx = self.ctx;
+        let listed: u64 = manifest.pages.iter().map(|p| p.records).sum();
+        if listed != manifest.records {
             return Err(bad_raw(
                 key,
-                format!("page {} is not under {resource_prefix}", page.key),
+                format!(
+                    "the pages hold {listed} records, the manifest says {}",
+                    manifest.records
+                ),
             ));
         }
-        let bytes = retrying(|| {
-            ctx.cloud
-                .objects
-                .get_object(&ctx.cred, &ctx.bucket, &page.key)
+        let fetched_at = rfc3339(manifest.completed_at).map_err(|e| bad_raw(key, e))?;
+        let resource_prefix = raw::resource_prefix(resource);
+        let mut batch: Vec<u8> = Vec::new();
+        let mut seq = 0u64;
+        for page in &manifest.pages {
+            if !page.key.starts_with(&resource_prefix) {
+                return Err(bad_raw(
+                    key,
+                    format!("page {} is not under {resource_prefix}", page.key),
+                ));
+            }
+            let bytes = retrying(|| {
+                ctx.cloud
+                    .objects
+                    .get_object(&ctx.cred, &ctx.bucket, &page.key)
+            })
+            .await
+            .map_err(storage(format!("reading {}", page.key)))?;
+            let digest = hex::encode(Sha256::digest(&bytes));
+            if !digest.eq_ignore_ascii_case(&page.sha256) {
+                return Err(bad_raw(
+                    &page.key,
+                    format!(
+                        "its SHA-256 is {digest}, the manifest says {}: the page changed or is damaged",
+                        page.sha256
+                    ),
+                ));
+            }
+            let text = std::str::from_utf8(&bytes)
+                .map_err(|e| bad_raw(&page.key, format!("not UTF-8: {e}")))?;
+            let mut records = 0u64;
+            for (i, line) in text.lines().enumerate() {
+                let line = line.trim();
+                if line.is_empty() {
+                    continue;
+                }
+                seq += 1;
+                records += 1;
+                let env = envelope(resource, line, &manifest.run_id, &fetched_at, seq)
+                    .map_err(|e| bad_raw(&format!("{} line {}", page.key, i + 1), e))?;
+                batch.extend_from_slice(&env);
+                batch.push(b'\n');
+            }
+            if records != page.records {
+                return Err(bad_raw(
+                    &page.key,
+                    format!(
+                        "it holds {records} records, the manifest says {}",
+                        page.records
+                    ),
+                ));
+            }
+            if batch.len() >= BATCH_BYTES {
+                self.stage(
+                    resource,
+                    key,
+                    manifest,
+                    &fetched_at,
+                    std::mem::take(&mut batch),
+                )
+                .await?;
+            }
+        }
+        if !batch.is_empty() {
+            self.stage(resource, key, manifest, &fetched_at, batch)
+                .await?;
+        }
+        self.finished.push((resource, key.to_owned(), seq));
+        Ok(())
+    }
+
+    /// Loads one batch into `_load_<resource>`, merging what is staged first
+    /// if that table already holds a batch.
+    async fn stage(
+        &mut self,
+        resource: Resource,
+        key: &str,
+        manifest: &Manifest,
+        fetched_at: &str,
+        batch: Vec<u8>,
+    ) -> Result<(), TransformError> {
+        let ctx = self.ctx;
+        let table = resource.storage_name();
+        let load = format!("_load_{table}");
+        if self.staged.iter().any(|s| s.load == load) {
+            self.flush().await?;
+        }
+        let (bytes, started) = (batch.len(), Instant::now());
+        let rows = retrying(|| {
+            ctx.cloud.warehouse.load_ndjson(
+                &ctx.cred,
+                &ctx.raw_dataset,
+                &load,
+                batch.clone(),
+                WriteMode::Truncate,
+            )
         })
         .await
-        .map_err(storage(format!("reading {}", page.key)))?;
-        let digest = hex::encode(Sha256::digest(&bytes));
-        if !digest.eq_ignore_ascii_case(&page.sha256) {
-            return Err(bad_raw(
-                &page.key,
-                format!(
-                    "its SHA-256 is {digest}, the manifest says {}: the page changed or is damaged",
-                    page.sha256
-                ),
-            ));
-        }
-        let text = std::str::from_utf8(&bytes)
-            .map_err(|e| bad_raw(&page.key, format!("not UTF-8: {e}")))?;
-        let mut records = 0u64;
-        for (i, line) in text.lines().enumerate() {
-            let line = line.trim();
-            if line.is_empty() {
-                continue;
-            }
-            seq += 1;
-            records += 1;
-            let env = envelope(resource, line, &manifest.run_id, &fetched_at, seq)
-                .map_err(|e| bad_raw(&format!("{} line {}", page.key, i + 1), e))?;
-            batch.extend_from_slice(&env);
-            batch.push(b'\n');
-        }
-        if records != page.records {
-            return Err(bad_raw(
-                &page.key,
-                format!(
-                    "it holds {records} records, the manifest says {}",
-                    page.records
-                ),
-            ));
-        }
-        if batch.len() >= BATCH_BYTES {
-            merge(
-                ctx,
-                renderer,
-                resource,
-                key,
-                manifest,
-                &fetched_at,
-                std::mem::take(&mut batch),
-            )
-            .await?;
-        }
+        .map_err(|source| TransformError::Load {
+            resource: resource.name().to_owned(),
+            manifest: key.to_owned(),
+            source,
+        })?;
+        tracing::debug!(resource = %resource, rows, bytes, ms = started.elapsed().as_millis(), "staged a batch");
+        let merge = self
+            .renderer
+            .merge(&table, &load, &manifest.run_id, fetched_at)?;
+        self.staged.push(Staged {
+            resource,
+            manifest: key.to_owned(),
+            load,
+            merge,
+        });
+        Ok(())
     }
-    if !batch.is_empty() {
-        merge(ctx, renderer, resource, key, manifest, &fetched_at, batch).await?;
-    }
-    Ok(seq)
-}
 
-/// Loads one batch of envelopes and merges it into the raw table.
-async fn merge(
-    ctx: &TransformContext,
-    renderer: &Renderer,
-    resource: Resource,
-    key: &str,
-    manifest: &Manifest,
-    fetched_at: &str,
-    batch: Vec<u8>,
-) -> Result<(), TransformError> {
-    let table = resource.storage_name();
-    let load = format!("_load_{table}");
-    let failed = |source| TransformError::Load {
-        resource: resource.name().to_owned(),
-        manifest: key.to_owned(),
-        source,
-    };
-    retrying(|| {
-        ctx.cloud.warehouse.load_ndjson(
-            &ctx.cred,
-            &ctx.raw_dataset,
-            &load,
-            batch.clone(),
-            WriteMode::Truncate,
-        )
-    })
-    .await
-    .map_err(failed)?;
-    let sql = renderer.merge(&table, &load, &manifest.run_id, fetched_at)?;
-    retrying(|| {
-        ctx.cloud
-            .warehouse
-            .execute(&ctx.cred, &ctx.raw_dataset, &sql)
-    })
-    .await
-    .map_err(failed)?;
-    Ok(())
+    /// Merges every staged batch into its raw table, drops the load tables,
+    /// and records the manifests that are now wholly merged.
+    async fn flush(&mut self) -> Result<(), TransformError> {
+        let ctx = self.ctx;
+        if !self.staged.is_empty() {
+            let started = Instant::now();
+            let mut script: String = self
+                .staged
+                .iter()
+                .map(|s| format!("{}\n", s.merge))
+                .collect();
+            let loads: Vec<String> = self.staged.iter().map(|s| s.load.clone()).collect();
+            script.push_str(&self.renderer.drop_load_tables(&loads));
+            let merged = retrying(|| {
+                ctx.cloud
+                    .warehouse
+                    .execute(&ctx.cred, &ctx.raw_dataset, &script)
+            })
+            .await;
+            if let Err(source) = merged {
+                return Err(self.blame(source).await);
+            }
+            tracing::debug!(
+                batches = self.staged.len(),
+                ms = started.elapsed().as_millis(),
+                "merged"
+            );
+            self.staged.clear();
+        }
+        if self.finished.is_empty() {
+            return Ok(());
+        }
+        for (_, key, _) in &self.finished {
+            self.state.manifests.insert(key.clone());
+        }
+        write_loaded(ctx, &self.state).await?;
+        for (resource, key, records) in self.finished.drain(..) {
+            *self.out.loaded.entry(resource.storage_name()).or_default() += records;
+            tracing::info!(resource = %resource, manifest = %key, records, "loaded into the raw dataset");
+            self.out.manifests.push(key);
+        }
+        Ok(())
+    }
+
+    /// After a failed merge of several batches: merges them one by one (a
+    /// merge is idempotent, so redoing those that went through is harmless)
+    /// to name the one that fails.
+    async fn blame(&self, error: CloudError) -> TransformError {
+        let ctx = self.ctx;
+        let as_load_error = |s: &Staged, source| TransformError::Load {
+            resource: s.resource.name().to_owned(),
+            manifest: s.manifest.clone(),
+            source,
+        };
+        if self.staged.len() > 1 && !error.is_retryable() {
+            for s in &self.staged {
+                let one = retrying(|| {
+                    ctx.cloud
+                        .warehouse
+                        .execute(&ctx.cred, &ctx.raw_dataset, &s.merge)
+                })
+                .await;
+                if let Err(source) = one {
+                    return as_load_error(s, source);
+                }
+            }
+        }
+        match self.staged.first() {
+            Some(s) if self.staged.len() == 1 => as_load_error(s, error),
+            _ => TransformError::Load {
+                resource: self
+                    .staged
+                    .iter()
+                    .map(|s| s.resource.name())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                manifest: self
+                    .staged
+                    .iter()
+                    .map(|s| s.manifest.as_str())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+                source: error,
+            },
+        }
+    }
 }
 
 #[cfg(test)]

@@ -301,11 +301,7 @@ pub async fn run_with_models(
     for model in &models {
         builds.push(renderer.model_build(model)?);
         for test in &model.tests {
-            tests.push((
-                model,
-                test.name(&model.name),
-                renderer.test_query(model, test)?,
-            ));
+            tests.push((test.name(&model.name), renderer.test_query(model, test)?));
         }
     }
     let names: Vec<String> = models.iter().map(|m| m.name.clone()).collect();
@@ -388,7 +384,7 @@ async fn build_and_test(
     renderer: &Renderer,
     models: &[Model],
     builds: &[String],
-    tests: &[(&Model, String, String)],
+    tests: &[(String, String)],
     timings: &mut Timings,
 ) -> Result<Vec<DataTestResult>, TransformError> {
     let sources = [ctx.raw_dataset.clone()];
@@ -414,9 +410,7 @@ async fn build_and_test(
     for model in models {
         results.push(datatests::check_columns(ctx, model, &renderer.table(&model.name)).await?);
     }
-    for (_, name, sql) in tests {
-        results.push(datatests::run(ctx, name, sql).await?);
-    }
+    results.extend(datatests::run_all(ctx, tests).await?);
     timings.test_ms = millis(t);
     let failed: Vec<DataTestResult> = results.iter().filter(|r| !r.passed).cloned().collect();
     for f in &failed {

@@ -27,7 +27,12 @@ use xero::resources::{Paging, Resource};
 use xero::sandbox::{Sandbox, SandboxConfig};
 
 /// A local cloud on a temporary folder (kept alive by the `TempDir`).
+/// `RUST_LOG=tenant_job=debug` shows what the transformation does.
 pub fn open_cloud() -> (TempDir, LocalAdapters) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
     let dir = TempDir::new().expect("tempdir");
     let adapters =
         LocalAdapters::open(&LocalConfig::new(dir.path())).expect("open the local cloud");
