@@ -1,0 +1,158 @@
+//! Sync benchmark: a sandbox company of N invoices (`LEDGERLAKE_BENCH_INVOICES`,
+//! default 100,000) with Xero's limits off, ingested and transformed by the
+//! job's library exactly as `tenant-job sync` does, on the local cloud. Prints
+//! records per second end to end, the transform's time, and Xero calls
+//! against the minimum. Then, with Xero's real limits on, a smaller company
+//! (`LEDGERLAKE_BENCH_LIMITED_INVOICES`, default 2,000; 0 skips it): 429s
+//! met, and the duration against calls ÷ 60 per minute.
+//!
+//! Run: `cargo bench --workspace --bench sync`
+
+#[path = "../tests/support/mod.rs"]
+mod support;
+
+use std::time::Instant;
+
+use cloud::naming::TenantId;
+use tenant_job::job::Job;
+use xero::resources::{Paging, Resource};
+use xero::sandbox::{Sandbox, SandboxConfig, SandboxLimits};
+
+fn env_usize(name: &str, default: usize) -> usize {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The fewest calls that can list `records` of `resource`.
+fn minimum_calls(resource: Resource, records: u64) -> u64 {
+    match resource.paging() {
+        Paging::Page => records.div_ceil(1000).max(1),
+        // Journals: 100 a call, and one more call to learn there are no more.
+        Paging::Offset => records / 100 + 1,
+        Paging::None => 1,
+    }
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|kb| kb.parse::<f64>().ok())
+        })
+        .map(|kb| kb / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+async fn company(invoices: usize, limits: SandboxLimits) -> anyhow::Result<Sandbox> {
+    Ok(Sandbox::start(
+        SandboxConfig::new(support::CLIENT_ID, support::CLIENT_SECRET)
+            .invoices(invoices)
+            .seed(7)
+            .limits(limits),
+    )
+    .await?)
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let invoices = env_usize("LEDGERLAKE_BENCH_INVOICES", 100_000);
+    let limited = env_usize("LEDGERLAKE_BENCH_LIMITED_INVOICES", 2_000);
+
+    // Limits off.
+    let dir = tempfile::tempdir()?;
+    let t = Instant::now();
+    let sandbox = company(
+        invoices,
+        // Off: no 429s, and remaining-calls headers too high to hold the
+        // client back.
+        SandboxLimits {
+            enabled: false,
+            per_minute: 1_000_000,
+            per_day: 1_000_000,
+            app_per_minute: 1_000_000,
+            ..SandboxLimits::default()
+        },
+    )
+    .await?;
+    println!(
+        "sandbox company of {invoices} invoices generated in {:.1} s",
+        t.elapsed().as_secs_f64()
+    );
+    let cloud = support::open(dir.path());
+    let id = TenantId::parse("bench")?;
+    support::connected(&cloud, &sandbox, &id).await;
+    let job = Job::open(support::job_config(dir.path(), &sandbox, &id, "bench-1")).await?;
+
+    let started = Instant::now();
+    let ingest = job.ingest().await?;
+    let ingest_secs = started.elapsed().as_secs_f64();
+    let t = Instant::now();
+    let transform = job.transform().await?;
+    let transform_secs = t.elapsed().as_secs_f64();
+    let total_secs = started.elapsed().as_secs_f64();
+
+    let records: u64 = ingest.resources.values().map(|c| c.records).sum();
+    let minimum: u64 = Resource::ALL
+        .iter()
+        .map(|r| minimum_calls(*r, ingest.resources.get(r.name()).map_or(0, |c| c.records)))
+        .sum();
+    println!("full sync, limits off");
+    println!("  records ingested      {records}");
+    println!(
+        "  Xero calls            {} (minimum {minimum})",
+        ingest.calls
+    );
+    println!(
+        "  ingest                {ingest_secs:.1} s ({:.0} records/s)",
+        records as f64 / ingest_secs
+    );
+    println!(
+        "  transform             {transform_secs:.1} s (load {} ms, models {} ms, data tests {} ms, publish {} ms)",
+        transform.timings.load_ms,
+        transform.timings.build_ms,
+        transform.timings.test_ms,
+        transform.timings.publish_ms
+    );
+    println!(
+        "  end to end            {total_secs:.1} s ({:.0} records/s)",
+        records as f64 / total_secs
+    );
+    for m in &transform.models {
+        println!("    {:<24} {:>9} rows", m.name, m.rows);
+    }
+    println!("  peak RSS              {:.0} MiB", peak_rss_mib());
+    drop(job);
+    sandbox.shutdown().await;
+
+    if limited == 0 {
+        return Ok(());
+    }
+    // Xero's real limits on both sides: 60 calls a minute per organisation.
+    let dir = tempfile::tempdir()?;
+    let sandbox = company(limited, SandboxLimits::default()).await?;
+    let cloud = support::open(dir.path());
+    support::connected(&cloud, &sandbox, &id).await;
+    let mut config = support::job_config(dir.path(), &sandbox, &id, "bench-2");
+    config.xero_limits = xero::limits::LimitConfig::default();
+    let job = Job::open(config).await?;
+    let started = Instant::now();
+    let ingest = job.ingest().await?;
+    let secs = started.elapsed().as_secs_f64();
+    println!("ingest with Xero's limits on ({limited} invoices)");
+    println!("  Xero calls            {}", ingest.calls);
+    println!(
+        "  429s met              minute {}, day {}",
+        sandbox.rate_limited("minute"),
+        sandbox.rate_limited("day")
+    );
+    println!(
+        "  duration              {secs:.1} s; calls beyond the first minute's 60 at 60/min need {:.1} s",
+        (ingest.calls.saturating_sub(60)) as f64
+    );
+    Ok(())
+}
