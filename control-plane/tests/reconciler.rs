@@ -212,7 +212,13 @@ async fn a_crash_after_any_step_resumes_to_ready_without_duplicates() {
             support::fast_settings(),
         );
         tokio::select! {
-            result = crashing.provision(&id, "test") => panic!("step {crash_at}: the run should have crashed: {result:?}"),
+            result = crashing.provision(&id, "test") => {
+                // Two grants on one policy may meet an etag conflict and
+                // retry, so runs differ by a step or two: a run with fewer
+                // steps than `crash_at` simply finishes.
+                assert!(faults.count() < crash_at, "step {crash_at}: the run should have crashed: {result:?}");
+                assert!(result.expect("finished").is_success());
+            }
             _ = faults.crashed.notified() => {}
         }
         // The crashed run's lease expires; a new process takes over and finishes.
@@ -266,7 +272,14 @@ async fn a_crash_during_teardown_resumes_and_leaves_no_orphan() {
             support::fast_settings(),
         );
         tokio::select! {
-            result = crashing.teardown(&id, false, "test") => panic!("step {crash_at}: should have crashed: {result:?}"),
+            result = crashing.teardown(&id, false, "test") => {
+                // As above: concurrent revokes on one policy may retry, so a
+                // run may have fewer steps than the probe's.
+                assert!(faults.count() < crash_at, "step {crash_at}: should have crashed: {result:?}");
+                assert!(result.expect("finished").is_success());
+                assert_gone(&platform.cloud, &support::reconciler(&platform), &id, false).await;
+                continue;
+            }
             _ = faults.crashed.notified() => {}
         }
         let tenant = platform
