@@ -45,14 +45,16 @@
 --   custom: invoice_totals_match_lines
 --   custom: invoice_amount_due
 WITH invoices AS (
+    -- Each field read once (dates as text, parsed below: the parse uses
+    -- its input several times).
     SELECT
         r.id AS invoice_id,
         {{ m::text(doc="r.record", path="InvoiceNumber") }} AS invoice_number,
         {{ m::text(doc="r.record", path="Type") }} AS type,
         {{ m::text(doc="r.record", path="Contact.ContactID") }} AS contact_id,
         NULLIF({{ m::text(doc="r.record", path="Reference") }}, '') AS reference,
-        {{ m::xero_date(doc="r.record", path="Date") }} AS invoice_date,
-        {{ m::xero_date(doc="r.record", path="DueDate") }} AS due_date,
+        {{ m::text(doc="r.record", path="Date") }} AS invoice_date_text,
+        {{ m::text(doc="r.record", path="DueDate") }} AS due_date_text,
         {{ m::text(doc="r.record", path="Status") }} AS status,
         {{ m::text(doc="r.record", path="LineAmountTypes") }} AS line_amount_types,
         {{ m::text(doc="r.record", path="CurrencyCode") }} AS currency_code,
@@ -63,7 +65,7 @@ WITH invoices AS (
         {{ m::money(doc="r.record", path="AmountDue", or_zero=true) }} AS amount_due,
         {{ m::money(doc="r.record", path="AmountPaid", or_zero=true) }} AS amount_paid,
         {{ m::money(doc="r.record", path="AmountCredited", or_zero=true) }} AS amount_credited,
-        {{ m::xero_date(doc="r.record", path="FullyPaidOnDate") }} AS fully_paid_on_date,
+        {{ m::text(doc="r.record", path="FullyPaidOnDate") }} AS fully_paid_on_date_text,
         r.updated_at AS updated_at
     FROM {{ source(name="invoices") }} AS r
 )
@@ -73,8 +75,8 @@ SELECT
     type,
     contact_id,
     reference,
-    invoice_date,
-    due_date,
+    {{ m::date_from_text(value="invoice_date_text") }} AS invoice_date,
+    {{ m::date_from_text(value="due_date_text") }} AS due_date,
     status,
     line_amount_types,
     currency_code,
@@ -91,6 +93,6 @@ SELECT
     {{ m::to_base(amount="amount_due", rate="currency_rate") }} AS amount_due_base,
     {{ m::to_base(amount="amount_paid", rate="currency_rate") }} AS amount_paid_base,
     {{ m::to_base(amount="amount_credited", rate="currency_rate") }} AS amount_credited_base,
-    fully_paid_on_date,
+    {{ m::date_from_text(value="fully_paid_on_date_text") }} AS fully_paid_on_date,
     updated_at
 FROM invoices

@@ -32,16 +32,29 @@
 --   relationship: account_id -> dim_accounts.account_id
 --   relationship: journal_date -> dim_date.date_day
 --   custom: journals_balance
-WITH lines AS (
+WITH journals AS (
+    -- The journal's own fields once per journal, not once per line.
     SELECT
         j.id AS journal_id,
-        {{ m::text(doc="j.line", path="JournalLineID") }} AS journal_line_id,
         {{ m::integer(doc="j.record", path="JournalNumber") }} AS journal_number,
         {{ m::xero_date(doc="j.record", path="JournalDate") }} AS journal_date,
         j.updated_at AS created_at,
         {{ m::text(doc="j.record", path="SourceID") }} AS source_id,
         {{ m::text(doc="j.record", path="SourceType") }} AS source_type,
         NULLIF({{ m::text(doc="j.record", path="Reference") }}, '') AS reference,
+        j.record
+    FROM {{ source(name="journals") }} AS j
+),
+lines AS (
+    SELECT
+        j.journal_id,
+        {{ m::text(doc="j.line", path="JournalLineID") }} AS journal_line_id,
+        j.journal_number,
+        j.journal_date,
+        j.created_at,
+        j.source_id,
+        j.source_type,
+        j.reference,
         {{ m::text(doc="j.line", path="AccountID") }} AS account_id,
         {{ m::text(doc="j.line", path="AccountCode") }} AS account_code,
         {{ m::text(doc="j.line", path="AccountType") }} AS account_type,
@@ -51,7 +64,7 @@ WITH lines AS (
         {{ m::money(doc="j.line", path="GrossAmount", or_zero=true) }} AS gross_amount,
         {{ m::money(doc="j.line", path="TaxAmount", or_zero=true) }} AS tax_amount,
         {{ m::text(doc="j.line", path="TaxType") }} AS tax_type
-    FROM {{ m::explode(relation=source(name="journals"), doc="record", path="JournalLines", item="line") }} AS j
+    FROM {{ m::explode(relation="journals", doc="record", path="JournalLines", item="line") }} AS j
 )
 SELECT
     l.journal_id,

@@ -32,7 +32,7 @@ WITH payments AS (
     SELECT
         r.id AS payment_id,
         {{ m::text(doc="r.record", path="Invoice.InvoiceID") }} AS invoice_id,
-        {{ m::xero_date(doc="r.record", path="Date") }} AS payment_date,
+        {{ m::text(doc="r.record", path="Date") }} AS payment_date_text,
         {{ m::text(doc="r.record", path="PaymentType") }} AS payment_type,
         {{ m::text(doc="r.record", path="Status") }} AS status,
         {{ m::money(doc="r.record", path="Amount", or_zero=true) }} AS amount,
@@ -48,7 +48,7 @@ WITH payments AS (
 SELECT
     payment_id,
     invoice_id,
-    payment_date,
+    {{ m::date_from_text(value="payment_date_text") }} AS payment_date,
     payment_type,
     status,
     amount,

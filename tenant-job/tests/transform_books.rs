@@ -374,8 +374,12 @@ async fn assert_only_models_published(t: &Tenant) {
 async fn transformed_tables_agree_with_the_sandbox_books() {
     let (_dir, adapters) = open_cloud();
     let tenant = provision(&adapters, "acme").await;
+    let started = std::time::Instant::now();
     let mut books = Books::start(invoices(), 7).await;
+    eprintln!("sandbox started in {} ms", started.elapsed().as_millis());
+    let started = std::time::Instant::now();
     let written = books.ingest(&tenant, "run-1", 250).await;
+    eprintln!("ingested in {} ms", started.elapsed().as_millis());
 
     let report = transform::run(&tenant.context("run-1"))
         .await
@@ -406,7 +410,12 @@ async fn transformed_tables_agree_with_the_sandbox_books() {
         .rows;
     assert_eq!(invoices_rows as usize, invoices());
     assert_only_models_published(&tenant).await;
+    let started = std::time::Instant::now();
     assert_agrees(&tenant, &books).await;
+    eprintln!(
+        "compared with the books in {} ms",
+        started.elapsed().as_millis()
+    );
 
     // Every kind of line amounts is present, so the totals test covered them all.
     let kinds = tenant

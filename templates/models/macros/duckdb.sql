@@ -40,7 +40,10 @@ CAST(json_extract_string({{ doc }}, '$.{{ path }}') AS BOOLEAN)
 {#-
   `/Date(1577836800000+0000)/` → DATE. The milliseconds are the instant and
   the optional ±HHMM the organisation's clock, so the date is the one on that
-  clock (Xero writes document dates as midnight there).
+  clock (Xero writes document dates as midnight there). The conversion uses
+  its input several times, and DuckDB reads a JSON field again each time: a
+  model converting many rows reads the field once with m::text (in a CTE)
+  and converts that column with m::date_from_text.
 -#}
 {%- macro xero_date(doc, path) -%}
 {{ self::date_from_text(value=self::text(doc=doc, path=path)) }}

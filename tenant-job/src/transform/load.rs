@@ -10,9 +10,12 @@
 //! raw schema the same whatever fields Xero sends.
 
 use std::collections::BTreeMap;
+use std::fmt;
 use std::time::Instant;
 
-use serde_json::{json, Value};
+use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::Serialize;
+use serde_json::Value;
 use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
@@ -62,6 +65,43 @@ fn is_manifest_key(key: &str, resource_prefix: &str) -> bool {
         .is_some_and(|run| !run.is_empty() && !run.contains('/'))
 }
 
+/// Reads a record's id and change stamp and skips every other field, so a
+/// record is never built as a whole JSON tree just to find two values.
+struct KeyFields<'f> {
+    id: &'f str,
+    updated: Option<&'f str>,
+}
+
+impl<'de> DeserializeSeed<'de> for KeyFields<'_> {
+    type Value = (Option<Value>, Option<Value>);
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for KeyFields<'_> {
+    type Value = (Option<Value>, Option<Value>);
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a JSON object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let (mut id, mut updated) = (None, None);
+        while let Some(key) = map.next_key::<String>()? {
+            if key == self.id {
+                id = Some(map.next_value::<Value>()?);
+            } else if Some(key.as_str()) == self.updated {
+                updated = Some(map.next_value::<Value>()?);
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok((id, updated))
+    }
+}
+
 /// One record line as an envelope line.
 pub(crate) fn envelope(
     resource: Resource,
@@ -70,31 +110,61 @@ pub(crate) fn envelope(
     fetched_at: &str,
     seq: u64,
 ) -> Result<Vec<u8>, String> {
-    let value: Value = serde_json::from_str(line).map_err(|e| format!("not JSON: {e}"))?;
-    let record = value.as_object().ok_or("not a JSON object")?;
     let id_field = resource.id_field();
-    let id = match record.get(id_field) {
-        Some(Value::String(s)) if !s.is_empty() => s.clone(),
+    let seed = KeyFields {
+        id: id_field,
+        updated: resource.updated_field(),
+    };
+    let mut de = serde_json::Deserializer::from_str(line);
+    let (id, updated) = seed
+        .deserialize(&mut de)
+        .and_then(|found| de.end().map(|()| found))
+        .map_err(|e| match e.classify() {
+            serde_json::error::Category::Data => format!("not a JSON object: {e}"),
+            _ => format!("not JSON: {e}"),
+        })?;
+    let id = match id {
+        Some(Value::String(s)) if !s.is_empty() => s,
         Some(Value::Number(n)) => n.to_string(),
         _ => return Err(format!("the record has no {id_field}")),
     };
-    let updated_at = match resource.updated_field().map(|f| (f, record.get(f))) {
-        None | Some((_, None | Some(Value::Null))) => None,
-        Some((field, Some(Value::String(s)))) => {
-            let t = xero::dates::parse(s).map_err(|e| format!("{field}: {e}"))?;
+    let updated_at = match (resource.updated_field(), updated) {
+        (_, None | Some(Value::Null)) | (None, _) => None,
+        (Some(field), Some(Value::String(s))) => {
+            let t = xero::dates::parse(&s).map_err(|e| format!("{field}: {e}"))?;
             Some(rfc3339(t)?)
         }
-        Some((field, Some(other))) => return Err(format!("{field} is not a date: {other}")),
+        (Some(field), Some(other)) => return Err(format!("{field} is not a date: {other}")),
     };
-    serde_json::to_vec(&json!({
-        "id": id,
-        "updated_at": updated_at,
-        "record": line,
-        "run_id": run_id,
-        "fetched_at": fetched_at,
-        "seq": seq,
-    }))
-    .map_err(|e| format!("cannot encode the envelope: {e}"))
+    let mut out = Vec::with_capacity(line.len() + line.len() / 4 + 160);
+    serde_json::to_writer(
+        &mut out,
+        &Envelope {
+            id: &id,
+            updated_at: updated_at.as_deref(),
+            record: line,
+            run_id,
+            fetched_at,
+            seq,
+        },
+    )
+    .map_err(|e| format!("cannot encode the envelope: {e}"))?;
+    Ok(out)
+}
+
+/// One line of a load table.
+#[derive(Serialize)]
+struct Envelope<'a> {
+    id: &'a str,
+    /// RFC 3339, UTC; null when the resource or record has no stamp.
+    updated_at: Option<&'a str>,
+    /// The record as Xero sent it, as JSON text.
+    record: &'a str,
+    run_id: &'a str,
+    fetched_at: &'a str,
+    /// Position in the manifest: of two versions with the same stamp in one
+    /// manifest, the later wins.
+    seq: u64,
 }
 
 async fn read_loaded(ctx: &TransformContext) -> Result<Loaded, TransformError> {

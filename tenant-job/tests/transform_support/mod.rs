@@ -23,8 +23,9 @@ use cloud::Cloud;
 use tenant_job::raw::{self, Cursor, Manifest, PageEntry};
 use tenant_job::transform::{Dialect, TransformContext};
 use xero::client::{ListRequest, PageCursor, XeroClient};
+use xero::limits::{LimitConfig, RateLimits};
 use xero::resources::{Paging, Resource};
-use xero::sandbox::{Sandbox, SandboxConfig};
+use xero::sandbox::{Sandbox, SandboxConfig, SandboxLimits};
 
 /// A local cloud on a temporary folder (kept alive by the `TempDir`).
 /// `RUST_LOG=tenant_job=debug` shows what the transformation does.
@@ -227,7 +228,17 @@ impl Books {
         let sandbox = Sandbox::start(
             SandboxConfig::new("transform-tests", "secret")
                 .invoices(invoices)
-                .seed(seed),
+                .seed(seed)
+                // These tests are about the data, not Xero's call limits.
+                // (The client paces itself by the limit headers, so the
+                // limits are raised, not just unenforced.)
+                .limits(SandboxLimits {
+                    enabled: false,
+                    per_minute: 1_000_000,
+                    per_day: 10_000_000,
+                    app_per_minute: 10_000_000,
+                    ..SandboxLimits::default()
+                }),
         )
         .await
         .expect("sandbox");
@@ -238,6 +249,12 @@ impl Books {
             Arc::new(xero::token::StaticToken(tokens.access_token)),
         )
         .api_base(sandbox.api_base())
+        .limits(RateLimits::new(LimitConfig {
+            per_minute: 100_000,
+            per_day: 1_000_000,
+            app_per_minute: 1_000_000,
+            ..LimitConfig::default()
+        }))
         .build()
         .expect("client");
         Books {
@@ -279,11 +296,13 @@ impl Books {
             if let (Paging::Offset, Some(offset)) = (resource.paging(), cursor.journal_offset) {
                 request = request.start_at(PageCursor::Offset(offset));
             }
+            let started = std::time::Instant::now();
             let records = self
                 .client
                 .fetch_all(request)
                 .await
                 .unwrap_or_else(|e| panic!("fetching {resource}: {e}"));
+            tracing::debug!(%resource, records = records.len(), ms = started.elapsed().as_millis(), "fetched");
             if records.is_empty() {
                 continue;
             }
