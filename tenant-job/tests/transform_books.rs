@@ -598,3 +598,145 @@ async fn a_second_batch_after_changes_is_merged_and_agrees_with_the_books_again(
         0
     );
 }
+
+/// `record` with `field` set to `value`, as JSON text.
+fn with_field(record: &str, field: &str, value: Value) -> String {
+    let mut v: Value = serde_json::from_str(record).expect("record");
+    v[field] = value;
+    v.to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_latest_version_of_a_record_wins_whatever_order_it_arrives_in() {
+    use tenant_job::raw::LOADED_KEY;
+    use time::{Duration, OffsetDateTime};
+    use transform_support::write_run;
+    use xero::resources::Resource;
+
+    let (_dir, adapters) = open_cloud();
+    let tenant = provision(&adapters, "acme").await;
+    let mut books = Books::start(40, 31).await;
+    books.ingest(&tenant, "run-1", 100).await;
+    transform::run(&tenant.context("run-1"))
+        .await
+        .expect("first");
+    // The stamps are loaded, not lost on the way.
+    assert_eq!(
+        tenant
+            .count("SELECT count(*) FROM fct_invoices WHERE updated_at IS NULL")
+            .await,
+        0
+    );
+    let rows = tenant
+        .rows(
+            &tenant.raw,
+            "SELECT id, record, epoch_ms(updated_at) FROM invoices ORDER BY id LIMIT 2",
+        )
+        .await;
+    let (x_id, x) = (text(&rows[0][0]), text(&rows[0][1]));
+    let (y_id, y) = (text(&rows[1][0]), text(&rows[1][1]));
+    let x_stamp: Value = serde_json::from_str::<Value>(&x).expect("x")["UpdatedDateUTC"].clone();
+    let stamp = xero::dates::parse(x_stamp.as_str().expect("stamp")).expect("stamp");
+    assert_eq!(
+        i128::from(int(&rows[0][2])),
+        stamp.unix_timestamp_nanos() / 1_000_000,
+        "raw updated_at is the record's UpdatedDateUTC"
+    );
+    let ms = |t: OffsetDateTime| Value::from(xero::dates::to_ms_date(t));
+    let now = OffsetDateTime::now_utc();
+    // run-2: a newer version of X; two versions of Y with its own stamp in
+    // one page (the later line wins); a currency renamed.
+    write_run(
+        &tenant,
+        Resource::Invoices,
+        "run-2",
+        &[
+            with_field(
+                &with_field(&x, "Reference", Value::from("v2")),
+                "UpdatedDateUTC",
+                ms(stamp + Duration::days(1)),
+            ),
+            with_field(&y, "Reference", Value::from("first")),
+            with_field(&y, "Reference", Value::from("second")),
+        ],
+        100,
+        None,
+        now,
+    )
+    .await;
+    // run-3, fetched later: an older version of X must not replace the newer.
+    write_run(
+        &tenant,
+        Resource::Invoices,
+        "run-3",
+        &[with_field(
+            &with_field(&x, "Reference", Value::from("v0")),
+            "UpdatedDateUTC",
+            ms(stamp - Duration::days(1)),
+        )],
+        100,
+        None,
+        now + Duration::minutes(1),
+    )
+    .await;
+    // Currencies have no stamp: the later fetch wins.
+    let nzd = r#"{"Code":"NZD","Description":"New Zealand Dollar"}"#;
+    for (run, description, at) in [
+        ("run-3", "Later", now + Duration::minutes(1)),
+        ("run-2", "Earlier", now),
+    ] {
+        write_run(
+            &tenant,
+            Resource::Currencies,
+            run,
+            &[with_field(nzd, "Description", Value::from(description))],
+            100,
+            None,
+            at,
+        )
+        .await;
+    }
+    let check = |tenant: Tenant, x_id: String, y_id: String| async move {
+        let rows = tenant
+            .t(&format!(
+                "SELECT invoice_id, reference, updated_at FROM fct_invoices \
+                 WHERE invoice_id IN ('{x_id}', '{y_id}') ORDER BY invoice_id"
+            ))
+            .await;
+        assert_eq!(text(&rows[0][1]), "v2", "{rows:?}");
+        assert_eq!(text(&rows[1][1]), "second", "{rows:?}");
+        let nzd = tenant
+            .rows(
+                &tenant.raw,
+                "SELECT record, run_id FROM currencies WHERE id = 'NZD'",
+            )
+            .await;
+        assert!(text(&nzd[0][0]).contains("Later"), "{nzd:?}");
+        assert_eq!(text(&nzd[0][1]), "run-3");
+    };
+    let report = transform::run(&tenant.context("run-4"))
+        .await
+        .expect("second");
+    assert_eq!(report.loaded["invoices"], 4);
+    check(tenant.clone(), x_id.clone(), y_id.clone()).await;
+    let y_row = tenant
+        .t(&format!(
+            "SELECT updated_at FROM fct_invoices WHERE invoice_id = '{y_id}'"
+        ))
+        .await;
+    assert!(!y_row[0][0].is_null(), "{y_row:?}");
+
+    // Loading everything again, in any state, gives the same.
+    let transformed = tenant.snapshot(&tenant.transformed).await;
+    tenant
+        .cloud
+        .objects
+        .delete_object(&tenant.cred, &tenant.bucket, LOADED_KEY)
+        .await
+        .expect("forget");
+    transform::run(&tenant.context("run-5"))
+        .await
+        .expect("again");
+    check(tenant.clone(), x_id, y_id).await;
+    assert_eq!(tenant.snapshot(&tenant.transformed).await, transformed);
+}

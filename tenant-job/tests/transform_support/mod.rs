@@ -307,50 +307,77 @@ impl Books {
                 continue;
             }
             let mut next = cursor.clone();
-            let mut pages = Vec::new();
-            for (i, chunk) in records.chunks(page_size.max(1)).enumerate() {
-                let mut body = Vec::new();
-                for record in chunk {
-                    serde_json::to_writer(&mut body, record.as_value()).expect("encode");
-                    body.push(b'\n');
-                    if let Some(t) = record.updated_at().expect("stamp") {
-                        if next.modified_since.is_none_or(|c| t > c) {
-                            next.modified_since = Some(t);
-                        }
-                    }
-                    if let Some(n) = record.journal_number() {
-                        if next.journal_offset.is_none_or(|c| n > c) {
-                            next.journal_offset = Some(n);
-                        }
+            let mut lines = Vec::with_capacity(records.len());
+            for record in &records {
+                lines.push(serde_json::to_string(record.as_value()).expect("encode"));
+                if let Some(t) = record.updated_at().expect("stamp") {
+                    if next.modified_since.is_none_or(|c| t > c) {
+                        next.modified_since = Some(t);
                     }
                 }
-                let key = raw::page_key(resource, run_id, i as u32 + 1);
-                pages.push(PageEntry {
-                    key: key.clone(),
-                    records: chunk.len() as u64,
-                    sha256: hex::encode(Sha256::digest(&body)),
-                });
-                tenant.put(&key, body).await;
+                if let Some(n) = record.journal_number() {
+                    if next.journal_offset.is_none_or(|c| n > c) {
+                        next.journal_offset = Some(n);
+                    }
+                }
             }
-            let manifest = Manifest {
-                resource: resource.name().to_owned(),
-                run_id: run_id.to_owned(),
-                pages,
-                records: records.len() as u64,
-                modified_since: cursor.modified_since,
-                completed_at: OffsetDateTime::now_utc(),
-            };
-            tenant
-                .put(
-                    &raw::manifest_key(resource, run_id),
-                    serde_json::to_vec_pretty(&manifest).expect("manifest"),
-                )
-                .await;
+            write_run(
+                tenant,
+                resource,
+                run_id,
+                &lines,
+                page_size,
+                cursor.modified_since,
+                OffsetDateTime::now_utc(),
+            )
+            .await;
             self.cursors.insert(resource, next);
             written.insert(resource, records.len());
         }
         written
     }
+}
+
+/// Writes `lines` (one record each) as the pages and manifest of
+/// `resource` in `run_id`, exactly as `tenant_job::raw` lays them out.
+pub async fn write_run(
+    tenant: &Tenant,
+    resource: Resource,
+    run_id: &str,
+    lines: &[String],
+    page_size: usize,
+    modified_since: Option<OffsetDateTime>,
+    completed_at: OffsetDateTime,
+) {
+    let mut pages = Vec::new();
+    for (i, chunk) in lines.chunks(page_size.max(1)).enumerate() {
+        let mut body = Vec::new();
+        for line in chunk {
+            body.extend_from_slice(line.as_bytes());
+            body.push(b'\n');
+        }
+        let key = raw::page_key(resource, run_id, i as u32 + 1);
+        pages.push(PageEntry {
+            key: key.clone(),
+            records: chunk.len() as u64,
+            sha256: hex::encode(Sha256::digest(&body)),
+        });
+        tenant.put(&key, body).await;
+    }
+    let manifest = Manifest {
+        resource: resource.name().to_owned(),
+        run_id: run_id.to_owned(),
+        pages,
+        records: lines.len() as u64,
+        modified_since,
+        completed_at,
+    };
+    tenant
+        .put(
+            &raw::manifest_key(resource, run_id),
+            serde_json::to_vec_pretty(&manifest).expect("manifest"),
+        )
+        .await;
 }
 
 /// Cents of a money value: a decimal string from the warehouse, or a float
