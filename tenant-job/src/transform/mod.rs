@@ -1,6 +1,6 @@
 //! The transformation: raw pages → raw dataset → transformed dataset.
 //!
-//! 1. Load ([`load`]): every manifest not yet loaded is merged into the raw
+//! 1. Load (`load.rs`): every manifest not yet loaded is merged into the raw
 //!    dataset, one table per resource holding the latest version of each
 //!    record as JSON text.
 //! 2. Build: every model of `templates/models/` (see [`models`]) renders for
@@ -18,7 +18,7 @@
 //! A run may be repeated at will: loading is a merge and the build replaces.
 
 pub mod datatests;
-pub mod load;
+mod load;
 pub mod models;
 pub mod render;
 
