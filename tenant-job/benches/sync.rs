@@ -150,9 +150,9 @@ async fn main() -> anyhow::Result<()> {
         sandbox.rate_limited("minute"),
         sandbox.rate_limited("day")
     );
-    println!(
-        "  duration              {secs:.1} s; calls beyond the first minute's 60 at 60/min need {:.1} s",
-        (ingest.calls.saturating_sub(60)) as f64
-    );
+    // A rolling window of 60 a minute lets calls through in bursts of 60:
+    // call k (from 1) cannot go before minute ⌊(k − 1) / 60⌋.
+    let floor = (ingest.calls.saturating_sub(1) / 60 * 60) as f64;
+    println!("  duration              {secs:.1} s (the window allows no less than {floor:.0} s)");
     Ok(())
 }
