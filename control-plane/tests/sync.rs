@@ -38,6 +38,7 @@ async fn world(invoices: usize) -> World {
         SandboxConfig::new(CLIENT_ID, CLIENT_SECRET)
             .invoices(invoices)
             .seed(5)
+            .auto_approve(true)
             .limits(SandboxLimits {
                 per_minute: 100_000,
                 ..SandboxLimits::default()
@@ -324,4 +325,148 @@ async fn runs_need_a_ready_tenant() {
         .await
         .expect("list")
         .is_empty());
+}
+
+#[tokio::test]
+async fn consent_then_provisioning_then_a_requested_sync_agrees_with_the_books() {
+    use control_plane::server::{self, ServeConfig};
+    use xero::oauth::{OAuthClient, OAuthConfig};
+    const OPERATOR: &str = "operator-token-for-the-sync-test";
+
+    let w = world(150).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base = format!("http://{}", listener.local_addr().expect("addr"));
+    let oauth = OAuthClient::new(
+        OAuthConfig::new(
+            CLIENT_ID,
+            CLIENT_SECRET,
+            format!("{base}/oauth/xero/callback").parse().expect("uri"),
+        )
+        .with_endpoints(w.sandbox.endpoints().expect("endpoints")),
+    )
+    .expect("oauth");
+    let config = ServeConfig {
+        listen: listener.local_addr().expect("addr"),
+        public_url: base.clone(),
+        oauth: Some(oauth),
+        webhook_key: None,
+        operator_token: Some(SecretString::new(OPERATOR)),
+        workers: 2,
+        resync_interval: Duration::from_millis(300),
+        token_check_interval: ServeConfig::TOKEN_CHECK_INTERVAL,
+        token_max_idle: ServeConfig::TOKEN_MAX_IDLE,
+        run_settings: RunSettings {
+            xero_client_id: Some(CLIENT_ID.to_owned()),
+            xero_client_secret: Some(SecretString::new(CLIENT_SECRET)),
+        },
+        scheduler: Default::default(),
+        local_tick: None,
+    };
+    let settings = Settings {
+        jobs: job_template(&w.sandbox),
+        ..support::fast_settings()
+    };
+    let (state, workers) = server::start(
+        w.platform.cloud.clone(),
+        w.platform.store.clone(),
+        w.platform.reconciler(settings),
+        config,
+    );
+    let app = server::router(state);
+    let serving = tokio::spawn(async move { axum::serve(listener, app).await });
+    let http = reqwest::Client::new();
+
+    // Consent: a real client follows the redirects through the sandbox.
+    let resp = http
+        .get(format!("{base}/connect/xero?tenant=acme"))
+        .header("accept", "application/json")
+        .send()
+        .await
+        .expect("consent");
+    assert_eq!(resp.status(), 202);
+    let get = |path: String| {
+        http.get(format!("{base}{path}"))
+            .bearer_auth(OPERATOR)
+            .send()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let t: serde_json::Value = get("/v1/tenants/acme".into())
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        if t["phase"] == "Ready" {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never Ready: {t}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // A manual refresh through the API, followed until it ends.
+    let run: serde_json::Value = http
+        .post(format!("{base}/v1/tenants/acme/runs"))
+        .bearer_auth(OPERATOR)
+        .send()
+        .await
+        .expect("start")
+        .json()
+        .await
+        .expect("json");
+    let run_id = run["id"].as_str().expect("run id").to_owned();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(300);
+    let ended = loop {
+        let r: serde_json::Value = get(format!("/v1/runs/{run_id}"))
+            .await
+            .expect("get")
+            .json()
+            .await
+            .expect("json");
+        if r["status"] != "queued" && r["status"] != "running" {
+            break r;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "run never ended: {r}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(ended["status"], "succeeded", "{ended}");
+    let id = tid("acme");
+    assert_tables_agree_with_the_books(&w, &id).await;
+
+    // The job's log: JSON lines carrying the tenant and the run, and no token.
+    let (_, tokens) =
+        control_plane::tokens::read_token_set(&w.platform.cloud, &Credential::Platform, &id)
+            .await
+            .expect("tokens");
+    let log_path = w
+        .platform
+        .config
+        .data_dir
+        .join("jobs/executions")
+        .join(ended["job"].as_str().expect("job"))
+        .join(format!(
+            "{}.log",
+            ended["execution_id"].as_str().expect("execution")
+        ));
+    let log = std::fs::read_to_string(&log_path).expect("job log");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .filter(|l| l.starts_with('{'))
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}")))
+        .collect();
+    assert!(lines.len() >= 3, "{log}");
+    for line in &lines {
+        assert_eq!(line["span"]["tenant"], "acme", "{line}");
+        assert_eq!(line["span"]["run_id"], run_id.as_str(), "{line}");
+    }
+    assert!(!log.contains(tokens.access_token.expose_secret()));
+    assert!(!log.contains(tokens.refresh_token.expose_secret()));
+    assert!(!log.contains(CLIENT_SECRET));
+    serving.abort();
+    workers.abort();
 }
