@@ -15,11 +15,11 @@ use time::OffsetDateTime;
 
 use cloud::local::{LocalAdapters, LocalConfig};
 use cloud::naming::{self, TenantId};
-use cloud::ports::identity::grant;
-use cloud::ports::{
-    roles, BucketSpec, Credential, DatasetSpec, QueryRequest, ResourceRef, ServiceAccountSpec,
-};
+use cloud::ports::{Credential, QueryRequest};
 use cloud::Cloud;
+
+#[path = "../support/mod.rs"]
+mod support;
 use tenant_job::raw::{self, Cursor, Manifest, PageEntry};
 use tenant_job::transform::{Dialect, TransformContext};
 use xero::client::{ListRequest, PageCursor, XeroClient};
@@ -51,73 +51,18 @@ pub struct Tenant {
     pub transformed: String,
 }
 
-/// Provisions tenant `id` as the reconciler does: bucket, raw and
-/// transformed datasets, a service account granted roles on exactly those.
+/// Provisions tenant `id` as the reconciler does (through the shared test
+/// support: bucket, datasets, secret, and the account's grants on exactly those).
 pub async fn provision(adapters: &LocalAdapters, id: &str) -> Tenant {
     let tenant = TenantId::parse(id).expect("tenant id");
-    let labels = naming::tenant_labels(&tenant);
-    let cloud = adapters.clone().into_cloud();
-    let bucket = naming::bucket_name(None, &tenant);
-    let raw = naming::raw_dataset(&tenant);
-    let transformed = naming::transformed_dataset(&tenant);
-    cloud
-        .objects
-        .ensure_bucket(&BucketSpec {
-            name: bucket.clone(),
-            labels: labels.clone(),
-        })
-        .await
-        .expect("bucket");
-    for name in [&raw, &transformed] {
-        cloud
-            .warehouse
-            .ensure_dataset(&DatasetSpec {
-                name: name.clone(),
-                labels: labels.clone(),
-            })
-            .await
-            .expect("dataset");
-    }
-    let sa = cloud
-        .identity
-        .ensure_service_account(&ServiceAccountSpec {
-            account_id: naming::service_account_id(&tenant),
-            display_name: format!("tenant {id}"),
-            labels,
-        })
-        .await
-        .expect("service account");
-    let member = cloud::ports::member_for(&sa.email);
-    for (resource, role) in [
-        (
-            ResourceRef::Bucket(bucket.clone()),
-            roles::STORAGE_OBJECT_ADMIN,
-        ),
-        (
-            ResourceRef::Dataset(raw.clone()),
-            roles::BIGQUERY_DATA_EDITOR,
-        ),
-        (
-            ResourceRef::Dataset(transformed.clone()),
-            roles::BIGQUERY_DATA_EDITOR,
-        ),
-    ] {
-        grant(cloud.identity.as_ref(), &resource, role, &member)
-            .await
-            .expect("grant");
-    }
-    let cred = cloud
-        .identity
-        .credential_for(&sa.email)
-        .await
-        .expect("credential");
+    let cred = support::provision(adapters, &tenant).await;
     Tenant {
         id: id.to_owned(),
-        cloud,
+        cloud: adapters.clone().into_cloud(),
         cred,
-        bucket,
-        raw,
-        transformed,
+        bucket: naming::bucket_name(None, &tenant),
+        raw: naming::raw_dataset(&tenant),
+        transformed: naming::transformed_dataset(&tenant),
     }
 }
 
