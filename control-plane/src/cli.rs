@@ -140,7 +140,7 @@ pub struct ServeArgs {
     token_max_idle_hours: u64,
     /// Tick the scheduler every this many seconds in this process (a local
     /// deployment); 0 leaves it to Cloud Scheduler calling POST /v1/scheduler/tick.
-    #[arg(long, env = "LEDGERLAKE_LOCAL_TICK_SECS", default_value_t = 60)]
+    #[arg(long, env = "LEDGERLAKE_LOCAL_TICK_SECS", default_value_t = crate::scheduler::LOCAL_TICK.as_secs())]
     local_tick_secs: u64,
     /// The cron schedule (UTC) of tenants without their own.
     #[arg(long, env = "LEDGERLAKE_DEFAULT_SCHEDULE", default_value = crate::scheduler::DEFAULT_SCHEDULE)]
@@ -224,10 +224,17 @@ pub async fn run(cli: Cli) -> Result<(), CliFailure> {
     let platform = Platform::open(config)
         .await
         .context("cannot open the platform; nothing was changed")?;
-    let settings = Settings {
+    let mut settings = Settings {
         lease_ttl: std::time::Duration::from_secs(cli.lease_ttl_secs),
         ..Settings::default()
     };
+    if let Ok(endpoint) = std::env::var("LEDGERLAKE_XERO_ENDPOINT") {
+        // Plain configuration for every run of the tenants' jobs.
+        settings
+            .jobs
+            .env
+            .insert("LEDGERLAKE_XERO_ENDPOINT".to_owned(), endpoint);
+    }
     match cli.command {
         Command::Serve(args) => serve(platform, settings, args).await,
         Command::Tenants(cmd) => tenants(&platform, &settings, cmd, cli.output).await,

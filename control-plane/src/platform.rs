@@ -79,14 +79,6 @@ impl Platform {
 
     pub fn reconciler(&self, mut settings: Settings) -> Reconciler {
         settings.prefix = self.config.bucket_prefix.clone();
-        if let Ok(endpoint) = std::env::var("LEDGERLAKE_XERO_ENDPOINT") {
-            // Plain configuration for every run of the tenant's jobs.
-            settings
-                .jobs
-                .env
-                .entry("LEDGERLAKE_XERO_ENDPOINT".to_owned())
-                .or_insert(endpoint);
-        }
         Reconciler::new(self.cloud.clone(), self.store.clone(), settings)
     }
 

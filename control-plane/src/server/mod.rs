@@ -28,7 +28,7 @@ use xero::secret::SecretString;
 use xero::webhook::WebhookKey;
 
 use crate::output::TenantView;
-use crate::reconciler::Reconciler;
+use crate::reconciler::{AbortOnDrop, Reconciler};
 use crate::runs::{RunSettings, Runs};
 use crate::scheduler::{self, SchedulerSettings};
 use crate::store::{Phase, Store};
@@ -167,14 +167,6 @@ pub fn start(
         std::future::pending::<()>().await
     });
     (state, workers)
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
 }
 
 /// Ticks the scheduler every `local_tick`, when configured.

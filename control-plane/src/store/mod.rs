@@ -952,6 +952,13 @@ fn get_time(row: &AnyRow, column: &'static str) -> Result<OffsetDateTime, StoreE
     time_from_ms(ms).map_err(|reason| StoreError::InvalidData { column, reason })
 }
 
+/// [`get_time`] for a nullable column.
+fn get_time_opt(row: &AnyRow, column: &'static str) -> Result<Option<OffsetDateTime>, StoreError> {
+    let ms: Option<i64> = get(row, column)?;
+    ms.map(|ms| time_from_ms(ms).map_err(|reason| StoreError::InvalidData { column, reason }))
+        .transpose()
+}
+
 fn tenant_from_row(row: &AnyRow) -> Result<TenantRecord, StoreError> {
     Ok(TenantRecord {
         id: get_parsed(row, "id")?,

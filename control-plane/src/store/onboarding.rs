@@ -221,15 +221,7 @@ impl Store {
         .fetch_all(&self.pool)
         .await
         .map_err(|e| self.db_err(e))?;
-        rows.iter()
-            .map(|r| {
-                let id: String = r.try_get(0).map_err(|e| self.db_err(e))?;
-                TenantId::parse(&id).map_err(|e| StoreError::InvalidData {
-                    column: "tenants.id",
-                    reason: e.to_string(),
-                })
-            })
-            .collect()
+        rows.iter().map(|r| super::get_parsed(r, "id")).collect()
     }
 
     /// Marks a tenant whose refresh token is dead: a person must consent again.

@@ -9,7 +9,7 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 
-use super::{get, get_parsed, now_ms, Store, StoreError};
+use super::{get, get_parsed, get_time, get_time_opt, now_ms, Store, StoreError};
 
 /// What a run does (`tenant-job <command>`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -109,10 +109,6 @@ pub struct RunRecord {
 const RUN_COLUMNS: &str = "id, tenant_id, command, trigger, status, job, execution_id, message, \
                            summary, created_at, started_at, finished_at";
 
-fn time_of(ms: Option<i64>) -> Option<OffsetDateTime> {
-    ms.and_then(|ms| OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok())
-}
-
 fn run_from_row(row: &AnyRow) -> Result<RunRecord, StoreError> {
     let summary: Option<String> = get(row, "summary")?;
     let summary = summary
@@ -122,7 +118,6 @@ fn run_from_row(row: &AnyRow) -> Result<RunRecord, StoreError> {
             column: "runs.summary",
             reason: e.to_string(),
         })?;
-    let created: i64 = get(row, "created_at")?;
     Ok(RunRecord {
         id: get(row, "id")?,
         tenant: get_parsed(row, "tenant_id")?,
@@ -133,9 +128,9 @@ fn run_from_row(row: &AnyRow) -> Result<RunRecord, StoreError> {
         execution_id: get(row, "execution_id")?,
         message: get(row, "message")?,
         summary,
-        created_at: time_of(Some(created)).unwrap_or(OffsetDateTime::UNIX_EPOCH),
-        started_at: time_of(get(row, "started_at")?),
-        finished_at: time_of(get(row, "finished_at")?),
+        created_at: get_time(row, "created_at")?,
+        started_at: get_time_opt(row, "started_at")?,
+        finished_at: get_time_opt(row, "finished_at")?,
     })
 }
 
