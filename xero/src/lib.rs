@@ -20,11 +20,7 @@
 //!   scrubbed from error messages.
 //! - Everything points at one configurable base URL
 //!   ([`oauth::XeroEndpoints::from_base`]) so tests and the demo run against
-//!   the local sandbox instead of Xero.
-//! - [`sandbox`] (feature `sandbox`, on by default) is that local Xero:
-//!   identity, connections and the Accounting API over deterministic demo
-//!   books, with Xero's limits, faults, changes and webhooks on request; the
-//!   `xero-sandbox` binary serves it.
+//!   the local sandbox (the `xero-sandbox` crate) instead of Xero.
 
 pub mod client;
 pub mod dates;
@@ -32,8 +28,6 @@ pub mod limits;
 pub mod models;
 pub mod oauth;
 pub mod resources;
-#[cfg(feature = "sandbox")]
-pub mod sandbox;
 pub mod secret;
 pub mod token;
 pub mod webhook;

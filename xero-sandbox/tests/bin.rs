@@ -1,5 +1,4 @@
 //! The `xero-sandbox` binary: flags, the printed address, and a consent.
-#![cfg(feature = "sandbox")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::io::{BufRead, BufReader};

@@ -19,14 +19,14 @@ pub(crate) type Cents = i64;
 
 pub(crate) const MS_PER_DAY: i64 = 86_400_000;
 
-/// `/Date(ms+0000)/`, through the client crate's formatter.
+/// The instant of `ms` (the epoch if out of range).
 pub(crate) fn ms_to_datetime(ms: Ms) -> OffsetDateTime {
     OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(OffsetDateTime::UNIX_EPOCH)
 }
 
 pub(crate) fn ms_date<S: Serializer>(ms: &Ms, s: S) -> Result<S::Ok, S::Error> {
-    s.serialize_str(&crate::dates::to_ms_date(ms_to_datetime(*ms)))
+    s.serialize_str(&crate::wire::ms_date(*ms))
 }
 
 fn opt_ms_date<S: Serializer>(ms: &Option<Ms>, s: S) -> Result<S::Ok, S::Error> {

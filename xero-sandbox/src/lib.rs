@@ -4,8 +4,8 @@
 //! and the demo (binary `xero-sandbox`).
 //!
 //! ```no_run
-//! # async fn demo() -> Result<(), xero::sandbox::SandboxError> {
-//! use xero::sandbox::{Sandbox, SandboxConfig};
+//! # async fn demo() -> Result<(), xero_sandbox::SandboxError> {
+//! use xero_sandbox::{Sandbox, SandboxConfig};
 //! let sandbox = Sandbox::start(SandboxConfig::new("client-id", "client-secret").invoices(2_500)).await?;
 //! let endpoints = sandbox.endpoints(); // for OAuthConfig / XeroClient
 //! let tenant = &sandbox.tenant_ids()[0];
@@ -30,6 +30,11 @@
 //! | `GET`/`POST /sandbox/limits`, `POST /sandbox/limits/reset` | limits ([`SandboxLimits`]) |
 //! | `PUT`/`DELETE /sandbox/webhooks`, `POST /sandbox/webhooks/intent` | webhook target and the intent-to-receive handshake |
 //! | `POST /sandbox/tokens`, `POST /sandbox/tokens/expire` | a token set without the browser; expire access tokens |
+//!
+//! Xero's protocol facts (paths, headers, limits, paging, lifetimes, date
+//! formats, the webhook signature) are the sandbox's own, in [`wire`], not
+//! the client crate's: the `xero` crate is used only for the types callers
+//! hand in and get back ([`SecretString`], [`TokenSet`], [`XeroEndpoints`]).
 
 mod books;
 mod changes;
@@ -43,6 +48,7 @@ mod query;
 mod server;
 mod traffic;
 mod webhooks;
+pub mod wire;
 
 use std::collections::HashMap;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -59,13 +65,12 @@ pub use identity::IdentityStats;
 pub use traffic::{FaultSettings, SandboxLimits};
 pub use webhooks::{IntentResult, WebhookTarget};
 
-use crate::oauth::{OAuthError, XeroEndpoints};
-use crate::secret::SecretString;
-use crate::token::TokenSet;
-use crate::webhook::WebhookKey;
 use identity::{Identity, IdentityConfig};
 use server::{read, Shared, Stats};
 use traffic::{Faults, Limiter};
+use xero::oauth::{OAuthError, XeroEndpoints};
+use xero::secret::SecretString;
+use xero::TokenSet;
 
 /// Largest number of invoices per organisation the generator accepts.
 pub const MAX_INVOICES: usize = 2_000_000;
@@ -75,12 +80,12 @@ pub const MAX_ORGANISATIONS: usize = 20;
 /// Every read scope the sandbox knows (granular and legacy), plus
 /// `offline_access`.
 pub fn all_read_scopes() -> Vec<String> {
-    let mut v: Vec<String> = crate::oauth::GRANULAR_READ_SCOPES
+    let mut v: Vec<String> = wire::GRANULAR_READ_SCOPES
         .iter()
         .map(|s| s.to_string())
         .collect();
-    v.push("accounting.transactions.read".into());
-    v.push(crate::oauth::OFFLINE_ACCESS.into());
+    v.push(wire::TRANSACTIONS_READ.into());
+    v.push(wire::OFFLINE_ACCESS.into());
     v
 }
 
@@ -139,9 +144,9 @@ impl SandboxConfig {
             organisations: 1,
             auto_approve: false,
             as_of: None,
-            access_token_ttl: Duration::from_secs(30 * 60),
-            refresh_grace: Duration::from_secs(30 * 60),
-            refresh_token_ttl: Duration::from_secs(60 * 86_400),
+            access_token_ttl: Duration::from_secs(wire::ACCESS_TOKEN_TTL_SECS),
+            refresh_grace: Duration::from_secs(wire::REFRESH_GRACE_SECS),
+            refresh_token_ttl: Duration::from_secs(wire::REFRESH_TOKEN_TTL_SECS),
             code_ttl: Duration::from_secs(5 * 60),
             limits: SandboxLimits::default(),
             faults: FaultSettings::default(),
@@ -179,11 +184,11 @@ impl SandboxConfig {
         self
     }
 
-    /// Sets the webhook target.
-    pub fn webhook(mut self, url: impl Into<String>, key: WebhookKey) -> Self {
+    /// Sets the webhook target and its signing key.
+    pub fn webhook(mut self, url: impl Into<String>, key: impl Into<SecretString>) -> Self {
         self.webhook = Some(WebhookTarget {
             url: url.into(),
-            key,
+            key: key.into(),
         });
         self
     }
@@ -370,7 +375,7 @@ impl Sandbox {
 
     /// The Accounting API base (`…/api.xro/2.0`).
     pub fn api_base(&self) -> String {
-        format!("{}/api.xro/2.0", self.base_url)
+        format!("{}{}", self.base_url, wire::API_PATH)
     }
 
     /// The organisations' ids (`xero-tenant-id` values).

@@ -1,6 +1,6 @@
 //! Outgoing webhooks: signed event batches (payload per xero-webhooks.yaml,
-//! `x-xero-signature` from [`WebhookKey::sign`]) and the intent-to-receive
-//! handshake.
+//! `x-xero-signature` from [`wire::webhook_signature`]) and the
+//! intent-to-receive handshake.
 
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Mutex, MutexGuard, PoisonError};
@@ -13,7 +13,9 @@ use serde::Serialize;
 use serde_json::json;
 use time::OffsetDateTime;
 
-use crate::webhook::{WebhookKey, SIGNATURE_HEADER};
+use xero::secret::SecretString;
+
+use crate::wire::{self, SIGNATURE_HEADER};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -24,8 +26,8 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 pub struct WebhookTarget {
     /// The app's webhook URL.
     pub url: String,
-    /// The signing key.
-    pub key: WebhookKey,
+    /// The signing key (as shown in Xero's developer portal).
+    pub key: SecretString,
 }
 
 /// One event to send.
@@ -78,11 +80,7 @@ fn entropy() -> String {
 }
 
 fn event_date(t: OffsetDateTime) -> String {
-    format!(
-        "{}.{:03}",
-        crate::dates::format_if_modified_since(t),
-        t.millisecond()
-    )
+    format!("{}.{:03}", wire::iso_seconds(t), t.millisecond())
 }
 
 impl Webhooks {
@@ -165,7 +163,7 @@ impl Webhooks {
             "entropy": entropy(),
         });
         let bytes = serde_json::to_vec(&body).unwrap_or_default();
-        let signature = target.key.sign(&bytes);
+        let signature = wire::webhook_signature(target.key.expose_secret(), &bytes);
         // Xero retries failed deliveries; the sandbox tries three times.
         let mut status = None;
         for attempt in 0..3u32 {
@@ -199,10 +197,14 @@ impl Webhooks {
         };
         let good = body(entropy());
         let valid_status = self
-            .post(&target.url, good.clone(), target.key.sign(&good))
+            .post(
+                &target.url,
+                good.clone(),
+                wire::webhook_signature(target.key.expose_secret(), &good),
+            )
             .await;
         let bad = body(entropy());
-        let forged = WebhookKey::new(format!("not-the-key-{}", entropy())).sign(&bad);
+        let forged = wire::webhook_signature(&format!("not-the-key-{}", entropy()), &bad);
         let invalid_status = self.post(&target.url, bad, forged).await;
         Some(IntentResult {
             valid_status,

@@ -1,6 +1,5 @@
 //! The xero crate's OAuth client against the sandbox's identity service:
 //! consent with PKCE, code and refresh-token rules, revocation, connections.
-#![cfg(feature = "sandbox")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::HashMap;
@@ -8,11 +7,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use reqwest::StatusCode;
-use xero::sandbox::{Sandbox, SandboxConfig};
 use xero::{
     ListRequest, OAuthClient, OAuthConfig, OAuthError, RefreshingTokenProvider, Resource,
     SecretString, XeroClient,
 };
+use xero_sandbox::{Sandbox, SandboxConfig};
 
 const CLIENT_ID: &str = "SANDBOXCLIENT0001";
 const SECRET: &str = "sandbox secret: with spaces & symbols/+";

@@ -68,7 +68,7 @@ pub struct ChangeReport {
 }
 
 fn stamp_text(ms: Ms) -> String {
-    crate::dates::to_ms_date(ms_to_datetime(ms))
+    crate::wire::ms_date(ms)
 }
 
 /// Applies `req` to `org` at wall-clock `now_ms`.

@@ -26,7 +26,7 @@ use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 use uuid::Uuid;
 
-use crate::secret::SecretString;
+use xero::secret::SecretString;
 
 /// Lifetimes and the app the sandbox knows.
 #[derive(Debug, Clone)]
@@ -233,7 +233,7 @@ fn iso(t: OffsetDateTime) -> String {
     let t = t.to_offset(time::UtcOffset::UTC);
     format!(
         "{}.{:07}",
-        crate::dates::format_if_modified_since(t),
+        crate::wire::iso_seconds(t),
         t.nanosecond() / 100
     )
 }

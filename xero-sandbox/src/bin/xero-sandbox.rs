@@ -9,8 +9,9 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use clap::{Parser, ValueEnum};
-use xero::sandbox::{FaultSettings, Sandbox, SandboxConfig, SandboxLimits, WebhookTarget};
-use xero::webhook::WebhookKey;
+use xero::secret::SecretString;
+use xero_sandbox::wire;
+use xero_sandbox::{FaultSettings, Sandbox, SandboxConfig, SandboxLimits, WebhookTarget};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum OnOff {
@@ -59,22 +60,22 @@ struct Args {
     #[arg(long, value_enum, default_value = "on")]
     rate_limits: OnOff,
     /// Calls in flight per organisation.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = wire::MAX_IN_FLIGHT)]
     limit_in_flight: usize,
     /// Calls per minute per organisation.
-    #[arg(long, default_value_t = 60)]
+    #[arg(long, default_value_t = wire::PER_MINUTE)]
     limit_minute: u32,
     /// Calls per day per organisation.
-    #[arg(long, default_value_t = 5_000)]
+    #[arg(long, default_value_t = wire::PER_DAY)]
     limit_day: u32,
     /// Calls per minute for the app.
-    #[arg(long, default_value_t = 10_000)]
+    #[arg(long, default_value_t = wire::APP_PER_MINUTE)]
     limit_app_minute: u32,
     /// Access-token lifetime in seconds.
-    #[arg(long, default_value_t = 1800)]
+    #[arg(long, default_value_t = wire::ACCESS_TOKEN_TTL_SECS)]
     access_token_ttl: u64,
     /// Grace period of a rotated refresh token, in seconds.
-    #[arg(long, default_value_t = 1800)]
+    #[arg(long, default_value_t = wire::REFRESH_GRACE_SECS)]
     refresh_grace: u64,
     /// Where to POST webhook events.
     #[arg(long, requires = "webhook_key")]
@@ -151,7 +152,7 @@ fn config(a: Args) -> Result<SandboxConfig, String> {
     if let (Some(url), Some(key)) = (a.webhook_url, a.webhook_key) {
         c.webhook = Some(WebhookTarget {
             url,
-            key: WebhookKey::new(key),
+            key: SecretString::new(key),
         });
     }
     Ok(c)

@@ -1,7 +1,6 @@
 //! The xero crate's Accounting client against the sandbox: paging, journals,
 //! incremental sync after changes, limits, faults, tenant and token checks,
 //! and the consistency of the generated books.
-#![cfg(feature = "sandbox")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::collections::{BTreeSet, HashMap, HashSet};
@@ -12,10 +11,10 @@ use reqwest::StatusCode;
 use serde_json::Value;
 use time::OffsetDateTime;
 use xero::models::{Invoice, Journal};
-use xero::sandbox::{ChangeRequest, FaultSettings, Sandbox, SandboxConfig, SandboxLimits};
 use xero::{
     ClientError, ListRequest, Record, Resource, RetryPolicy, SecretString, StaticToken, XeroClient,
 };
+use xero_sandbox::{ChangeRequest, FaultSettings, Sandbox, SandboxConfig, SandboxLimits};
 
 const AS_OF: time::Date = time::macros::date!(2026 - 01 - 31);
 

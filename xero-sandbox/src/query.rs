@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use super::model::*;
 use super::org::Row;
+use crate::wire::{self, DEFAULT_PAGE_SIZE};
 
 /// A listing the client asked for wrongly (answered with 400).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -38,9 +39,6 @@ pub(crate) struct ListParams {
     pub offset: i64,
     pub payments_only: bool,
 }
-
-/// Default records per page.
-pub(crate) const DEFAULT_PAGE_SIZE: u32 = 100;
 
 fn parse_uuid_list(name: &str, v: &str) -> Result<HashSet<Uuid>, BadQuery> {
     v.split(',')
@@ -87,7 +85,7 @@ impl ListParams {
                     if n == 0 {
                         return Err(BadQuery("pageSize must be 1 or more".into()));
                     }
-                    p.page_size = n.min(crate::resources::MAX_PAGE_SIZE);
+                    p.page_size = n.min(wire::MAX_PAGE_SIZE);
                 }
                 "offset" => {
                     p.offset = v.trim().parse().map_err(|_| {
@@ -168,13 +166,10 @@ impl ListParams {
     }
 }
 
-/// `If-Modified-Since`: Xero's `yyyy-MM-ddTHH:mm:ss` (UTC), any ISO form the
-/// client crate parses, or an HTTP date.
+/// `If-Modified-Since`: see [`wire::parse_if_modified_since`].
 pub(crate) fn parse_since(s: &str) -> Result<Ms, BadQuery> {
-    let t = crate::dates::parse(s).or_else(|_| {
-        time::OffsetDateTime::parse(s.trim(), &time::format_description::well_known::Rfc2822)
-            .map_err(|_| BadQuery(format!("If-Modified-Since {:?} is not a date", truncate(s))))
-    })?;
+    let t = wire::parse_if_modified_since(s)
+        .ok_or_else(|| BadQuery(format!("If-Modified-Since {:?} is not a date", truncate(s))))?;
     Ok((t.unix_timestamp_nanos() / 1_000_000) as Ms)
 }
 
@@ -661,13 +656,13 @@ pub(crate) fn journal_page(journals: &[Journal], p: &ListParams) -> Vec<u32> {
     if let Some(since) = p.since {
         start = start.max(journals.partition_point(|j| j.created < since));
     }
-    let mut out = Vec::with_capacity(crate::resources::OFFSET_PAGE_SIZE);
+    let mut out = Vec::with_capacity(wire::OFFSET_PAGE_SIZE);
     for (i, j) in journals.iter().enumerate().skip(start) {
         if p.payments_only && !j.is_payment() {
             continue;
         }
         out.push(i as u32);
-        if out.len() == crate::resources::OFFSET_PAGE_SIZE {
+        if out.len() == wire::OFFSET_PAGE_SIZE {
             break;
         }
     }

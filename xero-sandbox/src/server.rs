@@ -20,20 +20,22 @@ use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
 use uuid::Uuid;
 
-use super::books;
-use super::changes::{self, ChangeReport, ChangeRequest};
-use super::html;
-use super::identity::{AccessDenied, AuthorizeOutcome, Identity, OAuthFailure};
-use super::model::Ms;
-use super::org::{OrgData, Row};
-use super::query::{self, BadQuery, ListParams, Listable, Pagination};
-use super::traffic::{Fault, FaultSettings, Faults, Limited, Limiter, Remaining, SandboxLimits};
-use super::webhooks::{Event, WebhookTarget, Webhooks};
-use crate::limits::{
-    APP_MIN_LIMIT_REMAINING, DAY_LIMIT_REMAINING, MIN_LIMIT_REMAINING, RATE_LIMIT_PROBLEM,
+use xero::secret::SecretString;
+
+use crate::books;
+use crate::changes::{self, ChangeReport, ChangeRequest};
+use crate::html;
+use crate::identity::{AccessDenied, AuthorizeOutcome, Identity, OAuthFailure};
+use crate::model::Ms;
+use crate::org::{OrgData, Row};
+use crate::query::{self, BadQuery, ListParams, Listable, Pagination};
+use crate::traffic::{Fault, FaultSettings, Faults, Limited, Limiter, Remaining, SandboxLimits};
+use crate::webhooks::{Event, WebhookTarget, Webhooks};
+use crate::wire::{
+    self, Resource, API_PATH, APP_MIN_LIMIT_REMAINING, AUTHORIZE_PATH, CONNECTIONS_PATH,
+    DAY_LIMIT_REMAINING, MIN_LIMIT_REMAINING, RATE_LIMIT_PROBLEM, REVOCATION_PATH, TENANT_HEADER,
+    TOKEN_PATH,
 };
-use crate::resources::Resource;
-use crate::webhook::WebhookKey;
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -112,7 +114,7 @@ impl Shared {
                     _ => return None,
                 };
                 Some(Event {
-                    resource_url: format!("{}/api.xro/2.0/{}/{}", self.base_url, c.resource, c.id),
+                    resource_url: format!("{}{API_PATH}/{}/{}", self.base_url, c.resource, c.id),
                     resource_id: c.id.clone(),
                     event_type: if c.event == "CREATE" {
                         "CREATE"
@@ -138,16 +140,25 @@ impl Shared {
 
 /// The router.
 pub(crate) fn router(shared: Arc<Shared>) -> Router {
+    // xero-identity.yaml spells the connections path `/Connections`; Xero
+    // answers both.
+    const CONNECTIONS_AS_SPECIFIED: &str = "/Connections";
     Router::new()
-        .route("/identity/connect/authorize", get(authorize).post(approve))
-        .route("/connect/token", post(token))
-        .route("/connect/revocation", post(revocation))
-        .route("/connections", get(connections))
-        .route("/Connections", get(connections))
-        .route("/connections/{id}", axum::routing::delete(disconnect))
-        .route("/Connections/{id}", axum::routing::delete(disconnect))
-        .route("/api.xro/2.0/{resource}", get(api_list))
-        .route("/api.xro/2.0/{resource}/{id}", get(api_one))
+        .route(AUTHORIZE_PATH, get(authorize).post(approve))
+        .route(TOKEN_PATH, post(token))
+        .route(REVOCATION_PATH, post(revocation))
+        .route(CONNECTIONS_PATH, get(connections))
+        .route(CONNECTIONS_AS_SPECIFIED, get(connections))
+        .route(
+            &format!("{CONNECTIONS_PATH}/{{id}}"),
+            axum::routing::delete(disconnect),
+        )
+        .route(
+            &format!("{CONNECTIONS_AS_SPECIFIED}/{{id}}"),
+            axum::routing::delete(disconnect),
+        )
+        .route(&format!("{API_PATH}/{{resource}}"), get(api_list))
+        .route(&format!("{API_PATH}/{{resource}}/{{id}}"), get(api_one))
         .route("/sandbox", get(info))
         .route("/sandbox/books", get(books_handler))
         .route("/sandbox/changes", post(changes_handler))
@@ -172,19 +183,25 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router {
 
 /// The path with ids replaced, for the per-path counters.
 fn path_key(method: &Method, path: &str) -> String {
-    let parts: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-    let shape = match parts.as_slice() {
-        ["api.xro", "2.0", r] => format!("/api.xro/2.0/{}", canonical(r)),
-        ["api.xro", "2.0", r, _] => format!("/api.xro/2.0/{}/{{id}}", canonical(r)),
-        [c, _] if c.eq_ignore_ascii_case("connections") => "/connections/{id}".to_owned(),
-        _ => path.to_owned(),
+    let api: Option<Vec<&str>> = path
+        .strip_prefix(API_PATH)
+        .and_then(|rest| rest.strip_prefix('/'))
+        .map(|rest| rest.split('/').collect());
+    let connections = CONNECTIONS_PATH.trim_start_matches('/');
+    let shape = match api.as_deref() {
+        Some([r]) => format!("{API_PATH}/{}", canonical(r)),
+        Some([r, _]) => format!("{API_PATH}/{}/{{id}}", canonical(r)),
+        Some(_) => path.to_owned(),
+        None => match path.trim_start_matches('/').split('/').collect::<Vec<_>>()[..] {
+            [c, _] if c.eq_ignore_ascii_case(connections) => format!("{CONNECTIONS_PATH}/{{id}}"),
+            _ => path.to_owned(),
+        },
     };
     format!("{method} {shape}")
 }
 
 fn canonical(r: &str) -> String {
-    r.parse::<Resource>()
-        .map_or_else(|_| r.to_owned(), |r| r.name().to_owned())
+    Resource::from_segment(r).map_or_else(|| r.to_owned(), |r| r.name().to_owned())
 }
 
 async fn count_requests(State(s): State<Arc<Shared>>, req: Request, next: Next) -> Response {
@@ -209,8 +226,8 @@ fn parse_pairs(s: &str) -> Vec<(String, String)> {
         .map(|p| {
             let (k, v) = p.split_once('=').unwrap_or((p, ""));
             (
-                super::identity::form_decode(k),
-                super::identity::form_decode(v),
+                crate::identity::form_decode(k),
+                crate::identity::form_decode(v),
             )
         })
         .collect()
@@ -461,20 +478,20 @@ pub(crate) fn scope_allows(scopes: &[String], r: Resource) -> bool {
             .iter()
             .any(|x| x == s || Some(x.as_str()) == s.strip_suffix(".read"))
     };
-    let tx = has("accounting.transactions.read");
+    let tx = has(wire::TRANSACTIONS_READ);
     match r {
         Resource::Organisation
         | Resource::Accounts
         | Resource::TaxRates
         | Resource::TrackingCategories
         | Resource::Currencies
-        | Resource::Items => has("accounting.settings.read"),
-        Resource::Contacts => has("accounting.contacts.read"),
-        Resource::Invoices | Resource::CreditNotes => tx || has("accounting.invoices.read"),
-        Resource::Payments => tx || has("accounting.payments.read"),
-        Resource::BankTransactions => tx || has("accounting.banktransactions.read"),
-        Resource::ManualJournals => tx || has("accounting.manualjournals.read"),
-        Resource::Journals => has("accounting.journals.read"),
+        | Resource::Items => has(wire::SETTINGS_READ),
+        Resource::Contacts => has(wire::CONTACTS_READ),
+        Resource::Invoices | Resource::CreditNotes => tx || has(wire::INVOICES_READ),
+        Resource::Payments => tx || has(wire::PAYMENTS_READ),
+        Resource::BankTransactions => tx || has(wire::BANK_TRANSACTIONS_READ),
+        Resource::ManualJournals => tx || has(wire::MANUAL_JOURNALS_READ),
+        Resource::Journals => has(wire::JOURNALS_READ),
     }
 }
 
@@ -496,7 +513,7 @@ async fn api_one(
 
 async fn api(s: Arc<Shared>, resource: String, id: Option<String>, req: Request) -> Response {
     let headers = req.headers();
-    let Ok(resource) = resource.parse::<Resource>() else {
+    let Some(resource) = Resource::from_segment(&resource) else {
         return api_error(
             StatusCode::NOT_FOUND,
             "NotFoundException",
@@ -507,7 +524,7 @@ async fn api(s: Arc<Shared>, resource: String, id: Option<String>, req: Request)
         Ok(a) => a,
         Err(e) => return unauthorized(e),
     };
-    let Some(tenant_raw) = header(headers, crate::client::TENANT_HEADER)
+    let Some(tenant_raw) = header(headers, TENANT_HEADER)
         .map(str::trim)
         .filter(|t| !t.is_empty())
     else {
@@ -764,7 +781,7 @@ fn respond(
                     .iter()
                     .filter(|i| {
                         Some(i.id) == uuid
-                            || super::chart::ITEMS[i.def].code.eq_ignore_ascii_case(code)
+                            || crate::chart::ITEMS[i.def].code.eq_ignore_ascii_case(code)
                     })
                     .collect();
                 if found.is_empty() {
@@ -853,11 +870,11 @@ async fn info(State(s): State<Arc<Shared>>) -> Response {
         "auto_approve": s.identity.cfg.auto_approve,
         "organisations": orgs,
         "endpoints": {
-            "authorize": format!("{}/identity/connect/authorize", s.base_url),
-            "token": format!("{}/connect/token", s.base_url),
-            "revocation": format!("{}/connect/revocation", s.base_url),
-            "connections": format!("{}/connections", s.base_url),
-            "api": format!("{}/api.xro/2.0", s.base_url),
+            "authorize": format!("{}{AUTHORIZE_PATH}", s.base_url),
+            "token": format!("{}{TOKEN_PATH}", s.base_url),
+            "revocation": format!("{}{REVOCATION_PATH}", s.base_url),
+            "connections": format!("{}{CONNECTIONS_PATH}", s.base_url),
+            "api": format!("{}{API_PATH}", s.base_url),
         },
         "limits": s.limiter.config(),
         "webhook_url": s.webhooks.target_url(),
@@ -979,7 +996,7 @@ async fn set_webhook(
     }
     s.webhooks.set_target(Some(WebhookTarget {
         url: b.url.clone(),
-        key: WebhookKey::new(b.key),
+        key: SecretString::new(b.key),
     }));
     Json(json!({"url": b.url})).into_response()
 }
@@ -1021,7 +1038,7 @@ async fn issue_tokens(State(s): State<Arc<Shared>>, body: Option<Json<TokensBody
             out
         }
     };
-    let scopes = b.scopes.unwrap_or_else(super::all_read_scopes);
+    let scopes = b.scopes.unwrap_or_else(crate::all_read_scopes);
     let t = s.identity.grant_directly(tenants.clone(), scopes);
     Json(json!({
         "access_token": t.access_token,
@@ -1044,11 +1061,11 @@ mod tests {
 
     #[test]
     fn scopes() {
-        let g: Vec<String> = crate::oauth::GRANULAR_READ_SCOPES
+        let g: Vec<String> = wire::GRANULAR_READ_SCOPES
             .iter()
             .map(|s| s.to_string())
             .collect();
-        let l: Vec<String> = crate::oauth::LEGACY_READ_SCOPES
+        let l: Vec<String> = wire::LEGACY_READ_SCOPES
             .iter()
             .map(|s| s.to_string())
             .collect();

@@ -9,6 +9,8 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::wire;
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
@@ -56,12 +58,12 @@ impl Default for SandboxLimits {
     fn default() -> Self {
         Self {
             enabled: true,
-            max_in_flight: 5,
-            per_minute: 60,
-            per_day: 5_000,
-            app_per_minute: 10_000,
-            minute_window: Duration::from_secs(60),
-            day_window: Duration::from_secs(86_400),
+            max_in_flight: wire::MAX_IN_FLIGHT,
+            per_minute: wire::PER_MINUTE,
+            per_day: wire::PER_DAY,
+            app_per_minute: wire::APP_PER_MINUTE,
+            minute_window: Duration::from_secs(wire::MINUTE_WINDOW_SECS),
+            day_window: Duration::from_secs(wire::DAY_WINDOW_SECS),
         }
     }
 }
@@ -175,15 +177,21 @@ impl Limiter {
         };
         if cfg.enabled {
             let refuse = if remaining.day == 0 {
-                Some(("day", wait_secs(&o.day, cfg.day_window, now)))
+                Some((wire::PROBLEM_DAY, wait_secs(&o.day, cfg.day_window, now)))
             } else if remaining.minute == 0 {
-                Some(("minute", wait_secs(&o.minute, cfg.minute_window, now)))
+                Some((
+                    wire::PROBLEM_MINUTE,
+                    wait_secs(&o.minute, cfg.minute_window, now),
+                ))
             } else if remaining.app_minute == 0 {
-                Some(("appminute", wait_secs(&st.app, cfg.minute_window, now)))
+                Some((
+                    wire::PROBLEM_APP_MINUTE,
+                    wait_secs(&st.app, cfg.minute_window, now),
+                ))
             } else if o.in_flight >= cfg.max_in_flight {
                 // Xero documents no separate value for the concurrency
                 // limit; it is a short minute-style wait.
-                Some(("minute", 1))
+                Some((wire::PROBLEM_MINUTE, 1))
             } else {
                 None
             };
