@@ -21,31 +21,40 @@
 //! - Everything points at one configurable base URL
 //!   ([`oauth::XeroEndpoints::from_base`]) so tests and the demo run against
 //!   the local sandbox (the `xero-sandbox` crate) instead of Xero.
+//!
+//! Modules depend one way: [`token_set`] and [`connection`] are plain data;
+//! [`oauth`] speaks to Xero's identity service and yields token sets;
+//! [`token`] is what the client asks for access tokens; [`refresh`] owns a
+//! token set and refreshes it through [`oauth`]; the client ([`client`])
+//! asks a [`token::TokenProvider`].
 
 pub mod client;
+pub mod connection;
 pub mod dates;
 pub mod limits;
 pub mod models;
 pub mod oauth;
+pub mod refresh;
 pub mod resources;
 pub mod secret;
 pub mod token;
+pub mod token_set;
 pub mod webhook;
 
 pub use client::{
     ClientError, ListRequest, Page, PageCursor, Pager, Pagination, Record, RetryPolicy, XeroClient,
     XeroClientBuilder,
 };
+pub use connection::Connection;
 pub use limits::{LimitConfig, RateLimits};
 pub use oauth::{
-    AuthorizationRequest, Connection, OAuthClient, OAuthConfig, OAuthError, Scopes, XeroEndpoints,
+    AuthorizationRequest, OAuthClient, OAuthConfig, OAuthError, Scopes, XeroEndpoints,
 };
+pub use refresh::{RefreshingTokenProvider, TokenVault, VaultError};
 pub use resources::{Paging, Resource};
 pub use secret::SecretString;
-pub use token::{
-    RefreshingTokenProvider, StaticToken, TokenError, TokenProvider, TokenSet, TokenVault,
-    VaultError,
-};
+pub use token::{StaticToken, TokenError, TokenProvider};
+pub use token_set::TokenSet;
 pub use webhook::{WebhookError, WebhookKey, WebhookPayload};
 
 #[cfg(test)]
