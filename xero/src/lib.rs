@@ -14,7 +14,7 @@
 //!   once.
 //! - Ingestion must keep every field Xero sends and never lose a page, so the
 //!   client returns raw JSON one page at a time with a resumable cursor
-//!   ([`client::Pager`]) and leaves storage to the caller.
+//!   ([`pager::Pager`]) and leaves storage to the caller.
 //! - Secrets never print: tokens, the client secret, the PKCE verifier and the
 //!   webhook key are [`secret::SecretString`]s, redacted in Debug/Display and
 //!   scrubbed from error messages.
@@ -25,15 +25,19 @@
 //! Modules depend one way: [`token_set`] and [`connection`] are plain data;
 //! [`oauth`] speaks to Xero's identity service and yields token sets;
 //! [`token`] is what the client asks for access tokens; [`refresh`] owns a
-//! token set and refreshes it through [`oauth`]; the client ([`client`])
-//! asks a [`token::TokenProvider`].
+//! token set and refreshes it through [`oauth`]. The client ([`client`])
+//! sends calls under Xero's rules, [`pager`] lists and pages on top of it,
+//! [`record`] decodes responses and [`error`] is the client's error type.
 
 pub mod client;
 pub mod connection;
 pub mod dates;
+pub mod error;
 pub mod limits;
 pub mod models;
 pub mod oauth;
+pub mod pager;
+pub mod record;
 pub mod refresh;
 pub mod resources;
 pub mod secret;
@@ -41,15 +45,15 @@ pub mod token;
 pub mod token_set;
 pub mod webhook;
 
-pub use client::{
-    ClientError, ListRequest, Page, PageCursor, Pager, Pagination, Record, RetryPolicy, XeroClient,
-    XeroClientBuilder,
-};
+pub use client::{RetryPolicy, XeroClient, XeroClientBuilder};
 pub use connection::Connection;
+pub use error::ClientError;
 pub use limits::{LimitConfig, RateLimits};
 pub use oauth::{
     AuthorizationRequest, OAuthClient, OAuthConfig, OAuthError, Scopes, XeroEndpoints,
 };
+pub use pager::{ListRequest, Page, PageCursor, Pager};
+pub use record::{Pagination, Record};
 pub use refresh::{RefreshingTokenProvider, TokenVault, VaultError};
 pub use resources::{Paging, Resource};
 pub use secret::SecretString;

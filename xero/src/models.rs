@@ -3,7 +3,7 @@
 //! Ingestion stores the raw JSON (every field, unknown ones included); these
 //! structs are for code that wants to read a few fields without indexing into
 //! `serde_json::Value`. Unknown fields are ignored here, not lost: they are
-//! still in the [`crate::client::Record`]. Amounts are `f64`, fine for checks
+//! still in the [`crate::record::Record`]. Amounts are `f64`, fine for checks
 //! and display; exact arithmetic belongs to the warehouse, which reads the raw
 //! JSON numbers.
 

@@ -1,0 +1,170 @@
+//! The client's error type, and Xero's error text from a failed response.
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+use crate::limits::{DayLimitReached, RateLimitProblem};
+use crate::secret::{scrub, SecretString};
+use crate::token::TokenError;
+
+/// Why a call failed. Never carries a token.
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// The organisation's day limit is used up: reschedule after `retry_after`.
+    #[error("Xero day limit reached; retry after {}s", retry_after.as_secs())]
+    DayLimitReached {
+        /// Time until calls may succeed again.
+        retry_after: Duration,
+    },
+    /// Minute limits kept answering 429 beyond the allowed waits.
+    #[error("Xero {problem} rate limit still hit after {waits} waits")]
+    RateLimited {
+        /// Which limit.
+        problem: RateLimitProblem,
+        /// Waits made.
+        waits: u32,
+    },
+    /// 401 again after a refresh.
+    #[error("Xero rejected the access token after a refresh: {message}")]
+    Unauthorized {
+        /// Xero's message.
+        message: String,
+    },
+    /// A 4xx other than 401/429.
+    #[error("Xero answered HTTP {status} for {path}: {message}")]
+    Api {
+        /// HTTP status.
+        status: u16,
+        /// The resource path.
+        path: String,
+        /// Xero's error `Type`, when given.
+        error_type: Option<String>,
+        /// Xero's message (validation messages included).
+        message: String,
+    },
+    /// 5xx on every attempt.
+    #[error("Xero answered HTTP {status} for {path} on all {attempts} attempts: {message}")]
+    Server {
+        /// Last HTTP status.
+        status: u16,
+        /// The resource path.
+        path: String,
+        /// Attempts made.
+        attempts: u32,
+        /// Xero's message.
+        message: String,
+    },
+    /// Could not talk to Xero (connect, timeout, broken body) on every attempt.
+    #[error("could not reach Xero for {path} after {attempts} attempts")]
+    Transport {
+        /// The resource path.
+        path: String,
+        /// Attempts made.
+        attempts: u32,
+        /// The last error.
+        #[source]
+        source: reqwest::Error,
+    },
+    /// A response that does not follow the contract.
+    #[error("unexpected Xero response for {path}: {detail}")]
+    Decode {
+        /// The resource path.
+        path: String,
+        /// What was wrong.
+        detail: String,
+    },
+    /// No access token.
+    #[error("no Xero access token")]
+    Token(#[source] TokenError),
+    /// Bad configuration.
+    #[error("invalid Xero client configuration: {0}")]
+    Config(String),
+}
+
+impl ClientError {
+    /// Whether a person must consent again before anything works.
+    pub fn needs_reconsent(&self) -> bool {
+        matches!(self, ClientError::Token(TokenError::ReconsentRequired))
+    }
+
+    /// `Some(wait)` if the organisation's day limit is the problem.
+    pub fn day_limit_retry_after(&self) -> Option<Duration> {
+        match self {
+            ClientError::DayLimitReached { retry_after } => Some(*retry_after),
+            _ => None,
+        }
+    }
+}
+
+impl From<DayLimitReached> for ClientError {
+    fn from(e: DayLimitReached) -> Self {
+        ClientError::DayLimitReached {
+            retry_after: e.retry_after,
+        }
+    }
+}
+
+/// Xero's error text from a body: `Message` (+ validation messages), or the
+/// problem-details `Detail`/`Title`, or the text itself; bounded and with
+/// the token removed in case it was echoed.
+pub(crate) fn error_message(body: &[u8], token: &SecretString) -> (Option<String>, String) {
+    let text = String::from_utf8_lossy(body);
+    let mut error_type = None;
+    let mut message = String::new();
+    if let Ok(Value::Object(map)) = serde_json::from_slice::<Value>(body) {
+        error_type = map.get("Type").and_then(Value::as_str).map(str::to_owned);
+        let first = ["Message", "Detail", "Title"]
+            .iter()
+            .find_map(|k| map.get(*k).and_then(Value::as_str));
+        if let Some(m) = first {
+            message.push_str(m);
+        }
+        let validation: Vec<&str> = map
+            .get("Elements")
+            .and_then(Value::as_array)
+            .into_iter()
+            .flatten()
+            .filter_map(|e| e.get("ValidationErrors").and_then(Value::as_array))
+            .flatten()
+            .filter_map(|v| v.get("Message").and_then(Value::as_str))
+            .take(5)
+            .collect();
+        if !validation.is_empty() {
+            message.push_str(": ");
+            message.push_str(&validation.join("; "));
+        }
+    }
+    if message.is_empty() {
+        message = text.trim().chars().take(300).collect();
+    }
+    if message.chars().count() > 500 {
+        message = message.chars().take(500).collect();
+    }
+    (error_type, scrub(&message, token))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_messages_are_extracted_and_scrubbed() {
+        let token = SecretString::new("tok-123");
+        let body = br#"{"ErrorNumber":10,"Type":"ValidationException","Message":"A validation exception occurred","Elements":[{"ValidationErrors":[{"Message":"Email address must be valid."}]}]}"#;
+        let (t, m) = error_message(body, &token);
+        assert_eq!(t.as_deref(), Some("ValidationException"));
+        assert_eq!(
+            m,
+            "A validation exception occurred: Email address must be valid."
+        );
+        let (_, m) = error_message(
+            br#"{"Title":"Forbidden","Detail":"AuthorizationUnsuccessful"}"#,
+            &token,
+        );
+        assert_eq!(m, "AuthorizationUnsuccessful");
+        let (_, m) = error_message(b"bad token tok-123", &token);
+        assert_eq!(m, "bad token [REDACTED]");
+    }
+}
