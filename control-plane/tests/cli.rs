@@ -301,7 +301,7 @@ fn the_same_cli_runs_on_postgresql() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn runs_through_the_cli_wait_and_exit_with_the_outcome() {
-    use xero::sandbox::{Sandbox, SandboxConfig, SandboxLimits};
+    use xero_sandbox::{Sandbox, SandboxConfig, SandboxLimits};
     let dir = tempfile::tempdir().expect("tmp");
     let sandbox = Sandbox::start(
         SandboxConfig::new("cli-client", "cli-client-secret")

@@ -12,9 +12,9 @@ use cloud::naming::TenantId;
 use cloud::ports::Credential;
 use control_plane::server::{self, ServeConfig};
 use xero::oauth::{OAuthClient, OAuthConfig};
-use xero::sandbox::{Sandbox, SandboxConfig};
 use xero::secret::SecretString;
 use xero::webhook::WebhookKey;
+use xero_sandbox::{Sandbox, SandboxConfig};
 
 const OPERATOR_TOKEN: &str = "operator-token-for-tests-0123456789";
 const WEBHOOK_KEY: &str = "webhook-signing-key-for-tests";

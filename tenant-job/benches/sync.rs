@@ -16,7 +16,7 @@ use std::time::Instant;
 use cloud::naming::TenantId;
 use tenant_job::job::Job;
 use xero::resources::{Paging, Resource};
-use xero::sandbox::{Sandbox, SandboxConfig, SandboxLimits};
+use xero_sandbox::{Sandbox, SandboxConfig, SandboxLimits};
 
 fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name)
