@@ -110,3 +110,14 @@ pub(crate) fn is_transient_sqlx(e: &sqlx::Error) -> bool {
 pub(crate) fn sqlite_primary_code(code: &str) -> Option<i64> {
     code.parse::<i64>().ok().map(|c| c & 0xff)
 }
+
+/// SQLITE_CORRUPT (11) and SQLITE_NOTADB (26), with their extended codes: the
+/// reason to give for refusing the file, or `None` for any other error.
+pub(crate) fn sqlite_corruption(e: &sqlx::Error) -> Option<String> {
+    let sqlx::Error::Database(db) = e else {
+        return None;
+    };
+    db.try_downcast_ref::<sqlx::sqlite::SqliteError>()?;
+    let code = db.code().and_then(|c| sqlite_primary_code(&c))?;
+    (code == 11 || code == 26).then(|| format!("SQLite reports: {}", db.message()))
+}

@@ -4,9 +4,8 @@
 use std::time::Duration;
 
 use cloud::TenantId;
-use sqlx::Row;
 
-use super::{now_ms, Store, StoreError};
+use super::{get, get_bool, get_parsed, ms_after, now_ms, Store, StoreError};
 
 /// A consent in flight, as the callback finds it.
 #[derive(Clone, PartialEq, Eq)]
@@ -45,25 +44,24 @@ impl Store {
         ttl: Duration,
     ) -> Result<(), StoreError> {
         let now = now_ms();
-        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        sqlx::query(
-            "INSERT INTO oauth_states (state, tenant_id, pkce_verifier, created_at, expires_at) \
-             VALUES ($1, $2, $3, $4, $5)",
+        self.execute(
+            sqlx::query(
+                "INSERT INTO oauth_states (state, tenant_id, pkce_verifier, created_at, expires_at) \
+                 VALUES ($1, $2, $3, $4, $5)",
+            )
+            .bind(state)
+            .bind(tenant.as_str())
+            .bind(pkce_verifier)
+            .bind(now)
+            .bind(ms_after(now, ttl)),
         )
-        .bind(state)
-        .bind(tenant.as_str())
-        .bind(pkce_verifier)
-        .bind(now)
-        .bind(now.saturating_add(ttl_ms))
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.db_err(e))?;
+        .await?;
         // Expired states are useless; drop them while we are here.
-        sqlx::query("DELETE FROM oauth_states WHERE expires_at < $1")
-            .bind(now - 24 * 3600 * 1000)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.db_err(e))?;
+        self.execute(
+            sqlx::query("DELETE FROM oauth_states WHERE expires_at < $1")
+                .bind(now - 24 * 3600 * 1000),
+        )
+        .await?;
         Ok(())
     }
 
@@ -74,28 +72,27 @@ impl Store {
         &self,
         state: &str,
     ) -> Result<Option<PendingConsent>, StoreError> {
-        let now = now_ms();
-        let row = sqlx::query(
-            "UPDATE oauth_states SET consumed_at = $2 \
-             WHERE state = $1 AND consumed_at IS NULL AND expires_at > $2 \
-             RETURNING tenant_id, pkce_verifier",
+        self.fetch_optional(
+            sqlx::query(
+                "UPDATE oauth_states SET consumed_at = $2 \
+                 WHERE state = $1 AND consumed_at IS NULL AND expires_at > $2 \
+                 RETURNING tenant_id, pkce_verifier",
+            )
+            .bind(state)
+            .bind(now_ms()),
+            |row| {
+                let tenant: String = get(row, "tenant_id")?;
+                let tenant = TenantId::parse(&tenant).map_err(|e| StoreError::InvalidData {
+                    column: "oauth_states.tenant_id",
+                    reason: e.to_string(),
+                })?;
+                Ok(PendingConsent {
+                    tenant,
+                    pkce_verifier: get(row, "pkce_verifier")?,
+                })
+            },
         )
-        .bind(state)
-        .bind(now)
-        .fetch_optional(&self.pool)
         .await
-        .map_err(|e| self.db_err(e))?;
-        let Some(row) = row else { return Ok(None) };
-        let tenant: String = row.try_get("tenant_id").map_err(|e| self.db_err(e))?;
-        let pkce_verifier: String = row.try_get("pkce_verifier").map_err(|e| self.db_err(e))?;
-        let tenant = TenantId::parse(&tenant).map_err(|e| StoreError::InvalidData {
-            column: "oauth_states.tenant_id",
-            reason: e.to_string(),
-        })?;
-        Ok(Some(PendingConsent {
-            tenant,
-            pkce_verifier,
-        }))
     }
 
     /// Records the organisations a consent granted to `tenant` (idempotent)
@@ -108,40 +105,40 @@ impl Store {
         let now = now_ms();
         let mut tx = self.pool.begin().await.map_err(|e| self.db_err(e))?;
         for (org, name) in organisations {
-            sqlx::query(
-                "INSERT INTO xero_connections (tenant_id, xero_tenant_id, tenant_name, connected_at) \
-                 VALUES ($1, $2, $3, $4) \
-                 ON CONFLICT (tenant_id, xero_tenant_id) DO UPDATE SET tenant_name = excluded.tenant_name",
+            self.execute_in(
+                &mut *tx,
+                sqlx::query(
+                    "INSERT INTO xero_connections (tenant_id, xero_tenant_id, tenant_name, connected_at) \
+                     VALUES ($1, $2, $3, $4) \
+                     ON CONFLICT (tenant_id, xero_tenant_id) DO UPDATE SET tenant_name = excluded.tenant_name",
+                )
+                .bind(tenant.as_str())
+                .bind(org)
+                .bind(name.as_deref())
+                .bind(now),
             )
-            .bind(tenant.as_str())
-            .bind(org)
-            .bind(name.as_deref())
-            .bind(now)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.db_err(e))?;
+            .await?;
         }
-        sqlx::query("UPDATE tenants SET needs_consent = FALSE WHERE id = $1 AND needs_consent")
-            .bind(tenant.as_str())
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.db_err(e))?;
+        self.execute_in(
+            &mut *tx,
+            sqlx::query("UPDATE tenants SET needs_consent = FALSE WHERE id = $1 AND needs_consent")
+                .bind(tenant.as_str()),
+        )
+        .await?;
         tx.commit().await.map_err(|e| self.db_err(e))?;
         Ok(())
     }
 
     /// The Xero organisation ids connected to `tenant`.
     pub async fn connections_of(&self, tenant: &TenantId) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT xero_tenant_id FROM xero_connections WHERE tenant_id = $1 ORDER BY xero_tenant_id",
+        self.fetch_all(
+            sqlx::query(
+                "SELECT xero_tenant_id FROM xero_connections WHERE tenant_id = $1 ORDER BY xero_tenant_id",
+            )
+            .bind(tenant.as_str()),
+            |row| get(row, "xero_tenant_id"),
         )
-        .bind(tenant.as_str())
-        .fetch_all(&self.pool)
         .await
-        .map_err(|e| self.db_err(e))?;
-        rows.iter()
-            .map(|r| r.try_get::<String, _>(0).map_err(|e| self.db_err(e)))
-            .collect()
     }
 
     /// The tenants connected to a Xero organisation.
@@ -149,22 +146,20 @@ impl Store {
         &self,
         xero_tenant_id: &str,
     ) -> Result<Vec<TenantId>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT tenant_id FROM xero_connections WHERE xero_tenant_id = $1 ORDER BY tenant_id",
-        )
-        .bind(xero_tenant_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| self.db_err(e))?;
-        rows.iter()
-            .map(|r| {
-                let id: String = r.try_get(0).map_err(|e| self.db_err(e))?;
+        self.fetch_all(
+            sqlx::query(
+                "SELECT tenant_id FROM xero_connections WHERE xero_tenant_id = $1 ORDER BY tenant_id",
+            )
+            .bind(xero_tenant_id),
+            |row| {
+                let id: String = get(row, "tenant_id")?;
                 TenantId::parse(&id).map_err(|e| StoreError::InvalidData {
                     column: "xero_connections.tenant_id",
                     reason: e.to_string(),
                 })
-            })
-            .collect()
+            },
+        )
+        .await
     }
 
     /// Records webhook events and marks every tenant connected to their
@@ -176,30 +171,32 @@ impl Store {
         let now = now_ms();
         let mut tx = self.pool.begin().await.map_err(|e| self.db_err(e))?;
         for e in events {
-            sqlx::query(
-                "INSERT INTO webhook_events \
-                   (received_at, xero_tenant_id, event_category, event_type, resource_id, event_date) \
-                 VALUES ($1, $2, $3, $4, $5, $6)",
+            self.execute_in(
+                &mut *tx,
+                sqlx::query(
+                    "INSERT INTO webhook_events \
+                       (received_at, xero_tenant_id, event_category, event_type, resource_id, event_date) \
+                     VALUES ($1, $2, $3, $4, $5, $6)",
+                )
+                .bind(now)
+                .bind(&e.xero_tenant_id)
+                .bind(&e.event_category)
+                .bind(&e.event_type)
+                .bind(&e.resource_id)
+                .bind(&e.event_date),
             )
-            .bind(now)
-            .bind(&e.xero_tenant_id)
-            .bind(&e.event_category)
-            .bind(&e.event_type)
-            .bind(&e.resource_id)
-            .bind(&e.event_date)
-            .execute(&mut *tx)
-            .await
-            .map_err(|err| self.db_err(err))?;
-            sqlx::query(
-                "UPDATE tenants SET sync_requested_at = $1 \
-                 WHERE sync_requested_at IS NULL \
-                   AND id IN (SELECT tenant_id FROM xero_connections WHERE xero_tenant_id = $2)",
+            .await?;
+            self.execute_in(
+                &mut *tx,
+                sqlx::query(
+                    "UPDATE tenants SET sync_requested_at = $1 \
+                     WHERE sync_requested_at IS NULL \
+                       AND id IN (SELECT tenant_id FROM xero_connections WHERE xero_tenant_id = $2)",
+                )
+                .bind(now)
+                .bind(&e.xero_tenant_id),
             )
-            .bind(now)
-            .bind(&e.xero_tenant_id)
-            .execute(&mut *tx)
-            .await
-            .map_err(|err| self.db_err(err))?;
+            .await?;
         }
         tx.commit().await.map_err(|e| self.db_err(e))?;
         let mut marked = Vec::new();
@@ -215,35 +212,34 @@ impl Store {
 
     /// Tenants with an incremental sync requested (by a webhook), oldest first.
     pub async fn tenants_with_sync_requested(&self) -> Result<Vec<TenantId>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id FROM tenants WHERE sync_requested_at IS NOT NULL ORDER BY sync_requested_at, id",
+        self.fetch_all(
+            sqlx::query(
+                "SELECT id FROM tenants WHERE sync_requested_at IS NOT NULL ORDER BY sync_requested_at, id",
+            ),
+            |row| get_parsed(row, "id"),
         )
-        .fetch_all(&self.pool)
         .await
-        .map_err(|e| self.db_err(e))?;
-        rows.iter().map(|r| super::get_parsed(r, "id")).collect()
     }
 
     /// Marks a tenant whose refresh token is dead: a person must consent again.
     pub async fn mark_needs_consent(&self, tenant: &TenantId) -> Result<(), StoreError> {
-        sqlx::query("UPDATE tenants SET needs_consent = TRUE, updated_at = $2 WHERE id = $1 AND NOT needs_consent")
+        self.execute(
+            sqlx::query(
+                "UPDATE tenants SET needs_consent = TRUE, updated_at = $2 WHERE id = $1 AND NOT needs_consent",
+            )
             .bind(tenant.as_str())
-            .bind(now_ms())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.db_err(e))?;
+            .bind(now_ms()),
+        )
+        .await?;
         Ok(())
     }
 
     pub async fn needs_consent(&self, tenant: &TenantId) -> Result<bool, StoreError> {
-        let row = sqlx::query("SELECT needs_consent FROM tenants WHERE id = $1")
-            .bind(tenant.as_str())
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| self.db_err(e))?;
-        match row {
-            Some(r) => super::get_bool(&r, "needs_consent"),
-            None => Err(StoreError::TenantNotFound(tenant.clone())),
-        }
+        self.fetch_optional(
+            sqlx::query("SELECT needs_consent FROM tenants WHERE id = $1").bind(tenant.as_str()),
+            |row| get_bool(row, "needs_consent"),
+        )
+        .await?
+        .ok_or_else(|| StoreError::TenantNotFound(tenant.clone()))
     }
 }

@@ -9,16 +9,10 @@ use serde::Serialize;
 use sqlx::any::AnyRow;
 use time::OffsetDateTime;
 
-use super::{get, get_parsed, get_time, get_time_opt, now_ms, Store, StoreError};
+use super::{get, get_parsed, get_time, get_time_opt, now_ms, tenant_write_err, Store, StoreError};
 
-/// What a run does (`tenant-job <command>`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum RunCommand {
-    Ingest,
-    Transform,
-    Sync,
-}
+/// What a run does (`tenant-job <command>`), as the job spells it.
+pub use job_contract::RunCommand;
 
 /// Who asked for a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -75,7 +69,6 @@ macro_rules! text_enum {
     };
 }
 
-text_enum!(RunCommand { Ingest => "ingest", Transform => "transform", Sync => "sync" });
 text_enum!(RunTrigger { Operator => "operator", Api => "api", Schedule => "schedule", Webhook => "webhook" });
 text_enum!(RunStatus {
     Queued => "queued",
@@ -144,27 +137,29 @@ impl Store {
         trigger: RunTrigger,
     ) -> Result<RunRecord, StoreError> {
         let id = format!("run-{}", uuid::Uuid::new_v4().simple());
-        let inserted = sqlx::query(
-            "INSERT INTO runs (id, tenant_id, command, trigger, status, created_at) \
-             VALUES ($1, $2, $3, $4, 'queued', $5)",
-        )
-        .bind(&id)
-        .bind(tenant.as_str())
-        .bind(command.as_str())
-        .bind(trigger.as_str())
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await;
+        let inserted = self
+            .execute(
+                sqlx::query(
+                    "INSERT INTO runs (id, tenant_id, command, trigger, status, created_at) \
+                     VALUES ($1, $2, $3, $4, 'queued', $5)",
+                )
+                .bind(&id)
+                .bind(tenant.as_str())
+                .bind(command.as_str())
+                .bind(trigger.as_str())
+                .bind(now_ms()),
+            )
+            .await;
         match inserted {
             Ok(_) => {}
-            Err(sqlx::Error::Database(db)) if db.is_unique_violation() => {
+            Err(StoreError::Database(sqlx::Error::Database(db))) if db.is_unique_violation() => {
                 let active = self.active_run(tenant).await?;
                 return Err(StoreError::RunActive {
                     tenant: tenant.clone(),
                     run: active.map(|r| r.id).unwrap_or_default(),
                 });
             }
-            Err(e) => return Err(self.tenant_write_err(tenant, e)),
+            Err(e) => return Err(tenant_write_err(tenant, e)),
         }
         self.get_run(&id)
             .await?
@@ -173,14 +168,8 @@ impl Store {
 
     pub async fn get_run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
         let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
-        sqlx::query(&sql)
-            .bind(id)
-            .fetch_optional(&self.pool)
+        self.fetch_optional(sqlx::query(&sql).bind(id), run_from_row)
             .await
-            .map_err(|e| self.db_err(e))?
-            .as_ref()
-            .map(run_from_row)
-            .transpose()
     }
 
     /// The tenant's queued or running run, if any.
@@ -188,14 +177,8 @@ impl Store {
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = $1 AND status IN ('queued', 'running')"
         );
-        sqlx::query(&sql)
-            .bind(tenant.as_str())
-            .fetch_optional(&self.pool)
+        self.fetch_optional(sqlx::query(&sql).bind(tenant.as_str()), run_from_row)
             .await
-            .map_err(|e| self.db_err(e))?
-            .as_ref()
-            .map(run_from_row)
-            .transpose()
     }
 
     /// Every queued or running run (to follow them up).
@@ -203,13 +186,7 @@ impl Store {
         let sql = format!(
             "SELECT {RUN_COLUMNS} FROM runs WHERE status IN ('queued', 'running') ORDER BY created_at"
         );
-        sqlx::query(&sql)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.db_err(e))?
-            .iter()
-            .map(run_from_row)
-            .collect()
+        self.fetch_all(sqlx::query(&sql), run_from_row).await
     }
 
     /// The newest runs first, of one tenant or all, at most `limit`.
@@ -218,30 +195,21 @@ impl Store {
         tenant: Option<&TenantId>,
         limit: u32,
     ) -> Result<Vec<RunRecord>, StoreError> {
-        let rows = match tenant {
-            Some(t) => {
-                let sql = format!(
-                    "SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = $1 \
-                     ORDER BY created_at DESC, id DESC LIMIT $2"
-                );
-                sqlx::query(&sql)
-                    .bind(t.as_str())
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await
-            }
+        let sql = match tenant {
+            Some(_) => format!(
+                "SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = $1 \
+                 ORDER BY created_at DESC, id DESC LIMIT $2"
+            ),
             None => {
-                let sql = format!(
-                    "SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id DESC LIMIT $1"
-                );
-                sqlx::query(&sql)
-                    .bind(i64::from(limit))
-                    .fetch_all(&self.pool)
-                    .await
+                format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id DESC LIMIT $1")
             }
+        };
+        let mut query = sqlx::query(&sql);
+        if let Some(t) = tenant {
+            query = query.bind(t.as_str());
         }
-        .map_err(|e| self.db_err(e))?;
-        rows.iter().map(run_from_row).collect()
+        self.fetch_all(query.bind(i64::from(limit)), run_from_row)
+            .await
     }
 
     /// Marks a queued run as running on `job`'s execution `execution_id`.
@@ -251,18 +219,18 @@ impl Store {
         job: &str,
         execution_id: &str,
     ) -> Result<(), StoreError> {
-        let updated = sqlx::query(
-            "UPDATE runs SET status = 'running', job = $2, execution_id = $3, started_at = $4 \
-             WHERE id = $1 AND status = 'queued'",
-        )
-        .bind(id)
-        .bind(job)
-        .bind(execution_id)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.db_err(e))?
-        .rows_affected();
+        let updated = self
+            .execute(
+                sqlx::query(
+                    "UPDATE runs SET status = 'running', job = $2, execution_id = $3, started_at = $4 \
+                     WHERE id = $1 AND status = 'queued'",
+                )
+                .bind(id)
+                .bind(job)
+                .bind(execution_id)
+                .bind(now_ms()),
+            )
+            .await?;
         if updated == 0 {
             return Err(StoreError::RunNotFound(id.to_owned()));
         }
@@ -279,19 +247,19 @@ impl Store {
         summary: Option<&serde_json::Value>,
     ) -> Result<bool, StoreError> {
         let summary = summary.map(serde_json::Value::to_string);
-        let updated = sqlx::query(
-            "UPDATE runs SET status = $2, message = $3, summary = $4, finished_at = $5 \
-             WHERE id = $1 AND status IN ('queued', 'running')",
-        )
-        .bind(id)
-        .bind(status.as_str())
-        .bind(message)
-        .bind(summary)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.db_err(e))?
-        .rows_affected();
+        let updated = self
+            .execute(
+                sqlx::query(
+                    "UPDATE runs SET status = $2, message = $3, summary = $4, finished_at = $5 \
+                     WHERE id = $1 AND status IN ('queued', 'running')",
+                )
+                .bind(id)
+                .bind(status.as_str())
+                .bind(message)
+                .bind(summary)
+                .bind(now_ms()),
+            )
+            .await?;
         Ok(updated > 0)
     }
 
@@ -301,16 +269,16 @@ impl Store {
         tenant: &TenantId,
         schedule: Option<&str>,
     ) -> Result<(), StoreError> {
-        let updated = sqlx::query(
-            "UPDATE tenants SET schedule = $2, next_run_at = NULL, updated_at = $3 WHERE id = $1",
-        )
-        .bind(tenant.as_str())
-        .bind(schedule)
-        .bind(now_ms())
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.db_err(e))?
-        .rows_affected();
+        let updated = self
+            .execute(
+                sqlx::query(
+                    "UPDATE tenants SET schedule = $2, next_run_at = NULL, updated_at = $3 WHERE id = $1",
+                )
+                .bind(tenant.as_str())
+                .bind(schedule)
+                .bind(now_ms()),
+            )
+            .await?;
         if updated == 0 {
             return Err(StoreError::TenantNotFound(tenant.clone()));
         }
@@ -321,41 +289,39 @@ impl Store {
     pub async fn schedules(
         &self,
     ) -> Result<Vec<(TenantId, Option<String>, Option<i64>)>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT id, schedule, next_run_at FROM tenants WHERE desired = 'present' ORDER BY id",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| self.db_err(e))?;
-        rows.iter()
-            .map(|r| {
+        self.fetch_all(
+            sqlx::query(
+                "SELECT id, schedule, next_run_at FROM tenants WHERE desired = 'present' ORDER BY id",
+            ),
+            |r| {
                 Ok((
                     get_parsed(r, "id")?,
                     get(r, "schedule")?,
                     get(r, "next_run_at")?,
                 ))
-            })
-            .collect()
+            },
+        )
+        .await
     }
 
     /// Records when the tenant's schedule next wants a run.
     pub async fn set_next_run_at(&self, tenant: &TenantId, at_ms: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE tenants SET next_run_at = $2 WHERE id = $1")
-            .bind(tenant.as_str())
-            .bind(at_ms)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.db_err(e))?;
+        self.execute(
+            sqlx::query("UPDATE tenants SET next_run_at = $2 WHERE id = $1")
+                .bind(tenant.as_str())
+                .bind(at_ms),
+        )
+        .await?;
         Ok(())
     }
 
     /// Clears a webhook's sync request once a run that ingests has started.
     pub async fn clear_sync_requested(&self, tenant: &TenantId) -> Result<(), StoreError> {
-        sqlx::query("UPDATE tenants SET sync_requested_at = NULL WHERE id = $1")
-            .bind(tenant.as_str())
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.db_err(e))?;
+        self.execute(
+            sqlx::query("UPDATE tenants SET sync_requested_at = NULL WHERE id = $1")
+                .bind(tenant.as_str()),
+        )
+        .await?;
         Ok(())
     }
 }

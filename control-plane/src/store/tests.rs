@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use sqlx::Connection as _;
 
+use super::opening::{percent_encode_path, POSTGRES_MIGRATOR, SQLITE_MIGRATOR};
 use super::*;
 
 /// The PostgreSQL database the tests may create schemas in, e.g.

@@ -1,0 +1,151 @@
+//! Tenants: desired state, generation, phase.
+
+use cloud::TenantId;
+use sqlx::any::AnyRow;
+
+use super::{get, get_bool, get_parsed, get_time, now_ms, Store, StoreError};
+use super::{Desired, Phase, TenantRecord};
+
+const TENANT_COLUMNS: &str =
+    "id, desired, generation, phase, keep_data, message, created_at, updated_at";
+
+fn tenant_from_row(row: &AnyRow) -> Result<TenantRecord, StoreError> {
+    Ok(TenantRecord {
+        id: get_parsed(row, "id")?,
+        desired: get_parsed(row, "desired")?,
+        generation: get(row, "generation")?,
+        phase: get_parsed(row, "phase")?,
+        keep_data: get_bool(row, "keep_data")?,
+        message: get(row, "message")?,
+        created_at: get_time(row, "created_at")?,
+        updated_at: get_time(row, "updated_at")?,
+    })
+}
+
+impl Store {
+    /// Records that tenant `id` is wanted. A new tenant starts with desired
+    /// `present`, generation 1 and phase `Pending`, and `true` is returned
+    /// with it; an existing wanted tenant is returned unchanged with `false`.
+    /// A tenant being torn down (desired `absent`) is refused with
+    /// [`StoreError::TenantDeleting`]. Safe when several processes race.
+    pub async fn want_tenant(&self, id: &TenantId) -> Result<(TenantRecord, bool), StoreError> {
+        // A concurrent teardown may remove the row between our insert and our
+        // read; try again a few times before giving up.
+        for _ in 0..3 {
+            let now = now_ms();
+            let inserted = self
+                .execute(
+                    sqlx::query(
+                        "INSERT INTO tenants \
+                           (id, desired, generation, phase, keep_data, message, created_at, updated_at) \
+                         VALUES ($1, 'present', 1, 'Pending', FALSE, NULL, $2, $2) \
+                         ON CONFLICT (id) DO NOTHING",
+                    )
+                    .bind(id.as_str())
+                    .bind(now),
+                )
+                .await?;
+            let created = inserted == 1;
+            match self.get_tenant(id).await? {
+                Some(t) if t.desired == Desired::Absent => {
+                    return Err(StoreError::TenantDeleting(id.clone()))
+                }
+                Some(t) => return Ok((t, created)),
+                None => continue,
+            }
+        }
+        Err(StoreError::TenantDeleting(id.clone()))
+    }
+
+    /// Marks tenant `id` for teardown: desired `absent`, phase `Deleting`,
+    /// `keep_data` as given, and the generation bumped unless it already was
+    /// absent. Calling it again is harmless (and may change `keep_data`, or
+    /// restart a teardown that ended `Failed`).
+    pub async fn mark_deleting(
+        &self,
+        id: &TenantId,
+        keep_data: bool,
+    ) -> Result<TenantRecord, StoreError> {
+        // SET expressions all see the row's old values.
+        self.execute(
+            sqlx::query(
+                "UPDATE tenants SET \
+                   generation = CASE WHEN desired = 'absent' THEN generation ELSE generation + 1 END, \
+                   message = CASE WHEN phase = 'Deleting' THEN message ELSE NULL END, \
+                   desired = 'absent', phase = 'Deleting', keep_data = $2, updated_at = $3 \
+                 WHERE id = $1 AND (desired <> 'absent' OR phase <> 'Deleting' OR keep_data <> $2)",
+            )
+            .bind(id.as_str())
+            .bind(keep_data)
+            .bind(now_ms()),
+        )
+        .await?;
+        self.get_tenant(id)
+            .await?
+            .ok_or_else(|| StoreError::TenantNotFound(id.clone()))
+    }
+
+    pub async fn get_tenant(&self, id: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
+        let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1");
+        self.fetch_optional(sqlx::query(&sql).bind(id.as_str()), tenant_from_row)
+            .await
+    }
+
+    /// Every tenant, ordered by id.
+    pub async fn list_tenants(&self) -> Result<Vec<TenantRecord>, StoreError> {
+        let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants ORDER BY id");
+        self.fetch_all(sqlx::query(&sql), tenant_from_row).await
+    }
+
+    /// Sets the tenant's phase and message. Returns whether anything changed;
+    /// when nothing would, nothing is written (and `updated_at` stays).
+    pub async fn set_phase(
+        &self,
+        id: &TenantId,
+        phase: Phase,
+        message: Option<&str>,
+    ) -> Result<bool, StoreError> {
+        let current = self
+            .get_tenant(id)
+            .await?
+            .ok_or_else(|| StoreError::TenantNotFound(id.clone()))?;
+        if current.phase == phase && current.message.as_deref() == message {
+            return Ok(false);
+        }
+        let updated = self
+            .execute(
+                sqlx::query(
+                    "UPDATE tenants SET phase = $2, message = $3, updated_at = $4 WHERE id = $1",
+                )
+                .bind(id.as_str())
+                .bind(phase.as_str())
+                .bind(message)
+                .bind(now_ms()),
+            )
+            .await?;
+        if updated == 0 {
+            return Err(StoreError::TenantNotFound(id.clone()));
+        }
+        Ok(true)
+    }
+
+    /// Removes the tenant record and all its resource rows, atomically.
+    /// Returns whether the tenant existed. This is the last step of a
+    /// teardown; the store does not check that the resources are gone.
+    pub async fn delete_tenant(&self, id: &TenantId) -> Result<bool, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.db_err(e))?;
+        self.execute_in(
+            &mut *tx,
+            sqlx::query("DELETE FROM resources WHERE tenant_id = $1").bind(id.as_str()),
+        )
+        .await?;
+        let deleted = self
+            .execute_in(
+                &mut *tx,
+                sqlx::query("DELETE FROM tenants WHERE id = $1").bind(id.as_str()),
+            )
+            .await?;
+        tx.commit().await.map_err(|e| self.db_err(e))?;
+        Ok(deleted > 0)
+    }
+}
