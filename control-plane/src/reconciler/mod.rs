@@ -9,7 +9,9 @@
 //! tenant record goes only when its resources are gone.
 
 mod ensure;
-pub mod plan;
+/// What a tenant consists of: the plan is part of the contract with the job
+/// (its job definitions and grants), so it lives in `job_contract`.
+pub use job_contract::plan;
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -1,34 +1,16 @@
 //! What a run leaves behind for the control plane: `runs/<run-id>.json` in
 //! the tenant's bucket, written at the end of every run (also a failed one).
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 use cloud::ports::Credential;
 use cloud::{Cloud, CloudError};
 
-use crate::ingest::IngestReport;
+use crate::command::RunCommand;
 use crate::raw;
-
-/// What a run does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Command {
-    Ingest,
-    Transform,
-    /// Ingest, then transform.
-    Sync,
-}
-
-impl Command {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Command::Ingest => "ingest",
-            Command::Transform => "transform",
-            Command::Sync => "sync",
-        }
-    }
-}
 
 /// How a run ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,7 +27,7 @@ pub enum RunOutcome {
 pub struct RunSummary {
     pub run_id: String,
     pub tenant: String,
-    pub command: Command,
+    pub command: RunCommand,
     pub outcome: RunOutcome,
     pub message: Option<String>,
     #[serde(default)]
@@ -57,6 +39,31 @@ pub struct RunSummary {
     pub ingest: Option<IngestReport>,
     /// The transformation's report (models, rows, data tests).
     pub transform: Option<serde_json::Value>,
+}
+
+/// What one resource's ingest did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ResourceCounts {
+    pub records: u64,
+    pub pages: u32,
+}
+
+/// What an ingest did.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IngestReport {
+    /// Per resource name.
+    pub resources: BTreeMap<String, ResourceCounts>,
+    /// Xero API calls made.
+    pub calls: u64,
+    /// Set when the organisation's day limit ended the run early: resources
+    /// not yet ingested are picked up by the next run.
+    pub stopped_by_day_limit: Option<DayLimitStop>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DayLimitStop {
+    pub resource: String,
+    pub retry_after_secs: u64,
 }
 
 /// Reads a run's summary from the tenant's bucket (the control plane's view

@@ -7,7 +7,7 @@
 //! state/cursors.json                      per resource: where the next ingest starts (written after the manifest)
 //! state/loaded.json                       manifests the transformation has merged into the raw dataset
 //! runs/<run-id>.json                      the run's summary (status, per-resource counts, error)
-//! leases/xero-token.json                  the token lease (see control-plane's tokens)
+//! leases/xero-token.json                  the token lease (see the tokens module)
 //! ```
 //!
 //! Pages without a manifest belong to an interrupted ingest: transformation

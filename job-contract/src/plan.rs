@@ -1,21 +1,30 @@
-//! What a tenant consists of: the resources the reconciler ensures, in
-//! dependency order. Names come from `cloud::naming`, so the plan of a tenant
-//! is a pure function of its id and the deployment settings.
+//! What a tenant consists of: the resources the control plane's reconciler
+//! ensures, in dependency order, with the grants its runs rely on
+//! ([`crate::grants`]) and the job definitions they run as. Names come from
+//! `cloud::naming`, so the plan of a tenant is a pure function of its id and
+//! the deployment settings.
 
-use std::collections::BTreeMap;
 use std::fmt;
 
 use cloud::naming::{self, DeploymentPrefix, TenantId};
-use cloud::ports::{roles, JobSpec, ResourceRef};
+use cloud::ports::{JobSpec, ResourceRef};
+
+use crate::command::RunCommand;
+use crate::env::JobEnvironment;
+use crate::grants::{self, Grant};
 
 /// How a tenant's jobs are defined: the program (the `tenant-job` binary
-/// locally, its image on Cloud Run) and the plain configuration every run gets.
+/// locally, its image on Cloud Run) and the plain settings every run gets
+/// (written into the job definitions' environment; never secrets).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobTemplate {
     pub image: String,
-    /// Plain settings only (endpoints, prefixes): never secrets.
-    pub env: BTreeMap<String, String>,
     pub timeout_seconds: u64,
+    /// One base URL for every Xero host (the sandbox); Xero's own when unset.
+    pub xero_endpoint: Option<String>,
+    /// Calls per minute per organisation the job allows itself; Xero's 60
+    /// when unset (raise only against the sandbox with its limits off).
+    pub xero_per_minute: Option<u32>,
 }
 
 impl JobTemplate {
@@ -32,8 +41,20 @@ impl JobTemplate {
         });
         JobTemplate {
             image: found.map_or_else(|| "tenant-job".to_owned(), |p| p.display().to_string()),
-            env: BTreeMap::new(),
             timeout_seconds: 3600,
+            xero_endpoint: None,
+            xero_per_minute: None,
+        }
+    }
+
+    /// The plain environment of `id`'s job definitions: the tenant, the
+    /// bucket prefix and the Xero settings, no secret.
+    pub fn environment(&self, id: &TenantId, prefix: Option<&DeploymentPrefix>) -> JobEnvironment {
+        JobEnvironment {
+            bucket_prefix: prefix.cloned(),
+            xero_endpoint: self.xero_endpoint.clone(),
+            xero_per_minute: self.xero_per_minute,
+            ..JobEnvironment::new(id.clone())
         }
     }
 }
@@ -150,25 +171,20 @@ impl TenantPlan {
         let transformed = naming::transformed_dataset(id);
         let secret = naming::secret_name(id);
         let member = cloud::ports::member_for(&sa_email);
-        let job = |name: String, command: &str| {
-            let mut env = jobs.env.clone();
-            env.insert("LEDGERLAKE_TENANT".to_owned(), id.to_string());
-            if let Some(p) = prefix {
-                env.insert("LEDGERLAKE_BUCKET_PREFIX".to_owned(), p.as_str().to_owned());
-            }
-            Planned::Job {
-                spec: JobSpec {
-                    name,
-                    labels: naming::tenant_labels(id),
-                    image: jobs.image.clone(),
-                    args: vec![command.to_owned(), "--tenant".to_owned(), id.to_string()],
-                    env,
-                    service_account: sa_email.clone(),
-                    timeout_seconds: jobs.timeout_seconds,
-                },
-            }
+        // Plain settings only: secrets reach each execution, never a definition.
+        let env = jobs.environment(id, prefix).without_secrets().to_env_map();
+        let job = |command: RunCommand| Planned::Job {
+            spec: JobSpec {
+                name: command.job_name(id),
+                labels: naming::tenant_labels(id),
+                image: jobs.image.clone(),
+                args: command.args(id),
+                env: env.clone(),
+                service_account: sa_email.clone(),
+                timeout_seconds: jobs.timeout_seconds,
+            },
         };
-        let binding = |resource: ResourceRef, role: &'static str| Planned::Binding {
+        let binding = |Grant { resource, role }| Planned::Binding {
             resource,
             role,
             member: member.clone(),
@@ -180,33 +196,18 @@ impl TenantPlan {
                     email: sa_email.clone(),
                 }],
                 vec![
-                    Planned::Bucket {
-                        name: bucket.clone(),
-                    },
-                    Planned::Dataset { name: raw.clone() },
-                    Planned::Dataset {
-                        name: transformed.clone(),
-                    },
-                    Planned::Secret {
-                        name: secret.clone(),
-                    },
+                    Planned::Bucket { name: bucket },
+                    Planned::Dataset { name: raw },
+                    Planned::Dataset { name: transformed },
+                    Planned::Secret { name: secret },
                 ],
-                vec![
-                    binding(ResourceRef::Bucket(bucket), roles::STORAGE_OBJECT_ADMIN),
-                    binding(ResourceRef::Dataset(raw), roles::BIGQUERY_DATA_EDITOR),
-                    binding(
-                        ResourceRef::Dataset(transformed),
-                        roles::BIGQUERY_DATA_EDITOR,
-                    ),
-                    binding(ResourceRef::Secret(secret.clone()), roles::SECRET_ACCESSOR),
-                    binding(ResourceRef::Secret(secret), roles::SECRET_VERSION_ADDER),
-                    binding(ResourceRef::Project, roles::BIGQUERY_JOB_USER),
-                ],
-                // Runs act as the account with the grants above.
-                vec![
-                    job(naming::ingest_job(id), "ingest"),
-                    job(naming::transform_job(id), "transform"),
-                ],
+                grants::tenant_grants(id, prefix)
+                    .into_iter()
+                    .map(binding)
+                    .collect(),
+                // Runs act as the account with the grants above. The ingest
+                // job also carries sync runs (see `RunCommand::job_name`).
+                vec![job(RunCommand::Ingest), job(RunCommand::Transform)],
             ],
         }
     }
@@ -251,5 +252,37 @@ mod tests {
         // Jobs come last, after the grants their runs rely on.
         let last: Vec<String> = plan.levels[3].iter().map(Planned::name).collect();
         assert_eq!(last, ["ingest-acme", "transform-acme"]);
+    }
+
+    #[test]
+    fn job_definitions_carry_the_plain_environment_only() {
+        let id = TenantId::parse("acme").expect("id");
+        let prefix = DeploymentPrefix::parse("dev").expect("prefix");
+        let jobs = JobTemplate {
+            xero_endpoint: Some("http://127.0.0.1:9".into()),
+            xero_per_minute: Some(1000),
+            ..JobTemplate::beside_current_exe()
+        };
+        let plan = TenantPlan::new(&id, Some(&prefix), "sa@local".into(), &jobs);
+        let specs: Vec<&JobSpec> = plan
+            .resources()
+            .filter_map(|p| match p {
+                Planned::Job { spec } => Some(spec),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(specs.len(), 2);
+        for spec in specs {
+            let env = JobEnvironment::from_env(|n| spec.env.get(n).cloned()).expect("env");
+            assert_eq!(env, jobs.environment(&id, Some(&prefix)));
+            assert!(spec
+                .env
+                .keys()
+                .all(|k| crate::env::NAMES.contains(&k.as_str())
+                    && !crate::env::SECRET_NAMES.contains(&k.as_str())));
+            let command: RunCommand = spec.args[0].parse().expect("command");
+            assert_eq!(command.job_name(&id), spec.name);
+            assert_eq!(spec.args, command.args(&id));
+        }
     }
 }
