@@ -10,12 +10,14 @@ use clap::{Args, Parser, Subcommand, ValueEnum};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use cloud::naming::{DeploymentPrefix, TenantId};
+use job_contract::env as job_env;
+use job_contract::RunCommand;
 
 use crate::output::{self, TenantView};
 use crate::platform::{Platform, PlatformConfig};
 use crate::reconciler::{Event, EventOutcome, ReconcileError, Settings, TenantReport};
 use crate::runs::{RunError, RunSettings};
-use crate::store::{RunCommand, RunStatus, RunTrigger};
+use crate::store::{RunStatus, RunTrigger};
 
 #[derive(Debug, Parser)]
 #[command(
@@ -70,23 +72,13 @@ pub enum Command {
     Runs(RunsCommand),
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum RunCommandArg {
-    /// Xero into the tenant's bucket, incrementally.
-    Ingest,
-    /// The bucket's raw pages into the raw and transformed datasets.
-    Transform,
-    /// Ingest, then transform.
-    Sync,
-}
-
 #[derive(Debug, Subcommand)]
 pub enum RunsCommand {
     /// Start a run of a tenant's job (one run per tenant at a time).
     Start {
         tenant: TenantId,
         #[arg(value_enum)]
-        command: RunCommandArg,
+        command: RunCommand,
         /// Wait for the run to end; the exit code then reflects the run.
         #[arg(long)]
         wait: bool,
@@ -228,12 +220,17 @@ pub async fn run(cli: Cli) -> Result<(), CliFailure> {
         lease_ttl: std::time::Duration::from_secs(cli.lease_ttl_secs),
         ..Settings::default()
     };
-    if let Ok(endpoint) = std::env::var("LEDGERLAKE_XERO_ENDPOINT") {
-        // Plain configuration for every run of the tenants' jobs.
-        settings
-            .jobs
-            .env
-            .insert("LEDGERLAKE_XERO_ENDPOINT".to_owned(), endpoint);
+    // Plain settings for every run of the tenants' jobs, written into their
+    // job definitions: a job receives nothing else from this process.
+    settings.jobs.xero_endpoint = std::env::var(job_env::XERO_ENDPOINT).ok();
+    if let Ok(n) = std::env::var(job_env::XERO_PER_MINUTE) {
+        let n = n.trim().parse().map_err(|e| {
+            CliFailure::Usage(format!(
+                "{}: not a number of calls: {e}",
+                job_env::XERO_PER_MINUTE
+            ))
+        })?;
+        settings.jobs.xero_per_minute = Some(n);
     }
     match cli.command {
         Command::Serve(args) => serve(platform, settings, args).await,
@@ -245,8 +242,8 @@ pub async fn run(cli: Cli) -> Result<(), CliFailure> {
 /// The Xero app from the environment, for the runs this process starts.
 fn run_settings() -> RunSettings {
     RunSettings {
-        xero_client_id: std::env::var("LEDGERLAKE_XERO_CLIENT_ID").ok(),
-        xero_client_secret: std::env::var("LEDGERLAKE_XERO_CLIENT_SECRET")
+        xero_client_id: std::env::var(job_env::XERO_CLIENT_ID).ok(),
+        xero_client_secret: std::env::var(job_env::XERO_CLIENT_SECRET)
             .ok()
             .map(xero::secret::SecretString::new),
     }
@@ -266,11 +263,6 @@ async fn runs(
             wait,
             wait_secs,
         } => {
-            let command = match command {
-                RunCommandArg::Ingest => RunCommand::Ingest,
-                RunCommandArg::Transform => RunCommand::Transform,
-                RunCommandArg::Sync => RunCommand::Sync,
-            };
             let mut run = runs
                 .start(&tenant, command, RunTrigger::Operator)
                 .await

@@ -10,13 +10,12 @@ use cloud::error::CloudError;
 use cloud::naming::{self, DeploymentPrefix, TenantId};
 use cloud::ports::{Credential, ExecutionOverrides, ExecutionState};
 use cloud::Cloud;
-use tenant_job::summary::{read_summary, RunOutcome};
+use job_contract::summary::{read_summary, RunOutcome};
+use job_contract::{JobEnvironment, RunCommand};
 use time::OffsetDateTime;
 use xero::secret::SecretString;
 
-use crate::store::{
-    Desired, Phase, RunCommand, RunRecord, RunStatus, RunTrigger, Store, StoreError,
-};
+use crate::store::{Desired, Phase, RunRecord, RunStatus, RunTrigger, Store, StoreError};
 
 /// A queued run with no execution after this long was orphaned by a crash
 /// between recording it and starting it.
@@ -133,37 +132,24 @@ impl Runs {
                 phase: record.phase,
             });
         }
-        let reads_xero = command != RunCommand::Transform;
+        let reads_xero = command.reads_xero();
         if reads_xero && self.store.needs_consent(tenant).await? {
             return Err(RunError::NeedsConsent(tenant.clone()));
         }
         let run = self.store.create_run(tenant, command, trigger).await?;
-        let job = match command {
-            RunCommand::Transform => naming::transform_job(tenant),
-            RunCommand::Ingest | RunCommand::Sync => naming::ingest_job(tenant),
+        let job = command.job_name(tenant);
+        // The run's own part of the job's environment; the job definition
+        // holds the plain part.
+        let env = JobEnvironment {
+            run_id: Some(run.id.clone()),
+            xero_client_id: self.settings.xero_client_id.clone(),
+            xero_client_secret: self.settings.xero_client_secret.clone(),
+            ..JobEnvironment::new(tenant.clone())
         };
-        let mut overrides = ExecutionOverrides {
-            args: Some(vec![
-                command.as_str().to_owned(),
-                "--tenant".to_owned(),
-                tenant.to_string(),
-            ]),
-            ..ExecutionOverrides::default()
+        let overrides = ExecutionOverrides {
+            args: Some(command.args(tenant)),
+            env: env.to_env_map(),
         };
-        overrides
-            .env
-            .insert("LEDGERLAKE_RUN_ID".to_owned(), run.id.clone());
-        if let Some(id) = &self.settings.xero_client_id {
-            overrides
-                .env
-                .insert("LEDGERLAKE_XERO_CLIENT_ID".to_owned(), id.clone());
-        }
-        if let Some(secret) = &self.settings.xero_client_secret {
-            overrides.env.insert(
-                "LEDGERLAKE_XERO_CLIENT_SECRET".to_owned(),
-                secret.expose_secret().to_owned(),
-            );
-        }
         match self.cloud.jobs.run_job(&job, &overrides).await {
             Ok(execution) => {
                 self.store

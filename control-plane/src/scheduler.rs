@@ -10,9 +10,10 @@ use serde::Serialize;
 use time::OffsetDateTime;
 
 use cloud::naming::TenantId;
+use job_contract::RunCommand;
 
 use crate::runs::{RunError, Runs};
-use crate::store::{RunCommand, RunTrigger, StoreError};
+use crate::store::{RunTrigger, StoreError};
 
 /// Every hour, on the hour (UTC).
 pub const DEFAULT_SCHEDULE: &str = "0 * * * *";

@@ -1,7 +1,7 @@
 //! Refreshing tenants' Xero token sets from the control plane: on demand and
 //! as a keep-alive, marking a tenant as needing consent when Xero refuses its
 //! refresh token. Where token sets live and how they are leased is
-//! `tenant_job::tokens`, shared with the job.
+//! `job_contract::tokens`, shared with the job.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -12,7 +12,7 @@ use cloud::Cloud;
 use xero::oauth::OAuthClient;
 use xero::token::{RefreshingTokenProvider, TokenError, TokenSet};
 
-pub use tenant_job::tokens::{
+pub use job_contract::tokens::{
     read_token_set, write_token_set, SecretTokenVault, TokenLeaseSettings, TOKEN_LEASE_KEY,
 };
 

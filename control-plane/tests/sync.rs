@@ -13,8 +13,9 @@ use cloud::ports::{Credential, QueryRequest};
 use control_plane::platform::{Platform, PlatformConfig};
 use control_plane::reconciler::{JobTemplate, Settings};
 use control_plane::runs::{RunError, RunSettings, Runs};
-use control_plane::store::{RunCommand, RunStatus, RunTrigger};
+use control_plane::store::{RunStatus, RunTrigger};
 use control_plane::tokens::write_token_set;
+use job_contract::RunCommand;
 use xero::sandbox::{ChangeRequest, Sandbox, SandboxConfig, SandboxLimits};
 use xero::secret::SecretString;
 
@@ -74,13 +75,9 @@ fn job_template(sandbox: &Sandbox) -> JobTemplate {
         "the tenant-job binary must be built beside the tests (cargo test --workspace builds it): {}",
         jobs.image
     );
-    jobs.env.insert(
-        "LEDGERLAKE_XERO_ENDPOINT".into(),
-        sandbox.base_url().to_owned(),
-    );
+    jobs.xero_endpoint = Some(sandbox.base_url().to_owned());
     // The sandbox's minute limit is off here; the job may go as fast as it can.
-    jobs.env
-        .insert("LEDGERLAKE_XERO_PER_MINUTE".into(), "100000".into());
+    jobs.xero_per_minute = Some(100_000);
     jobs.timeout_seconds = 600;
     jobs
 }
@@ -247,7 +244,7 @@ async fn a_killed_run_is_recorded_failed_and_the_next_loses_and_duplicates_nothi
 
     // Kill the job once its first invoice page is durable.
     let bucket = naming::bucket_name(None, &id);
-    let page = tenant_job::raw::page_key(xero::resources::Resource::Invoices, &run.id, 1);
+    let page = job_contract::raw::page_key(xero::resources::Resource::Invoices, &run.id, 1);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     while w
         .platform

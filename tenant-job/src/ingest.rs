@@ -8,11 +8,10 @@
 //! nothing reads, and an unmoved cursor, so the next run fetches the same
 //! records again: nothing is lost and the merge at load time keeps one copy.
 
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
@@ -21,32 +20,8 @@ use cloud::{Cloud, CloudError};
 use xero::client::{ClientError, ListRequest, PageCursor, XeroClient};
 use xero::resources::{Paging, Resource};
 
-use crate::raw::{self, Cursor, Cursors, Manifest, PageEntry};
-
-/// What one resource's ingest did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ResourceCounts {
-    pub records: u64,
-    pub pages: u32,
-}
-
-/// What an ingest did.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct IngestReport {
-    /// Per resource name.
-    pub resources: BTreeMap<String, ResourceCounts>,
-    /// Xero API calls made.
-    pub calls: u64,
-    /// Set when the organisation's day limit ended the run early: resources
-    /// not yet ingested are picked up by the next run.
-    pub stopped_by_day_limit: Option<DayLimitStop>,
-}
-
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct DayLimitStop {
-    pub resource: String,
-    pub retry_after_secs: u64,
-}
+use job_contract::raw::{self, Cursor, Cursors, Manifest, PageEntry};
+use job_contract::summary::{DayLimitStop, IngestReport, ResourceCounts};
 
 #[derive(Debug, thiserror::Error)]
 pub enum IngestError {

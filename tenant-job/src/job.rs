@@ -17,13 +17,20 @@ use xero::oauth::{OAuthClient, OAuthConfig, XeroEndpoints};
 use xero::resources::Resource;
 use xero::token::RefreshingTokenProvider;
 
-use crate::ingest::{self, IngestContext, IngestError, IngestReport};
-use crate::raw;
-use crate::summary::{Command, RunOutcome, RunSummary};
-use crate::tokens::{SecretTokenVault, TokenLeaseSettings};
+use job_contract::env::{self, JobEnvironment};
+use job_contract::raw;
+use job_contract::summary::{IngestReport, RunOutcome, RunSummary};
+use job_contract::tokens::{SecretTokenVault, TokenLeaseSettings};
+use job_contract::RunCommand;
+
+use crate::ingest::{self, IngestContext, IngestError};
 use crate::transform::{self, Dialect, TransformContext};
 
-/// The job's configuration.
+/// Where the local cloud lives when the environment does not say.
+pub const DEFAULT_DATA_DIR: &str = ".ledgerlake";
+
+/// The job's configuration: its [`JobEnvironment`] with the defaults
+/// applied ([`JobConfig::from_environment`]).
 #[derive(Clone)]
 pub struct JobConfig {
     pub tenant: TenantId,
@@ -54,6 +61,37 @@ impl std::fmt::Debug for JobConfig {
             .field("service_account", &self.service_account)
             .field("xero_endpoint", &self.xero_endpoint)
             .finish_non_exhaustive()
+    }
+}
+
+impl JobConfig {
+    /// The run's configuration from its environment: the run id is the
+    /// control plane's, else the execution's, else a new one; the data
+    /// directory is [`DEFAULT_DATA_DIR`] unless set; Xero's limits stand
+    /// but for the minute limit the environment may set.
+    pub fn from_environment(env: JobEnvironment) -> JobConfig {
+        let run_id = env
+            .run_id
+            .or(env.execution_id)
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        let defaults = LimitConfig::default();
+        JobConfig {
+            tenant: env.tenant,
+            run_id,
+            data_dir: env
+                .data_dir
+                .unwrap_or_else(|| PathBuf::from(DEFAULT_DATA_DIR)),
+            master_key: env.master_key.map(|k| k.expose_secret().to_owned()),
+            bucket_prefix: env.bucket_prefix,
+            service_account: env.service_account,
+            xero_endpoint: env.xero_endpoint,
+            xero_client_id: env.xero_client_id,
+            xero_client_secret: env.xero_client_secret.map(|s| s.expose_secret().to_owned()),
+            xero_limits: LimitConfig {
+                per_minute: env.xero_per_minute.unwrap_or(defaults.per_minute).max(1),
+                ..defaults
+            },
+        }
     }
 }
 
@@ -139,9 +177,11 @@ impl Job {
         let (Some(id), Some(secret)) =
             (&self.config.xero_client_id, &self.config.xero_client_secret)
         else {
-            return Err(JobError::Config(
-                "LEDGERLAKE_XERO_CLIENT_ID and LEDGERLAKE_XERO_CLIENT_SECRET are needed to refresh the tenant's Xero tokens".into(),
-            ));
+            return Err(JobError::Config(format!(
+                "{} and {} are needed to refresh the tenant's Xero tokens",
+                env::XERO_CLIENT_ID,
+                env::XERO_CLIENT_SECRET
+            )));
         };
         // The job never receives a redirect; the URI only completes the config.
         let redirect = "http://127.0.0.1/oauth/xero/callback"
@@ -150,7 +190,7 @@ impl Job {
         let mut config = OAuthConfig::new(id.clone(), secret.clone(), redirect);
         if let Some(base) = &self.config.xero_endpoint {
             let endpoints = XeroEndpoints::from_base(base)
-                .map_err(|e| JobError::Config(format!("LEDGERLAKE_XERO_ENDPOINT: {e}")))?;
+                .map_err(|e| JobError::Config(format!("{}: {e}", env::XERO_ENDPOINT)))?;
             config = config.with_endpoints(endpoints);
         }
         OAuthClient::new(config).map_err(|e| JobError::Config(format!("Xero OAuth client: {e}")))
@@ -222,7 +262,7 @@ impl Job {
 
     /// Runs `command` and writes its summary to the bucket (also when it
     /// failed). Returns the summary; the error, if any, is in it.
-    pub async fn execute(&self, command: Command) -> RunSummary {
+    pub async fn execute(&self, command: RunCommand) -> RunSummary {
         let started_at = OffsetDateTime::now_utc();
         let mut summary = RunSummary {
             run_id: self.config.run_id.clone(),
@@ -249,10 +289,10 @@ impl Job {
 
     async fn execute_into(
         &self,
-        command: Command,
+        command: RunCommand,
         summary: &mut RunSummary,
     ) -> Result<(), JobError> {
-        if matches!(command, Command::Ingest | Command::Sync) {
+        if command.reads_xero() {
             let report = self.ingest().await?;
             if let Some(stop) = &report.stopped_by_day_limit {
                 summary.outcome = RunOutcome::Partial;
@@ -263,7 +303,7 @@ impl Job {
             }
             summary.ingest = Some(report);
         }
-        if matches!(command, Command::Transform | Command::Sync) {
+        if command.transforms() {
             let report = self.transform().await?;
             summary.transform = serde_json::to_value(&report).ok();
         }

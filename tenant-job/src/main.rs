@@ -1,62 +1,67 @@
 //! `tenant-job ingest|transform|sync --tenant <id>`: one run for one tenant,
-//! configured by the environment as a Cloud Run job is. Logs are JSON lines
+//! configured by the environment as a Cloud Run job is (the variables of
+//! `job_contract::env`, and no others). Logs are JSON lines
 //! on stderr carrying the tenant and run ids; the exit code is 0 when the run
 //! succeeded (or a Xero day limit ended it early and cleanly), 1 when it
 //! failed, 2 for invalid input.
 
-use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 use tracing::Instrument;
 
-use cloud::naming::{DeploymentPrefix, TenantId};
+use job_contract::env::{self, JobEnvironment};
+use job_contract::summary::RunOutcome;
+use job_contract::RunCommand;
 use tenant_job::job::{Job, JobConfig};
-use tenant_job::summary::{Command, RunOutcome};
-
-#[derive(Debug, Clone, Copy, ValueEnum)]
-enum CommandArg {
-    /// Xero → raw pages in the tenant's bucket, incrementally.
-    Ingest,
-    /// Raw pages → raw dataset → transformed dataset, with data tests.
-    Transform,
-    /// Ingest, then transform.
-    Sync,
-}
 
 #[derive(Debug, Parser)]
 #[command(
     name = "tenant-job",
     version,
-    about = "One ingestion or transformation run for one tenant"
+    about = "One ingestion or transformation run for one tenant",
+    after_help = after_help()
 )]
 struct Args {
     #[arg(value_enum)]
-    command: CommandArg,
-    /// The tenant (3–20 lowercase letters, digits and hyphens).
-    #[arg(long, env = "LEDGERLAKE_TENANT")]
-    tenant: String,
-    /// The run id (the control plane's; a Cloud Run execution id otherwise).
-    #[arg(long, env = "LEDGERLAKE_RUN_ID")]
-    run_id: Option<String>,
-    #[arg(long, env = "LEDGERLAKE_DATA_DIR", default_value = ".ledgerlake")]
-    data_dir: PathBuf,
-    #[arg(long, env = "LEDGERLAKE_BUCKET_PREFIX")]
-    bucket_prefix: Option<String>,
-    /// The identity the job runs as (set by the jobs adapter).
-    #[arg(long, env = "LEDGERLAKE_SERVICE_ACCOUNT")]
-    service_account: Option<String>,
-    #[arg(long, env = "LEDGERLAKE_XERO_ENDPOINT")]
-    xero_endpoint: Option<String>,
-    /// Calls per minute per organisation this job allows itself (Xero: 60;
-    /// raise only against the sandbox with its limits off).
-    #[arg(long, env = "LEDGERLAKE_XERO_PER_MINUTE", default_value_t = 60)]
-    xero_per_minute: u32,
+    command: RunCommand,
+    /// The tenant (3–20 lowercase letters, digits and hyphens); overrides
+    /// LEDGERLAKE_TENANT.
+    #[arg(long)]
+    tenant: Option<String>,
 }
 
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+fn after_help() -> String {
+    format!(
+        "Everything else comes from the environment, and only from these variables: {}.",
+        env::NAMES.join(", ")
+    )
+}
+
+/// The job's environment: the process's, with `--tenant` for the tenant.
+fn environment(args: &Args) -> Result<JobEnvironment, String> {
+    if let Some(name) = env::NAMES
+        .into_iter()
+        .find(|n| matches!(std::env::var(n), Err(std::env::VarError::NotUnicode(_))))
+    {
+        return Err(format!("{name} is not valid Unicode"));
+    }
+    JobEnvironment::from_env(|name| match (&args.tenant, name) {
+        (Some(tenant), env::TENANT) => Some(tenant.clone()),
+        _ => std::env::var(name).ok(),
+    })
+    .map_err(|e| match e {
+        job_contract::env::EnvError::Missing(env::TENANT) => {
+            format!("{} is not set and no --tenant was given", env::TENANT)
+        }
+        other => other.to_string(),
+    })
+}
+
+fn init_logging(filter: Option<&str>) {
+    let filter = filter
+        .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
+        .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
     tracing_subscriber::fmt()
         .json()
         .with_current_span(true)
@@ -73,6 +78,9 @@ fn usage(message: &str) -> ExitCode {
 
 #[tokio::main]
 async fn main() -> ExitCode {
+    // What the job writes into the data directory (warehouse files, objects)
+    // is its owner's only: 0600 files, 0700 directories.
+    rustix::process::umask(rustix::fs::Mode::from_bits_truncate(0o077));
     let args = match Args::try_parse() {
         Ok(a) => a,
         Err(e) => {
@@ -84,40 +92,14 @@ async fn main() -> ExitCode {
             };
         }
     };
-    init_logging();
-    let tenant = match TenantId::parse(&args.tenant) {
-        Ok(t) => t,
-        Err(e) => return usage(&e.to_string()),
+    let environment = match environment(&args) {
+        Ok(e) => e,
+        Err(message) => return usage(&message),
     };
-    let bucket_prefix = match args.bucket_prefix.as_deref().map(DeploymentPrefix::parse) {
-        None => None,
-        Some(Ok(p)) => Some(p),
-        Some(Err(e)) => return usage(&format!("LEDGERLAKE_BUCKET_PREFIX: {e}")),
-    };
-    let run_id = args
-        .run_id
-        .or_else(|| std::env::var("LEDGERLAKE_EXECUTION_ID").ok())
-        .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-    let command = match args.command {
-        CommandArg::Ingest => Command::Ingest,
-        CommandArg::Transform => Command::Transform,
-        CommandArg::Sync => Command::Sync,
-    };
-    let config = JobConfig {
-        tenant: tenant.clone(),
-        run_id: run_id.clone(),
-        data_dir: args.data_dir,
-        master_key: std::env::var("LEDGERLAKE_MASTER_KEY").ok(),
-        bucket_prefix,
-        service_account: args.service_account,
-        xero_endpoint: args.xero_endpoint,
-        xero_client_id: std::env::var("LEDGERLAKE_XERO_CLIENT_ID").ok(),
-        xero_client_secret: std::env::var("LEDGERLAKE_XERO_CLIENT_SECRET").ok(),
-        xero_limits: xero::limits::LimitConfig {
-            per_minute: args.xero_per_minute.max(1),
-            ..Default::default()
-        },
-    };
+    init_logging(environment.log_filter.as_deref());
+    let command = args.command;
+    let config = JobConfig::from_environment(environment);
+    let (tenant, run_id) = (config.tenant.clone(), config.run_id.clone());
     let span =
         tracing::info_span!("run", tenant = %tenant, run_id = %run_id, command = command.as_str());
     async move {

@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use cloud::naming::{self, TenantId};
 use cloud::ports::{Credential, Identity, ObjectStore, SecretStore};
+use job_contract::raw::{self, Cursors, Manifest};
 use tenant_job::job::Job;
-use tenant_job::raw::{self, Cursors, Manifest};
 use xero::resources::Resource;
 use xero::sandbox::{ChangeRequest, FaultSettings, SandboxLimits};
 

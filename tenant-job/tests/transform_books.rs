@@ -429,8 +429,8 @@ async fn transformed_tables_agree_with_the_sandbox_books() {
             vec![Value::from("NoTax")]
         ]
     );
-    let state: tenant_job::raw::Loaded =
-        serde_json::from_slice(&tenant.get(tenant_job::raw::LOADED_KEY).await)
+    let state: job_contract::raw::Loaded =
+        serde_json::from_slice(&tenant.get(job_contract::raw::LOADED_KEY).await)
             .expect("loaded.json");
     assert_eq!(
         state.manifests.iter().cloned().collect::<Vec<_>>().len(),
@@ -463,7 +463,7 @@ async fn running_the_transform_twice_changes_nothing() {
     tenant
         .cloud
         .objects
-        .delete_object(&tenant.cred, &tenant.bucket, tenant_job::raw::LOADED_KEY)
+        .delete_object(&tenant.cred, &tenant.bucket, job_contract::raw::LOADED_KEY)
         .await
         .expect("forget");
     let reloaded = transform::run(&tenant.context("run-3"))
@@ -608,7 +608,7 @@ fn with_field(record: &str, field: &str, value: Value) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_latest_version_of_a_record_wins_whatever_order_it_arrives_in() {
-    use tenant_job::raw::LOADED_KEY;
+    use job_contract::raw::LOADED_KEY;
     use time::{Duration, OffsetDateTime};
     use transform_support::write_run;
     use xero::resources::Resource;

@@ -7,7 +7,7 @@ mod transform_support;
 
 use cloud::ports::QueryRequest;
 use cloud::CloudError;
-use tenant_job::raw;
+use job_contract::raw;
 use tenant_job::transform::{self, ColumnType, Dialect, ModelSet, TransformError};
 use transform_support::{open_cloud, provision, Books, Tenant};
 use xero::resources::Resource;

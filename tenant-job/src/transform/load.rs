@@ -26,7 +26,7 @@ use cloud::CloudError;
 
 use super::render::Renderer;
 use super::{retrying, TransformContext, TransformError};
-use crate::raw::{self, Loaded, Manifest};
+use job_contract::raw::{self, Loaded, Manifest};
 
 /// Envelope bytes per load: large manifests are merged in batches of about
 /// this much, so memory stays bounded whatever a run fetched.

@@ -1,6 +1,7 @@
-//! A tenant provisioned by hand through the cloud ports (what the
-//! reconciler's plan creates), its Xero token set from an in-process sandbox,
-//! and the job's configuration pointing at both.
+//! A tenant provisioned through the cloud ports from the reconciler's own
+//! plan, its Xero token set from an in-process sandbox, and the job's
+//! configuration (from the environment the control plane would give it)
+//! pointing at both.
 #![allow(dead_code)]
 
 use std::path::Path;
@@ -9,12 +10,15 @@ use cloud::local::{LocalAdapters, LocalConfig};
 use cloud::naming::{self, TenantId};
 use cloud::ports::identity::grant;
 use cloud::ports::{
-    roles, BucketSpec, Credential, DatasetSpec, Identity, ObjectStore, ResourceRef, SecretSpec,
-    SecretStore, ServiceAccountSpec, Warehouse,
+    BucketSpec, Credential, DatasetSpec, Identity, ObjectStore, SecretSpec, SecretStore,
+    ServiceAccountSpec, Warehouse,
 };
+use job_contract::plan::{JobTemplate, Planned, TenantPlan};
+use job_contract::tokens::write_token_set;
+use job_contract::JobEnvironment;
 use tenant_job::job::JobConfig;
-use tenant_job::tokens::write_token_set;
 use xero::sandbox::{Sandbox, SandboxConfig, SandboxLimits};
+use xero::secret::SecretString;
 
 pub const MASTER_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 pub const CLIENT_ID: &str = "job-client";
@@ -28,74 +32,71 @@ pub fn open(dir: &Path) -> LocalAdapters {
     .expect("open the local cloud")
 }
 
-/// Creates the tenant's resources and grants, as the reconciler would.
+/// Creates the tenant's resources and grants from the control plane's own
+/// plan (its job definitions aside: these tests run the job's library).
 pub async fn provision(cloud: &LocalAdapters, id: &TenantId) -> Credential {
     let labels = naming::tenant_labels(id);
-    let sa = cloud
-        .identity
-        .ensure_service_account(&ServiceAccountSpec {
-            account_id: naming::service_account_id(id),
-            display_name: format!("tenant {id}"),
-            labels: labels.clone(),
-        })
-        .await
-        .expect("service account");
-    let bucket = naming::bucket_name(None, id);
-    cloud
-        .objects
-        .ensure_bucket(&BucketSpec {
-            name: bucket.clone(),
-            labels: labels.clone(),
-        })
-        .await
-        .expect("bucket");
-    for name in [naming::raw_dataset(id), naming::transformed_dataset(id)] {
-        cloud
-            .warehouse
-            .ensure_dataset(&DatasetSpec {
-                name,
-                labels: labels.clone(),
-            })
-            .await
-            .expect("dataset");
-    }
-    cloud
-        .secrets
-        .ensure_secret(&SecretSpec {
-            name: naming::secret_name(id),
-            labels,
-        })
-        .await
-        .expect("secret");
-    let member = cloud::ports::member_for(&sa.email);
-    let grants = [
-        (ResourceRef::Bucket(bucket), roles::STORAGE_OBJECT_ADMIN),
-        (
-            ResourceRef::Dataset(naming::raw_dataset(id)),
-            roles::BIGQUERY_DATA_EDITOR,
-        ),
-        (
-            ResourceRef::Dataset(naming::transformed_dataset(id)),
-            roles::BIGQUERY_DATA_EDITOR,
-        ),
-        (
-            ResourceRef::Secret(naming::secret_name(id)),
-            roles::SECRET_ACCESSOR,
-        ),
-        (
-            ResourceRef::Secret(naming::secret_name(id)),
-            roles::SECRET_VERSION_ADDER,
-        ),
-        (ResourceRef::Project, roles::BIGQUERY_JOB_USER),
-    ];
-    for (resource, role) in grants {
-        grant(cloud.identity.as_ref(), &resource, role, &member)
-            .await
-            .expect("grant");
+    let email = cloud.identity.email_for(&naming::service_account_id(id));
+    let plan = TenantPlan::new(id, None, email.clone(), &JobTemplate::beside_current_exe());
+    for planned in plan.resources() {
+        match planned {
+            Planned::ServiceAccount { account_id, .. } => {
+                let sa = cloud
+                    .identity
+                    .ensure_service_account(&ServiceAccountSpec {
+                        account_id: account_id.clone(),
+                        display_name: format!("tenant {id}"),
+                        labels: labels.clone(),
+                    })
+                    .await
+                    .expect("service account");
+                assert_eq!(sa.email, email);
+            }
+            Planned::Bucket { name } => {
+                cloud
+                    .objects
+                    .ensure_bucket(&BucketSpec {
+                        name: name.clone(),
+                        labels: labels.clone(),
+                    })
+                    .await
+                    .expect("bucket");
+            }
+            Planned::Dataset { name } => {
+                cloud
+                    .warehouse
+                    .ensure_dataset(&DatasetSpec {
+                        name: name.clone(),
+                        labels: labels.clone(),
+                    })
+                    .await
+                    .expect("dataset");
+            }
+            Planned::Secret { name } => {
+                cloud
+                    .secrets
+                    .ensure_secret(&SecretSpec {
+                        name: name.clone(),
+                        labels: labels.clone(),
+                    })
+                    .await
+                    .expect("secret");
+            }
+            Planned::Binding {
+                resource,
+                role,
+                member,
+            } => {
+                grant(cloud.identity.as_ref(), resource, role, member)
+                    .await
+                    .expect("grant");
+            }
+            Planned::Job { .. } => {}
+        }
     }
     cloud
         .identity
-        .credential_for(&sa.email)
+        .credential_for(&email)
         .await
         .expect("credential")
 }
@@ -130,21 +131,16 @@ pub async fn connected(cloud: &LocalAdapters, sandbox: &Sandbox, id: &TenantId) 
 }
 
 pub fn job_config(dir: &Path, sandbox: &Sandbox, id: &TenantId, run_id: &str) -> JobConfig {
-    JobConfig {
-        tenant: id.clone(),
-        run_id: run_id.to_owned(),
-        data_dir: dir.to_path_buf(),
-        master_key: Some(MASTER_KEY.to_owned()),
-        bucket_prefix: None,
-        service_account: None,
+    JobConfig::from_environment(JobEnvironment {
+        run_id: Some(run_id.to_owned()),
+        data_dir: Some(dir.to_path_buf()),
+        master_key: Some(SecretString::new(MASTER_KEY)),
         xero_endpoint: Some(sandbox.base_url().to_owned()),
         xero_client_id: Some(CLIENT_ID.to_owned()),
-        xero_client_secret: Some(CLIENT_SECRET.to_owned()),
+        xero_client_secret: Some(SecretString::new(CLIENT_SECRET)),
         // The sandbox's minute limit is off in these tests unless a test
         // turns it on; the day limit and concurrency stay Xero's.
-        xero_limits: xero::limits::LimitConfig {
-            per_minute: 100_000,
-            ..Default::default()
-        },
-    }
+        xero_per_minute: Some(100_000),
+        ..JobEnvironment::new(id.clone())
+    })
 }

@@ -1,7 +1,7 @@
 //! Helpers of the transformation's tests: a local cloud on a temporary
-//! folder, tenants provisioned by hand through the ports (as the reconciler
-//! would), and raw pages written from an in-process Xero sandbox exactly as
-//! `tenant_job::raw` lays them out.
+//! folder, tenants provisioned through the ports from the reconciler's own
+//! plan (see `support`), and raw pages written from an in-process Xero
+//! sandbox exactly as `job_contract::raw` lays them out.
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
@@ -20,7 +20,7 @@ use cloud::Cloud;
 
 #[path = "../support/mod.rs"]
 mod support;
-use tenant_job::raw::{self, Cursor, Manifest, PageEntry};
+use job_contract::raw::{self, Cursor, Manifest, PageEntry};
 use tenant_job::transform::{Dialect, TransformContext};
 use xero::client::{ListRequest, PageCursor, XeroClient};
 use xero::limits::{LimitConfig, RateLimits};
@@ -284,7 +284,7 @@ impl Books {
 }
 
 /// Writes `lines` (one record each) as the pages and manifest of
-/// `resource` in `run_id`, exactly as `tenant_job::raw` lays them out.
+/// `resource` in `run_id`, exactly as `job_contract::raw` lays them out.
 pub async fn write_run(
     tenant: &Tenant,
     resource: Resource,
