@@ -3,6 +3,10 @@
 
 use std::time::Duration;
 
+/// The underlying error of a remote or a library, kept whole (never
+/// flattened to text) so callers and logs can walk the chain.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
 #[derive(Debug, thiserror::Error)]
 pub enum CloudError {
     #[error("{resource} was not found")]
@@ -31,10 +35,20 @@ pub enum CloudError {
     },
 
     #[error("transient failure on {resource}: {message}")]
-    Transient { resource: String, message: String },
+    Transient {
+        resource: String,
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
 
     #[error("{resource}: {message}")]
-    Permanent { resource: String, message: String },
+    Permanent {
+        resource: String,
+        message: String,
+        #[source]
+        source: Option<BoxError>,
+    },
 }
 
 impl CloudError {
@@ -66,6 +80,7 @@ impl CloudError {
         CloudError::Transient {
             resource: resource.into(),
             message: message.into(),
+            source: None,
         }
     }
 
@@ -73,7 +88,19 @@ impl CloudError {
         CloudError::Permanent {
             resource: resource.into(),
             message: message.into(),
+            source: None,
         }
+    }
+
+    /// Keeps `source` as the cause of a transient or permanent error (other
+    /// kinds carry no cause and are returned as they are).
+    pub fn with_source(mut self, cause: impl Into<BoxError>) -> Self {
+        if let CloudError::Transient { source, .. } | CloudError::Permanent { source, .. } =
+            &mut self
+        {
+            *source = Some(cause.into());
+        }
+        self
     }
 
     /// Classifies an I/O error on a local file: a full disk or an interrupted call
@@ -85,8 +112,10 @@ impl CloudError {
             NotFound => CloudError::NotFound { resource },
             Interrupted | WouldBlock | TimedOut | StorageFull | ResourceBusy => {
                 CloudError::transient(resource, err.to_string())
+                    .with_source(std::io::Error::new(err.kind(), err.to_string()))
             }
-            _ => CloudError::permanent(resource, err.to_string()),
+            _ => CloudError::permanent(resource, err.to_string())
+                .with_source(std::io::Error::new(err.kind(), err.to_string())),
         }
     }
 }
@@ -120,5 +149,17 @@ mod tests {
         };
         assert!(!denied.is_retryable());
         assert_eq!(denied.to_string(), "a may not read b");
+    }
+
+    #[test]
+    fn a_cause_is_kept_as_the_source() {
+        use std::error::Error;
+        let io = std::io::Error::new(std::io::ErrorKind::TimedOut, "disk slow");
+        let e = CloudError::from_io("bucket b", &io);
+        assert!(e.is_retryable());
+        let source = e.source().expect("source kept");
+        assert_eq!(source.to_string(), "disk slow");
+        let plain = CloudError::not_found("x").with_source(io);
+        assert!(plain.source().is_none());
     }
 }

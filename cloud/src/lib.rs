@@ -1,14 +1,18 @@
-//! ledgerlake's ports to the cloud, their adapters and tenant naming.
+//! ledgerlake's ports to the cloud, tenant naming, errors and object leases.
 //!
 //! The control plane and the tenant job talk to storage, the warehouse, IAM,
-//! secrets and jobs only through the traits in [`ports`]. The [`local`] adapter
-//! is the embedded default (folders, DuckDB, encrypted files, child processes).
+//! secrets and jobs only through the traits in [`ports`]. The adapters live in
+//! their own crates: `cloud-local` (the embedded default: folders, DuckDB,
+//! encrypted files, child processes) and, later, `cloud-gcp`; so nothing that
+//! only needs the ports links DuckDB.
 
 pub mod error;
+#[cfg(feature = "test-utils")]
+pub mod faulty;
 pub mod lease;
-pub mod local;
 pub mod naming;
 pub mod ports;
+pub mod retry;
 
 use std::sync::Arc;
 

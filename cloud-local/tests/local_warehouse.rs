@@ -620,7 +620,7 @@ async fn a_dataset_held_by_another_process_is_transient() {
 
 /// Tenant `id`'s raw and transformed datasets, and its service account
 /// granted dataEditor on exactly those two (as the reconciler grants).
-async fn tenant_with_datasets(cloud: &cloud::local::LocalAdapters, id: &str) -> Credential {
+async fn tenant_with_datasets(cloud: &cloud_local::LocalAdapters, id: &str) -> Credential {
     let cred = common::service_account(cloud, id).await;
     for name in [format!("raw_{id}"), format!("transformed_{id}")] {
         cloud

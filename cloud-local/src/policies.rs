@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use super::fsio;
-use crate::error::CloudResult;
-use crate::ports::Policy;
+use cloud::error::CloudResult;
+use cloud::ports::Policy;
 
 /// Entries kept before the cache starts over (a policy is small; this bounds
 /// memory at a few MiB even for very large data directories).
@@ -96,7 +96,7 @@ impl PolicyCache {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ports::Binding;
+    use cloud::ports::Binding;
 
     fn write(dir: &Path, path: &Path, policy: &Policy) {
         let bytes = fsio::to_json("p", policy).expect("encode");

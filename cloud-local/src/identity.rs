@@ -11,9 +11,9 @@ use super::auth::{key_hash, AccountRecord};
 use super::fsio::{self, shown};
 use super::layout::Layout;
 use super::policies::PolicyCache;
-use crate::error::{CloudError, CloudResult};
-use crate::naming::Labels;
-use crate::ports::{Credential, Identity, Policy, ResourceRef, ServiceAccount, ServiceAccountSpec};
+use cloud::error::{CloudError, CloudResult};
+use cloud::naming::Labels;
+use cloud::ports::{Credential, Identity, Policy, ResourceRef, ServiceAccount, ServiceAccountSpec};
 
 /// The etag of a resource that has never had a policy set.
 pub const EMPTY_POLICY_ETAG: &str = "ACAB";

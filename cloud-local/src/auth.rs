@@ -9,9 +9,9 @@ use time::OffsetDateTime;
 use super::fsio::{self, shown};
 use super::layout::Layout;
 use super::policies::PolicyCache;
-use crate::error::{CloudError, CloudResult};
-use crate::naming::Labels;
-use crate::ports::{member_for, roles, Credential, Permission, ResourceRef, ServiceAccount};
+use cloud::error::{CloudError, CloudResult};
+use cloud::naming::Labels;
+use cloud::ports::{member_for, roles, Credential, Permission, ResourceRef, ServiceAccount};
 
 /// A service account as stored in `iam/service-accounts/<email>.json`: the
 /// port's fields plus the SHA-256 of its key (never the key itself).

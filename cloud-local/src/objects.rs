@@ -13,9 +13,9 @@ use super::auth::Authoriser;
 use super::fsio;
 use super::identity::{create_resource_record, remove_policy};
 use super::layout::Layout;
-use crate::error::{CloudError, CloudResult};
-use crate::naming::Labels;
-use crate::ports::{
+use cloud::error::{CloudError, CloudResult};
+use cloud::naming::Labels;
+use cloud::ports::{
     Bucket, BucketSpec, Credential, ObjectInfo, ObjectStore, Permission, Precondition, ResourceRef,
 };
 

@@ -5,9 +5,9 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
 
-use cloud::local::PROCESS_DIED;
 use cloud::ports::{Execution, ExecutionOverrides, ExecutionState, JobRunner, JobSpec};
 use cloud::CloudError;
+use cloud_local::{LocalJobRunner, PROCESS_DIED};
 use common::{labels, open_temp};
 
 fn spec(name: &str, tenant: &str, image: &str, args: &[&str]) -> JobSpec {
@@ -255,4 +255,68 @@ async fn a_running_record_whose_process_is_gone_reports_process_died() {
     assert!(stored.contains(PROCESS_DIED), "{stored}");
     let alive = cloud.jobs.get_execution("j", "alive").await.expect("get");
     assert_eq!(alive.state, ExecutionState::Running);
+}
+
+#[tokio::test]
+async fn at_most_max_running_children_run_at_once_and_the_rest_wait_their_turn() {
+    let (dir, cloud) = open_temp();
+    let jobs = LocalJobRunner::with_max_running(cloud.layout.clone(), 2);
+    let marks = dir.path().join("marks");
+    std::fs::create_dir(&marks).expect("mkdir");
+    // Each child notes when it starts and ends (nanoseconds), in its own file.
+    let script = "m=\"$MARKS/$LEDGERLAKE_EXECUTION_ID\"; date +%s%N > \"$m\"; sleep 0.4; date +%s%N >> \"$m\"";
+    let mut s = spec("slow", "aaa", "/bin/sh", &["-c", script]);
+    s.env
+        .insert("MARKS".to_owned(), marks.display().to_string());
+    jobs.ensure_job(&s).await.expect("create");
+
+    let started = Instant::now();
+    let mut runs = Vec::new();
+    for _ in 0..5 {
+        let run = jobs
+            .run_job("slow", &ExecutionOverrides::default())
+            .await
+            .expect("run");
+        // Queued executions are reported as running (the port knows no queue).
+        assert_eq!(run.state, ExecutionState::Running);
+        runs.push(run);
+    }
+    assert!(
+        started.elapsed() < Duration::from_millis(350),
+        "run_job waited for a slot: {:?}",
+        started.elapsed()
+    );
+    for run in &runs {
+        let done = wait_done(&jobs, "slow", &run.id).await;
+        assert_eq!(done.state, ExecutionState::Succeeded, "{}", run.id);
+    }
+
+    let mut spans = Vec::new();
+    for run in &runs {
+        let text = std::fs::read_to_string(marks.join(&run.id)).expect("marks");
+        let times: Vec<u128> = text
+            .lines()
+            .map(|l| l.trim().parse().expect("a time"))
+            .collect();
+        assert_eq!(times.len(), 2, "{text}");
+        spans.push((times[0], times[1]));
+    }
+    let most = spans
+        .iter()
+        .map(|(start, _)| {
+            spans
+                .iter()
+                .filter(|(s, e)| s <= start && start < e)
+                .count()
+        })
+        .max()
+        .unwrap_or(0);
+    assert!(most <= 2, "{most} children ran at once: {spans:?}");
+    assert!(most >= 1);
+}
+
+#[test]
+fn the_default_maximum_of_running_children_is_twice_the_cores_and_at_least_4() {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    assert_eq!(LocalJobRunner::default_max_running(), (2 * cores).max(4));
 }

@@ -9,6 +9,12 @@
 //! Succeeded or Failed (with the exit code). If the process that started an
 //! execution dies first, the record stays Running; `get_execution` then sees
 //! that the pid is gone and reports Failed "process died".
+//!
+//! At most `max_running` children run at once (default: twice the cores, at
+//! least 4; `LEDGERLAKE_LOCAL_MAX_JOBS`). An execution started beyond that
+//! waits its turn: it is recorded as Running without a pid (the port knows no
+//! queued state) and its child starts when a slot frees; its timeout counts
+//! from then. Should this process die first, it reports "process died" too.
 
 use std::collections::HashSet;
 use std::fs::{self, OpenOptions};
@@ -21,16 +27,19 @@ use std::time::Duration;
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::fsio;
 use super::layout::Layout;
-use crate::error::{CloudError, CloudResult};
-use crate::naming::Labels;
-use crate::ports::{Execution, ExecutionOverrides, ExecutionState, Job, JobRunner, JobSpec};
+use cloud::error::{CloudError, CloudResult};
+use cloud::naming::Labels;
+use cloud::ports::{Execution, ExecutionOverrides, ExecutionState, Job, JobRunner, JobSpec};
 
 const JOBS_LOCK: &str = "jobs";
 /// The message of an execution whose process vanished without a recorded end.
 pub const PROCESS_DIED: &str = "process died";
+/// The variable that sets how many local jobs run at once.
+pub const MAX_JOBS_ENV: &str = "LEDGERLAKE_LOCAL_MAX_JOBS";
 
 /// `jobs/executions/<job>/<id>.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -152,15 +161,54 @@ type Running = StdMutex<HashSet<(String, String)>>;
 #[derive(Debug, Clone)]
 pub struct LocalJobRunner {
     layout: Arc<Layout>,
-    /// Executions whose child this process is waiting for.
+    /// Executions whose child this process is waiting for, or will start.
     running: Arc<Running>,
+    /// One permit per child that may run at once.
+    slots: Arc<Semaphore>,
 }
 
 impl LocalJobRunner {
+    /// A runner with the default cap on running children.
     pub fn new(layout: Arc<Layout>) -> Self {
+        Self::with_max_running(layout, Self::default_max_running())
+    }
+
+    /// A runner that runs at most `max` children at once (at least 1); more
+    /// executions wait for a slot.
+    pub fn with_max_running(layout: Arc<Layout>, max: usize) -> Self {
+        let max = max.clamp(1, Semaphore::MAX_PERMITS);
         LocalJobRunner {
             layout,
             running: Arc::new(StdMutex::new(HashSet::new())),
+            slots: Arc::new(Semaphore::new(max)),
+        }
+    }
+
+    /// Twice the cores, at least 4.
+    pub fn default_max_running() -> usize {
+        let cores = std::thread::available_parallelism().map_or(1, usize::from);
+        (2 * cores).max(4)
+    }
+
+    /// The cap from [`MAX_JOBS_ENV`] when set (a whole number from 1), else
+    /// the default.
+    pub fn max_running_from_env() -> CloudResult<usize> {
+        match std::env::var(MAX_JOBS_ENV) {
+            Err(std::env::VarError::NotPresent) => Ok(Self::default_max_running()),
+            Ok(value) => match value.trim().parse::<usize>() {
+                Ok(n) if n >= 1 => Ok(n),
+                _ => Err(CloudError::permanent(
+                    format!("setting {MAX_JOBS_ENV}"),
+                    format!(
+                        "{} is not a number of jobs (a whole number from 1)",
+                        fsio::shown(&value)
+                    ),
+                )),
+            },
+            Err(e) => Err(CloudError::permanent(
+                format!("setting {MAX_JOBS_ENV}"),
+                e.to_string(),
+            )),
         }
     }
 
@@ -171,59 +219,140 @@ impl LocalJobRunner {
             .contains(&(job.to_owned(), id.to_owned()))
     }
 
-    fn spawn_waiter(
-        &self,
-        mut child: tokio::process::Child,
-        mut record: ExecutionRecord,
-        timeout_seconds: u64,
-    ) {
-        let layout = self.layout.clone();
-        let running = self.running.clone();
+    /// Marks the execution as followed by this process (until its end is recorded).
+    fn follow(&self, record: &ExecutionRecord) -> (String, String) {
         let key = (record.job.clone(), record.id.clone());
-        running
+        self.running
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .insert(key.clone());
+        key
+    }
+
+    /// Waits for a started child and records how it ended.
+    fn spawn_waiter(
+        &self,
+        child: tokio::process::Child,
+        record: ExecutionRecord,
+        timeout_seconds: u64,
+        slot: OwnedSemaphorePermit,
+    ) {
+        let key = self.follow(&record);
+        let (layout, running) = (self.layout.clone(), self.running.clone());
         tokio::spawn(async move {
-            let waited = if timeout_seconds == 0 {
-                Some(child.wait().await)
-            } else {
-                tokio::time::timeout(Duration::from_secs(timeout_seconds), child.wait())
-                    .await
-                    .ok()
-            };
-            let (state, code) = match waited {
-                Some(Ok(status)) => describe_exit(status),
-                Some(Err(e)) => (
-                    ExecutionState::Failed {
-                        message: format!("could not wait for the process: {e}"),
-                    },
-                    None,
-                ),
-                None => {
-                    let _ = child.kill().await;
-                    (
-                        ExecutionState::Failed {
-                            message: format!("timed out after {timeout_seconds} s and was killed"),
-                        },
-                        None,
-                    )
-                }
-            };
-            record.state = state;
-            record.exit_code = code;
-            record.finished_at = Some(fsio::now());
-            let job = record.job.clone();
-            let outcome = fsio::blocking("execution", move || write_record(&layout, &record)).await;
-            if let Err(e) = outcome {
-                // E.g. the job was deleted meanwhile, with its executions.
-                tracing::warn!(%job, error = %e, "could not record the end of an execution");
-            }
-            running
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&key);
+            wait_and_record(&layout, child, record, timeout_seconds).await;
+            drop(slot);
+            unfollow(&running, &key);
         });
+    }
+
+    /// Starts a queued execution's child once a slot frees, then waits for it.
+    fn spawn_queued(
+        &self,
+        mut command: tokio::process::Command,
+        mut record: ExecutionRecord,
+        timeout_seconds: u64,
+    ) {
+        let key = self.follow(&record);
+        let (layout, running, slots) = (
+            self.layout.clone(),
+            self.running.clone(),
+            self.slots.clone(),
+        );
+        tokio::spawn(async move {
+            let Ok(slot) = slots.acquire_owned().await else {
+                // The semaphore is never closed; nothing to start without a slot.
+                unfollow(&running, &key);
+                return;
+            };
+            if !layout.job(&record.job).exists() {
+                // Deleted while queued, with its executions: nothing to run or record.
+                unfollow(&running, &key);
+                return;
+            }
+            match command.spawn() {
+                Ok(child) => {
+                    record.pid = child.id();
+                    record.pid_start = record.pid.and_then(proc_stat).map(|(_, start)| start);
+                    record.started_at = fsio::now();
+                    let started = {
+                        let (layout, record) = (layout.clone(), record.clone());
+                        fsio::blocking("execution", move || write_record(&layout, &record)).await
+                    };
+                    if let Err(e) = started {
+                        tracing::warn!(job = %record.job, error = %e, "could not record the start of an execution");
+                    }
+                    tracing::debug!(job = %record.job, execution = %record.id, pid = record.pid, "started queued execution");
+                    wait_and_record(&layout, child, record, timeout_seconds).await;
+                }
+                Err(e) => {
+                    record.state = ExecutionState::Failed {
+                        message: format!("could not start the job's program: {e}"),
+                    };
+                    record.finished_at = Some(fsio::now());
+                    let job = record.job.clone();
+                    let outcome =
+                        fsio::blocking("execution", move || write_record(&layout, &record)).await;
+                    if let Err(e) = outcome {
+                        tracing::warn!(%job, error = %e, "could not record the end of an execution");
+                    }
+                }
+            }
+            drop(slot);
+            unfollow(&running, &key);
+        });
+    }
+}
+
+fn unfollow(running: &Running, key: &(String, String)) {
+    running
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .remove(key);
+}
+
+/// Waits for `child` (killing it past `timeout_seconds`, 0 for none) and
+/// records how it ended.
+async fn wait_and_record(
+    layout: &Arc<Layout>,
+    mut child: tokio::process::Child,
+    mut record: ExecutionRecord,
+    timeout_seconds: u64,
+) {
+    let waited = if timeout_seconds == 0 {
+        Some(child.wait().await)
+    } else {
+        tokio::time::timeout(Duration::from_secs(timeout_seconds), child.wait())
+            .await
+            .ok()
+    };
+    let (state, code) = match waited {
+        Some(Ok(status)) => describe_exit(status),
+        Some(Err(e)) => (
+            ExecutionState::Failed {
+                message: format!("could not wait for the process: {e}"),
+            },
+            None,
+        ),
+        None => {
+            let _ = child.kill().await;
+            (
+                ExecutionState::Failed {
+                    message: format!("timed out after {timeout_seconds} s and was killed"),
+                },
+                None,
+            )
+        }
+    };
+    record.state = state;
+    record.exit_code = code;
+    record.finished_at = Some(fsio::now());
+    let job = record.job.clone();
+    let layout = layout.clone();
+    let outcome = fsio::blocking("execution", move || write_record(&layout, &record)).await;
+    if let Err(e) = outcome {
+        // E.g. the job was deleted meanwhile, with its executions.
+        tracing::warn!(%job, error = %e, "could not record the end of an execution");
     }
 }
 
@@ -353,33 +482,46 @@ impl JobRunner for LocalJobRunner {
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(stderr))
             .kill_on_drop(false);
+        let mut record = ExecutionRecord {
+            id: id.clone(),
+            job: name.to_owned(),
+            state: ExecutionState::Running,
+            started_at,
+            finished_at: None,
+            pid: None,
+            pid_start: None,
+            exit_code: None,
+            log: log_path.display().to_string(),
+        };
+        let Ok(slot) = self.slots.clone().try_acquire_owned() else {
+            // Every slot is taken: recorded as running without a pid, started later.
+            {
+                let layout = self.layout.clone();
+                let record = record.clone();
+                fsio::blocking("execution", move || write_record(&layout, &record)).await?;
+            }
+            tracing::debug!(job = %name, execution = %id, "queued execution: every job slot is taken");
+            let execution = record.to_port();
+            self.spawn_queued(command, record, spec.timeout_seconds);
+            return Ok(execution);
+        };
         let child = command.spawn().map_err(|e| {
             CloudError::permanent(
                 resource.clone(),
                 format!("could not start {}: {e}", fsio::shown(&spec.image)),
             )
         })?;
-        let pid = child.id();
-        let record = ExecutionRecord {
-            id: id.clone(),
-            job: name.to_owned(),
-            state: ExecutionState::Running,
-            started_at,
-            finished_at: None,
-            pid,
-            pid_start: pid.and_then(proc_stat).map(|(_, start)| start),
-            exit_code: None,
-            log: log_path.display().to_string(),
-        };
+        record.pid = child.id();
+        record.pid_start = record.pid.and_then(proc_stat).map(|(_, start)| start);
         // Recorded as running before the waiter starts, so that its final write comes last.
         {
             let layout = self.layout.clone();
             let record = record.clone();
             fsio::blocking("execution", move || write_record(&layout, &record)).await?;
         }
-        tracing::debug!(job = %name, execution = %id, pid, "started execution");
+        tracing::debug!(job = %name, execution = %id, pid = record.pid, "started execution");
         let execution = record.to_port();
-        self.spawn_waiter(child, record, spec.timeout_seconds);
+        self.spawn_waiter(child, record, spec.timeout_seconds, slot);
         Ok(execution)
     }
 

@@ -4,9 +4,9 @@ mod common;
 
 use std::os::unix::fs::PermissionsExt;
 
-use cloud::local::{LocalAdapters, LocalConfig};
 use cloud::ports::{Credential, SecretPayload, SecretSpec, SecretStore};
 use cloud::CloudError;
+use cloud_local::{LocalAdapters, LocalConfig};
 use common::{labels, open_temp};
 
 const P: Credential = Credential::Platform;
@@ -299,7 +299,9 @@ async fn tampered_or_swapped_ciphertext_is_an_error_never_garbage() {
     tampered[last] ^= 1;
     std::fs::write(v("s1", 2), &tampered).expect("write");
     match cloud.secrets.access_latest(&P, "s1").await {
-        Err(CloudError::Permanent { resource, message }) => {
+        Err(CloudError::Permanent {
+            resource, message, ..
+        }) => {
             assert_eq!(resource, "secret s1");
             assert!(
                 message.contains("version 2") && message.contains("could not be decrypted"),

@@ -1,10 +1,10 @@
 //! Helpers shared by the local adapter's tests.
 #![allow(dead_code)]
 
-use cloud::local::{LocalAdapters, LocalConfig};
 use cloud::naming::{tenant_labels, Labels, TenantId};
 use cloud::ports::identity::grant;
 use cloud::ports::{Credential, Identity, ResourceRef, ServiceAccountSpec};
+use cloud_local::{LocalAdapters, LocalConfig};
 use tempfile::TempDir;
 
 pub fn tenant(id: &str) -> TenantId {

@@ -3,8 +3,8 @@
 use std::path::{Path, PathBuf};
 
 use super::fsio;
-use crate::error::CloudResult;
-use crate::ports::ResourceRef;
+use cloud::error::CloudResult;
+use cloud::ports::ResourceRef;
 
 /// The paths of one data directory. Names passed in must already be validated
 /// with [`fsio::validate_name`] (every public entry point does so).

@@ -5,11 +5,11 @@ mod common;
 
 use std::time::Duration;
 
-use cloud::local::LocalAdapters;
 use cloud::ports::{
     roles, BucketSpec, Credential, DatasetSpec, ObjectStore, QueryRequest, ResourceRef,
     SecretPayload, SecretSpec, SecretStore, Warehouse, WriteMode,
 };
+use cloud_local::LocalAdapters;
 use common::{grant_to, is_denied, labels, open_temp, service_account};
 
 struct Tenant {

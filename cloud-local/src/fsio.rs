@@ -1,16 +1,19 @@
 //! File helpers shared by the local adapters: name and key validation, atomic
 //! and create-new writes, JSON records, cross-process locks and owner checks.
+//! Every directory they create is mode 0700 and every file 0600: the data
+//! directory holds the books, the state and the keys.
 
 use std::fs::{self, File, OpenOptions};
 use std::io::{ErrorKind, Write};
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::error::{CloudError, CloudResult};
-use crate::naming::{Labels, MANAGED_BY_LABEL, TENANT_LABEL};
+use cloud::error::{CloudError, CloudResult};
+use cloud::naming::{Labels, MANAGED_BY_LABEL, TENANT_LABEL};
 
 /// Longest name (bucket, dataset, secret, job, service-account email, execution id).
 pub const NAME_MAX: usize = 255;
@@ -97,13 +100,23 @@ pub fn now() -> OffsetDateTime {
 /// Maps an I/O error on `path` to a typed error naming `resource`.
 pub fn io_err(resource: &str, path: &Path, err: &std::io::Error) -> CloudError {
     match CloudError::from_io(resource, err) {
-        CloudError::Transient { resource, message } => CloudError::Transient {
+        CloudError::Transient {
+            resource,
+            message,
+            source,
+        } => CloudError::Transient {
             resource,
             message: format!("{}: {message}", path.display()),
+            source,
         },
-        CloudError::Permanent { resource, message } => CloudError::Permanent {
+        CloudError::Permanent {
+            resource,
+            message,
+            source,
+        } => CloudError::Permanent {
             resource,
             message: format!("{}: {message}", path.display()),
+            source,
         },
         other => other,
     }
@@ -119,9 +132,59 @@ pub fn io_fail(resource: &str, path: &Path, err: &std::io::Error) -> CloudError 
     }
 }
 
-/// Creates a directory and its parents.
+/// The mode of every directory the adapter creates.
+pub const DIR_MODE: u32 = 0o700;
+/// The mode of every file the adapter creates.
+pub const FILE_MODE: u32 = 0o600;
+
+/// Creates a directory and its parents, its owner's only (mode 0700).
 pub fn create_dir_all(resource: &str, path: &Path) -> CloudResult<()> {
-    fs::create_dir_all(path).map_err(|e| io_fail(resource, path, &e))
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(DIR_MODE)
+        .create(path)
+        .map_err(|e| io_fail(resource, path, &e))
+}
+
+/// Checks the data directory before anything is created in it: one that group
+/// or others may write is refused, changing nothing (they could replace the
+/// books, the state or the keys); one they may only read or enter is made the
+/// owner's only. An absent directory passes (it is created 0700).
+pub fn secure_data_dir(path: &Path) -> CloudResult<()> {
+    let resource = "data directory";
+    let meta = match fs::metadata(path) {
+        Ok(meta) => meta,
+        Err(e) if e.kind() == ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io_fail(resource, path, &e)),
+    };
+    if !meta.is_dir() {
+        return Err(CloudError::permanent(
+            resource,
+            format!("{} is not a directory", path.display()),
+        ));
+    }
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o022 != 0 {
+        return Err(CloudError::permanent(
+            resource,
+            format!(
+                "{} may be written by group or others (mode {mode:04o}); it holds the books, \
+                 the state and the keys, so it must be its owner's only: chmod 700 {}",
+                path.display(),
+                path.display()
+            ),
+        ));
+    }
+    if mode & 0o077 != 0 {
+        fs::set_permissions(path, fs::Permissions::from_mode(DIR_MODE))
+            .map_err(|e| io_fail(resource, path, &e))?;
+        tracing::warn!(
+            path = %path.display(),
+            was = %format!("{mode:04o}"),
+            "the data directory was readable by group or others; it is now its owner's only (0700)"
+        );
+    }
+    Ok(())
 }
 
 /// fsyncs a directory so that a rename or create in it is durable.
@@ -234,6 +297,7 @@ pub fn lock(resource: &str, path: &Path) -> CloudResult<FileLock> {
         .create(true)
         .truncate(false)
         .write(true)
+        .mode(FILE_MODE)
         .open(path)
         .map_err(|e| io_fail(resource, path, &e))?;
     file.lock().map_err(|e| io_fail(resource, path, &e))?;

@@ -9,10 +9,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use cloud::lease::ObjectLease;
-use cloud::local::{LocalAdapters, LocalConfig};
 use cloud::naming::tenant_labels;
 use cloud::ports::{BucketSpec, Credential, ObjectStore, Precondition};
 use cloud::CloudError;
+use cloud_local::{LocalAdapters, LocalConfig};
 use common::{open_temp, tenant};
 
 const P: Credential = Credential::Platform;

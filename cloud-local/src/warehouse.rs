@@ -32,9 +32,9 @@ use super::fsio::{self, shown};
 use super::identity::{create_resource_record, remove_policy};
 use super::layout::Layout;
 use super::sqlvalue;
-use crate::error::{CloudError, CloudResult};
-use crate::naming::Labels;
-use crate::ports::{
+use cloud::error::{CloudError, CloudResult};
+use cloud::naming::Labels;
+use cloud::ports::{
     Column, Credential, Dataset, DatasetSpec, Permission, QueryRequest, QueryResult, ResourceRef,
     TableInfo, Warehouse, WriteMode,
 };

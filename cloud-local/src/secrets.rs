@@ -24,9 +24,9 @@ use super::auth::Authoriser;
 use super::fsio;
 use super::identity::{create_resource_record, remove_policy};
 use super::layout::Layout;
-use crate::error::{CloudError, CloudResult};
-use crate::naming::Labels;
-use crate::ports::{
+use cloud::error::{CloudError, CloudResult};
+use cloud::naming::Labels;
+use cloud::ports::{
     Credential, Permission, ResourceRef, SecretInfo, SecretPayload, SecretSpec, SecretStore,
 };
 

@@ -2,7 +2,9 @@
 //!
 //! Everything lives under one data directory (`--data-dir`, env
 //! `LEDGERLAKE_DATA_DIR`, default `./.ledgerlake`). Back it up whole, with
-//! the control plane stopped; `tmp/` need not be kept. The layout:
+//! the control plane stopped; `tmp/` need not be kept. It is its owner's
+//! only: directories 0700, files 0600; opening refuses a data directory that
+//! group or others may write, and makes one they may read private. The layout:
 //!
 //! ```text
 //! <data-dir>/
@@ -36,7 +38,7 @@
 //! keys are checked so that no key can leave its bucket's folder.
 //!
 //! Administrative calls (ensure, get, list, delete, IAM) are the platform's
-//! own. Every data-plane call runs as a [`Credential`](crate::Credential) and
+//! own. Every data-plane call runs as a [`Credential`](cloud::Credential) and
 //! goes through one [`Authoriser`]: the platform may do anything; a service
 //! account must present its key and hold a role on that very resource.
 
@@ -59,15 +61,15 @@ use std::time::{Duration, SystemTime};
 pub use auth::Authoriser;
 pub use fsio::{KEY_RULE, NAME_RULE};
 pub use identity::{LocalIdentity, ACCOUNT_ID_RULE, EMPTY_POLICY_ETAG};
-pub use jobs::{LocalJobRunner, PROCESS_DIED};
+pub use jobs::{LocalJobRunner, MAX_JOBS_ENV, PROCESS_DIED};
 pub use layout::Layout;
 pub use objects::LocalObjectStore;
 pub use policies::PolicyCache;
 pub use secrets::{parse_master_key, LocalSecretStore, MASTER_KEY_ENV};
 pub use warehouse::{LocalWarehouse, TABLE_RULE};
 
-use crate::error::{CloudError, CloudResult};
-use crate::Cloud;
+use cloud::error::{CloudError, CloudResult};
+use cloud::Cloud;
 
 /// The project local service-account emails live in when none is configured.
 pub const DEFAULT_PROJECT: &str = "local";
@@ -170,10 +172,13 @@ fn clean_tmp(layout: &Layout) {
 impl LocalAdapters {
     /// Creates the directory tree if needed, loads the master key and checks it
     /// against the secrets already stored. Blocking (file I/O only). A wrong
-    /// master key fails here, clearly, and changes nothing.
+    /// master key, or a data directory others may write, fails here, clearly,
+    /// and changes nothing.
     pub fn open(config: &LocalConfig) -> CloudResult<Self> {
         validate_project(&config.project)?;
+        let max_jobs = LocalJobRunner::max_running_from_env()?;
         let resource = "data directory";
+        fsio::secure_data_dir(&config.data_dir)?;
         fsio::create_dir_all(resource, &config.data_dir)?;
         // Absolute paths from here on: DuckDB's allowed paths and the jobs'
         // LEDGERLAKE_DATA_DIR must not depend on the working directory.
@@ -192,7 +197,7 @@ impl LocalAdapters {
             warehouse: Arc::new(LocalWarehouse::new(layout.clone(), auth.clone())),
             identity: Arc::new(LocalIdentity::new(layout.clone(), policies)),
             secrets: Arc::new(secrets),
-            jobs: Arc::new(LocalJobRunner::new(layout.clone())),
+            jobs: Arc::new(LocalJobRunner::with_max_running(layout.clone(), max_jobs)),
             layout,
         })
     }
@@ -211,4 +216,66 @@ impl LocalAdapters {
 /// Opens the local adapter on `config.data_dir` (see [`LocalAdapters::open`]).
 pub fn open(config: &LocalConfig) -> CloudResult<Cloud> {
     LocalAdapters::open(config).map(LocalAdapters::into_cloud)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    fn mode(path: &std::path::Path) -> u32 {
+        std::fs::metadata(path).expect("stat").permissions().mode() & 0o7777
+    }
+
+    #[test]
+    fn a_data_directory_others_may_write_is_refused_and_left_alone() {
+        let root = tempfile::TempDir::new().expect("tempdir");
+        for loose in [0o777, 0o770, 0o1777, 0o702] {
+            let dir = root.path().join(format!("d{loose:o}"));
+            std::fs::create_dir(&dir).expect("mkdir");
+            std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(loose)).expect("chmod");
+            let err = LocalAdapters::open(&LocalConfig::new(&dir)).expect_err("refused");
+            let message = err.to_string();
+            assert!(
+                message.contains(&format!("{loose:04o}"))
+                    && message.contains(&dir.display().to_string()),
+                "{message}"
+            );
+            assert!(matches!(err, CloudError::Permanent { .. }), "{err:?}");
+            assert_eq!(
+                std::fs::read_dir(&dir).expect("ls").count(),
+                0,
+                "nothing created"
+            );
+            assert_eq!(mode(&dir), loose, "nothing changed");
+        }
+    }
+
+    #[test]
+    fn what_the_adapter_creates_is_its_owners_only() {
+        let root = tempfile::TempDir::new().expect("tempdir");
+        // Readable by others: made private.
+        let dir = root.path().join("data");
+        std::fs::create_dir(&dir).expect("mkdir");
+        std::fs::set_permissions(&dir, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+        let adapters = LocalAdapters::open(&LocalConfig::new(&dir)).expect("open");
+        assert_eq!(mode(&dir), 0o700);
+        let layout = &adapters.layout;
+        for created in [
+            layout.tmp_dir(),
+            layout.locks_dir(),
+            layout.buckets_dir(),
+            layout.warehouse_dir(),
+            layout.keys_dir(),
+            layout.secrets_dir(),
+            layout.executions_root(),
+            layout.policies_dir().join("bucket"),
+        ] {
+            assert_eq!(mode(&created), 0o700, "{}", created.display());
+        }
+        assert_eq!(mode(&layout.master_key()), 0o600);
+        let _lock = fsio::lock("test", &layout.lock_file("test")).expect("lock");
+        assert_eq!(mode(&layout.lock_file("test")), 0o600);
+    }
 }
