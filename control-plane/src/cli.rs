@@ -137,6 +137,51 @@ pub struct ServeArgs {
     /// The cron schedule (UTC) of tenants without their own.
     #[arg(long, env = "LEDGERLAKE_DEFAULT_SCHEDULE", default_value = crate::scheduler::DEFAULT_SCHEDULE)]
     default_schedule: String,
+    /// Connections, timeouts, body sizes, requests at once.
+    #[command(flatten)]
+    limits: Box<LimitArgs>,
+}
+
+/// The limits of `serve` (boxed in [`ServeArgs`]: they are many).
+#[derive(Debug, Args)]
+pub struct LimitArgs {
+    /// Connections open at once; one more is answered 503 and closed (lowered
+    /// to fit the open-file limit).
+    #[arg(long, env = "LEDGERLAKE_MAX_CONNECTIONS", default_value_t = crate::server::ServeLimits::MAX_CONNECTIONS as u64, value_parser = clap::value_parser!(u64).range(1..=1_000_000))]
+    max_connections: u64,
+    /// Seconds a client has to send a complete request head, from the
+    /// connection's opening or the end of the previous response.
+    #[arg(long, env = "LEDGERLAKE_HEADER_READ_TIMEOUT_SECS", default_value_t = crate::server::ServeLimits::HEADER_READ_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
+    header_read_timeout_secs: u64,
+    /// Seconds an idle connection is kept open.
+    #[arg(long, env = "LEDGERLAKE_KEEP_ALIVE_SECS", default_value_t = crate::server::ServeLimits::KEEP_ALIVE_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
+    keep_alive_secs: u64,
+    /// The largest request body accepted by any route, in bytes.
+    #[arg(long, env = "LEDGERLAKE_MAX_BODY_BYTES", default_value_t = crate::server::ServeLimits::MAX_BODY_BYTES as u64, value_parser = clap::value_parser!(u64).range(1024..=(1 << 30)))]
+    max_body_bytes: u64,
+    /// Requests at once to the unauthenticated routes (onboarding, webhooks);
+    /// more are answered 503.
+    #[arg(long, env = "LEDGERLAKE_MAX_CONCURRENT_PUBLIC", default_value_t = crate::server::ServeLimits::PUBLIC_CONCURRENCY as u64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    max_concurrent_public: u64,
+    /// Requests at once to the operator API; more are answered 503.
+    #[arg(long, env = "LEDGERLAKE_MAX_CONCURRENT_OPERATOR", default_value_t = crate::server::ServeLimits::OPERATOR_CONCURRENCY as u64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
+    max_concurrent_operator: u64,
+}
+
+impl LimitArgs {
+    fn limits(&self) -> crate::server::ServeLimits {
+        use std::time::Duration;
+        let count = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        crate::server::ServeLimits {
+            max_connections: count(self.max_connections),
+            header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
+            keep_alive_timeout: Duration::from_secs(self.keep_alive_secs),
+            max_body_bytes: count(self.max_body_bytes),
+            public_concurrency: count(self.max_concurrent_public),
+            operator_concurrency: count(self.max_concurrent_operator),
+            ..Default::default()
+        }
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -367,6 +412,7 @@ async fn serve(platform: Platform, settings: Settings, args: ServeArgs) -> Resul
         },
         local_tick: (args.local_tick_secs > 0)
             .then(|| std::time::Duration::from_secs(args.local_tick_secs)),
+        limits: args.limits.limits(),
     };
     let reconciler = platform.reconciler(settings);
     // Cloud Run and systemd stop with SIGTERM, a terminal with Ctrl-C.

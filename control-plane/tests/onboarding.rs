@@ -64,6 +64,7 @@ async fn harness() -> Harness {
         run_settings: Default::default(),
         scheduler: Default::default(),
         local_tick: None,
+        limits: Default::default(),
     };
     let (state, _workers) = server::start(
         platform.cloud.clone(),

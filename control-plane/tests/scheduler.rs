@@ -170,6 +170,7 @@ async fn the_run_endpoints_start_follow_and_refuse() {
         run_settings: RunSettings::default(),
         scheduler: SchedulerSettings::default(),
         local_tick: None,
+        limits: Default::default(),
     };
     let (state, workers) = server::start(
         platform.cloud.clone(),

@@ -360,6 +360,7 @@ async fn consent_then_provisioning_then_a_requested_sync_agrees_with_the_books()
         },
         scheduler: Default::default(),
         local_tick: None,
+        limits: Default::default(),
     };
     let settings = Settings {
         jobs: job_template(&w.sandbox),

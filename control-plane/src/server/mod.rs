@@ -3,6 +3,8 @@
 //! background workers run the reconciler so requests return at once.
 
 mod error;
+mod limits;
+mod listener;
 mod onboarding;
 mod runs;
 mod webhooks;
@@ -11,13 +13,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use subtle::ConstantTimeEq;
 use tokio::sync::{mpsc, Semaphore};
+use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
@@ -34,6 +37,7 @@ use crate::scheduler::{self, SchedulerSettings};
 use crate::store::{Phase, Store};
 use crate::tokens;
 pub use error::ApiError;
+pub use limits::ServeLimits;
 
 /// How the service is reached and what it trusts.
 #[derive(Clone)]
@@ -63,6 +67,8 @@ pub struct ServeConfig {
     /// Tick the scheduler ourselves this often (a local deployment without
     /// Cloud Scheduler); `None` leaves it to `POST /v1/scheduler/tick`.
     pub local_tick: Option<Duration>,
+    /// Connections, timeouts, body sizes and requests at once per route class.
+    pub limits: ServeLimits,
 }
 
 impl ServeConfig {
@@ -90,24 +96,39 @@ impl AppState {
     }
 }
 
-/// The routes, over shared state.
+/// The routes, over shared state. Each class of routes has its own limit of
+/// requests at once, so that a flood of one cannot starve the others.
 pub fn router(state: Arc<AppState>) -> Router {
-    Router::new()
+    let limits = state.config.limits;
+    let health = Router::new()
         .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz))
+        .route("/readyz", get(readyz));
+    // Unauthenticated: anyone on the internet can reach these.
+    let public = Router::new()
         .route("/connect/xero", get(onboarding::connect))
         .route("/oauth/xero/callback", get(onboarding::callback))
         .route("/onboarding/{id}/status", get(onboarding::status))
-        .route("/webhooks/xero", post(webhooks::receive))
+        .route("/webhooks/xero", post(webhooks::receive));
+    let operator = Router::new()
         .route("/v1/tenants/{id}", get(tenant_view))
         .route("/v1/tenants/{id}/runs", get(runs::list).post(runs::start))
         .route("/v1/runs/{run_id}", get(runs::show))
-        .route("/v1/scheduler/tick", post(runs::tick))
+        .route("/v1/scheduler/tick", post(runs::tick));
+    Router::new()
+        .merge(limits::class(health, limits.health_concurrency))
+        .merge(limits::class(public, limits.public_concurrency))
+        .merge(limits::class(operator, limits.operator_concurrency))
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+        .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
+        .layer(axum::middleware::map_response(
+            limits::body_too_large_as_json,
+        ))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
-            Duration::from_secs(60),
+            limits.request_timeout,
         ))
-        .layer(TraceLayer::new_for_http())
+        // The path only: the callback's query carries the code and the state.
+        .layer(TraceLayer::new_for_http().make_span_with(limits::request_span))
         .with_state(state)
 }
 
@@ -121,13 +142,12 @@ pub async fn serve(
 ) -> std::io::Result<()> {
     let listener = tokio::net::TcpListener::bind(config.listen).await?;
     let local = listener.local_addr()?;
+    let connections = config.limits.connections();
     let (state, workers) = start(cloud, store, reconciler, config);
     tracing::info!(%local, "serving");
     // Scripts and tests read the bound address (port 0 picks a free one).
     println!("control-plane listening on http://{local}");
-    let result = axum::serve(listener, router(state))
-        .with_graceful_shutdown(shutdown)
-        .await;
+    let result = listener::serve_connections(listener, router(state), connections, shutdown).await;
     workers.abort();
     result
 }

@@ -1,0 +1,249 @@
+//! What one client may take of the service: connections (see `listener`),
+//! requests at once per class of route, body sizes and time per request; and
+//! what the request log may show of a request.
+
+use std::time::Duration;
+
+use axum::error_handling::HandleErrorLayer;
+use axum::http::{header, HeaderValue, Request, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::{BoxError, Router};
+use tower::limit::GlobalConcurrencyLimitLayer;
+use tower::load_shed::error::Overloaded;
+use tower::load_shed::LoadShedLayer;
+use tower::ServiceBuilder;
+
+use super::listener::ConnectionLimits;
+use super::ApiError;
+
+/// The service's limits; [`Default`] gives the documented defaults.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ServeLimits {
+    /// Connections open at once; one more is answered 503 and closed. Lowered
+    /// at start-up to fit the process's open-file limit.
+    pub max_connections: usize,
+    /// A request head must arrive complete within this, from the connection's
+    /// opening or the end of the previous response.
+    pub header_read_timeout: Duration,
+    /// A connection idle this long is closed.
+    pub keep_alive_timeout: Duration,
+    /// A request not answered within this gets 504.
+    pub request_timeout: Duration,
+    /// The largest request body of any route; larger ones get 413.
+    pub max_body_bytes: usize,
+    /// Requests at once to the unauthenticated routes (consent, callback,
+    /// onboarding status, webhooks); more get 503 at once.
+    pub public_concurrency: usize,
+    /// Requests at once to the operator API (`/v1/…`).
+    pub operator_concurrency: usize,
+    /// Requests at once to `/healthz` and `/readyz`.
+    pub health_concurrency: usize,
+}
+
+impl ServeLimits {
+    pub const MAX_CONNECTIONS: usize = 1024;
+    pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
+    pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
+    pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+    pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+    pub const PUBLIC_CONCURRENCY: usize = 64;
+    pub const OPERATOR_CONCURRENCY: usize = 32;
+    pub const HEALTH_CONCURRENCY: usize = 16;
+
+    pub fn connections(&self) -> ConnectionLimits {
+        ConnectionLimits {
+            max_connections: self.max_connections,
+            header_read_timeout: self.header_read_timeout,
+            keep_alive_timeout: self.keep_alive_timeout,
+            shutdown_grace: self.request_timeout,
+        }
+    }
+}
+
+impl Default for ServeLimits {
+    fn default() -> Self {
+        ServeLimits {
+            max_connections: Self::MAX_CONNECTIONS,
+            header_read_timeout: Self::HEADER_READ_TIMEOUT,
+            keep_alive_timeout: Self::KEEP_ALIVE_TIMEOUT,
+            request_timeout: Self::REQUEST_TIMEOUT,
+            max_body_bytes: Self::MAX_BODY_BYTES,
+            public_concurrency: Self::PUBLIC_CONCURRENCY,
+            operator_concurrency: Self::OPERATOR_CONCURRENCY,
+            health_concurrency: Self::HEALTH_CONCURRENCY,
+        }
+    }
+}
+
+/// Makes `routes` one class sharing `max` requests at once; a request beyond
+/// that is answered 503 at once rather than queued.
+pub fn class<S>(routes: Router<S>, max: usize) -> Router<S>
+where
+    S: Clone + Send + Sync + 'static,
+{
+    routes.route_layer(
+        ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(overloaded))
+            .layer(LoadShedLayer::new())
+            .layer(GlobalConcurrencyLimitLayer::new(max.max(1))),
+    )
+}
+
+async fn overloaded(error: BoxError) -> Response {
+    if error.is::<Overloaded>() {
+        let mut response = ApiError::unavailable(
+            "overloaded",
+            "too many requests of this kind at once; try again shortly",
+        )
+        .into_response();
+        response
+            .headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+        response
+    } else {
+        // Not reached: below the load shedder every service is infallible.
+        tracing::error!(error = %error, "a request limit failed");
+        ApiError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the request could not be handled",
+        )
+        .into_response()
+    }
+}
+
+/// A 413 from the body limit (plain text) as the API's JSON error.
+pub async fn body_too_large_as_json(response: Response) -> Response {
+    let is_json = response
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/json"));
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
+        return ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            "the request body is larger than this service accepts",
+        )
+        .into_response();
+    }
+    response
+}
+
+/// Longest path shown in the request log.
+const LOGGED_PATH_MAX: usize = 128;
+
+/// The request log's span: the method and the path, never the query string
+/// (the OAuth callback's carries the code and the state) and never more than
+/// [`LOGGED_PATH_MAX`] characters of what the client sent.
+pub fn request_span<B>(request: &Request<B>) -> tracing::Span {
+    tracing::debug_span!(
+        "request",
+        method = %request.method(),
+        path = %bounded(request.uri().path(), LOGGED_PATH_MAX),
+    )
+}
+
+/// At most `max` characters of an untrusted value, control characters escaped.
+fn bounded(value: &str, max: usize) -> String {
+    let mut out: String = value
+        .chars()
+        .take(max)
+        .flat_map(char::escape_default)
+        .collect();
+    if value.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+
+    use axum::body::Body;
+    use axum::routing::get;
+    use tower::ServiceExt;
+
+    use super::*;
+
+    async fn status(app: &Router, path: &str) -> StatusCode {
+        let request = Request::get(path).body(Body::empty()).expect("request");
+        app.clone()
+            .oneshot(request)
+            .await
+            .expect("infallible")
+            .status()
+    }
+
+    #[tokio::test]
+    async fn a_full_class_answers_503_at_once_and_leaves_other_classes_alone() {
+        let inside = Arc::new(AtomicUsize::new(0));
+        let (open, gate) = tokio::sync::watch::channel(false);
+        let slow = {
+            let inside = inside.clone();
+            move || {
+                let inside = inside.clone();
+                let mut gate = gate.clone();
+                async move {
+                    inside.fetch_add(1, Ordering::SeqCst);
+                    let _ = gate.wait_for(|open| *open).await;
+                    "done"
+                }
+            }
+        };
+        let app = Router::new()
+            .merge(class(
+                Router::new()
+                    .route("/a", get(slow.clone()))
+                    .route("/b", get(slow)),
+                2,
+            ))
+            .merge(class(
+                Router::new().route("/other", get(|| async { "ok" })),
+                1,
+            ));
+
+        let first = tokio::spawn({
+            let app = app.clone();
+            async move { status(&app, "/a").await }
+        });
+        let second = tokio::spawn({
+            let app = app.clone();
+            async move { status(&app, "/b").await }
+        });
+        for _ in 0..500 {
+            if inside.load(Ordering::SeqCst) == 2 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert_eq!(
+            inside.load(Ordering::SeqCst),
+            2,
+            "both requests in the handler"
+        );
+        // The class is full: a third is refused at once, whichever route.
+        let refused = tokio::time::timeout(Duration::from_secs(2), status(&app, "/a"))
+            .await
+            .expect("answered at once");
+        assert_eq!(refused, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(status(&app, "/other").await, StatusCode::OK);
+
+        open.send_replace(true);
+        assert_eq!(first.await.expect("join"), StatusCode::OK);
+        assert_eq!(second.await.expect("join"), StatusCode::OK);
+        assert_eq!(status(&app, "/a").await, StatusCode::OK, "slots come back");
+    }
+
+    #[test]
+    fn the_logged_path_is_bounded_and_has_no_query() {
+        let long = format!("/onboarding/{}/status?code=SECRET", "a".repeat(5000));
+        let request = Request::get(long.as_str()).body(()).expect("request");
+        let shown = bounded(request.uri().path(), LOGGED_PATH_MAX);
+        assert!(shown.chars().count() <= LOGGED_PATH_MAX + 1, "{shown}");
+        assert!(!shown.contains("SECRET"));
+        assert_eq!(bounded("/a\u{1b}b", 10), "/a\\u{1b}b");
+    }
+}
