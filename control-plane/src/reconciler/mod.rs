@@ -16,7 +16,6 @@ pub use job_contract::plan;
 use std::sync::Arc;
 use std::time::Duration;
 
-use backon::{ExponentialBuilder, Retryable};
 use futures::stream::{self, StreamExt};
 use serde::Serialize;
 use tracing::Instrument;
@@ -40,26 +39,14 @@ pub enum ReconcileError {
     UnknownTenant(TenantId),
     #[error("tenant {0} is being reconciled by another process; try again shortly")]
     Busy(TenantId),
+    /// The pass lost its lease (it could not renew it in time, and another
+    /// holder took it) and stopped, so two processes never act at once.
+    #[error("lost the lease on tenant {0} during a pass; the pass stopped")]
+    LeaseLost(TenantId),
 }
 
-/// How transient cloud errors are retried: exponential backoff with jitter,
-/// honouring a server's `Retry-After`.
-#[derive(Debug, Clone, Copy)]
-pub struct RetryPolicy {
-    pub min_delay: Duration,
-    pub max_delay: Duration,
-    pub max_retries: usize,
-}
-
-impl Default for RetryPolicy {
-    fn default() -> Self {
-        RetryPolicy {
-            min_delay: Duration::from_millis(200),
-            max_delay: Duration::from_secs(10),
-            max_retries: 6,
-        }
-    }
-}
+/// How transient cloud errors are retried (the one policy of `cloud::retry`).
+pub use cloud::retry::RetryPolicy;
 
 #[derive(Debug, Clone)]
 pub struct Settings {
@@ -341,8 +328,14 @@ impl Reconciler {
         if !acquired {
             return Err(ReconcileError::Busy(id.clone()));
         }
-        let renewal = self.spawn_lease_renewal(lease.clone());
-        let result = self.reconcile_held(id).await;
+        let (lost_tx, lost_rx) = tokio::sync::oneshot::channel();
+        let renewal = self.spawn_lease_renewal(lease.clone(), lost_tx);
+        // Losing the lease stops the pass at its next await: dropping the
+        // pass's future cancels whatever it was about to do next.
+        let result = tokio::select! {
+            result = self.reconcile_held(id) => result,
+            Ok(()) = lost_rx => Err(ReconcileError::LeaseLost(id.clone())),
+        };
         drop(renewal);
         // A failed release only delays the next holder until the lease expires.
         if let Err(e) = self.store.release_lease(&lease, &self.holder).await {
@@ -351,19 +344,33 @@ impl Reconciler {
         result
     }
 
-    /// Keeps the lease alive while the pass runs; dropping the guard (the pass
-    /// ended, or its future was dropped) stops the renewal.
-    fn spawn_lease_renewal(&self, lease: String) -> AbortOnDrop {
+    /// Keeps the lease alive while the pass runs, and says so on `lost` if
+    /// another holder took it; dropping the guard (the pass ended, or its
+    /// future was dropped) stops the renewal.
+    fn spawn_lease_renewal(
+        &self,
+        lease: String,
+        lost: tokio::sync::oneshot::Sender<()>,
+    ) -> AbortOnDrop {
         let store = self.store.clone();
         let holder = self.holder.clone();
         let ttl = self.settings.lease_ttl;
         AbortOnDrop(tokio::spawn(async move {
+            let mut renewed = tokio::time::Instant::now();
             loop {
                 tokio::time::sleep(ttl / 3).await;
                 match store.try_acquire_lease(&lease, &holder, ttl).await {
-                    Ok(true) => {}
+                    Ok(true) => renewed = tokio::time::Instant::now(),
                     Ok(false) => {
-                        tracing::error!(%lease, "lost the tenant lease to another process");
+                        tracing::error!(%lease, "lost the tenant lease to another process; stopping the pass");
+                        let _ = lost.send(());
+                        return;
+                    }
+                    // Unrenewed for a whole lifetime, the lease may be
+                    // someone else's by now: stop rather than guess.
+                    Err(e) if renewed.elapsed() >= ttl => {
+                        tracing::error!(%lease, error = %e, "could not renew the tenant lease before it expired; stopping the pass");
+                        let _ = lost.send(());
                         return;
                     }
                     Err(e) => {
@@ -703,26 +710,7 @@ impl Reconciler {
         F: FnMut() -> Fut,
         Fut: std::future::Future<Output = Result<T, CloudError>>,
     {
-        let policy = self.settings.retry;
-        let backoff = ExponentialBuilder::default()
-            .with_min_delay(policy.min_delay)
-            .with_max_delay(policy.max_delay)
-            .with_max_times(policy.max_retries)
-            .with_jitter();
-        op.retry(backoff)
-            .sleep(tokio::time::sleep)
-            .when(|e: &CloudError| e.is_retryable())
-            // A server's Retry-After wins over our own schedule, within the same budget.
-            .adjust(
-                |e: &CloudError, next: Option<Duration>| match (e.retry_after(), next) {
-                    (Some(server), Some(_)) => Some(server),
-                    (_, next) => next,
-                },
-            )
-            .notify(|e: &CloudError, wait: Duration| {
-                tracing::debug!(error = %e, wait_ms = wait.as_millis() as u64, "retrying");
-            })
-            .await
+        cloud::retry::retry(&self.settings.retry, op).await
     }
 
     fn emit(&self, tenant: &TenantId, kind: &'static str, name: &str, outcome: EventOutcome) {
@@ -739,7 +727,7 @@ impl Reconciler {
 
 /// Aborts the task when dropped (a background loop that must not outlive
 /// whatever owns it).
-pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
+pub struct AbortOnDrop(pub tokio::task::JoinHandle<()>);
 
 impl Drop for AbortOnDrop {
     fn drop(&mut self) {
