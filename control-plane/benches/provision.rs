@@ -42,6 +42,7 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or(1000);
     let dir = tempfile::tempdir()?;
     let platform = Platform::open(PlatformConfig {
+        cloud: Default::default(),
         data_dir: dir.path().to_path_buf(),
         database_url: None,
         bucket_prefix: None,

@@ -6,17 +6,19 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use cloud::naming::{DeploymentPrefix, TenantId};
+use cloud_adapters::AdapterKind;
 use job_contract::env as job_env;
 use job_contract::RunCommand;
 
-use crate::output::{self, TenantView};
+use crate::output::{self, OutputFormat, TenantView};
 use crate::platform::{Platform, PlatformConfig};
-use crate::reconciler::{Event, EventOutcome, ReconcileError, Settings, TenantReport};
+use crate::reconciler::{Event, EventOutcome, Settings, TenantReport};
 use crate::runs::{RunError, RunSettings};
+use crate::service::{self, ServiceError};
 use crate::store::{RunStatus, RunTrigger};
 
 #[derive(Debug, Parser)]
@@ -26,6 +28,9 @@ use crate::store::{RunStatus, RunTrigger};
     about = "ledgerlake control plane: per-tenant cloud provisioning for Xero analytics"
 )]
 pub struct Cli {
+    /// The cloud adapter: local (embedded, the default) or gcp.
+    #[arg(long, env = "LEDGERLAKE_CLOUD", default_value = "local", global = true)]
+    pub cloud: AdapterKind,
     /// Where the local cloud and the default state store live.
     #[arg(
         long,
@@ -52,12 +57,6 @@ pub struct Cli {
     pub lease_ttl_secs: u64,
     #[command(subcommand)]
     pub command: Command,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum OutputFormat {
-    Table,
-    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -207,6 +206,28 @@ pub enum TenantsCommand {
     Show { id: TenantId },
     /// Drive tenants to their desired state again (repairs drift, resumes crashes).
     Reconcile(ReconcileTarget),
+    /// Mint a single-use link that starts Xero consent for a tenant (which the
+    /// consent creates if it does not exist yet). Shown once.
+    ConnectLink {
+        id: TenantId,
+        /// How long the link lives: 7d, 12h, 90m or seconds (at most 30d).
+        #[arg(long, default_value = "7d")]
+        expires: String,
+        /// The base URL the client's browser reaches the service at.
+        #[arg(
+            long,
+            env = "LEDGERLAKE_PUBLIC_URL",
+            default_value = "http://127.0.0.1:8080"
+        )]
+        public_url: String,
+    },
+    /// Forget a tenant's Xero organisations, so that it may connect another.
+    Disconnect {
+        id: TenantId,
+        /// Confirm: the tenant's next consent may bring another organisation's books.
+        #[arg(long)]
+        yes: bool,
+    },
     /// Set when a tenant syncs: a cron schedule in UTC ("0 */6 * * *"), or
     /// `--default` for the deployment's default (hourly).
     Schedule {
@@ -242,12 +263,17 @@ impl From<anyhow::Error> for CliFailure {
     }
 }
 
+fn usage(e: ServiceError) -> CliFailure {
+    CliFailure::Usage(e.to_string())
+}
+
 fn actor() -> String {
     std::env::var("USER").unwrap_or_else(|_| "operator".to_owned())
 }
 
 pub async fn run(cli: Cli) -> Result<(), CliFailure> {
     let config = PlatformConfig {
+        cloud: cli.cloud,
         data_dir: cli.data_dir.clone(),
         database_url: cli.database_url.clone(),
         bucket_prefix: cli.bucket_prefix.clone(),
@@ -300,7 +326,15 @@ async fn runs(
     format: OutputFormat,
 ) -> Result<(), CliFailure> {
     let runs = platform.runs(run_settings());
-    let fail = |e: RunError| CliFailure::Failed(anyhow::Error::new(e));
+    // The operator's next step, where the error has one.
+    let fail = |e: RunError| {
+        CliFailure::Failed(match &e {
+            RunError::NotReady { tenant, .. } => {
+                anyhow::anyhow!("{e}; provision it first: control-plane tenants provision {tenant}")
+            }
+            _ => anyhow::Error::new(e),
+        })
+    };
     match cmd {
         RunsCommand::Start {
             tenant,
@@ -460,8 +494,7 @@ async fn tenants(
             let mut reports = Vec::new();
             for id in &ids {
                 progress.set_message(format!("provisioning {id}"));
-                let report = reconciler
-                    .provision(id, &actor())
+                let report = service::tenants::provision(&reconciler, id, &actor())
                     .await
                     .with_context(|| format!("tenant {id}: provisioning failed"))?;
                 reports.push(report);
@@ -479,54 +512,43 @@ async fn tenants(
             let progress = progress_bar(format, reconciler.plan(&id).resources().count() as u64);
             progress.set_message(format!("tearing down {id}"));
             let reconciler = reconciler.with_events(progress_sink(progress.clone()));
-            let report = match reconciler.teardown(&id, keep_data, &actor()).await {
-                Err(ReconcileError::UnknownTenant(id)) => {
-                    return Err(CliFailure::Failed(anyhow::anyhow!(
-                        "tenant {id} does not exist; nothing to tear down"
-                    )))
-                }
-                other => other.with_context(|| format!("tenant {id}: teardown failed"))?,
-            };
+            let report =
+                match service::tenants::teardown(&reconciler, &id, keep_data, &actor()).await {
+                    Err(ServiceError::NotFound { .. }) => {
+                        return Err(CliFailure::Failed(anyhow::anyhow!(
+                            "tenant {id} does not exist; nothing to tear down"
+                        )))
+                    }
+                    other => other.with_context(|| format!("tenant {id}: teardown failed"))?,
+                };
             progress.finish_and_clear();
             output::print_teardown(&report, format)?;
             check_reports(std::slice::from_ref(&report))
         }
         TenantsCommand::List => {
-            let tenants = platform
-                .store
-                .list_tenants()
+            let views = service::tenants::list(&platform.store)
                 .await
                 .context("listing tenants")?;
-            let mut views = Vec::new();
-            for t in &tenants {
-                views.push(view(platform, &t.id).await?);
-            }
             output::print_list(&views, format)?;
             Ok(())
         }
         TenantsCommand::Schedule { id, schedule, .. } => {
-            if let Some(s) = &schedule {
-                crate::scheduler::parse_schedule(s)
-                    .map_err(|e| CliFailure::Usage(e.to_string()))?;
-            }
-            match platform.store.set_schedule(&id, schedule.as_deref()).await {
-                Err(crate::store::StoreError::TenantNotFound(_)) => {
-                    return Err(CliFailure::Failed(anyhow::anyhow!(
-                        "tenant {id} does not exist"
-                    )))
+            match service::tenants::set_schedule(
+                &platform.store,
+                &id,
+                schedule.as_deref(),
+                &actor(),
+            )
+            .await
+            {
+                Err(ServiceError::Invalid { message, .. }) => {
+                    return Err(CliFailure::Usage(message))
+                }
+                Err(e @ ServiceError::NotFound { .. }) => {
+                    return Err(CliFailure::Failed(anyhow::anyhow!(e)))
                 }
                 other => other.with_context(|| format!("setting tenant {id}'s schedule"))?,
             }
-            platform
-                .store
-                .audit(
-                    &actor(),
-                    "tenant.schedule",
-                    Some(&id),
-                    &serde_json::json!({ "schedule": schedule }),
-                )
-                .await
-                .context("writing the audit log")?;
             match (&schedule, format) {
                 (_, OutputFormat::Json) => println!(
                     "{}",
@@ -535,6 +557,58 @@ async fn tenants(
                 (Some(s), _) => println!("tenant {id} syncs on \"{s}\" (UTC)"),
                 (None, _) => println!("tenant {id} syncs on the default schedule"),
             }
+            Ok(())
+        }
+        TenantsCommand::ConnectLink {
+            id,
+            expires,
+            public_url,
+        } => {
+            let ttl = service::onboarding::parse_expiry(&expires).map_err(usage)?;
+            let link = service::onboarding::mint_connect_link(
+                &platform.store,
+                &public_url,
+                &id,
+                ttl,
+                &actor(),
+            )
+            .await
+            .map_err(|e| match e {
+                e @ ServiceError::Invalid { .. } => usage(e),
+                e => CliFailure::Failed(anyhow::Error::new(e).context("minting a connect link")),
+            })?;
+            match format {
+                OutputFormat::Json => println!(
+                    "{}",
+                    serde_json::to_string_pretty(&link).map_err(anyhow::Error::from)?
+                ),
+                OutputFormat::Table => {
+                    println!("{}", link.url);
+                    println!(
+                        "single use; expires {}",
+                        link.expires_at
+                            .format(&time::format_description::well_known::Rfc3339)
+                            .unwrap_or_default()
+                    );
+                }
+            }
+            Ok(())
+        }
+        TenantsCommand::Disconnect { id, yes } => {
+            if !yes {
+                return Err(CliFailure::Usage(format!(
+                    "refusing to disconnect tenant {id} without --yes"
+                )));
+            }
+            service::onboarding::disconnect(&platform.store, &id, &actor())
+                .await
+                .map_err(|e| match e {
+                    e @ ServiceError::NotFound { .. } => CliFailure::Failed(anyhow::Error::new(e)),
+                    e => CliFailure::Failed(anyhow::Error::new(e).context("disconnecting")),
+                })?;
+            println!(
+                "tenant {id} disconnected from Xero; its next consent may name any organisation"
+            );
             Ok(())
         }
         TenantsCommand::Show { id } => {
@@ -576,10 +650,13 @@ async fn tenants(
 }
 
 async fn view(platform: &Platform, id: &TenantId) -> Result<TenantView, CliFailure> {
-    TenantView::load(&platform.store, id)
-        .await
-        .with_context(|| format!("reading tenant {id}"))?
-        .ok_or_else(|| CliFailure::Failed(anyhow::anyhow!("tenant {id} does not exist")))
+    match service::tenants::view(&platform.store, id).await {
+        Ok(v) => Ok(v),
+        Err(e @ ServiceError::NotFound { .. }) => Err(CliFailure::Failed(anyhow::anyhow!(e))),
+        Err(e) => Err(CliFailure::Failed(
+            anyhow::Error::new(e).context(format!("reading tenant {id}")),
+        )),
+    }
 }
 
 fn check_reports(reports: &[TenantReport]) -> Result<(), CliFailure> {

@@ -3,11 +3,13 @@
 //! webhooks, the operator API) and the operator CLI.
 
 pub mod cli;
+pub mod controller;
 pub mod output;
 pub mod platform;
 pub mod reconciler;
 pub mod runs;
 pub mod scheduler;
 pub mod server;
+pub mod service;
 pub mod store;
 pub mod tokens;

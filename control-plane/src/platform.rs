@@ -4,9 +4,9 @@
 
 use std::path::PathBuf;
 
-use cloud::local::LocalConfig;
 use cloud::naming::DeploymentPrefix;
 use cloud::Cloud;
+use cloud_adapters::{AdapterKind, LocalConfig};
 
 use crate::reconciler::{Reconciler, Settings};
 use crate::runs::{RunSettings, Runs};
@@ -15,6 +15,8 @@ use crate::store::{Store, StoreError};
 /// Where the platform's state and (locally) its cloud live.
 #[derive(Debug, Clone)]
 pub struct PlatformConfig {
+    /// Which cloud adapter (`--cloud`, `LEDGERLAKE_CLOUD`).
+    pub cloud: AdapterKind,
     pub data_dir: PathBuf,
     /// `sqlite://…` or `postgres://…`; defaults to SQLite in the data directory.
     pub database_url: Option<String>,
@@ -39,10 +41,11 @@ pub enum OpenError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot open the local cloud in {path}: {source}")]
+    #[error("cannot open the {kind} cloud (data directory {path}): {source}")]
     Cloud {
+        kind: AdapterKind,
         path: PathBuf,
-        source: cloud::CloudError,
+        source: cloud_adapters::OpenError,
     },
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -60,15 +63,17 @@ impl Platform {
             path: config.data_dir.clone(),
             source,
         })?;
-        let cloud = cloud::local::open(&LocalConfig {
-            data_dir: config.data_dir.clone(),
-            project: "local".to_owned(),
+        let local = LocalConfig {
             master_key: config.master_key.clone(),
-        })
-        .map_err(|source| OpenError::Cloud {
-            path: config.data_dir.clone(),
-            source,
-        })?;
+            ..LocalConfig::new(&config.data_dir)
+        };
+        let cloud = cloud_adapters::config_for(config.cloud, local)
+            .and_then(|c| cloud_adapters::open(&c))
+            .map_err(|source| OpenError::Cloud {
+                kind: config.cloud,
+                path: config.data_dir.clone(),
+                source,
+            })?;
         let store = Store::open(&config.database_url()).await?;
         Ok(Platform {
             cloud,

@@ -43,13 +43,9 @@ impl std::fmt::Debug for RunSettings {
 pub enum RunError {
     #[error("tenant {0} does not exist")]
     UnknownTenant(TenantId),
-    #[error(
-        "tenant {tenant} is {phase}, not Ready: provision it first (`tenants provision {tenant}`)"
-    )]
+    #[error("tenant {tenant} is {phase}, not Ready")]
     NotReady { tenant: TenantId, phase: Phase },
-    #[error(
-        "tenant {0} must connect Xero again before its data can sync (/connect/xero?tenant={0})"
-    )]
+    #[error("tenant {0} must connect Xero again before its data can sync")]
     NeedsConsent(TenantId),
     #[error("tenant {tenant} already has a run in progress ({run})")]
     Active { tenant: TenantId, run: String },

@@ -10,7 +10,9 @@ use cloud::naming::{DeploymentPrefix, TenantId};
 use cloud::ports::Credential;
 use cloud::Cloud;
 use xero::oauth::OAuthClient;
-use xero::token::{RefreshingTokenProvider, TokenError, TokenSet};
+use xero::refresh::RefreshingTokenProvider;
+use xero::token::TokenError;
+use xero::token_set::TokenSet;
 
 pub use job_contract::tokens::{
     read_token_set, write_token_set, SecretTokenVault, TokenLeaseSettings, TOKEN_LEASE_KEY,

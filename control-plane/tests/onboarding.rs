@@ -86,6 +86,31 @@ async fn harness() -> Harness {
     }
 }
 
+/// A connect link for `tenant`, minted through the operator API.
+async fn mint(h: &Harness, tenant: &str) -> String {
+    mint_with(h, tenant, serde_json::json!({})).await
+}
+
+async fn mint_with(h: &Harness, tenant: &str, body: serde_json::Value) -> String {
+    let resp = h
+        .http
+        .post(format!("{}/v1/tenants/{tenant}/connect-link", h.base))
+        .bearer_auth(OPERATOR_TOKEN)
+        .json(&body)
+        .send()
+        .await
+        .expect("mint");
+    assert_eq!(resp.status(), 201);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert!(body["expires_at"].is_string(), "{body}");
+    body["url"].as_str().expect("url").to_owned()
+}
+
+/// The link token of a connect link URL.
+fn token_of(url: &str) -> &str {
+    url.split_once("link=").map(|(_, t)| t).expect("link=")
+}
+
 async fn wait_for_phase(h: &Harness, id: &str, phase: &str) -> serde_json::Value {
     for _ in 0..200 {
         let resp = h
@@ -109,9 +134,10 @@ async fn wait_for_phase(h: &Harness, id: &str, phase: &str) -> serde_json::Value
 #[tokio::test]
 async fn consent_provisions_the_tenant_and_stores_the_token_set_in_its_secret() {
     let h = harness().await;
+    let link = mint(&h, "acme").await;
     let resp = h
         .http
-        .get(format!("{}/connect/xero?tenant=acme", h.base))
+        .get(&link)
         .header("accept", "application/json")
         .send()
         .await
@@ -160,11 +186,29 @@ async fn consent_provisions_the_tenant_and_stores_the_token_set_in_its_secret() 
             .expect("tokens");
     assert_eq!(version, 1, "a replay writes no new token version");
 
-    // The onboarding page's status endpoint shows the phase and whether Xero
-    // must be connected again, nothing more.
-    let status: serde_json::Value = h
+    // The link is used up: opening it again starts nothing.
+    let again = h.http.get(&link).send().await.expect("again");
+    assert_eq!(again.status(), 400);
+    let err: serde_json::Value = again.json().await.expect("json");
+    assert_eq!(err["code"], "invalid_connect_link");
+
+    // The onboarding page's status endpoint shows the link's holder the phase
+    // and whether Xero must be connected again, nothing more; without the
+    // link nobody learns whether the tenant exists.
+    let anonymous = h
         .http
         .get(format!("{}/onboarding/acme/status", h.base))
+        .send()
+        .await
+        .expect("status");
+    assert_eq!(anonymous.status(), 404);
+    let status: serde_json::Value = h
+        .http
+        .get(format!(
+            "{}/onboarding/acme/status?link={}",
+            h.base,
+            token_of(&link)
+        ))
         .send()
         .await
         .expect("status")
@@ -180,12 +224,8 @@ async fn consent_provisions_the_tenant_and_stores_the_token_set_in_its_secret() 
 #[tokio::test]
 async fn the_html_flow_answers_with_a_page_pointing_at_the_status() {
     let h = harness().await;
-    let resp = h
-        .http
-        .get(format!("{}/connect/xero?tenant=pageco", h.base))
-        .send()
-        .await
-        .expect("flow");
+    let link = mint(&h, "pageco").await;
+    let resp = h.http.get(&link).send().await.expect("flow");
     assert_eq!(resp.status(), 202);
     let page = resp.text().await.expect("html");
     assert!(page.contains("Xero connected"), "{page}");
@@ -212,7 +252,7 @@ async fn unknown_expired_and_missing_states_get_400_and_store_nothing() {
     let id = TenantId::parse("late").expect("id");
     h.platform
         .store
-        .put_oauth_state("expired-state", &id, "verifier", Duration::ZERO)
+        .put_oauth_state("expired-state", &id, "verifier", Duration::ZERO, None)
         .await
         .expect("state");
     tokio::time::sleep(Duration::from_millis(5)).await;
@@ -252,36 +292,68 @@ async fn unknown_expired_and_missing_states_get_400_and_store_nothing() {
 }
 
 #[tokio::test]
-async fn a_bad_tenant_id_is_refused_before_any_redirect() {
+async fn consent_starts_only_from_a_valid_connect_link() {
     let h = harness().await;
     let no_redirects = reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("client");
+    // The old open form (any tenant id, no credential) is refused.
+    for path in [
+        "/connect/xero?tenant=goodco",
+        "/connect/xero",
+        "/connect/xero?link=",
+    ] {
+        let resp = no_redirects
+            .get(format!("{}{path}", h.base))
+            .send()
+            .await
+            .expect("connect");
+        assert_eq!(resp.status(), 400, "{path}");
+        let body: serde_json::Value = resp.json().await.expect("json");
+        assert_eq!(body["code"], "connect_link_required", "{path}");
+    }
+    // A forged link is refused.
     let resp = no_redirects
-        .get(format!("{}/connect/xero?tenant=Bad_Id", h.base))
+        .get(format!("{}/connect/xero?link=forged-link-value", h.base))
         .send()
         .await
         .expect("connect");
     assert_eq!(resp.status(), 400);
     let body: serde_json::Value = resp.json().await.expect("json");
-    assert_eq!(body["code"], "invalid_tenant_id");
-    assert!(body["message"]
-        .as_str()
-        .unwrap_or("")
-        .contains("3 to 20 characters"));
-    let resp = no_redirects
-        .get(format!("{}/connect/xero", h.base))
+    assert_eq!(body["code"], "invalid_connect_link");
+    // Minting needs the operator token and a valid id.
+    let resp = h
+        .http
+        .post(format!("{}/v1/tenants/goodco/connect-link", h.base))
         .send()
         .await
-        .expect("connect");
+        .expect("mint");
+    assert_eq!(resp.status(), 401);
+    let resp = h
+        .http
+        .post(format!("{}/v1/tenants/Bad_Id/connect-link", h.base))
+        .bearer_auth(OPERATOR_TOKEN)
+        .send()
+        .await
+        .expect("mint");
     assert_eq!(resp.status(), 400);
-    // A good id is redirected to Xero's consent page with PKCE.
-    let resp = no_redirects
-        .get(format!("{}/connect/xero?tenant=goodco", h.base))
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["code"], "invalid_tenant_id");
+    let resp = h
+        .http
+        .post(format!("{}/v1/tenants/goodco/connect-link", h.base))
+        .bearer_auth(OPERATOR_TOKEN)
+        .json(&serde_json::json!({"expires": "90d"}))
         .send()
         .await
-        .expect("connect");
+        .expect("mint");
+    assert_eq!(resp.status(), 400, "longer than 30 days");
+
+    // A good link redirects to Xero's consent page with PKCE, and sets the
+    // cookie that lets this browser follow the onboarding status.
+    let link = mint(&h, "goodco").await;
+    let resp = no_redirects.get(&link).send().await.expect("connect");
     assert!(resp.status().is_redirection());
     let location = resp.headers()["location"]
         .to_str()
@@ -291,6 +363,100 @@ async fn a_bad_tenant_id_is_refused_before_any_redirect() {
     assert!(
         location.contains("code_challenge_method=S256"),
         "{location}"
+    );
+    let cookie = resp.headers()["set-cookie"].to_str().expect("cookie");
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("Path=/onboarding"),
+        "{cookie}"
+    );
+
+    // Opened again and again without finishing, one link starts a bounded
+    // number of consents.
+    let mut statuses = Vec::new();
+    for _ in 0..6 {
+        statuses.push(
+            no_redirects
+                .get(&link)
+                .send()
+                .await
+                .expect("connect")
+                .status()
+                .as_u16(),
+        );
+    }
+    assert_eq!(
+        statuses,
+        [303, 303, 303, 303, 409, 409],
+        "one consent was already pending"
+    );
+
+    // An expired link starts nothing.
+    let short = mint_with(&h, "shortco", serde_json::json!({"expires": "1"})).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let resp = no_redirects.get(&short).send().await.expect("connect");
+    assert_eq!(resp.status(), 400);
+}
+
+#[tokio::test]
+async fn a_connected_tenant_refuses_a_consent_for_another_organisation() {
+    let h = harness().await;
+    let id = TenantId::parse("victim").expect("id");
+    // The victim is connected to an organisation of its own.
+    h.platform.store.want_tenant(&id).await.expect("want");
+    h.platform
+        .store
+        .record_connections(
+            &id,
+            &[("victims-own-org".to_owned(), Some("Victim Ltd".to_owned()))],
+        )
+        .await
+        .expect("connections");
+    // An attacker holding a link for the victim consents with another
+    // organisation (the sandbox's): refused before any token set is written.
+    let link = mint(&h, "victim").await;
+    let resp = h
+        .http
+        .get(&link)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .expect("consent");
+    assert_eq!(resp.status(), 409);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["code"], "organisation_mismatch");
+    assert!(
+        control_plane::tokens::read_token_set(&h.platform.cloud, &Credential::Platform, &id)
+            .await
+            .is_err(),
+        "no token set may be written"
+    );
+    assert_eq!(
+        h.platform.store.connections_of(&id).await.expect("orgs"),
+        vec!["victims-own-org".to_owned()]
+    );
+
+    // After an operator's explicit disconnect, a new consent may bring
+    // another organisation.
+    let resp = h
+        .http
+        .post(format!("{}/v1/tenants/victim/disconnect", h.base))
+        .bearer_auth(OPERATOR_TOKEN)
+        .send()
+        .await
+        .expect("disconnect");
+    assert_eq!(resp.status(), 204);
+    let link = mint(&h, "victim").await;
+    let resp = h
+        .http
+        .get(&link)
+        .header("accept", "application/json")
+        .send()
+        .await
+        .expect("consent");
+    assert_eq!(resp.status(), 202);
+    assert_eq!(
+        h.platform.store.connections_of(&id).await.expect("orgs"),
+        h.sandbox.tenant_ids()
     );
 }
 
@@ -357,11 +523,8 @@ async fn webhooks_verify_signatures_answer_the_handshake_and_mark_tenants() {
     let h = harness().await;
     let key = WebhookKey::new(WEBHOOK_KEY);
     // Connect a tenant so its organisation is known.
-    h.http
-        .get(format!("{}/connect/xero?tenant=hooked", h.base))
-        .send()
-        .await
-        .expect("consent");
+    let link = mint(&h, "hooked").await;
+    h.http.get(&link).send().await.expect("consent");
     let org = h.sandbox.tenant_ids()[0].clone();
     let post = |body: Vec<u8>, signature: Option<String>| {
         let mut req = h.http.post(format!("{}/webhooks/xero", h.base)).body(body);

@@ -34,6 +34,7 @@ fn settings() -> Settings {
 /// jobs (child processes) open the same secrets.
 async fn platform(dir: &std::path::Path) -> control_plane::platform::Platform {
     control_plane::platform::Platform::open(control_plane::platform::PlatformConfig {
+        cloud: Default::default(),
         data_dir: dir.to_path_buf(),
         database_url: None,
         bucket_prefix: None,

@@ -15,11 +15,13 @@ use control_plane::tokens::{
     read_token_set, refresh_idle_token_sets, refresh_tenant_tokens, write_token_set, RefreshError,
     SecretTokenVault, TokenLeaseSettings,
 };
-use xero::client::{ListRequest, XeroClient};
+use xero::client::XeroClient;
 use xero::oauth::{OAuthClient, OAuthConfig};
+use xero::pager::ListRequest;
+use xero::refresh::{RefreshingTokenProvider, TokenVault};
 use xero::resources::Resource;
-use xero::sandbox::{FaultSettings, Sandbox, SandboxConfig};
-use xero::token::{RefreshingTokenProvider, TokenSet, TokenVault};
+use xero::token_set::TokenSet;
+use xero_sandbox::{FaultSettings, Sandbox, SandboxConfig};
 
 const CLIENT_ID: &str = "rotation-client";
 const CLIENT_SECRET: &str = "rotation-client-secret";

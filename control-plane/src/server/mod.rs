@@ -2,24 +2,24 @@
 //! webhooks drive onboarding; operators read tenants behind a bearer token;
 //! background workers run the reconciler so requests return at once.
 
+pub mod auth;
 mod error;
 mod limits;
 mod listener;
 mod onboarding;
 mod runs;
+mod tenants;
 mod webhooks;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
-use axum::extract::{DefaultBodyLimit, Path, State};
-use axum::http::{header, HeaderMap, StatusCode};
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
-use subtle::ConstantTimeEq;
-use tokio::sync::{mpsc, Semaphore};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
@@ -30,11 +30,11 @@ use xero::oauth::OAuthClient;
 use xero::secret::SecretString;
 use xero::webhook::WebhookKey;
 
-use crate::output::TenantView;
+use crate::controller::{Backoff, Controller};
 use crate::reconciler::{AbortOnDrop, Reconciler};
 use crate::runs::{RunSettings, Runs};
 use crate::scheduler::{self, SchedulerSettings};
-use crate::store::{Phase, Store};
+use crate::store::{Phase, Retention, Store};
 use crate::tokens;
 pub use error::ApiError;
 pub use limits::ServeLimits;
@@ -83,16 +83,14 @@ pub struct AppState {
     pub reconciler: Reconciler,
     pub runs: Runs,
     pub config: ServeConfig,
-    queue: mpsc::Sender<TenantId>,
+    pub controller: Controller,
 }
 
 impl AppState {
-    /// Asks the background workers to reconcile `tenant` soon. A full queue is
-    /// fine: the periodic resync finds every unsettled tenant.
+    /// Asks the background workers to reconcile `tenant` soon (once more after
+    /// the current pass, when one is under way).
     pub fn enqueue(&self, tenant: TenantId) {
-        if let Err(e) = self.queue.try_send(tenant) {
-            tracing::debug!(error = %e, "provisioning queue full; the resync will pick the tenant up");
-        }
+        self.controller.request(&tenant);
     }
 }
 
@@ -110,7 +108,9 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/onboarding/{id}/status", get(onboarding::status))
         .route("/webhooks/xero", post(webhooks::receive));
     let operator = Router::new()
-        .route("/v1/tenants/{id}", get(tenant_view))
+        .route("/v1/tenants/{id}", get(tenants::view))
+        .route("/v1/tenants/{id}/connect-link", post(tenants::connect_link))
+        .route("/v1/tenants/{id}/disconnect", post(tenants::disconnect))
         .route("/v1/tenants/{id}/runs", get(runs::list).post(runs::start))
         .route("/v1/runs/{run_id}", get(runs::show))
         .route("/v1/scheduler/tick", post(runs::tick));
@@ -159,7 +159,8 @@ pub fn start(
     reconciler: Reconciler,
     config: ServeConfig,
 ) -> (Arc<AppState>, tokio::task::JoinHandle<()>) {
-    let (queue, rx) = mpsc::channel(1024);
+    let (controller, controller_task) =
+        Controller::start(reconciler.clone(), config.workers, Backoff::default());
     let runs = Runs::new(
         cloud.clone(),
         store.clone(),
@@ -172,15 +173,16 @@ pub fn start(
         reconciler,
         runs,
         config,
-        queue,
+        controller,
     });
-    let reconcile = tokio::spawn(run_workers(state.clone(), rx));
+    let resync = tokio::spawn(run_resync(state.clone()));
     let keepalive = tokio::spawn(run_token_keepalive(state.clone()));
     let ticks = tokio::spawn(run_local_ticks(state.clone()));
     let workers = tokio::spawn(async move {
         // The loops run until aborted; aborting this task aborts them all.
         let _guards = (
-            AbortOnDrop(reconcile),
+            controller_task,
+            AbortOnDrop(resync),
             AbortOnDrop(keepalive),
             AbortOnDrop(ticks),
         );
@@ -237,49 +239,58 @@ async fn run_token_keepalive(state: Arc<AppState>) {
     }
 }
 
-/// Reconciles queued tenants, at most `workers` at once, and every
-/// `resync_interval` queues each tenant that is not settled.
-async fn run_workers(state: Arc<AppState>, mut rx: mpsc::Receiver<TenantId>) {
-    let permits = Arc::new(Semaphore::new(state.config.workers.max(1)));
+/// How often the service prunes records past their retention.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
+
+/// Every `resync_interval`: follows runs whose process ended, and asks the
+/// controller for a pass over each tenant that is not settled (a failed one
+/// when its recorded backoff is over, which survives restarts).
+async fn run_resync(state: Arc<AppState>) {
+    let backoff = Backoff::default();
     let mut resync = tokio::time::interval(state.config.resync_interval);
+    let mut last_prune: Option<tokio::time::Instant> = None;
     loop {
-        let id = tokio::select! {
-            Some(id) = rx.recv() => id,
-            _ = resync.tick() => {
-                // Runs whose process ended (or died) are recorded as such.
-                if let Err(e) = state.runs.follow_active().await {
-                    tracing::warn!(error = %e, "following runs failed");
-                }
-                match state.store.list_tenants().await {
-                    Ok(tenants) => {
-                        for t in tenants {
-                            if !matches!(t.phase, Phase::Ready) {
-                                state.enqueue(t.id);
-                            }
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "resync could not list tenants"),
-                }
+        resync.tick().await;
+        // Records kept only for a while (OAuth states, webhook deliveries,
+        // expired links and leases) are pruned about once an hour.
+        if last_prune.is_none_or(|t| t.elapsed() >= PRUNE_EVERY) {
+            last_prune = Some(tokio::time::Instant::now());
+            match state.store.prune(&Retention::default()).await {
+                Ok(pruned) if pruned.total() > 0 => tracing::info!(?pruned, "pruned old records"),
+                Ok(_) => {}
+                Err(e) => tracing::warn!(error = %e, "pruning old records failed"),
+            }
+        }
+        if let Err(e) = state.runs.follow_active().await {
+            tracing::warn!(error = %e, "following runs failed");
+        }
+        let tenants = match state.store.list_tenants().await {
+            Ok(tenants) => tenants,
+            Err(e) => {
+                tracing::warn!(error = %e, "resync could not list tenants");
                 continue;
             }
-            else => return,
         };
-        let Ok(permit) = permits.clone().acquire_owned().await else {
-            return;
+        let unsettled: Vec<_> = tenants
+            .into_iter()
+            .filter(|t| !matches!(t.phase, Phase::Ready))
+            .collect();
+        let failed_rows = if unsettled.iter().any(|t| t.phase == Phase::Failed) {
+            state.store.list_all_resources().await.unwrap_or_default()
+        } else {
+            Default::default()
         };
-        let reconciler = state.reconciler.clone();
-        tokio::spawn(async move {
-            match reconciler.reconcile(&id).await {
-                Ok(report) if report.is_success() => {
-                    tracing::info!(tenant = %id, changed = report.changed, "tenant reconciled")
+        for t in unsettled {
+            let next = failed_rows
+                .get(&t.id)
+                .and_then(|rows| backoff.next_attempt(rows));
+            match next {
+                Some(next) if t.phase == Phase::Failed => {
+                    state.controller.request_at(&t.id, next.at)
                 }
-                Ok(report) => {
-                    tracing::warn!(tenant = %id, failure = %report.failure_summary(), "tenant not settled")
-                }
-                Err(e) => tracing::warn!(tenant = %id, error = %e, "reconcile failed"),
+                _ => state.controller.request_unless_backing_off(&t.id),
             }
-            drop(permit);
-        });
+        }
     }
 }
 
@@ -298,38 +309,6 @@ async fn readyz(State(state): State<Arc<AppState>>) -> Response {
     }
 }
 
-/// Checks `Authorization: Bearer <operator token>` in constant time.
-pub(crate) fn require_operator(state: &AppState, headers: &HeaderMap) -> Result<(), ApiError> {
-    let Some(expected) = &state.config.operator_token else {
-        return Err(ApiError::unauthorized());
-    };
-    let given = headers
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .unwrap_or("");
-    if bool::from(given.as_bytes().ct_eq(expected.expose_secret().as_bytes())) && !given.is_empty()
-    {
-        Ok(())
-    } else {
-        Err(ApiError::unauthorized())
-    }
-}
-
 pub(crate) fn parse_tenant(raw: &str) -> Result<TenantId, ApiError> {
     TenantId::parse(raw).map_err(|e| ApiError::bad_request("invalid_tenant_id", e.to_string()))
-}
-
-/// `GET /v1/tenants/{id}`: the same JSON as `tenants show --output json`.
-async fn tenant_view(
-    State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
-    Path(raw): Path<String>,
-) -> Result<Json<TenantView>, ApiError> {
-    require_operator(&state, &headers)?;
-    let id = parse_tenant(&raw)?;
-    let view = TenantView::load(&state.store, &id).await?.ok_or_else(|| {
-        ApiError::not_found("tenant_not_found", format!("tenant {id} does not exist"))
-    })?;
-    Ok(Json(view))
 }

@@ -4,7 +4,6 @@
 //! its organisations, and leaves provisioning to the background workers.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use axum::extract::{Path, Query, State};
 use axum::http::{header, HeaderMap, StatusCode};
@@ -12,64 +11,49 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use cloud::ports::Credential;
-use xero::secret::SecretString;
-
 use super::{parse_tenant, ApiError, AppState};
-use crate::store::{Desired, StoreError};
-
-/// How long a consent may take between `/connect/xero` and the callback.
-pub const STATE_TTL: Duration = Duration::from_secs(10 * 60);
+use crate::service::onboarding;
 
 #[derive(Debug, Deserialize)]
 pub struct ConnectParams {
+    link: Option<String>,
     tenant: Option<String>,
 }
 
-/// `GET /connect/xero?tenant=<id>`: redirects to Xero's consent page.
+/// The cookie that lets the browser that opened a connect link follow its
+/// tenant's onboarding status.
+const LINK_COOKIE: &str = "ledgerlake_connect";
+
+/// `GET /connect/xero?link=<token>`: starts the consent a connect link allows
+/// and redirects to Xero's consent page.
 pub async fn connect(
     State(state): State<Arc<AppState>>,
     Query(params): Query<ConnectParams>,
 ) -> Result<Response, ApiError> {
-    let raw = params.tenant.ok_or_else(|| {
-        ApiError::bad_request(
-            "invalid_tenant_id",
-            format!(
-                "the tenant query parameter is required; {}",
-                cloud::naming::TENANT_ID_RULE
-            ),
-        )
-    })?;
-    let id = parse_tenant(&raw)?;
-    if let Some(t) = state.store.get_tenant(&id).await? {
-        if t.desired == Desired::Absent {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "tenant_deleting",
-                format!(
-                    "tenant {id} is being deleted; connect again once the teardown has finished"
-                ),
-            ));
-        }
+    let Some(link) = params.link.filter(|l| !l.is_empty()) else {
+        let message = if params.tenant.is_some() {
+            "consent starts only from a connect link that an operator issued for the tenant"
+        } else {
+            "the link query parameter is required"
+        };
+        return Err(ApiError::bad_request("connect_link_required", message));
+    };
+    let url = onboarding::start_consent(&state.store, state.config.oauth.as_ref(), &link).await?;
+    let secure = if state.config.public_url.starts_with("https://") {
+        "; Secure"
+    } else {
+        ""
+    };
+    // Links are URL-safe base64, so the value needs no quoting.
+    let cookie = format!(
+        "{LINK_COOKIE}={link}; Path=/onboarding; Max-Age={}; HttpOnly; SameSite=Lax{secure}",
+        onboarding::STATUS_AFTER_USE.as_secs()
+    );
+    let mut response = Redirect::to(&url).into_response();
+    if let Ok(value) = header::HeaderValue::from_str(&cookie) {
+        response.headers_mut().insert(header::SET_COOKIE, value);
     }
-    let oauth = state.config.oauth.as_ref().ok_or_else(|| {
-        ApiError::unavailable(
-            "xero_not_configured",
-            "no Xero app is configured on this control plane",
-        )
-    })?;
-    let request = oauth.authorize_url();
-    state
-        .store
-        .put_oauth_state(
-            &request.state,
-            &id,
-            request.pkce_verifier.expose_secret(),
-            STATE_TTL,
-        )
-        .await?;
-    tracing::info!(tenant = %id, "consent started");
-    Ok(Redirect::to(request.url.as_str()).into_response())
+    Ok(response)
 }
 
 #[derive(Debug, Deserialize)]
@@ -86,95 +70,27 @@ fn wants_json(headers: &HeaderMap) -> bool {
         .is_some_and(|v| v.contains("application/json"))
 }
 
-/// `GET /oauth/xero/callback`: Xero's redirect after consent.
+/// `GET /oauth/xero/callback`: Xero's redirect after consent. Provisioning is
+/// queued for the controller; the answer comes at once.
 pub async fn callback(
     State(state): State<Arc<AppState>>,
     headers: HeaderMap,
     Query(params): Query<CallbackParams>,
 ) -> Result<Response, ApiError> {
-    let invalid_state = || {
-        ApiError::bad_request(
-            "invalid_state",
-            "this consent link is unknown, expired or already used; start again from /connect/xero",
-        )
+    let callback = onboarding::Callback {
+        state: params.state,
+        code: params.code,
+        error: params.error,
     };
-    let raw_state = params.state.ok_or_else(invalid_state)?;
-    let consent = state
-        .store
-        .take_oauth_state(&raw_state)
-        .await?
-        .ok_or_else(invalid_state)?;
-    let id = consent.tenant.clone();
-    if let Some(error) = params.error {
-        tracing::info!(tenant = %id, error = %error, "consent was not given");
-        return Err(ApiError::bad_request(
-            "consent_denied",
-            format!(
-                "Xero did not grant access ({}); start again from /connect/xero",
-                error.chars().take(64).collect::<String>()
-            ),
-        ));
-    }
-    let code = params.code.ok_or_else(|| {
-        ApiError::bad_request("missing_code", "the callback carries no authorization code")
-    })?;
-    let oauth = state.config.oauth.as_ref().ok_or_else(|| {
-        ApiError::unavailable(
-            "xero_not_configured",
-            "no Xero app is configured on this control plane",
-        )
-    })?;
-    let (tokens, connections) = oauth
-        .complete_consent(&code, &SecretString::new(consent.pkce_verifier))
-        .await
-        .map_err(|e| {
-            tracing::warn!(tenant = %id, error = %e, "code exchange failed");
-            ApiError::new(
-                StatusCode::BAD_GATEWAY,
-                "xero_exchange_failed",
-                format!("Xero refused the consent: {e}"),
-            )
-        })?;
-    if connections.is_empty() {
-        return Err(ApiError::bad_request(
-            "no_organisation",
-            "the consent granted no Xero organisation; choose an organisation when consenting",
-        ));
-    }
-
-    // The token set is written before anything else: once Xero has issued it,
-    // losing it would cost the client another consent.
-    crate::tokens::write_token_set(&state.cloud, &Credential::Platform, &id, &tokens)
-        .await
-        .map_err(|e| ApiError::internal("storing the Xero token set failed", &e))?;
-    match state.store.want_tenant(&id).await {
-        Ok(_) => {}
-        Err(StoreError::TenantDeleting(_)) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "tenant_deleting",
-                format!("tenant {id} is being deleted"),
-            ))
-        }
-        Err(e) => return Err(e.into()),
-    }
-    let organisations: Vec<(String, Option<String>)> = connections
-        .iter()
-        .map(|c| (c.tenant_id.clone(), c.tenant_name.clone()))
-        .collect();
-    state.store.record_connections(&id, &organisations).await?;
-    let org_ids: Vec<&str> = organisations.iter().map(|(o, _)| o.as_str()).collect();
-    state
-        .store
-        .audit(
-            "xero-consent",
-            "tenant.consent",
-            Some(&id),
-            &serde_json::json!({ "organisations": org_ids }),
-        )
-        .await?;
+    let connected = onboarding::complete_consent(
+        &state.cloud,
+        &state.store,
+        state.config.oauth.as_ref(),
+        callback,
+    )
+    .await?;
+    let id = connected.tenant;
     state.enqueue(id.clone());
-    tracing::info!(tenant = %id, organisations = org_ids.len(), "consent completed; provisioning queued");
 
     let status_url = format!(
         "{}/onboarding/{id}/status",
@@ -183,7 +99,7 @@ pub async fn callback(
     if wants_json(&headers) {
         let body = serde_json::json!({
             "tenant": id.as_str(),
-            "organisations": org_ids,
+            "organisations": connected.organisations,
             "phase": "Provisioning",
             "status_url": status_url,
         });
@@ -210,20 +126,37 @@ fn connected_page(tenant: &str, status_url: &str) -> String {
     )
 }
 
+#[derive(Debug, Deserialize)]
+pub struct StatusParams {
+    link: Option<String>,
+}
+
+/// The connect link from the query or, for the browser that opened it, the cookie.
+fn link_from(params: StatusParams, headers: &HeaderMap) -> Option<String> {
+    params.link.or_else(|| {
+        headers
+            .get_all(header::COOKIE)
+            .iter()
+            .filter_map(|v| v.to_str().ok())
+            .flat_map(|v| v.split(';'))
+            .filter_map(|pair| pair.trim().split_once('='))
+            .find(|(name, _)| *name == LINK_COOKIE)
+            .map(|(_, value)| value.to_owned())
+    })
+}
+
 /// `GET /onboarding/{id}/status`: the tenant's phase, and whether Xero must be
-/// connected again, for the onboarding page.
+/// connected again, for the onboarding page of the connect link's holder
+/// (`?link=` or the cookie `/connect/xero` set); anyone else gets 404.
 pub async fn status(
     State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
     Path(raw): Path<String>,
+    Query(params): Query<StatusParams>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let id = parse_tenant(&raw)?;
-    let tenant = state.store.get_tenant(&id).await?.ok_or_else(|| {
-        ApiError::not_found("tenant_not_found", format!("tenant {id} does not exist"))
-    })?;
-    let needs_consent = state.store.needs_consent(&id).await?;
-    Ok(Json(serde_json::json!({
-        "id": id.as_str(),
-        "phase": tenant.phase.to_string(),
-        "needs_consent": needs_consent,
-    })))
+    let link = link_from(params, &headers);
+    Ok(Json(
+        onboarding::status(&state.store, &id, link.as_deref()).await?,
+    ))
 }

@@ -4,45 +4,22 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::Json;
 use serde::Deserialize;
 
-use super::{parse_tenant, require_operator, ApiError, AppState};
-use crate::runs::RunError;
+use super::auth::{authorize, Action, Principal};
+use super::{parse_tenant, ApiError, AppState};
 use crate::scheduler;
 use crate::store::{RunCommand, RunTrigger};
-
-impl From<RunError> for ApiError {
-    fn from(e: RunError) -> Self {
-        match &e {
-            RunError::UnknownTenant(_) => ApiError::not_found("tenant_not_found", e.to_string()),
-            RunError::UnknownRun(_) => ApiError::not_found("run_not_found", e.to_string()),
-            RunError::Active { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "run_in_progress", e.to_string())
-            }
-            RunError::NotReady { .. } => {
-                ApiError::new(StatusCode::CONFLICT, "tenant_not_ready", e.to_string())
-            }
-            RunError::NeedsConsent(_) => {
-                ApiError::new(StatusCode::CONFLICT, "needs_consent", e.to_string())
-            }
-            RunError::Start { .. } | RunError::Follow { .. } => {
-                ApiError::unavailable("jobs_unavailable", e.to_string())
-            }
-            RunError::Timeout(_) => ApiError::unavailable("timeout", e.to_string()),
-            RunError::Store(inner) => ApiError::internal("the state store failed", inner),
-        }
-    }
-}
 
 /// `POST /v1/scheduler/tick`: follow runs in progress, start the due ones.
 pub async fn tick(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    principal: Principal,
 ) -> Result<Response, ApiError> {
-    require_operator(&state, &headers)?;
+    authorize(&principal, None, Action::Tick)?;
     let report = scheduler::tick(
         &state.runs,
         &state.config.scheduler,
@@ -64,12 +41,12 @@ pub struct StartRun {
 /// the run; 409 when one is in progress or the tenant cannot run.
 pub async fn start(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    principal: Principal,
     Path(raw): Path<String>,
     body: Option<Json<StartRun>>,
 ) -> Result<Response, ApiError> {
-    require_operator(&state, &headers)?;
     let id = parse_tenant(&raw)?;
+    authorize(&principal, Some(&id), Action::StartRun)?;
     let command = match body.and_then(|Json(b)| b.command).as_deref() {
         None | Some("sync") => RunCommand::Sync,
         Some("ingest") => RunCommand::Ingest,
@@ -88,11 +65,11 @@ pub async fn start(
 /// `GET /v1/tenants/{id}/runs`: the tenant's newest runs.
 pub async fn list(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    principal: Principal,
     Path(raw): Path<String>,
 ) -> Result<Response, ApiError> {
-    require_operator(&state, &headers)?;
     let id = parse_tenant(&raw)?;
+    authorize(&principal, Some(&id), Action::ReadRun)?;
     if state.store.get_tenant(&id).await?.is_none() {
         return Err(ApiError::not_found(
             "tenant_not_found",
@@ -105,11 +82,11 @@ pub async fn list(
 /// `GET /v1/runs/{run_id}`: one run, brought up to date.
 pub async fn show(
     State(state): State<Arc<AppState>>,
-    headers: HeaderMap,
+    principal: Principal,
     Path(run_id): Path<String>,
 ) -> Result<Response, ApiError> {
-    require_operator(&state, &headers)?;
     let run = state.runs.get(&run_id).await?;
+    authorize(&principal, Some(&run.tenant), Action::ReadRun)?;
     let run = state.runs.follow(&run).await?;
     Ok(Json(run).into_response())
 }

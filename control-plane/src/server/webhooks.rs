@@ -54,8 +54,19 @@ pub async fn receive(
             event_date: e.event_date_utc.to_string(),
         })
         .collect();
-    match tokio::time::timeout(RECORD_BUDGET, state.store.record_webhook_events(&events)).await {
-        Ok(Ok(marked)) => {
+    // An exact replay of a delivery (same signed body) is acknowledged and
+    // changes nothing.
+    let digest = {
+        use sha2::Digest;
+        hex::encode(sha2::Sha256::digest(&body))
+    };
+    let recording = state.store.record_webhook_delivery(Some(&digest), &events);
+    match tokio::time::timeout(RECORD_BUDGET, recording).await {
+        Ok(Ok(None)) => {
+            tracing::info!("webhook delivery seen before; ignored");
+            StatusCode::OK
+        }
+        Ok(Ok(Some(marked))) => {
             tracing::info!(
                 events = events.len(),
                 tenants = marked.len(),

@@ -21,11 +21,13 @@
 //! everywhere, and decode rows with the getters below.
 
 mod audit;
+mod connect_links;
 mod error;
 mod leases;
 mod onboarding;
 mod opening;
 mod resources;
+mod retention;
 mod runs;
 mod tenants;
 #[cfg(test)]
@@ -41,9 +43,11 @@ use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{Any, AnyPool, Decode, Executor, Row, Type};
 use time::OffsetDateTime;
 
+pub use connect_links::ConnectLinkRecord;
 pub use error::StoreError;
 pub use onboarding::{PendingConsent, WebhookEventRecord};
 pub use opening::{redact_url, sqlite_url};
+pub use retention::{Pruned, Retention};
 pub use runs::{RunCommand, RunRecord, RunStatus, RunTrigger};
 pub use types::{
     AuditEntry, Desired, ParseEnumError, Phase, ResourceRecord, ResourceStatus, TenantRecord,

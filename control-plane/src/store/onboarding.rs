@@ -13,6 +13,8 @@ pub struct PendingConsent {
     pub tenant: TenantId,
     /// The PKCE verifier: a secret until the code is exchanged.
     pub pkce_verifier: String,
+    /// The hash of the connect link the consent started from.
+    pub link_hash: Option<String>,
 }
 
 impl std::fmt::Debug for PendingConsent {
@@ -35,25 +37,29 @@ pub struct WebhookEventRecord {
 }
 
 impl Store {
-    /// Stores a new consent's `state` with its PKCE verifier for `ttl`.
+    /// Stores a new consent's `state` with its PKCE verifier for `ttl`, and
+    /// the hash of the connect link it started from.
     pub async fn put_oauth_state(
         &self,
         state: &str,
         tenant: &TenantId,
         pkce_verifier: &str,
         ttl: Duration,
+        link_hash: Option<&str>,
     ) -> Result<(), StoreError> {
         let now = now_ms();
         self.execute(
             sqlx::query(
-                "INSERT INTO oauth_states (state, tenant_id, pkce_verifier, created_at, expires_at) \
-                 VALUES ($1, $2, $3, $4, $5)",
+                "INSERT INTO oauth_states \
+                 (state, tenant_id, pkce_verifier, created_at, expires_at, link_hash) \
+                 VALUES ($1, $2, $3, $4, $5, $6)",
             )
             .bind(state)
             .bind(tenant.as_str())
             .bind(pkce_verifier)
             .bind(now)
-            .bind(ms_after(now, ttl)),
+            .bind(ms_after(now, ttl))
+            .bind(link_hash),
         )
         .await?;
         // Expired states are useless; drop them while we are here.
@@ -76,7 +82,7 @@ impl Store {
             sqlx::query(
                 "UPDATE oauth_states SET consumed_at = $2 \
                  WHERE state = $1 AND consumed_at IS NULL AND expires_at > $2 \
-                 RETURNING tenant_id, pkce_verifier",
+                 RETURNING tenant_id, pkce_verifier, link_hash",
             )
             .bind(state)
             .bind(now_ms()),
@@ -89,6 +95,7 @@ impl Store {
                 Ok(PendingConsent {
                     tenant,
                     pkce_verifier: get(row, "pkce_verifier")?,
+                    link_hash: get(row, "link_hash")?,
                 })
             },
         )
@@ -168,8 +175,40 @@ impl Store {
         &self,
         events: &[WebhookEventRecord],
     ) -> Result<Vec<TenantId>, StoreError> {
+        Ok(self
+            .record_webhook_delivery(None, events)
+            .await?
+            .unwrap_or_default())
+    }
+
+    /// [`Store::record_webhook_events`] for one delivery identified by
+    /// `digest` (the SHA-256 of its signed body): `None`, and nothing
+    /// recorded, when that delivery was recorded before (a replay). The
+    /// digest and the events are recorded in one transaction, so a delivery
+    /// that failed to record is taken when Xero sends it again.
+    pub async fn record_webhook_delivery(
+        &self,
+        digest: Option<&str>,
+        events: &[WebhookEventRecord],
+    ) -> Result<Option<Vec<TenantId>>, StoreError> {
         let now = now_ms();
         let mut tx = self.pool.begin().await.map_err(|e| self.db_err(e))?;
+        if let Some(digest) = digest {
+            let first = self
+                .execute_in(
+                    &mut *tx,
+                    sqlx::query(
+                        "INSERT INTO webhook_deliveries (digest, received_at) VALUES ($1, $2) \
+                         ON CONFLICT (digest) DO NOTHING",
+                    )
+                    .bind(digest)
+                    .bind(now),
+                )
+                .await?;
+            if first == 0 {
+                return Ok(None);
+            }
+        }
         for e in events {
             self.execute_in(
                 &mut *tx,
@@ -207,7 +246,7 @@ impl Store {
                 }
             }
         }
-        Ok(marked)
+        Ok(Some(marked))
     }
 
     /// Tenants with an incremental sync requested (by a webhook), oldest first.

@@ -2,7 +2,8 @@
 //! that injects faults into the calls that change something.
 #![allow(dead_code)]
 
-pub mod faulty;
+#[allow(unused_imports)]
+pub use cloud::faulty;
 
 use std::time::Duration;
 
@@ -15,6 +16,7 @@ pub const TEST_MASTER_KEY: &str =
 
 pub async fn platform(dir: &std::path::Path) -> Platform {
     Platform::open(PlatformConfig {
+        cloud: Default::default(),
         data_dir: dir.to_path_buf(),
         database_url: None,
         bucket_prefix: None,
