@@ -1,9 +1,13 @@
-//! End to end: a sandbox company, a provisioned tenant with its token set,
-//! `sync` runs of the real `tenant-job` binary started through the jobs port
-//! and followed by the control plane, and the transformed tables checked
-//! against the sandbox's own books; then changes, a killed run, and the run
-//! rules (one at a time, only Ready tenants).
+//! End to end across the binaries: a sandbox company, a provisioned tenant
+//! with its token set, `sync` runs of the real `tenant-job` binary started
+//! through the jobs port and followed by the control plane, and the
+//! transformed tables checked against the sandbox's own books; then changes,
+//! a killed run, the run rules (one at a time, only Ready tenants), and the
+//! whole life of a tenant from consent to teardown.
 
+// The control plane's own test support (a platform in a temporary directory,
+// fast retry settings), shared rather than copied.
+#[path = "../control-plane/tests/support/mod.rs"]
 mod support;
 
 use std::time::Duration;
@@ -16,8 +20,8 @@ use control_plane::runs::{RunError, RunSettings, Runs};
 use control_plane::store::{RunStatus, RunTrigger};
 use control_plane::tokens::write_token_set;
 use job_contract::RunCommand;
-use xero::sandbox::{ChangeRequest, Sandbox, SandboxConfig, SandboxLimits};
 use xero::secret::SecretString;
+use xero_sandbox::{ChangeRequest, Sandbox, SandboxConfig, SandboxLimits};
 
 const CLIENT_ID: &str = "sync-client";
 const CLIENT_SECRET: &str = "sync-client-secret";
@@ -49,6 +53,7 @@ async fn world(invoices: usize) -> World {
     .expect("sandbox");
     // The key file in the data directory, so the job (a child process) finds it.
     let platform = Platform::open(PlatformConfig {
+        cloud: Default::default(),
         data_dir: dir.path().to_path_buf(),
         database_url: None,
         bucket_prefix: None,
@@ -325,7 +330,8 @@ async fn runs_need_a_ready_tenant() {
 }
 
 #[tokio::test]
-async fn consent_then_provisioning_then_a_requested_sync_agrees_with_the_books() {
+async fn consent_then_provisioning_then_a_requested_sync_agrees_with_the_books_then_teardown_leaves_nothing(
+) {
     use control_plane::server::{self, ServeConfig};
     use xero::oauth::{OAuthClient, OAuthConfig};
     const OPERATOR: &str = "operator-token-for-the-sync-test";
@@ -376,9 +382,20 @@ async fn consent_then_provisioning_then_a_requested_sync_agrees_with_the_books()
     let serving = tokio::spawn(async move { axum::serve(listener, app).await });
     let http = reqwest::Client::new();
 
-    // Consent: a real client follows the redirects through the sandbox.
+    // Consent: an operator mints a connect link; a real client follows it
+    // and the redirects through the sandbox.
+    let minted: serde_json::Value = http
+        .post(format!("{base}/v1/tenants/acme/connect-link"))
+        .bearer_auth(OPERATOR)
+        .send()
+        .await
+        .expect("mint")
+        .json()
+        .await
+        .expect("json");
+    let link = minted["url"].as_str().expect("url").to_owned();
     let resp = http
-        .get(format!("{base}/connect/xero?tenant=acme"))
+        .get(&link)
         .header("accept", "application/json")
         .send()
         .await
@@ -467,4 +484,53 @@ async fn consent_then_provisioning_then_a_requested_sync_agrees_with_the_books()
     assert!(!log.contains(CLIENT_SECRET));
     serving.abort();
     workers.abort();
+
+    // Teardown: every resource goes, then the tenant; nothing labelled with
+    // the tenant is left in any port.
+    let report = w
+        .platform
+        .reconciler(support::fast_settings())
+        .teardown(&id, false, "test")
+        .await
+        .expect("teardown");
+    assert!(report.is_success(), "{report:?}");
+    assert!(w
+        .platform
+        .store
+        .get_tenant(&id)
+        .await
+        .expect("read")
+        .is_none());
+    let labels = naming::tenant_labels(&id);
+    let cloud = &w.platform.cloud;
+    assert!(cloud
+        .objects
+        .list_buckets(&labels)
+        .await
+        .expect("buckets")
+        .is_empty());
+    assert!(cloud
+        .warehouse
+        .list_datasets(&labels)
+        .await
+        .expect("datasets")
+        .is_empty());
+    assert!(cloud
+        .secrets
+        .list_secrets(&labels)
+        .await
+        .expect("secrets")
+        .is_empty());
+    assert!(cloud
+        .jobs
+        .list_jobs(&labels)
+        .await
+        .expect("jobs")
+        .is_empty());
+    assert!(cloud
+        .identity
+        .list_service_accounts(&labels)
+        .await
+        .expect("accounts")
+        .is_empty());
 }
