@@ -13,7 +13,8 @@ use cloud::lease::ObjectLease;
 use cloud::naming::{self, DeploymentPrefix, TenantId};
 use cloud::ports::{Credential, SecretPayload, SecretSpec};
 use cloud::Cloud;
-use xero::token::{TokenSet, TokenVault, VaultError};
+use xero::refresh::{TokenVault, VaultError};
+use xero::token_set::TokenSet;
 
 /// Writes `tokens` as a new version of the tenant's secret (creating the
 /// secret, with the tenant's labels, when absent). Returns the version.

@@ -17,7 +17,8 @@ use time::OffsetDateTime;
 
 use cloud::ports::{Credential, ObjectStore};
 use cloud::{Cloud, CloudError};
-use xero::client::{ClientError, ListRequest, PageCursor, XeroClient};
+use xero::client::{ClientError, XeroClient};
+use xero::pager::{ListRequest, PageCursor};
 use xero::resources::{Paging, Resource};
 
 use job_contract::raw::{self, Cursor, Cursors, Manifest, PageEntry};

@@ -14,8 +14,8 @@ use cloud::{Cloud, CloudError};
 use xero::client::XeroClient;
 use xero::limits::{LimitConfig, RateLimits};
 use xero::oauth::{OAuthClient, OAuthConfig, XeroEndpoints};
+use xero::refresh::RefreshingTokenProvider;
 use xero::resources::Resource;
-use xero::token::RefreshingTokenProvider;
 
 use job_contract::env::{self, JobEnvironment};
 use job_contract::raw;
@@ -131,14 +131,14 @@ impl Job {
     /// Opens the local cloud and takes on the tenant's identity. Refuses any
     /// identity but the tenant's own.
     pub async fn open(config: JobConfig) -> Result<Job, JobError> {
-        let local = cloud::local::LocalConfig {
+        let local = cloud_local::LocalConfig {
             data_dir: config.data_dir.clone(),
-            project: cloud::local::LocalConfig::new(&config.data_dir).project,
+            project: cloud_local::LocalConfig::new(&config.data_dir).project,
             master_key: config.master_key.clone(),
         };
         let cloud = {
             let local = local.clone();
-            tokio::task::spawn_blocking(move || cloud::local::open(&local))
+            tokio::task::spawn_blocking(move || cloud_local::open(&local))
                 .await
                 .map_err(|e| JobError::Config(format!("opening the data directory: {e}")))?
                 .map_err(JobError::Cloud)?

@@ -12,14 +12,14 @@ use cloud::ports::{Credential, Identity, ObjectStore, SecretStore};
 use job_contract::raw::{self, Cursors, Manifest};
 use tenant_job::job::Job;
 use xero::resources::Resource;
-use xero::sandbox::{ChangeRequest, FaultSettings, SandboxLimits};
+use xero_sandbox::{ChangeRequest, FaultSettings, SandboxLimits};
 
 fn tid(s: &str) -> TenantId {
     TenantId::parse(s).expect("tenant id")
 }
 
 async fn manifest(
-    cloud: &cloud::local::LocalAdapters,
+    cloud: &cloud_local::LocalAdapters,
     id: &TenantId,
     r: Resource,
     run: &str,
@@ -36,7 +36,7 @@ async fn manifest(
     Some(serde_json::from_slice(&bytes).expect("manifest"))
 }
 
-async fn cursors(cloud: &cloud::local::LocalAdapters, id: &TenantId) -> Cursors {
+async fn cursors(cloud: &cloud_local::LocalAdapters, id: &TenantId) -> Cursors {
     let bytes = cloud
         .objects
         .get_object(

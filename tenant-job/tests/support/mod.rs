@@ -6,19 +6,19 @@
 
 use std::path::Path;
 
-use cloud::local::{LocalAdapters, LocalConfig};
 use cloud::naming::{self, TenantId};
 use cloud::ports::identity::grant;
 use cloud::ports::{
     BucketSpec, Credential, DatasetSpec, Identity, ObjectStore, SecretSpec, SecretStore,
     ServiceAccountSpec, Warehouse,
 };
+use cloud_local::{LocalAdapters, LocalConfig};
 use job_contract::plan::{JobTemplate, Planned, TenantPlan};
 use job_contract::tokens::write_token_set;
 use job_contract::JobEnvironment;
 use tenant_job::job::JobConfig;
-use xero::sandbox::{Sandbox, SandboxConfig, SandboxLimits};
 use xero::secret::SecretString;
+use xero_sandbox::{Sandbox, SandboxConfig, SandboxLimits};
 
 pub const MASTER_KEY: &str = "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f";
 pub const CLIENT_ID: &str = "job-client";
