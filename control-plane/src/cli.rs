@@ -165,6 +165,14 @@ pub struct LimitArgs {
     /// Requests at once to the operator API; more are answered 503.
     #[arg(long, env = "LEDGERLAKE_MAX_CONCURRENT_OPERATOR", default_value_t = crate::server::ServeLimits::OPERATOR_CONCURRENCY as u64, value_parser = clap::value_parser!(u64).range(1..=100_000))]
     max_concurrent_operator: u64,
+    /// Requests a minute one client address may make to the unauthenticated
+    /// routes (consent, callback, onboarding status, webhooks); more get 429.
+    #[arg(long, env = "LEDGERLAKE_PUBLIC_RATE_PER_MINUTE", default_value_t = crate::server::ServeLimits::PUBLIC_PER_CLIENT_PER_MINUTE, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
+    public_rate_per_minute: u32,
+    /// Take clients' addresses from X-Forwarded-For (only behind a proxy or
+    /// load balancer that sets it, such as Cloud Run's).
+    #[arg(long, env = "LEDGERLAKE_TRUST_FORWARDED_FOR")]
+    trust_forwarded_for: bool,
 }
 
 impl LimitArgs {
@@ -178,6 +186,8 @@ impl LimitArgs {
             max_body_bytes: count(self.max_body_bytes),
             public_concurrency: count(self.max_concurrent_public),
             operator_concurrency: count(self.max_concurrent_operator),
+            public_per_client_per_minute: self.public_rate_per_minute,
+            trust_forwarded_for: self.trust_forwarded_for,
             ..Default::default()
         }
     }

@@ -2,7 +2,13 @@
 //! requests at once per class of route, body sizes and time per request; and
 //! what the request log may show of a request.
 
+use std::net::IpAddr;
+use std::num::NonZeroU32;
+use std::sync::Arc;
 use std::time::Duration;
+
+use governor::clock::{Clock, DefaultClock};
+use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
 
 use axum::error_handling::HandleErrorLayer;
 use axum::http::{header, HeaderValue, Request, StatusCode};
@@ -38,6 +44,12 @@ pub struct ServeLimits {
     pub operator_concurrency: usize,
     /// Requests at once to `/healthz` and `/readyz`.
     pub health_concurrency: usize,
+    /// Requests a minute one client address may make to the unauthenticated
+    /// routes (with a burst of a quarter of that); more get 429.
+    pub public_per_client_per_minute: u32,
+    /// Take the client's address from the left-most `X-Forwarded-For` entry
+    /// (only behind a proxy or load balancer that sets it, e.g. Cloud Run).
+    pub trust_forwarded_for: bool,
 }
 
 impl ServeLimits {
@@ -49,6 +61,7 @@ impl ServeLimits {
     pub const PUBLIC_CONCURRENCY: usize = 64;
     pub const OPERATOR_CONCURRENCY: usize = 32;
     pub const HEALTH_CONCURRENCY: usize = 16;
+    pub const PUBLIC_PER_CLIENT_PER_MINUTE: u32 = 120;
 
     pub fn connections(&self) -> ConnectionLimits {
         ConnectionLimits {
@@ -71,6 +84,78 @@ impl Default for ServeLimits {
             public_concurrency: Self::PUBLIC_CONCURRENCY,
             operator_concurrency: Self::OPERATOR_CONCURRENCY,
             health_concurrency: Self::HEALTH_CONCURRENCY,
+            public_per_client_per_minute: Self::PUBLIC_PER_CLIENT_PER_MINUTE,
+            trust_forwarded_for: false,
+        }
+    }
+}
+
+/// The address a connection came from, set on every request by the listener.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
+
+/// Requests per client address: a GCRA rate limiter keyed by address.
+pub struct PerClient {
+    limiter: DefaultKeyedRateLimiter<IpAddr>,
+    trust_forwarded_for: bool,
+}
+
+impl PerClient {
+    pub fn new(per_minute: u32, trust_forwarded_for: bool) -> Arc<Self> {
+        let per_minute = NonZeroU32::new(per_minute.max(1)).unwrap_or(NonZeroU32::MIN);
+        let burst = NonZeroU32::new((per_minute.get() / 4).max(1)).unwrap_or(NonZeroU32::MIN);
+        Arc::new(PerClient {
+            limiter: RateLimiter::keyed(Quota::per_minute(per_minute).allow_burst(burst)),
+            trust_forwarded_for,
+        })
+    }
+
+    /// The client a request comes from: the connection's address, or the
+    /// forwarded one when trusted. `None` when neither is known.
+    fn client_of<B>(&self, request: &Request<B>) -> Option<IpAddr> {
+        if self.trust_forwarded_for {
+            let forwarded = request
+                .headers()
+                .get("x-forwarded-for")
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.split(',').next())
+                .and_then(|first| first.trim().parse().ok());
+            if forwarded.is_some() {
+                return forwarded;
+            }
+        }
+        request.extensions().get::<ClientAddr>().map(|c| c.0)
+    }
+}
+
+/// Answers 429 (with `Retry-After`) to a client past its rate; drops the
+/// state of clients that went quiet now and then, so memory stays bounded.
+pub async fn per_client(
+    axum::extract::State(limits): axum::extract::State<Arc<PerClient>>,
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let Some(client) = limits.client_of(&request) else {
+        return next.run(request).await;
+    };
+    if limits.limiter.len() > 10_000 {
+        limits.limiter.retain_recent();
+    }
+    match limits.limiter.check_key(&client) {
+        Ok(()) => next.run(request).await,
+        Err(not_until) => {
+            let wait = not_until.wait_time_from(DefaultClock::default().now());
+            let mut response = ApiError::new(
+                StatusCode::TOO_MANY_REQUESTS,
+                "rate_limited",
+                "too many requests from this address; slow down",
+            )
+            .into_response();
+            let secs = wait.as_secs().max(1);
+            if let Ok(v) = HeaderValue::from_str(&secs.to_string()) {
+                response.headers_mut().insert(header::RETRY_AFTER, v);
+            }
+            response
         }
     }
 }
@@ -175,6 +260,76 @@ mod tests {
             .await
             .expect("infallible")
             .status()
+    }
+
+    async fn from(app: &Router, addr: &str, forwarded: Option<&str>) -> Response {
+        let mut request = Request::get("/public")
+            .body(Body::empty())
+            .expect("request");
+        request
+            .extensions_mut()
+            .insert(ClientAddr(addr.parse().expect("ip")));
+        if let Some(f) = forwarded {
+            request
+                .headers_mut()
+                .insert("x-forwarded-for", HeaderValue::from_str(f).expect("header"));
+        }
+        app.clone().oneshot(request).await.expect("infallible")
+    }
+
+    fn limited(per_minute: u32, trust: bool) -> Router {
+        Router::new()
+            .route("/public", get(|| async { "ok" }))
+            .route_layer(axum::middleware::from_fn_with_state(
+                PerClient::new(per_minute, trust),
+                per_client,
+            ))
+    }
+
+    #[tokio::test]
+    async fn one_address_past_its_rate_gets_429_and_others_are_untouched() {
+        // 60 a minute: a burst of 15, then one a second.
+        let app = limited(60, false);
+        let mut statuses = Vec::new();
+        for _ in 0..20 {
+            statuses.push(from(&app, "203.0.113.7", None).await.status());
+        }
+        let ok = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+        assert_eq!(ok, 15, "{statuses:?}");
+        let refused = from(&app, "203.0.113.7", None).await;
+        assert_eq!(refused.status(), StatusCode::TOO_MANY_REQUESTS);
+        let retry: u64 = refused.headers()[header::RETRY_AFTER]
+            .to_str()
+            .expect("ascii")
+            .parse()
+            .expect("seconds");
+        assert!((1..=2).contains(&retry), "{retry}");
+        // Another address has its own allowance.
+        assert_eq!(
+            from(&app, "198.51.100.1", None).await.status(),
+            StatusCode::OK
+        );
+    }
+
+    #[tokio::test]
+    async fn forwarded_addresses_count_only_when_trusted() {
+        // Untrusted: every forwarded value still counts as the proxy's address.
+        let app = limited(4, false);
+        let mut last = StatusCode::OK;
+        for i in 0..3 {
+            last = from(&app, "10.0.0.1", Some(&format!("192.0.2.{i}")))
+                .await
+                .status();
+        }
+        assert_eq!(last, StatusCode::TOO_MANY_REQUESTS);
+        // Trusted: each forwarded client has its own allowance.
+        let app = limited(4, true);
+        for i in 0..3 {
+            let status = from(&app, "10.0.0.1", Some(&format!("192.0.2.{i}, 10.0.0.1")))
+                .await
+                .status();
+            assert_eq!(status, StatusCode::OK);
+        }
     }
 
     #[tokio::test]

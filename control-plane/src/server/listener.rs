@@ -107,8 +107,8 @@ pub async fn serve_connections(
             () = &mut shutdown => break,
             accepted = listener.accept() => accepted,
         };
-        let stream = match accepted {
-            Ok((stream, _)) => stream,
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
             Err(e) => {
                 accept_failed(&e).await;
                 continue;
@@ -123,7 +123,9 @@ pub async fn serve_connections(
         let _ = stream.set_nodelay(true);
         tokio::spawn(serve_one(
             stream,
-            app.clone(),
+            // Rate limits per client need the address the connection came from.
+            app.clone()
+                .layer(axum::Extension(super::limits::ClientAddr(peer.ip()))),
             http.clone(),
             limits.keep_alive_timeout,
             stopping.clone(),

@@ -106,7 +106,14 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/connect/xero", get(onboarding::connect))
         .route("/oauth/xero/callback", get(onboarding::callback))
         .route("/onboarding/{id}/status", get(onboarding::status))
-        .route("/webhooks/xero", post(webhooks::receive));
+        .route("/webhooks/xero", post(webhooks::receive))
+        .route_layer(axum::middleware::from_fn_with_state(
+            limits::PerClient::new(
+                limits.public_per_client_per_minute,
+                limits.trust_forwarded_for,
+            ),
+            limits::per_client,
+        ));
     let operator = Router::new()
         .route("/v1/tenants/{id}", get(tenants::view))
         .route("/v1/tenants/{id}/connect-link", post(tenants::connect_link))
