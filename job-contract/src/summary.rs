@@ -37,8 +37,53 @@ pub struct RunSummary {
     #[serde(with = "time::serde::rfc3339")]
     pub finished_at: OffsetDateTime,
     pub ingest: Option<IngestReport>,
-    /// The transformation's report (models, rows, data tests).
+    /// The transformation's report (models, rows, data tests, and the
+    /// `warnings` list: see [`RunSummary::warnings`]).
     pub transform: Option<serde_json::Value>,
+}
+
+impl RunSummary {
+    /// The data tests that warned in this run's transformation: the tables
+    /// were published, and these say what in them needs a look (facts that
+    /// point at reference data Xero did not return). Empty when the run did
+    /// not transform, and for summaries written before tests had severities.
+    pub fn warnings(&self) -> Vec<TestWarning> {
+        self.transform
+            .as_ref()
+            .map(transform_warnings)
+            .unwrap_or_default()
+    }
+}
+
+/// A data test of severity `warn` that failed: recorded in the run's
+/// summary (the transformation report's `warnings` list), while the tables
+/// were published anyway.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TestWarning {
+    /// The model tested, e.g. `fct_invoices`.
+    pub model: String,
+    /// The test's full name, e.g.
+    /// `fct_invoices.relationship(contact_id -> dim_contacts.contact_id)`.
+    pub test: String,
+    /// Rows of the model breaking the rule.
+    pub failing_rows: u64,
+    /// A few of those rows, each `{column: value}`.
+    #[serde(default)]
+    pub sample: Vec<serde_json::Value>,
+}
+
+/// The `warnings` of a transformation report as a run summary holds it
+/// (`RunSummary::transform`, or `/transform` of a summary read as JSON): none
+/// when the report has no such list (older jobs) or it is not one.
+pub fn transform_warnings(transform: &serde_json::Value) -> Vec<TestWarning> {
+    #[derive(Deserialize)]
+    struct Report {
+        #[serde(default)]
+        warnings: Vec<TestWarning>,
+    }
+    Report::deserialize(transform)
+        .map(|r| r.warnings)
+        .unwrap_or_default()
 }
 
 /// What one resource's ingest did.
@@ -79,4 +124,60 @@ pub async fn read_summary(
     serde_json::from_slice(&bytes).map_err(|e| {
         CloudError::permanent(format!("object {key}"), format!("not a run summary: {e}"))
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn summary(transform: Option<serde_json::Value>) -> serde_json::Value {
+        serde_json::json!({
+            "run_id": "run-1",
+            "tenant": "acme",
+            "command": "transform",
+            "outcome": "succeeded",
+            "message": null,
+            "started_at": "2024-05-01T10:00:00Z",
+            "finished_at": "2024-05-01T10:01:00Z",
+            "ingest": null,
+            "transform": transform,
+        })
+    }
+
+    #[test]
+    fn summaries_without_warnings_still_parse() {
+        for transform in [
+            None,
+            Some(serde_json::json!({"models": [], "tests": []})),
+            Some(serde_json::json!("not a report")),
+        ] {
+            let parsed: RunSummary =
+                serde_json::from_value(summary(transform)).expect("an older summary");
+            assert!(parsed.warnings().is_empty());
+        }
+    }
+
+    #[test]
+    fn warnings_are_read_from_the_transformation_report() {
+        let warning = serde_json::json!({
+            "model": "fct_invoices",
+            "test": "fct_invoices.relationship(contact_id -> dim_contacts.contact_id)",
+            "failing_rows": 34,
+            "sample": [{"invoice_id": "i-1", "contact_id": "c-9"}],
+        });
+        let parsed: RunSummary = serde_json::from_value(summary(Some(serde_json::json!({
+            "models": [],
+            "warnings": [warning, {"model": "m", "test": "m.t", "failing_rows": 1}],
+        }))))
+        .expect("summary");
+        let warnings = parsed.warnings();
+        assert_eq!(warnings.len(), 2);
+        assert_eq!(warnings[0].model, "fct_invoices");
+        assert_eq!(warnings[0].failing_rows, 34);
+        assert_eq!(warnings[0].sample[0]["contact_id"], "c-9");
+        assert!(warnings[1].sample.is_empty(), "the sample is optional");
+        let round_trip: RunSummary =
+            serde_json::from_value(serde_json::to_value(&parsed).expect("encode")).expect("decode");
+        assert_eq!(round_trip.warnings(), warnings);
+    }
 }
