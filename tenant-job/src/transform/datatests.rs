@@ -2,6 +2,10 @@
 //! staged tables before anything is published. A test passes when its query
 //! returns no row. Besides the tests each header declares, every model is
 //! checked to have exactly its documented columns, in order, of their types.
+//!
+//! A failing test of severity `error` withholds every table; one of severity
+//! `warn` is reported (with a few of its failing rows) and the tables are
+//! published.
 
 use std::time::Duration;
 
@@ -10,7 +14,9 @@ use serde_json::Value;
 
 use cloud::ports::{QueryRequest, QueryResult};
 
-use super::models::Model;
+use job_contract::summary::TestWarning;
+
+use super::models::{Model, Severity};
 use super::{retrying, Dialect, TransformContext, TransformError};
 
 /// How long one test query may run.
@@ -20,26 +26,63 @@ const SAMPLE_ROWS: usize = 3;
 /// Characters of a message, at most.
 const MESSAGE_CHARS: usize = 600;
 
+/// One data test, rendered and ready to run.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct PlannedTest {
+    pub model: String,
+    /// `<model>.<test>`.
+    pub name: String,
+    pub severity: Severity,
+    /// The query returning the failing rows.
+    pub sql: String,
+}
+
 /// The outcome of one data test.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct DataTestResult {
     /// `<model>.<test>`, e.g. `fct_invoices.unique(invoice_id)`.
     pub name: String,
+    /// The model tested.
+    pub model: String,
+    /// What a failure does: `error` withholds every table, `warn` does not.
+    pub severity: Severity,
     pub passed: bool,
     /// Rows breaking the rule (for the columns check: columns that differ).
     pub failing_rows: u64,
     /// What failed, with a few of the failing rows; `None` when it passed.
     pub message: Option<String>,
+    /// A few of the failing rows, each `{column: value}`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub sample: Vec<Value>,
 }
 
 impl DataTestResult {
-    fn pass(name: String) -> Self {
+    fn pass(model: &str, name: String, severity: Severity) -> Self {
         DataTestResult {
             name,
+            model: model.to_owned(),
+            severity,
             passed: true,
             failing_rows: 0,
             message: None,
+            sample: Vec::new(),
         }
+    }
+
+    /// Whether this result withholds the tables: a failed `error` test.
+    pub fn blocks(&self) -> bool {
+        !self.passed && self.severity == Severity::Error
+    }
+
+    /// This result as a warning of the run's summary, if it is one: a
+    /// failed `warn` test.
+    pub fn warning(&self) -> Option<TestWarning> {
+        (!self.passed && self.severity == Severity::Warn).then(|| TestWarning {
+            model: self.model.clone(),
+            test: self.name.clone(),
+            failing_rows: self.failing_rows,
+            sample: self.sample.clone(),
+        })
     }
 }
 
@@ -71,7 +114,7 @@ fn shorten(mut s: String) -> String {
 }
 
 /// The rows of a result as `{column: value}` objects.
-fn describe_rows(result: &QueryResult) -> String {
+fn row_objects(result: &QueryResult) -> Vec<Value> {
     result
         .rows
         .iter()
@@ -82,8 +125,14 @@ fn describe_rows(result: &QueryResult) -> String {
                 .map(|c| c.name.clone())
                 .zip(row.iter().cloned())
                 .collect();
-            Value::Object(object).to_string()
+            Value::Object(object)
         })
+        .collect()
+}
+
+fn describe_rows(rows: &[Value]) -> String {
+    rows.iter()
+        .map(Value::to_string)
         .collect::<Vec<_>>()
         .join("; ")
 }
@@ -96,7 +145,7 @@ const TESTS_PER_QUERY: usize = 40;
 /// test that failed. A query that cannot run is an error naming its test.
 pub(crate) async fn run_all(
     ctx: &TransformContext,
-    tests: &[(String, String)],
+    tests: &[PlannedTest],
 ) -> Result<Vec<DataTestResult>, TransformError> {
     let mut out = Vec::with_capacity(tests.len());
     for chunk in tests.chunks(TESTS_PER_QUERY) {
@@ -112,11 +161,11 @@ pub(crate) async fn run_all(
             }
             Err(e) => return Err(e),
         };
-        for ((name, sql), failing) in chunk.iter().zip(counts) {
+        for (test, failing) in chunk.iter().zip(counts) {
             out.push(if failing == 0 {
-                DataTestResult::pass(name.clone())
+                DataTestResult::pass(&test.model, test.name.clone(), test.severity)
             } else {
-                failure(ctx, name, sql, failing).await?
+                failure(ctx, test, failing).await?
             });
         }
     }
@@ -126,11 +175,11 @@ pub(crate) async fn run_all(
 /// The failing-row count of each test, in order.
 async fn count_batch(
     ctx: &TransformContext,
-    tests: &[(String, String)],
+    tests: &[PlannedTest],
 ) -> Result<Vec<u64>, TransformError> {
     let name = tests
         .iter()
-        .map(|(n, _)| n.as_str())
+        .map(|t| t.name.as_str())
         .collect::<Vec<_>>()
         .join(", ");
     let failed = |source| TransformError::TestRun {
@@ -140,8 +189,11 @@ async fn count_batch(
     let sql = tests
         .iter()
         .enumerate()
-        .map(|(i, (_, sql))| {
-            format!("SELECT {i} AS test, COUNT(*) AS failing_rows FROM (\n{sql}\n) AS failing_{i}")
+        .map(|(i, t)| {
+            format!(
+                "SELECT {i} AS test, COUNT(*) AS failing_rows FROM (\n{}\n) AS failing_{i}",
+                t.sql
+            )
         })
         .collect::<Vec<_>>()
         .join("\nUNION ALL\n");
@@ -171,19 +223,21 @@ async fn count_batch(
 /// A failed test's result, quoting a few of its failing rows.
 async fn failure(
     ctx: &TransformContext,
-    name: &str,
-    sql: &str,
+    test: &PlannedTest,
     failing: u64,
 ) -> Result<DataTestResult, TransformError> {
-    let sample = request(ctx, sql.to_owned(), SAMPLE_ROWS);
+    let sample = request(ctx, test.sql.clone(), SAMPLE_ROWS);
     let sample = retrying(|| ctx.cloud.warehouse.query(&ctx.cred, &sample))
         .await
         .map_err(|source| TransformError::TestRun {
-            test: name.to_owned(),
+            test: test.name.clone(),
             source,
         })?;
+    let sample = row_objects(&sample);
     Ok(DataTestResult {
-        name: name.to_owned(),
+        name: test.name.clone(),
+        model: test.model.clone(),
+        severity: test.severity,
         passed: false,
         failing_rows: failing,
         message: Some(shorten(format!(
@@ -191,6 +245,7 @@ async fn failure(
             if failing == 1 { "" } else { "s" },
             describe_rows(&sample)
         ))),
+        sample,
     })
 }
 
@@ -215,13 +270,16 @@ pub(crate) async fn check_columns(
         .collect();
     let problems = column_problems(model, &actual, ctx.dialect);
     if problems.is_empty() {
-        return Ok(DataTestResult::pass(name));
+        return Ok(DataTestResult::pass(&model.name, name, Severity::Error));
     }
     Ok(DataTestResult {
         name,
+        model: model.name.clone(),
+        severity: Severity::Error,
         passed: false,
         failing_rows: problems.len() as u64,
         message: Some(shorten(problems.join("; "))),
+        sample: Vec::new(),
     })
 }
 

@@ -20,17 +20,27 @@
 //! --   not_null: invoice_id, total
 //! --   accepted_values: type in (ACCREC, ACCPAY)
 //! --   relationship: contact_id -> dim_contacts.contact_id
+//! --   relationship(severity=error): invoice_id -> fct_invoices.invoice_id
 //! --   custom: invoice_totals_match_lines   (templates/models/tests/<name>.sql)
 //! ```
 //!
 //! Column types are logical (see [`ColumnType`]); the built table must have
 //! exactly the documented columns, in order, of those types.
+//!
+//! Every test has a [`Severity`]: `error` blocks publishing, `warn` is
+//! recorded and publishing goes ahead. Relationship tests warn by default,
+//! every other kind is an error; `kind(severity=error|warn): …` overrides it.
+//!
+//! A model documenting the boolean column [`UNKNOWN_MEMBER_COLUMN`] has
+//! unknown members: rows standing in for reference data that facts point at
+//! but Xero did not return. A relationship test to such a model does not
+//! count them as parents, so every fact pointing at one is reported.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 use xero::resources::Resource;
 
 use super::{Dialect, TransformError};
@@ -65,6 +75,10 @@ const EMBEDDED: &[(&str, &str)] = embed![
     "tests/relationship.sql",
     "tests/unique.sql",
 ];
+
+/// The boolean column marking a dimension's unknown members (see the module
+/// documentation).
+pub const UNKNOWN_MEMBER_COLUMN: &str = "is_unknown";
 
 /// The generic tests, rendered from `tests/<kind>.sql`.
 pub(crate) const GENERIC_TESTS: [&str; 4] =
@@ -175,7 +189,54 @@ pub enum TestSpec {
     },
 }
 
+/// What a failing data test does to the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Severity {
+    /// Nothing is published and the run fails (broken keys, journals that
+    /// do not balance, totals that disagree with their lines).
+    Error,
+    /// Recorded in the run's summary; the tables are published (facts
+    /// pointing at reference data Xero did not return).
+    Warn,
+}
+
+impl Severity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Error => "error",
+            Severity::Warn => "warn",
+        }
+    }
+
+    fn parse(s: &str) -> Option<Self> {
+        match s {
+            "error" => Some(Severity::Error),
+            "warn" => Some(Severity::Warn),
+            _ => None,
+        }
+    }
+}
+
+impl fmt::Display for Severity {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl TestSpec {
+    /// The severity of a test of this kind when its header line sets none:
+    /// relationships warn, everything else is an error.
+    pub fn default_severity(&self) -> Severity {
+        match self {
+            TestSpec::Relationship { .. } => Severity::Warn,
+            TestSpec::Unique { .. }
+            | TestSpec::NotNull { .. }
+            | TestSpec::AcceptedValues { .. }
+            | TestSpec::Custom { .. } => Severity::Error,
+        }
+    }
+
     /// The test's name in reports: `<model>.<kind>(<what>)`.
     pub fn name(&self, model: &str) -> String {
         match self {
@@ -206,6 +267,28 @@ impl TestSpec {
     }
 }
 
+/// A data test as a model's header declares it: what it checks, and what
+/// its failure does.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DataTest {
+    #[serde(flatten)]
+    pub spec: TestSpec,
+    pub severity: Severity,
+}
+
+impl DataTest {
+    /// A test with its kind's default severity.
+    pub fn new(spec: TestSpec) -> Self {
+        let severity = spec.default_severity();
+        DataTest { spec, severity }
+    }
+
+    /// The test's name in reports (see [`TestSpec::name`]).
+    pub fn name(&self, model: &str) -> String {
+        self.spec.name(model)
+    }
+}
+
 /// A model as its header declares it.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Model {
@@ -216,13 +299,19 @@ pub struct Model {
     /// Models read.
     pub depends_on: Vec<String>,
     pub columns: Vec<ColumnDoc>,
-    pub tests: Vec<TestSpec>,
+    pub tests: Vec<DataTest>,
 }
 
 impl Model {
     /// The template the model renders from.
     pub(crate) fn template(&self) -> String {
         format!("{}.sql", self.name)
+    }
+
+    /// Whether the model has unknown members (it documents
+    /// [`UNKNOWN_MEMBER_COLUMN`]).
+    pub fn has_unknown_members(&self) -> bool {
+        self.columns.iter().any(|c| c.name == UNKNOWN_MEMBER_COLUMN)
     }
 }
 
@@ -376,10 +465,22 @@ impl ModelSet {
                 return Err(here("depends on itself".into()));
             }
         }
+        if let Some(flag) = model
+            .columns
+            .iter()
+            .find(|c| c.name == UNKNOWN_MEMBER_COLUMN)
+        {
+            if flag.column_type != ColumnType::Boolean {
+                return Err(here(format!(
+                    "{UNKNOWN_MEMBER_COLUMN} marks unknown members and must be boolean, not {}",
+                    flag.column_type
+                )));
+            }
+        }
         let has_column = |m: &Model, c: &str| m.columns.iter().any(|col| col.name == c);
         for test in &model.tests {
             let name = test.name(&model.name);
-            let columns: Vec<&String> = match test {
+            let columns: Vec<&String> = match &test.spec {
                 TestSpec::Unique { columns } => columns.iter().collect(),
                 TestSpec::NotNull { column } | TestSpec::AcceptedValues { column, .. } => {
                     vec![column]
@@ -400,8 +501,9 @@ impl ModelSet {
                     vec![column]
                 }
                 TestSpec::Custom { .. } => {
-                    if !self.files.contains_key(&test.template()) {
-                        return Err(here(format!("test {name}: {} is missing", test.template())));
+                    let template = test.spec.template();
+                    if !self.files.contains_key(&template) {
+                        return Err(here(format!("test {name}: {template} is missing")));
                     }
                     Vec::new()
                 }
@@ -617,12 +719,52 @@ pub(crate) fn parse_header(name: &str, text: &str) -> Result<Model, TransformErr
     Ok(model)
 }
 
-/// One `kind: args` line of `tests:` (a `not_null` line may name several columns).
-fn parse_tests(line: &str) -> Result<Vec<TestSpec>, String> {
-    let (kind, args) = line
+/// One `kind: args` or `kind(severity=…): args` line of `tests:` (a
+/// `not_null` line may name several columns; the severity applies to each).
+fn parse_tests(line: &str) -> Result<Vec<DataTest>, String> {
+    let (head, args) = line
         .split_once(':')
         .ok_or_else(|| format!("{line:?}: a test is `kind: arguments`"))?;
-    let args = args.trim();
+    let (kind, severity) = parse_test_head(head.trim())?;
+    let specs = parse_test_spec(line, kind, args.trim())?;
+    Ok(specs
+        .into_iter()
+        .map(|spec| {
+            let severity = severity.unwrap_or_else(|| spec.default_severity());
+            DataTest { spec, severity }
+        })
+        .collect())
+}
+
+/// `kind` or `kind(severity=error)`: the kind and the severity it sets, if any.
+fn parse_test_head(head: &str) -> Result<(&str, Option<Severity>), String> {
+    let Some((kind, config)) = head.split_once('(') else {
+        return Ok((head, None));
+    };
+    let config = config.strip_suffix(')').ok_or_else(|| {
+        format!("{head:?}: the settings go in parentheses, `kind(severity=warn)`")
+    })?;
+    let mut severity = None;
+    for setting in config.split(',').map(str::trim).filter(|s| !s.is_empty()) {
+        let (key, value) = setting
+            .split_once('=')
+            .map(|(k, v)| (k.trim(), v.trim()))
+            .ok_or_else(|| format!("{head:?}: a setting is `key=value`"))?;
+        match key {
+            "severity" => {
+                let parsed = Severity::parse(value)
+                    .ok_or_else(|| format!("{head:?}: severity {value:?} is not error or warn"))?;
+                if severity.replace(parsed).is_some() {
+                    return Err(format!("{head:?}: severity is set twice"));
+                }
+            }
+            other => return Err(format!("{head:?}: unknown setting {other:?} (severity)")),
+        }
+    }
+    Ok((kind.trim(), severity))
+}
+
+fn parse_test_spec(line: &str, kind: &str, args: &str) -> Result<Vec<TestSpec>, String> {
     let ident = |s: &str| -> Result<String, String> {
         let s = s.trim();
         if is_identifier(s) {
@@ -631,7 +773,7 @@ fn parse_tests(line: &str) -> Result<Vec<TestSpec>, String> {
             Err(format!("{s:?} is not a name"))
         }
     };
-    Ok(match kind.trim() {
+    Ok(match kind {
         "unique" => vec![TestSpec::Unique {
             columns: list(args)
                 .iter()
@@ -724,7 +866,10 @@ mod tests {
             }
             assert!(!m.description.is_empty(), "{}", m.name);
             assert!(
-                m.tests.iter().any(|t| matches!(t, TestSpec::Unique { .. })),
+                m.tests
+                    .iter()
+                    .any(|t| matches!(t.spec, TestSpec::Unique { .. })
+                        && t.severity == Severity::Error),
                 "{} has no key test",
                 m.name
             );
@@ -740,14 +885,36 @@ mod tests {
             .map(|c| c.name.as_str())
             .collect();
         assert!(money.contains(&"total") && money.contains(&"amount_due"));
-        assert!(invoices.tests.contains(&TestSpec::Relationship {
-            column: "contact_id".into(),
-            to_model: "dim_contacts".into(),
-            to_column: "contact_id".into(),
+        assert!(invoices.tests.contains(&DataTest {
+            spec: TestSpec::Relationship {
+                column: "contact_id".into(),
+                to_model: "dim_contacts".into(),
+                to_column: "contact_id".into(),
+            },
+            severity: Severity::Warn,
         }));
+        // The invariants of the books block publishing.
+        for custom in [
+            "invoice_totals_match_lines",
+            "invoice_amount_due",
+            "journals_balance",
+        ] {
+            let test = models
+                .iter()
+                .flat_map(|m| &m.tests)
+                .find(|t| matches!(&t.spec, TestSpec::Custom { name } if name == custom))
+                .unwrap_or_else(|| panic!("{custom}"));
+            assert_eq!(test.severity, Severity::Error, "{custom}");
+        }
+        // Every dimension a fact refers to has unknown members for what
+        // Xero did not return.
+        for dim in ["dim_accounts", "dim_contacts", "dim_items"] {
+            let m = models.iter().find(|m| m.name == dim).expect("dimension");
+            assert!(m.has_unknown_members(), "{dim}");
+        }
     }
 
-    const HEADER: &str = "-- m: one row per thing,\n-- over two lines.\n--\n-- sources: invoices\n-- depends_on: a, b\n--\n-- columns:\n--   id     text   The key.\n--   total  money  The total.\n--\n-- tests:\n--   unique: id\n--   not_null: id, total\n--   accepted_values: id in (X, Y)\n--   relationship: id -> a.id\n--   custom: my_check\nSELECT 1\n";
+    const HEADER: &str = "-- m: one row per thing,\n-- over two lines.\n--\n-- sources: invoices\n-- depends_on: a, b\n--\n-- columns:\n--   id     text   The key.\n--   total  money  The total.\n--\n-- tests:\n--   unique: id\n--   not_null: id, total\n--   accepted_values: id in (X, Y)\n--   relationship: id -> a.id\n--   custom: my_check\n--   relationship( severity = error ): total -> b.id\n--   not_null(severity=warn): total, id\nSELECT 1\n";
 
     #[test]
     fn headers_parse() {
@@ -766,8 +933,17 @@ mod tests {
                 "m.not_null(total)",
                 "m.accepted_values(id)",
                 "m.relationship(id -> a.id)",
-                "m.my_check"
+                "m.my_check",
+                "m.relationship(total -> b.id)",
+                "m.not_null(total)",
+                "m.not_null(id)"
             ]
+        );
+        let severities: Vec<Severity> = m.tests.iter().map(|t| t.severity).collect();
+        use Severity::{Error, Warn};
+        assert_eq!(
+            severities,
+            [Error, Error, Error, Error, Warn, Error, Error, Warn, Warn]
         );
     }
 
@@ -787,6 +963,18 @@ mod tests {
             (
                 "-- m: x\n-- columns:\n--   id  text  k\n-- tests:\n--   uniq: id\n",
                 "unknown test kind",
+            ),
+            (
+                "-- m: x\n-- columns:\n--   id  text  k\n-- tests:\n--   unique(severity=fatal): id\n",
+                "line 5: \"unique(severity=fatal)\": severity \"fatal\" is not error or warn",
+            ),
+            (
+                "-- m: x\n-- columns:\n--   id  text  k\n-- tests:\n--   unique(level=warn): id\n",
+                "unknown setting \"level\"",
+            ),
+            (
+                "-- m: x\n-- columns:\n--   id  text  k\n-- tests:\n--   unique(severity=warn: id\n",
+                "the settings go in parentheses",
             ),
             (
                 // After the description (ended by an empty comment line), a
@@ -839,6 +1027,13 @@ mod tests {
                     "-- zz: x\n-- sources: quotes\n-- columns:\n--   id  text  k\nSELECT 1\n",
                 ),
                 "source quotes is not a raw table",
+            ),
+            (
+                base.clone().with_file(
+                    "zz.sql",
+                    "-- zz: x\n-- columns:\n--   id  text  k\n--   is_unknown  text  k\nSELECT 1\n",
+                ),
+                "is_unknown marks unknown members and must be boolean, not text",
             ),
             (
                 base.clone().without_file("macros/bigquery.sql"),

@@ -14,7 +14,7 @@ use std::sync::{Arc, Mutex};
 use tera::{Context, Tera, Value};
 use xero::resources::Resource;
 
-use super::models::{is_identifier, Model, ModelSet, TestSpec};
+use super::models::{is_identifier, Model, ModelSet, TestSpec, UNKNOWN_MEMBER_COLUMN};
 use super::{Dialect, TransformError};
 
 /// Models build into `_build_<model>` and are renamed when all pass.
@@ -55,6 +55,8 @@ pub struct Renderer {
     tera: Tera,
     scope: Arc<Mutex<Scope>>,
     prefix: String,
+    /// Models with unknown members (see `models::UNKNOWN_MEMBER_COLUMN`).
+    unknown_members: BTreeSet<String>,
 }
 
 fn templates_err(message: impl Into<String>) -> TransformError {
@@ -111,7 +113,13 @@ impl Renderer {
         tera.add_raw_templates(templates)
             .map_err(|e| templates_err(tera_message(&e)))?;
 
-        let models: BTreeSet<String> = set.models()?.into_iter().map(|m| m.name).collect();
+        let all = set.models()?;
+        let unknown_members: BTreeSet<String> = all
+            .iter()
+            .filter(|m| m.has_unknown_members())
+            .map(|m| m.name.clone())
+            .collect();
+        let models: BTreeSet<String> = all.into_iter().map(|m| m.name).collect();
         let scope = Arc::new(Mutex::new(Scope::default()));
         let raw_tables: BTreeSet<String> = Resource::ALL.iter().map(|r| r.storage_name()).collect();
         {
@@ -160,6 +168,7 @@ impl Renderer {
             tera,
             scope,
             prefix: prefix.to_owned(),
+            unknown_members,
         })
     }
 
@@ -220,6 +229,21 @@ impl Renderer {
                 context.insert("column", column);
                 context.insert("to_model", to_model);
                 context.insert("to_column", to_column);
+                // Unknown members stand in for missing rows: not parents.
+                context.insert("to_unknown", &self.unknown_members.contains(to_model));
+                context.insert("unknown_column", UNKNOWN_MEMBER_COLUMN);
+                // The failing rows' key, so a sample says which rows they are.
+                let keys: Vec<&String> = model
+                    .tests
+                    .iter()
+                    .find_map(|t| match &t.spec {
+                        TestSpec::Unique { columns } if !columns.contains(column) => {
+                            Some(columns.iter().collect())
+                        }
+                        _ => None,
+                    })
+                    .unwrap_or_default();
+                context.insert("keys", &keys);
             }
             TestSpec::Custom { .. } => {}
         }
@@ -322,7 +346,7 @@ mod tests {
             out.push_str(&sql);
             for test in &model.tests {
                 let q = r
-                    .test_query(&model, test)
+                    .test_query(&model, &test.spec)
                     .unwrap_or_else(|e| panic!("{dialect} {}: {e}", test.name(&model.name)));
                 assert!(q.contains("_build_"), "{q}");
                 out.push_str(&q);
@@ -353,6 +377,18 @@ mod tests {
         assert!(duck.contains("DECIMAL(18, 2)"));
         assert!(duck.contains("'run''1'"), "DuckDB doubles quotes");
         assert!(duck.contains("ALTER TABLE _build_dim_contacts RENAME TO dim_contacts"));
+        for sql in [&duck, &bq] {
+            // Relationship tests: unknown members are not parents, and the
+            // failing rows come with their key.
+            assert!(
+                sql.contains(
+                    "SELECT child.invoice_id, child.contact_id\nFROM _build_fct_invoices AS child"
+                ),
+                "{sql}"
+            );
+            assert!(sql.contains("FROM _build_dim_contacts\n    WHERE NOT is_unknown\n"));
+            assert!(sql.contains("FROM _build_dim_date\n) AS parent"));
+        }
         for not_bq in [
             "json_extract",
             "DECIMAL(",
@@ -388,7 +424,7 @@ mod tests {
             "dim_contacts.sql",
             &set.file("dim_contacts.sql")
                 .expect("model")
-                .replace("FROM {{ source(name=\"contacts\") }} AS r", "FROM {{ source(name=\"contacts\") }} AS r JOIN {{ ref(name=\"fct_invoices\") }} AS i ON TRUE"),
+                .replace("FROM {{ source(name=\"contacts\") }} AS r", "FROM {{ source(name=\"contacts\") }} AS r JOIN {{ ref(name=\"fct_journal_lines\") }} AS i ON TRUE"),
         );
         let r = Renderer::new(&sneaky, Dialect::DuckDb, "raw_x", STAGING_PREFIX).expect("renderer");
         let model = sneaky
@@ -399,7 +435,7 @@ mod tests {
             .expect("dim_contacts");
         match r.model_build(&model) {
             Err(TransformError::Templates(m)) => assert!(
-                m.contains("model dim_contacts reads fct_invoices, which its header does not list under depends_on"),
+                m.contains("model dim_contacts reads fct_journal_lines, which its header does not list under depends_on"),
                 "{m}"
             ),
             other => panic!("{other:?}"),
