@@ -1,6 +1,7 @@
 -- fct_invoice_lines: one row per line item of a sales invoice or bill, with the document's
 -- date, type and status repeated so lines can be reported on their own. Amounts are in the
--- document's currency (fct_invoices.currency_code).
+-- document's currency (fct_invoices.currency_code). An item or account code Xero did not return
+-- stays as the line has it: dim_items and dim_accounts have an unknown member for it.
 --
 -- sources: invoices
 -- depends_on: fct_invoices
@@ -24,7 +25,7 @@
 -- tests:
 --   unique: line_item_id
 --   not_null: invoice_id, line_item_id, account_code, line_amount, tax_amount, net_amount
---   relationship: invoice_id -> fct_invoices.invoice_id
+--   relationship(severity=error): invoice_id -> fct_invoices.invoice_id
 --   relationship: item_code -> dim_items.code
 --   relationship: account_code -> dim_accounts.code
 WITH lines AS (
@@ -57,4 +58,5 @@ SELECT
     l.line_amount,
     {{ m::as_money(value="CASE WHEN i.line_amount_types = 'Inclusive' THEN l.line_amount - l.tax_amount ELSE l.line_amount END") }} AS net_amount
 FROM lines AS l
-JOIN {{ ref(name="fct_invoices") }} AS i ON i.invoice_id = l.invoice_id
+-- Lines come from their invoice's own record, so every line finds it; LEFT keeps a line anyway.
+LEFT JOIN {{ ref(name="fct_invoices") }} AS i ON i.invoice_id = l.invoice_id

@@ -3,8 +3,8 @@
 -- of voided or edited ones). Amounts are in the base currency; a positive net_amount is a debit,
 -- a negative one a credit, and every journal's lines add up to zero.
 --
--- sources: journals
--- depends_on: dim_accounts
+-- sources: journals, accounts
+-- depends_on:
 --
 -- columns:
 --   journal_id         text       Xero JournalID (a UUID) of the line's journal.
@@ -19,7 +19,7 @@
 --   account_code       text       That account's code.
 --   account_type       text       That account's type (BANK, REVENUE, …).
 --   account_name       text       That account's name.
---   account_class      text       That account's class (ASSET, EQUITY, EXPENSE, LIABILITY, REVENUE), from dim_accounts.
+--   account_class      text       That account's class (ASSET, EQUITY, EXPENSE, LIABILITY, REVENUE), as dim_accounts has it: UNKNOWN when Xero did not return the account.
 --   description        text       The line's description, if any.
 --   net_amount         money      Amount excluding tax: positive for a debit, negative for a credit.
 --   gross_amount       money      Amount including tax.
@@ -65,6 +65,12 @@ lines AS (
         {{ m::money(doc="j.line", path="TaxAmount", or_zero=true) }} AS tax_amount,
         {{ m::text(doc="j.line", path="TaxType") }} AS tax_type
     FROM {{ m::explode(relation="journals", doc="record", path="JournalLines", item="line") }} AS j
+),
+accounts AS (
+    -- Read from the raw accounts, not dim_accounts: dim_accounts reads these
+    -- lines for the accounts Xero did not return (its unknown members).
+    SELECT a.id AS account_id, {{ m::text(doc="a.record", path="Class") }} AS class
+    FROM {{ source(name="accounts") }} AS a
 )
 SELECT
     l.journal_id,
@@ -79,11 +85,11 @@ SELECT
     l.account_code,
     l.account_type,
     l.account_name,
-    a.class AS account_class,
+    CASE WHEN a.account_id IS NULL THEN 'UNKNOWN' ELSE a.class END AS account_class,
     l.description,
     l.net_amount,
     l.gross_amount,
     l.tax_amount,
     l.tax_type
 FROM lines AS l
-LEFT JOIN {{ ref(name="dim_accounts") }} AS a ON a.account_id = l.account_id
+LEFT JOIN accounts AS a ON a.account_id = l.account_id

@@ -68,6 +68,10 @@ CAST({{ value }} AS NUMERIC(18, 2))
 CAST({{ value }} AS INT64)
 {%- endmacro as_integer -%}
 
+{%- macro typed_null(type) -%}
+CAST(NULL AS {% if type == "text" %}STRING{% elif type == "boolean" %}BOOL{% elif type == "integer" %}INT64{% elif type == "money" %}NUMERIC(18, 2){% elif type == "amount" %}NUMERIC(18, 4){% elif type == "rate" %}FLOAT64{% elif type == "date" %}DATE{% elif type == "timestamp" %}TIMESTAMP{% else %}{{ throw(message="m::typed_null: " ~ type ~ " is not a logical type") }}{% endif %})
+{%- endmacro typed_null -%}
+
 {#- ---- Arithmetic and dates ---------------------------------------------- -#}
 
 {%- macro to_base(amount, rate) -%}

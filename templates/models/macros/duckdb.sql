@@ -88,6 +88,15 @@ CAST({{ value }} AS DECIMAL(18, 2))
 CAST({{ value }} AS BIGINT)
 {%- endmacro as_integer -%}
 
+{#-
+  A NULL of a documented logical type (text, boolean, integer, money, amount,
+  rate, date, timestamp): the columns of an unknown member that nothing
+  tells, typed so that either side of a UNION ALL may come first.
+-#}
+{%- macro typed_null(type) -%}
+CAST(NULL AS {% if type == "text" %}VARCHAR{% elif type == "boolean" %}BOOLEAN{% elif type == "integer" %}BIGINT{% elif type == "money" %}DECIMAL(18, 2){% elif type == "amount" %}DECIMAL(18, 4){% elif type == "rate" %}DOUBLE{% elif type == "date" %}DATE{% elif type == "timestamp" %}TIMESTAMP{% else %}{{ throw(message="m::typed_null: " ~ type ~ " is not a logical type") }}{% endif %})
+{%- endmacro typed_null -%}
+
 {#- ---- Arithmetic and dates ---------------------------------------------- -#}
 
 {#-
