@@ -1,9 +1,14 @@
 //! Jobs as recorded definitions whose executions are child processes.
 //!
-//! An execution runs `spec.image` as a program with the job's args and env
-//! (overrides applied), inherits the control plane's environment, and gets
-//! `LEDGERLAKE_JOB_NAME`, `LEDGERLAKE_EXECUTION_ID`, `LEDGERLAKE_SERVICE_ACCOUNT`
-//! and `LEDGERLAKE_DATA_DIR`. Its stdout and stderr go to
+//! An execution runs `spec.image` as a program with the job's args. Its
+//! environment is an allow-list, never the control plane's own environment
+//! (which holds the operator token, the webhook key, the database URL…): the
+//! job's env with the execution's overrides applied, the variables the runner
+//! sets itself ([`RUNNER_ENV`]: `LEDGERLAKE_DATA_DIR`, `LEDGERLAKE_JOB_NAME`,
+//! `LEDGERLAKE_EXECUTION_ID`, `LEDGERLAKE_SERVICE_ACCOUNT`, and
+//! `LEDGERLAKE_MASTER_KEY` only when the runner was configured with a key),
+//! and from this process only [`INHERITED_ENV`] (`PATH`, `RUST_LOG`) when
+//! set. Its stdout and stderr go to
 //! `jobs/executions/<job>/<id>.log`; its record, `…/<id>.json`, says Running
 //! with the pid until a task of this process that waits for the child writes
 //! Succeeded or Failed (with the exit code). If the process that started an
@@ -31,6 +36,7 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 use super::fsio;
 use super::layout::Layout;
+use super::secrets::MASTER_KEY_ENV;
 use cloud::error::{CloudError, CloudResult};
 use cloud::naming::Labels;
 use cloud::ports::{Execution, ExecutionOverrides, ExecutionState, Job, JobRunner, JobSpec};
@@ -40,6 +46,30 @@ const JOBS_LOCK: &str = "jobs";
 pub const PROCESS_DIED: &str = "process died";
 /// The variable that sets how many local jobs run at once.
 pub const MAX_JOBS_ENV: &str = "LEDGERLAKE_LOCAL_MAX_JOBS";
+
+/// The local cloud's data directory, set on every execution.
+const DATA_DIR_ENV: &str = "LEDGERLAKE_DATA_DIR";
+/// The job definition an execution belongs to.
+const JOB_NAME_ENV: &str = "LEDGERLAKE_JOB_NAME";
+/// The execution's id.
+const EXECUTION_ID_ENV: &str = "LEDGERLAKE_EXECUTION_ID";
+/// The service account the job runs as (its spec's).
+const SERVICE_ACCOUNT_ENV: &str = "LEDGERLAKE_SERVICE_ACCOUNT";
+
+/// The variables the runner itself sets on an execution (the master key only
+/// when it was configured with one). Each is in the job's allow-list,
+/// `job_contract::env::NAMES` (a test of `tenant-job` checks it).
+pub const RUNNER_ENV: [&str; 5] = [
+    DATA_DIR_ENV,
+    MASTER_KEY_ENV,
+    JOB_NAME_ENV,
+    EXECUTION_ID_ENV,
+    SERVICE_ACCOUNT_ENV,
+];
+
+/// The only variables an execution takes from this process, when set: where
+/// programs are found, and the log filter. Nothing else is inherited.
+pub const INHERITED_ENV: [&str; 2] = ["PATH", "RUST_LOG"];
 
 /// `jobs/executions/<job>/<id>.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -158,13 +188,29 @@ fn validate_spec(spec: &JobSpec) -> CloudResult<()> {
 type Running = StdMutex<HashSet<(String, String)>>;
 
 /// Job definitions under `jobs/`, executions under `jobs/executions/<job>/`.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct LocalJobRunner {
     layout: Arc<Layout>,
     /// Executions whose child this process is waiting for, or will start.
     running: Arc<Running>,
     /// One permit per child that may run at once.
     slots: Arc<Semaphore>,
+    /// The master key the runner was configured with, passed to every
+    /// execution; `None`: the jobs read the key file of the data directory.
+    master_key: Option<Arc<str>>,
+}
+
+// The master key is a secret: never print it.
+impl std::fmt::Debug for LocalJobRunner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LocalJobRunner")
+            .field("layout", &self.layout)
+            .field(
+                "master_key",
+                &self.master_key.as_ref().map(|_| "<redacted>"),
+            )
+            .finish_non_exhaustive()
+    }
 }
 
 impl LocalJobRunner {
@@ -181,7 +227,16 @@ impl LocalJobRunner {
             layout,
             running: Arc::new(StdMutex::new(HashSet::new())),
             slots: Arc::new(Semaphore::new(max)),
+            master_key: None,
         }
+    }
+
+    /// Passes `master_key` (the value of `LEDGERLAKE_MASTER_KEY` the local
+    /// cloud was opened with) to every execution; `None` passes none, and the
+    /// jobs use the key file of the data directory.
+    pub fn with_master_key(mut self, master_key: Option<&str>) -> Self {
+        self.master_key = master_key.map(Arc::from);
+        self
     }
 
     /// Twice the cores, at least 4.
@@ -470,14 +525,23 @@ impl JobRunner for LocalJobRunner {
             .map_err(|e| fsio::io_fail(&resource, &log_path, &e))?;
         let args = overrides.args.as_ref().unwrap_or(&spec.args);
         let mut command = tokio::process::Command::new(&spec.image);
+        command.args(args).env_clear();
+        for name in INHERITED_ENV {
+            if let Some(value) = std::env::var_os(name) {
+                command.env(name, value);
+            }
+        }
         command
-            .args(args)
-            .env("LEDGERLAKE_DATA_DIR", self.layout.root())
+            .env(DATA_DIR_ENV, self.layout.root())
             .envs(&spec.env)
             .envs(&overrides.env)
-            .env("LEDGERLAKE_JOB_NAME", name)
-            .env("LEDGERLAKE_EXECUTION_ID", &id)
-            .env("LEDGERLAKE_SERVICE_ACCOUNT", &spec.service_account)
+            .env(JOB_NAME_ENV, name)
+            .env(EXECUTION_ID_ENV, &id)
+            .env(SERVICE_ACCOUNT_ENV, &spec.service_account);
+        if let Some(key) = &self.master_key {
+            command.env(MASTER_KEY_ENV, key.as_ref());
+        }
+        command
             .stdin(Stdio::null())
             .stdout(Stdio::from(log))
             .stderr(Stdio::from(stderr))

@@ -61,7 +61,7 @@ use std::time::{Duration, SystemTime};
 pub use auth::Authoriser;
 pub use fsio::{KEY_RULE, NAME_RULE};
 pub use identity::{LocalIdentity, ACCOUNT_ID_RULE, EMPTY_POLICY_ETAG};
-pub use jobs::{LocalJobRunner, MAX_JOBS_ENV, PROCESS_DIED};
+pub use jobs::{LocalJobRunner, INHERITED_ENV, MAX_JOBS_ENV, PROCESS_DIED, RUNNER_ENV};
 pub use layout::Layout;
 pub use objects::LocalObjectStore;
 pub use policies::PolicyCache;
@@ -197,7 +197,10 @@ impl LocalAdapters {
             warehouse: Arc::new(LocalWarehouse::new(layout.clone(), auth.clone())),
             identity: Arc::new(LocalIdentity::new(layout.clone(), policies)),
             secrets: Arc::new(secrets),
-            jobs: Arc::new(LocalJobRunner::with_max_running(layout.clone(), max_jobs)),
+            jobs: Arc::new(
+                LocalJobRunner::with_max_running(layout.clone(), max_jobs)
+                    .with_master_key(config.master_key.as_deref()),
+            ),
             layout,
         })
     }
