@@ -20,6 +20,13 @@
 //! waits its turn: it is recorded as Running without a pid (the port knows no
 //! queued state) and its child starts when a slot frees; its timeout counts
 //! from then. Should this process die first, it reports "process died" too.
+//!
+//! `cancel_execution` (from this process or another one) first records the
+//! execution as Failed "cancelled", then stops its process: SIGTERM, and
+//! SIGKILL after a grace period. An end is recorded once: whoever waits for
+//! the child, a queued execution's start and the "process died" verdict write
+//! only while the record still says Running, under the jobs lock, so a cancel
+//! is never overwritten and a cancelled queued execution never starts.
 
 use std::collections::HashSet;
 use std::fs::{self, OpenOptions};
@@ -44,6 +51,13 @@ use cloud::ports::{Execution, ExecutionOverrides, ExecutionState, Job, JobRunner
 const JOBS_LOCK: &str = "jobs";
 /// The message of an execution whose process vanished without a recorded end.
 pub const PROCESS_DIED: &str = "process died";
+/// The message of an execution ended by `cancel_execution`.
+pub const CANCELLED: &str = "cancelled";
+/// How long a cancelled execution's process has to stop after SIGTERM before
+/// it is killed (Cloud Run gives a cancelled task 10 s too).
+const CANCEL_GRACE: Duration = Duration::from_secs(10);
+/// How long to wait for a killed process to go.
+const KILL_WAIT: Duration = Duration::from_secs(5);
 /// The variable that sets how many local jobs run at once.
 pub const MAX_JOBS_ENV: &str = "LEDGERLAKE_LOCAL_MAX_JOBS";
 
@@ -131,6 +145,41 @@ fn process_alive(pid: u32, recorded_start: Option<u64>) -> bool {
     }
 }
 
+/// Whether the execution's process still runs: a zombie has stopped.
+fn process_running(pid: u32, recorded_start: Option<u64>) -> bool {
+    match proc_stat(pid) {
+        None => false,
+        Some((state, start)) => state != 'Z' && recorded_start.is_none_or(|s| s == start),
+    }
+}
+
+/// Stops a cancelled execution's process: SIGTERM, then SIGKILL if it still
+/// runs after [`CANCEL_GRACE`]. Returns whether it has stopped.
+async fn stop_process(pid: u32, recorded_start: Option<u64>) -> bool {
+    use rustix::process::{kill_process, Pid, Signal};
+    let Some(target) = i32::try_from(pid).ok().and_then(Pid::from_raw) else {
+        return true;
+    };
+    for (signal, wait) in [(Signal::TERM, CANCEL_GRACE), (Signal::KILL, KILL_WAIT)] {
+        if !process_running(pid, recorded_start) {
+            return true;
+        }
+        match kill_process(target, signal) {
+            Ok(()) => {}
+            Err(rustix::io::Errno::SRCH) => return true,
+            Err(e) => {
+                tracing::warn!(pid, error = %e, "could not signal a cancelled execution's process");
+                return false;
+            }
+        }
+        let deadline = tokio::time::Instant::now() + wait;
+        while process_running(pid, recorded_start) && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+    !process_running(pid, recorded_start)
+}
+
 fn describe_exit(status: ExitStatus) -> (ExecutionState, Option<i32>) {
     if status.success() {
         (ExecutionState::Succeeded, Some(0))
@@ -169,6 +218,40 @@ fn write_record(layout: &Layout, record: &ExecutionRecord) -> CloudResult<()> {
         &layout.execution(&record.job, &record.id),
         &bytes,
     )
+}
+
+/// Writes `record` if the stored record still says Running (under the jobs
+/// lock): an end recorded first (a cancel) stands, and a deleted job's
+/// executions stay deleted. Returns whether it wrote.
+fn update_running(layout: &Layout, record: &ExecutionRecord) -> CloudResult<bool> {
+    let resource = execution_resource(&record.job, &record.id);
+    let _lock = fsio::lock(&resource, &layout.lock_file(JOBS_LOCK))?;
+    let path = layout.execution(&record.job, &record.id);
+    match fsio::read_json::<ExecutionRecord>(&resource, &path)? {
+        Some(current) if current.state == ExecutionState::Running => {
+            write_record(layout, record)?;
+            Ok(true)
+        }
+        _ => Ok(false),
+    }
+}
+
+/// [`update_running`] off the async threads; a failure is logged as `what`.
+async fn update_running_logged(layout: &Arc<Layout>, record: ExecutionRecord, what: &str) -> bool {
+    let (layout, job, id) = (layout.clone(), record.job.clone(), record.id.clone());
+    let outcome = fsio::blocking("execution", move || update_running(&layout, &record)).await;
+    match outcome {
+        Ok(wrote) => {
+            if !wrote {
+                tracing::debug!(%job, execution = %id, "the execution's end was recorded first (cancelled, or its job deleted)");
+            }
+            wrote
+        }
+        Err(e) => {
+            tracing::warn!(%job, execution = %id, error = %e, "could not record the {what} of an execution");
+            false
+        }
+    }
 }
 
 fn validate_spec(spec: &JobSpec) -> CloudResult<()> {
@@ -320,37 +403,39 @@ impl LocalJobRunner {
                 unfollow(&running, &key);
                 return;
             };
-            if !layout.job(&record.job).exists() {
-                // Deleted while queued, with its executions: nothing to run or record.
+            let still_queued = {
+                let (layout, job, id) = (layout.clone(), record.job.clone(), record.id.clone());
+                fsio::blocking("execution", move || {
+                    let resource = execution_resource(&job, &id);
+                    fsio::read_json::<ExecutionRecord>(&resource, &layout.execution(&job, &id))
+                })
+                .await
+            };
+            if !matches!(still_queued, Ok(Some(r)) if r.state == ExecutionState::Running) {
+                // Cancelled while queued, or deleted with its job: nothing to run or record.
+                drop(slot);
                 unfollow(&running, &key);
                 return;
             }
             match command.spawn() {
-                Ok(child) => {
+                Ok(mut child) => {
                     record.pid = child.id();
                     record.pid_start = record.pid.and_then(proc_stat).map(|(_, start)| start);
                     record.started_at = fsio::now();
-                    let started = {
-                        let (layout, record) = (layout.clone(), record.clone());
-                        fsio::blocking("execution", move || write_record(&layout, &record)).await
-                    };
-                    if let Err(e) = started {
-                        tracing::warn!(job = %record.job, error = %e, "could not record the start of an execution");
+                    if update_running_logged(&layout, record.clone(), "start").await {
+                        tracing::debug!(job = %record.job, execution = %record.id, pid = record.pid, "started queued execution");
+                        wait_and_record(&layout, child, record, timeout_seconds).await;
+                    } else {
+                        // Cancelled just as it started: it does not run.
+                        let _ = child.kill().await;
                     }
-                    tracing::debug!(job = %record.job, execution = %record.id, pid = record.pid, "started queued execution");
-                    wait_and_record(&layout, child, record, timeout_seconds).await;
                 }
                 Err(e) => {
                     record.state = ExecutionState::Failed {
                         message: format!("could not start the job's program: {e}"),
                     };
                     record.finished_at = Some(fsio::now());
-                    let job = record.job.clone();
-                    let outcome =
-                        fsio::blocking("execution", move || write_record(&layout, &record)).await;
-                    if let Err(e) = outcome {
-                        tracing::warn!(%job, error = %e, "could not record the end of an execution");
-                    }
+                    update_running_logged(&layout, record, "end").await;
                 }
             }
             drop(slot);
@@ -402,13 +487,7 @@ async fn wait_and_record(
     record.state = state;
     record.exit_code = code;
     record.finished_at = Some(fsio::now());
-    let job = record.job.clone();
-    let layout = layout.clone();
-    let outcome = fsio::blocking("execution", move || write_record(&layout, &record)).await;
-    if let Err(e) = outcome {
-        // E.g. the job was deleted meanwhile, with its executions.
-        tracing::warn!(%job, error = %e, "could not record the end of an execution");
-    }
+    update_running_logged(layout, record, "end").await;
 }
 
 #[async_trait]
@@ -598,7 +677,7 @@ impl JobRunner for LocalJobRunner {
         fsio::blocking("execution", move || {
             let resource = execution_resource(&job, &id);
             let mut record = fsio::read_json::<ExecutionRecord>(&resource, &layout.execution(&job, &id))?
-                .ok_or_else(|| CloudError::not_found(resource))?;
+                .ok_or_else(|| CloudError::not_found(resource.clone()))?;
             let dead = record.state == ExecutionState::Running
                 && !waited_here
                 && record.pid.is_none_or(|pid| !process_alive(pid, record.pid_start));
@@ -607,11 +686,50 @@ impl JobRunner for LocalJobRunner {
                     message: PROCESS_DIED.to_owned(),
                 };
                 record.finished_at = Some(fsio::now());
-                write_record(&layout, &record)?;
-                tracing::warn!(%job, execution = %id, "execution's process died without a recorded end");
+                if update_running(&layout, &record)? {
+                    tracing::warn!(%job, execution = %id, "execution's process died without a recorded end");
+                } else if let Some(current) = fsio::read_json::<ExecutionRecord>(&resource, &layout.execution(&job, &id))? {
+                    // Its end was recorded meanwhile (a cancel): that stands.
+                    record = current;
+                }
             }
             Ok(record.to_port())
         })
         .await
+    }
+
+    async fn cancel_execution(&self, job: &str, id: &str) -> CloudResult<Execution> {
+        fsio::validate_name("job", job)?;
+        fsio::validate_name("execution", id)?;
+        let layout = self.layout.clone();
+        let (job, id) = (job.to_owned(), id.to_owned());
+        // The end is recorded first, so that whoever waits for the process
+        // (this process or another) keeps it rather than recording its own.
+        let (record, process) = fsio::blocking("execution", move || {
+            let resource = execution_resource(&job, &id);
+            let _lock = fsio::lock(&resource, &layout.lock_file(JOBS_LOCK))?;
+            let mut record =
+                fsio::read_json::<ExecutionRecord>(&resource, &layout.execution(&job, &id))?
+                    .ok_or_else(|| CloudError::not_found(resource))?;
+            if record.state != ExecutionState::Running {
+                return Ok((record, None));
+            }
+            let process = record.pid.map(|pid| (pid, record.pid_start));
+            record.state = ExecutionState::Failed {
+                message: CANCELLED.to_owned(),
+            };
+            record.finished_at = Some(fsio::now());
+            write_record(&layout, &record)?;
+            Ok((record, process))
+        })
+        .await?;
+        if let Some((pid, start)) = process {
+            if stop_process(pid, start).await {
+                tracing::info!(job = %record.job, execution = %record.id, pid, "cancelled execution");
+            } else {
+                tracing::warn!(job = %record.job, execution = %record.id, pid, "cancelled execution, but its process does not stop");
+            }
+        }
+        Ok(record.to_port())
     }
 }

@@ -61,7 +61,7 @@ use std::time::{Duration, SystemTime};
 pub use auth::Authoriser;
 pub use fsio::{KEY_RULE, NAME_RULE};
 pub use identity::{LocalIdentity, ACCOUNT_ID_RULE, EMPTY_POLICY_ETAG};
-pub use jobs::{LocalJobRunner, INHERITED_ENV, MAX_JOBS_ENV, PROCESS_DIED, RUNNER_ENV};
+pub use jobs::{LocalJobRunner, CANCELLED, INHERITED_ENV, MAX_JOBS_ENV, PROCESS_DIED, RUNNER_ENV};
 pub use layout::Layout;
 pub use objects::LocalObjectStore;
 pub use policies::PolicyCache;

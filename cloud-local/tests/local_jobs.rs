@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use cloud::ports::{Execution, ExecutionOverrides, ExecutionState, JobRunner, JobSpec};
 use cloud::CloudError;
-use cloud_local::{LocalJobRunner, PROCESS_DIED};
+use cloud_local::{LocalJobRunner, CANCELLED, PROCESS_DIED};
 use common::{labels, open_temp};
 
 fn spec(name: &str, tenant: &str, image: &str, args: &[&str]) -> JobSpec {
@@ -319,4 +319,158 @@ async fn at_most_max_running_children_run_at_once_and_the_rest_wait_their_turn()
 fn the_default_maximum_of_running_children_is_twice_the_cores_and_at_least_4() {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
     assert_eq!(LocalJobRunner::default_max_running(), (2 * cores).max(4));
+}
+
+/// The pid of a started execution, from its record.
+fn pid_of(root: &std::path::Path, job: &str, id: &str) -> Option<u32> {
+    let path = root.join(format!("jobs/executions/{job}/{id}.json"));
+    let record: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).expect("execution record")).expect("json");
+    record["pid"].as_u64().and_then(|p| u32::try_from(p).ok())
+}
+
+/// Whether the process still runs (a zombie does not).
+fn runs(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            stat.rfind(')')
+                .and_then(|i| stat[i + 1..].split_whitespace().next().map(str::to_owned))
+        })
+        .is_some_and(|state| state != "Z")
+}
+
+async fn wait_gone(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while runs(pid) {
+        assert!(Instant::now() < deadline, "process {pid} still runs");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn is_cancelled(state: &ExecutionState) -> bool {
+    matches!(state, ExecutionState::Failed { message } if message == CANCELLED)
+}
+
+#[tokio::test]
+async fn cancelling_an_execution_stops_its_process_and_ends_it_as_failed() {
+    let (dir, cloud) = open_temp();
+    cloud
+        .jobs
+        .ensure_job(&spec("long", "aaa", "/bin/sleep", &["30"]))
+        .await
+        .expect("create");
+    let run = cloud
+        .jobs
+        .run_job("long", &ExecutionOverrides::default())
+        .await
+        .expect("run");
+    let pid = pid_of(dir.path(), "long", &run.id).expect("started");
+    assert!(runs(pid));
+
+    let cancelled = cloud
+        .jobs
+        .cancel_execution("long", &run.id)
+        .await
+        .expect("cancel");
+    assert!(is_cancelled(&cancelled.state), "{cancelled:?}");
+    assert!(cancelled.finished_at.is_some());
+    wait_gone(pid).await;
+    // The waiter has seen the child end by now: the cancel stays recorded.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let got = cloud
+        .jobs
+        .get_execution("long", &run.id)
+        .await
+        .expect("get");
+    assert!(is_cancelled(&got.state), "{got:?}");
+    // Idempotent: cancelling again changes nothing.
+    let again = cloud
+        .jobs
+        .cancel_execution("long", &run.id)
+        .await
+        .expect("again");
+    assert_eq!(again, got);
+
+    // An execution that ended on its own is left as it ended.
+    cloud
+        .jobs
+        .ensure_job(&spec("quick", "aaa", "/bin/true", &[]))
+        .await
+        .expect("create");
+    let quick = cloud
+        .jobs
+        .run_job("quick", &ExecutionOverrides::default())
+        .await
+        .expect("run");
+    let done = wait_done(cloud.jobs.as_ref(), "quick", &quick.id).await;
+    assert_eq!(done.state, ExecutionState::Succeeded);
+    let after = cloud
+        .jobs
+        .cancel_execution("quick", &quick.id)
+        .await
+        .expect("cancel a finished one");
+    assert_eq!(after, done);
+
+    assert!(matches!(
+        cloud
+            .jobs
+            .cancel_execution("long", "no-such-execution")
+            .await,
+        Err(CloudError::NotFound { .. })
+    ));
+}
+
+#[tokio::test]
+async fn an_execution_is_cancelled_from_another_process_and_a_queued_one_never_starts() {
+    let (dir, cloud) = open_temp();
+    // The runner that started the children (the service), and another one
+    // on the same data directory (an operator's command), which follows none.
+    let starter = LocalJobRunner::with_max_running(cloud.layout.clone(), 1);
+    let other = LocalJobRunner::new(cloud.layout.clone());
+    starter
+        .ensure_job(&spec("long", "aaa", "/bin/sleep", &["30"]))
+        .await
+        .expect("create");
+    let first = starter
+        .run_job("long", &ExecutionOverrides::default())
+        .await
+        .expect("run");
+    let queued = starter
+        .run_job("long", &ExecutionOverrides::default())
+        .await
+        .expect("queued");
+    let pid = pid_of(dir.path(), "long", &first.id).expect("started");
+    assert_eq!(
+        pid_of(dir.path(), "long", &queued.id),
+        None,
+        "waits its turn"
+    );
+
+    let cancelled = other
+        .cancel_execution("long", &queued.id)
+        .await
+        .expect("cancel queued");
+    assert!(is_cancelled(&cancelled.state), "{cancelled:?}");
+    let cancelled = other
+        .cancel_execution("long", &first.id)
+        .await
+        .expect("cancel running");
+    assert!(is_cancelled(&cancelled.state), "{cancelled:?}");
+    wait_gone(pid).await;
+
+    // The freed slot does not start the cancelled execution, and the starter
+    // does not overwrite either cancel with its own verdict.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(
+        pid_of(dir.path(), "long", &queued.id),
+        None,
+        "never started"
+    );
+    for id in [&first.id, &queued.id] {
+        for runner in [&starter, &other] {
+            let got = runner.get_execution("long", id).await.expect("get");
+            assert!(is_cancelled(&got.state), "{got:?}");
+        }
+    }
 }

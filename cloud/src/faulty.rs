@@ -413,4 +413,7 @@ impl JobRunner for Faulty {
     async fn get_execution(&self, job: &str, id: &str) -> CloudResult<Execution> {
         self.inner.jobs.get_execution(job, id).await
     }
+    async fn cancel_execution(&self, job: &str, id: &str) -> CloudResult<Execution> {
+        self.inner.jobs.cancel_execution(job, id).await
+    }
 }

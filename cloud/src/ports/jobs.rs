@@ -73,4 +73,11 @@ pub trait JobRunner: Send + Sync {
     /// Starts an execution of the job and returns at once.
     async fn run_job(&self, name: &str, overrides: &ExecutionOverrides) -> CloudResult<Execution>;
     async fn get_execution(&self, job: &str, id: &str) -> CloudResult<Execution>;
+
+    /// Cancels an execution, as Cloud Run's `executions.cancel`: its tasks
+    /// (locally, its process) are stopped and it ends as `Failed`. Idempotent:
+    /// an execution that has already ended is returned as it ended.
+    /// `NotFound` for an unknown execution. The stop may take a while (a
+    /// grace period, then a kill): follow `get_execution` until it has ended.
+    async fn cancel_execution(&self, job: &str, id: &str) -> CloudResult<Execution>;
 }
