@@ -3,11 +3,21 @@
 use comfy_table::{presets::UTF8_FULL_CONDENSED, Table};
 use serde::Serialize;
 
-use crate::cli::OutputFormat;
+use crate::controller::{Backoff, NextAttempt};
 use crate::reconciler::TenantReport;
 use cloud::naming::TenantId;
+use job_contract::summary::{transform_warnings, TestWarning};
 
-use crate::store::{ResourceRecord, ResourceStatus, RunRecord, Store, StoreError, TenantRecord};
+use crate::store::{
+    Phase, ResourceRecord, ResourceStatus, RunRecord, Store, StoreError, TenantRecord,
+};
+
+/// How a command prints its result: a table for people, JSON for scripts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum OutputFormat {
+    Table,
+    Json,
+}
 
 /// `tenants show --output json`: `{"id", "phase", "resources": [{"kind", "name",
 /// "status", "message"}], "xero": {"organisations", "needs_consent"}}`.
@@ -17,6 +27,10 @@ pub struct TenantView {
     pub phase: String,
     pub resources: Vec<ResourceView>,
     pub xero: XeroView,
+    /// For a Failed tenant: its failed attempts and when the service's next
+    /// pass is due (the controller's backoff).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry: Option<NextAttempt>,
     #[serde(skip)]
     pub message: Option<String>,
 }
@@ -57,6 +71,10 @@ impl TenantView {
             id: tenant.id.to_string(),
             phase: tenant.phase.to_string(),
             xero,
+            retry: match tenant.phase {
+                Phase::Failed => Backoff::default().next_attempt(resources),
+                _ => None,
+            },
             message: tenant.message.clone(),
             resources: resources
                 .iter()
@@ -95,6 +113,15 @@ pub fn print_views(views: &[TenantView], format: OutputFormat) -> anyhow::Result
         println!("tenant {}  phase {}", v.id, v.phase);
         if let Some(m) = &v.message {
             println!("  {m}");
+        }
+        if let Some(r) = &v.retry {
+            println!(
+                "  {} failed attempt{}; the service tries again after {}",
+                r.attempts,
+                if r.attempts == 1 { "" } else { "s" },
+                r.at.format(&time::format_description::well_known::Rfc3339)
+                    .unwrap_or_default()
+            );
         }
         match (v.xero.needs_consent, v.xero.organisations.len()) {
             (true, _) => println!(
@@ -264,7 +291,57 @@ pub fn print_run(run: &RunRecord, format: OutputFormat) -> anyhow::Result<()> {
         }
         println!("{table}");
     }
+    let warnings = run_warnings(run);
+    if !warnings.is_empty() {
+        println!(
+            "  {} data test{} warned (the tables were published):",
+            warnings.len(),
+            if warnings.len() == 1 { "" } else { "s" }
+        );
+        println!("{}", warnings_table(&warnings));
+    }
     Ok(())
+}
+
+/// The data tests that warned, from the job's summary (none for older runs).
+fn run_warnings(run: &RunRecord) -> Vec<TestWarning> {
+    run.summary
+        .as_ref()
+        .and_then(|s| s.get("transform"))
+        .map(transform_warnings)
+        .unwrap_or_default()
+}
+
+/// Characters of a warning's sample shown in the table.
+const SAMPLE_CHARS: usize = 160;
+
+fn warnings_table(warnings: &[TestWarning]) -> Table {
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(["MODEL", "WARNING", "FAILING ROWS", "SAMPLE"]);
+    for w in warnings {
+        let test = w
+            .test
+            .strip_prefix(&format!("{}.", w.model))
+            .unwrap_or(&w.test);
+        let mut sample = w
+            .sample
+            .iter()
+            .map(|row| row.to_string())
+            .collect::<Vec<_>>()
+            .join("; ");
+        if sample.chars().count() > SAMPLE_CHARS {
+            sample = sample.chars().take(SAMPLE_CHARS).collect();
+            sample.push('…');
+        }
+        table.add_row([
+            w.model.clone(),
+            test.to_owned(),
+            w.failing_rows.to_string(),
+            sample,
+        ]);
+    }
+    table
 }
 
 /// `runs list`.
@@ -305,4 +382,58 @@ pub fn print_runs(runs: &[RunRecord], format: OutputFormat) -> anyhow::Result<()
     }
     println!("{table}");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::{RunCommand, RunStatus, RunTrigger};
+
+    fn run(summary: Option<serde_json::Value>) -> RunRecord {
+        RunRecord {
+            id: "run-1".into(),
+            tenant: TenantId::parse("acme").expect("tenant"),
+            command: RunCommand::Transform,
+            trigger: RunTrigger::Operator,
+            status: RunStatus::Succeeded,
+            job: None,
+            execution_id: None,
+            message: None,
+            summary,
+            created_at: time::OffsetDateTime::UNIX_EPOCH,
+            started_at: None,
+            finished_at: None,
+        }
+    }
+
+    #[test]
+    fn runs_show_lists_the_data_tests_that_warned() {
+        let summary = serde_json::json!({
+            "transform": {
+                "models": [{"name": "fct_invoices", "rows": 120}],
+                "warnings": [{
+                    "model": "fct_invoices",
+                    "test": "fct_invoices.relationship(contact_id -> dim_contacts.contact_id)",
+                    "failing_rows": 34,
+                    "sample": [{"invoice_id": "i-1", "contact_id": "c-9"}],
+                }],
+            },
+        });
+        let warnings = run_warnings(&run(Some(summary)));
+        assert_eq!(warnings.len(), 1);
+        let table = warnings_table(&warnings).to_string();
+        for needle in [
+            "fct_invoices",
+            "relationship(contact_id -> dim_contacts.contact_id)",
+            "34",
+            "\"contact_id\":\"c-9\"",
+        ] {
+            assert!(table.contains(needle), "{needle} missing from\n{table}");
+        }
+        // Runs from before severities, and runs that did not transform.
+        assert!(run_warnings(&run(None)).is_empty());
+        assert!(
+            run_warnings(&run(Some(serde_json::json!({"transform": {"models": []}})))).is_empty()
+        );
+    }
 }

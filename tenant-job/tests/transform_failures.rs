@@ -11,7 +11,7 @@ use job_contract::raw;
 use tenant_job::transform::{self, ColumnType, Dialect, ModelSet, TransformError};
 use transform_support::{open_cloud, provision, Books, Tenant};
 use xero::resources::Resource;
-use xero::sandbox::ChangeRequest;
+use xero_sandbox::ChangeRequest;
 
 fn model_names() -> Vec<String> {
     let mut names: Vec<String> = ModelSet::embedded()
@@ -117,20 +117,22 @@ async fn a_failing_data_test_leaves_the_published_tables_as_they_were_and_names_
         TransformError::DataTests { failed } => failed.clone(),
         other => panic!("{other:?}"),
     };
+    // In build order: the facts, then the dimensions that read them.
     let names: Vec<&str> = failed.iter().map(|f| f.name.as_str()).collect();
     assert_eq!(
         names,
         [
-            "dim_contacts.unique(contact_id)",
-            "fct_journal_lines.journals_balance"
+            "fct_journal_lines.journals_balance",
+            "dim_contacts.unique(contact_id)"
         ]
     );
-    assert_eq!(failed[0].failing_rows, 1);
-    assert_eq!(failed[1].failing_rows, 2);
+    assert_eq!(failed[0].failing_rows, 2);
+    assert_eq!(failed[1].failing_rows, 1);
     let first_contact = tenant.t("SELECT min(contact_id) FROM dim_contacts").await;
     let message = err.to_string();
     assert!(
-        message.starts_with("data tests failed, nothing was published: dim_contacts.unique(contact_id) (1 failing row, e.g. ")
+        message.starts_with("data tests failed, nothing was published: fct_journal_lines.journals_balance (2 failing rows, e.g. ")
+            && message.contains("; dim_contacts.unique(contact_id) (1 failing row, e.g. ")
             && message.contains(first_contact[0][0].as_str().expect("id")),
         "{message}"
     );

@@ -8,7 +8,9 @@
 //!    table `_build_<model>` of the transformed dataset, reading the raw
 //!    dataset through [`cloud::ports::Warehouse::execute_reading`].
 //! 3. Test ([`datatests`]): the staged tables must have their documented
-//!    columns and pass every declared data test.
+//!    columns and pass every declared data test of severity `error`; a
+//!    failing test of severity `warn` (by default, a relationship to
+//!    reference data) is reported in [`TransformReport::warnings`].
 //! 4. Publish: only then do the staged tables replace the published ones, all
 //!    in one transaction. A failure anywhere before leaves the published
 //!    tables as they were, drops the staging tables and fails the run with
@@ -34,7 +36,10 @@ use serde::{Deserialize, Serialize};
 use cloud::{Cloud, CloudError, CloudResult, Credential};
 
 pub use datatests::DataTestResult;
-pub use models::{ColumnDoc, ColumnType, Model, ModelSet, TestSpec};
+pub use job_contract::summary::TestWarning;
+pub use models::{
+    ColumnDoc, ColumnType, DataTest, Model, ModelSet, Severity, TestSpec, UNKNOWN_MEMBER_COLUMN,
+};
 pub use render::{Renderer, STAGING_PREFIX};
 
 /// When set, the models are read from this folder instead of the ones
@@ -144,8 +149,12 @@ pub struct TransformReport {
     pub manifests: Vec<String>,
     /// The published tables, in build order.
     pub models: Vec<ModelReport>,
-    /// Every data test, all passed (a failure is an error instead).
+    /// Every data test: every `error` test passed (a failure is an error
+    /// instead); `warn` tests may have failed.
     pub tests: Vec<DataTestResult>,
+    /// The `warn` tests that failed, with a few of their failing rows: what
+    /// the run's summary and `runs show` list.
+    pub warnings: Vec<TestWarning>,
     pub timings: Timings,
 }
 
@@ -184,6 +193,7 @@ pub enum TransformError {
         #[source]
         source: CloudError,
     },
+    /// Tests of severity `error` failed (only those are listed).
     #[error("data tests failed, nothing was published: {}", failed_tests(.failed))]
     DataTests { failed: Vec<DataTestResult> },
     #[error("publishing dataset {dataset}: {source}")]
@@ -221,27 +231,19 @@ fn failed_tests(failed: &[DataTestResult]) -> String {
 }
 
 /// Tries a cloud call again while it fails in a way that may pass (another
-/// process holding a dataset file, a rate limit), with growing pauses.
-pub(crate) async fn retrying<T, F, Fut>(mut call: F) -> CloudResult<T>
+/// process holding a dataset file, a rate limit): the one policy of
+/// `cloud::retry`, with a short first pause.
+pub(crate) async fn retrying<T, F, Fut>(call: F) -> CloudResult<T>
 where
     F: FnMut() -> Fut,
     Fut: Future<Output = CloudResult<T>>,
 {
-    const ATTEMPTS: u32 = 7;
-    let mut attempt = 1;
-    loop {
-        match call().await {
-            Err(e) if e.is_retryable() && attempt < ATTEMPTS => {
-                let wait = e
-                    .retry_after()
-                    .unwrap_or(Duration::from_millis(100 << attempt));
-                tracing::debug!(error = %e, attempt, "retrying after a transient failure");
-                tokio::time::sleep(wait).await;
-                attempt += 1;
-            }
-            other => return other,
-        }
-    }
+    const POLICY: cloud::retry::RetryPolicy = cloud::retry::RetryPolicy {
+        min_delay: Duration::from_millis(200),
+        max_delay: Duration::from_secs(10),
+        max_retries: 6,
+    };
+    cloud::retry::retry(&POLICY, call).await
 }
 
 fn millis(since: Instant) -> u64 {
@@ -301,7 +303,12 @@ pub async fn run_with_models(
     for model in &models {
         builds.push(renderer.model_build(model)?);
         for test in &model.tests {
-            tests.push((test.name(&model.name), renderer.test_query(model, test)?));
+            tests.push(datatests::PlannedTest {
+                model: model.name.clone(),
+                name: test.name(&model.name),
+                severity: test.severity,
+                sql: renderer.test_query(model, &test.spec)?,
+            });
         }
     }
     let names: Vec<String> = models.iter().map(|m| m.name.clone()).collect();
@@ -359,11 +366,13 @@ pub async fn run_with_models(
         })
         .collect();
     timings.total_ms = millis(started);
+    let warnings: Vec<TestWarning> = results.iter().filter_map(DataTestResult::warning).collect();
     tracing::info!(
         run_id = %ctx.run_id,
         manifests = loaded.manifests.len(),
         models = names.len(),
         tests = results.len(),
+        warnings = warnings.len(),
         total_ms = timings.total_ms,
         "transformed"
     );
@@ -373,18 +382,19 @@ pub async fn run_with_models(
         manifests: loaded.manifests,
         models,
         tests: results,
+        warnings,
         timings,
     })
 }
 
 /// Builds every staging table in order, then runs every test on them.
-/// `Ok` only when all pass.
+/// `Ok` only when every test of severity `error` passes.
 async fn build_and_test(
     ctx: &TransformContext,
     renderer: &Renderer,
     models: &[Model],
     builds: &[String],
-    tests: &[(String, String)],
+    tests: &[datatests::PlannedTest],
     timings: &mut Timings,
 ) -> Result<Vec<DataTestResult>, TransformError> {
     let sources = [ctx.raw_dataset.clone()];
@@ -412,10 +422,10 @@ async fn build_and_test(
     }
     results.extend(datatests::run_all(ctx, tests).await?);
     timings.test_ms = millis(t);
-    let failed: Vec<DataTestResult> = results.iter().filter(|r| !r.passed).cloned().collect();
-    for f in &failed {
-        tracing::warn!(test = %f.name, failing_rows = f.failing_rows, message = f.message.as_deref().unwrap_or(""), "data test failed");
+    for f in results.iter().filter(|r| !r.passed) {
+        tracing::warn!(test = %f.name, severity = %f.severity, failing_rows = f.failing_rows, message = f.message.as_deref().unwrap_or(""), "data test failed");
     }
+    let failed: Vec<DataTestResult> = results.iter().filter(|r| r.blocks()).cloned().collect();
     if failed.is_empty() {
         Ok(results)
     } else {
@@ -465,9 +475,12 @@ mod tests {
         let e = TransformError::DataTests {
             failed: vec![DataTestResult {
                 name: "fct_invoices.unique(invoice_id)".into(),
+                model: "fct_invoices".into(),
+                severity: Severity::Error,
                 passed: false,
                 failing_rows: 2,
                 message: Some("2 failing rows".into()),
+                sample: Vec::new(),
             }],
         };
         assert_eq!(
