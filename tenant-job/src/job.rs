@@ -107,6 +107,8 @@ pub enum JobError {
     },
     #[error("opening the cloud: {0}")]
     Cloud(#[source] CloudError),
+    #[error("opening the cloud: {0}")]
+    Open(#[source] cloud_adapters::OpenError),
     #[error(transparent)]
     Ingest(#[from] IngestError),
     #[error(transparent)]
@@ -131,18 +133,18 @@ impl Job {
     /// Opens the local cloud and takes on the tenant's identity. Refuses any
     /// identity but the tenant's own.
     pub async fn open(config: JobConfig) -> Result<Job, JobError> {
-        let local = cloud_local::LocalConfig {
-            data_dir: config.data_dir.clone(),
-            project: cloud_local::LocalConfig::new(&config.data_dir).project,
+        let local = cloud_adapters::LocalConfig {
             master_key: config.master_key.clone(),
+            ..cloud_adapters::LocalConfig::new(&config.data_dir)
         };
-        let cloud = {
-            let local = local.clone();
-            tokio::task::spawn_blocking(move || cloud_local::open(&local))
-                .await
-                .map_err(|e| JobError::Config(format!("opening the data directory: {e}")))?
-                .map_err(JobError::Cloud)?
-        };
+        // The one factory the control plane uses too; the job runs on the
+        // local adapter until the gcp adapter exists.
+        let adapter = cloud_adapters::config_for(cloud_adapters::AdapterKind::Local, local)
+            .map_err(JobError::Open)?;
+        let cloud = tokio::task::spawn_blocking(move || cloud_adapters::open(&adapter))
+            .await
+            .map_err(|e| JobError::Config(format!("opening the data directory: {e}")))?
+            .map_err(JobError::Open)?;
         let expected = cloud
             .identity
             .email_for(&naming::service_account_id(&config.tenant));
