@@ -11,7 +11,7 @@ use std::sync::Arc;
 use serde_json::Value;
 use tenant_job::transform::{self, ModelSet, TransformReport};
 use transform_support::{cents, int, open_cloud, provision, text, Books, Tenant};
-use xero::sandbox::ChangeRequest;
+use xero_sandbox::ChangeRequest;
 
 /// Invoices in the sandbox (`LEDGERLAKE_TEST_INVOICES` to try other sizes).
 fn invoices() -> usize {

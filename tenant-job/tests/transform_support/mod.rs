@@ -13,19 +13,20 @@ use sha2::{Digest, Sha256};
 use tempfile::TempDir;
 use time::OffsetDateTime;
 
-use cloud::local::{LocalAdapters, LocalConfig};
 use cloud::naming::{self, TenantId};
 use cloud::ports::{Credential, QueryRequest};
 use cloud::Cloud;
+use cloud_local::{LocalAdapters, LocalConfig};
 
 #[path = "../support/mod.rs"]
 mod support;
 use job_contract::raw::{self, Cursor, Manifest, PageEntry};
 use tenant_job::transform::{Dialect, TransformContext};
-use xero::client::{ListRequest, PageCursor, XeroClient};
+use xero::client::XeroClient;
 use xero::limits::{LimitConfig, RateLimits};
+use xero::pager::{ListRequest, PageCursor};
 use xero::resources::{Paging, Resource};
-use xero::sandbox::{Sandbox, SandboxConfig, SandboxLimits};
+use xero_sandbox::{Sandbox, SandboxConfig, SandboxLimits};
 
 /// A local cloud on a temporary folder (kept alive by the `TempDir`).
 /// `RUST_LOG=tenant_job=debug` shows what the transformation does.
