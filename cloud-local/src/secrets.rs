@@ -345,6 +345,38 @@ impl LocalSecretStore {
             .await
     }
 
+    fn destroy_old_versions_blocking(
+        &self,
+        name: &str,
+        keep: usize,
+        before: OffsetDateTime,
+    ) -> CloudResult<usize> {
+        let layout = &self.layout;
+        let resource = secret_resource(name);
+        let _lock = fsio::lock(&resource, &layout.lock_file(SECRETS_LOCK))?;
+        read_meta(layout, name)?;
+        let all = versions(layout, name)?;
+        let older = all.len().saturating_sub(keep);
+        let mut destroyed = 0;
+        for version in all.into_iter().take(older) {
+            let path = layout.secret_version(name, version);
+            let created = match fs::metadata(&path).and_then(|m| m.modified()) {
+                Ok(t) => OffsetDateTime::from(t),
+                Err(e) if e.kind() == ErrorKind::NotFound => continue,
+                Err(e) => return Err(fsio::io_err(&resource, &path, &e)),
+            };
+            if created >= before {
+                continue;
+            }
+            match fs::remove_file(&path) {
+                Ok(()) => destroyed += 1,
+                Err(e) if e.kind() == ErrorKind::NotFound => {}
+                Err(e) => return Err(fsio::io_err(&resource, &path, &e)),
+            }
+        }
+        Ok(destroyed)
+    }
+
     fn add_version_blocking(&self, name: &str, payload: &[u8]) -> CloudResult<u64> {
         let layout = &self.layout;
         let resource = secret_resource(name);
@@ -489,6 +521,20 @@ impl SecretStore for LocalSecretStore {
         let payload = payload.clone();
         fsio::blocking("secret", move || {
             this.add_version_blocking(&name, payload.expose())
+        })
+        .await
+    }
+
+    async fn destroy_old_versions(
+        &self,
+        name: &str,
+        keep: usize,
+        before: OffsetDateTime,
+    ) -> CloudResult<usize> {
+        let this = self.clone();
+        let name = name.to_owned();
+        fsio::blocking("secret", move || {
+            this.destroy_old_versions_blocking(&name, keep, before)
         })
         .await
     }

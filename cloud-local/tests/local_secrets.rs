@@ -333,3 +333,61 @@ async fn tampered_or_swapped_ciphertext_is_an_error_never_garbage() {
     let (_, got) = cloud.secrets.access_latest(&P, "s1").await.expect("read");
     assert_eq!(got.expose(), b"s1-v2");
 }
+
+#[tokio::test]
+async fn old_versions_are_destroyed_keeping_the_newest_and_numbers_are_never_reused() {
+    let (_dir, cloud) = open_temp();
+    cloud
+        .secrets
+        .ensure_secret(&spec("rotated", "rot"))
+        .await
+        .expect("ensure");
+    for i in 1..=5 {
+        cloud
+            .secrets
+            .add_version(&P, "rotated", &payload(&format!("set-{i}")))
+            .await
+            .expect("add");
+    }
+    // Nothing is old enough yet: nothing goes.
+    let long_ago = time::OffsetDateTime::now_utc() - std::time::Duration::from_secs(3600);
+    let none = cloud
+        .secrets
+        .destroy_old_versions("rotated", 2, long_ago)
+        .await
+        .expect("destroy");
+    assert_eq!(none, 0);
+    // Everything is old enough: all but the newest two go.
+    let soon = time::OffsetDateTime::now_utc() + std::time::Duration::from_secs(1);
+    let destroyed = cloud
+        .secrets
+        .destroy_old_versions("rotated", 2, soon)
+        .await
+        .expect("destroy");
+    assert_eq!(destroyed, 3);
+    let (version, latest) = cloud
+        .secrets
+        .access_latest(&P, "rotated")
+        .await
+        .expect("latest");
+    assert_eq!((version, latest.expose()), (5, b"set-5".as_slice()));
+    // Again: nothing more to destroy; and a new version gets a new number.
+    assert_eq!(
+        cloud
+            .secrets
+            .destroy_old_versions("rotated", 2, soon)
+            .await
+            .expect("again"),
+        0
+    );
+    let next = cloud
+        .secrets
+        .add_version(&P, "rotated", &payload("set-6"))
+        .await
+        .expect("add");
+    assert_eq!(next, 6);
+    assert!(matches!(
+        cloud.secrets.destroy_old_versions("missing", 2, soon).await,
+        Err(CloudError::NotFound { .. })
+    ));
+}

@@ -387,6 +387,19 @@ impl SecretStore for Faulty {
     ) -> CloudResult<(u64, SecretPayload)> {
         self.inner.secrets.access_latest(cred, name).await
     }
+    async fn destroy_old_versions(
+        &self,
+        name: &str,
+        keep: usize,
+        before: time::OffsetDateTime,
+    ) -> CloudResult<usize> {
+        self.faults
+            .around(
+                "destroy_old_versions",
+                self.inner.secrets.destroy_old_versions(name, keep, before),
+            )
+            .await
+    }
 }
 
 #[async_trait]

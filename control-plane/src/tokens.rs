@@ -139,3 +139,37 @@ pub async fn refresh_idle_token_sets(
     }
     Ok(report)
 }
+
+/// Token-set versions kept whatever their age: the newest, and the one
+/// before it (what a reader that raced a rotation may still hold).
+pub const TOKEN_VERSIONS_KEPT: usize = 2;
+
+/// Destroys the rotated-out token-set versions of every tenant that are older
+/// than `older_than` (Xero's refresh tokens are single-use, so an old version
+/// is a dead credential kept for nothing). One tenant's failure does not stop
+/// the others; returns the number of versions destroyed.
+pub async fn prune_token_versions(
+    cloud: &Cloud,
+    store: &Store,
+    older_than: Duration,
+) -> Result<usize, StoreError> {
+    let before = time::OffsetDateTime::now_utc()
+        - time::Duration::try_from(older_than).unwrap_or(time::Duration::MAX);
+    let mut destroyed = 0;
+    for tenant in store.list_tenants().await? {
+        let secret = cloud::naming::secret_name(&tenant.id);
+        match cloud
+            .secrets
+            .destroy_old_versions(&secret, TOKEN_VERSIONS_KEPT, before)
+            .await
+        {
+            Ok(n) => destroyed += n,
+            // Not provisioned yet, or already torn down.
+            Err(cloud::CloudError::NotFound { .. }) => {}
+            Err(e) => {
+                tracing::warn!(tenant = %tenant.id, error = %e, "could not prune old token-set versions")
+            }
+        }
+    }
+    Ok(destroyed)
+}

@@ -320,3 +320,50 @@ async fn the_keepalive_refreshes_idle_connected_tenants_only() {
         serde_json::json!(now.tenant_ids)
     );
 }
+
+/// Rotated-out token sets are dead credentials: the service destroys the old
+/// versions of every tenant's secret after their retention, keeping the
+/// newest two, and the current set still reads.
+#[tokio::test]
+async fn old_token_set_versions_are_destroyed_and_the_current_one_stays() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let platform = support::platform(dir.path()).await;
+    let sandbox = sandbox(SandboxConfig::new(CLIENT_ID, CLIENT_SECRET)).await;
+    let id = TenantId::parse("rotated").expect("id");
+    connected_tenant(&platform, &sandbox, &id).await;
+    let mut last = None;
+    for _ in 0..4 {
+        let tokens = sandbox.issue_tokens(None);
+        write_token_set(&platform.cloud, &Credential::Platform, &id, &tokens)
+            .await
+            .expect("write");
+        last = Some(tokens);
+    }
+    // Retained for a week: nothing is that old yet.
+    let kept = control_plane::tokens::prune_token_versions(
+        &platform.cloud,
+        &platform.store,
+        Duration::from_secs(7 * 24 * 3600),
+    )
+    .await
+    .expect("prune");
+    assert_eq!(kept, 0);
+    // Past the retention: five versions, the newest two stay.
+    let destroyed = control_plane::tokens::prune_token_versions(
+        &platform.cloud,
+        &platform.store,
+        Duration::ZERO,
+    )
+    .await
+    .expect("prune");
+    assert_eq!(destroyed, 3);
+    let (version, current) = read_token_set(&platform.cloud, &Credential::Platform, &id)
+        .await
+        .expect("current set");
+    assert_eq!(version, 5);
+    let last = last.expect("written");
+    assert_eq!(
+        current.refresh_token.expose_secret(),
+        last.refresh_token.expose_secret()
+    );
+}

@@ -69,6 +69,18 @@ pub trait SecretStore: Send + Sync {
         cred: &Credential,
         name: &str,
     ) -> CloudResult<(u64, SecretPayload)>;
+
+    /// Destroys the versions created before `before`, except the newest
+    /// `keep` (Secret Manager's `versions.destroy` on each; version numbers
+    /// are never reused). Returns how many were destroyed. The platform's own
+    /// call: rotated-out Xero token sets are dead, and keeping them only
+    /// keeps secrets around.
+    async fn destroy_old_versions(
+        &self,
+        name: &str,
+        keep: usize,
+        before: OffsetDateTime,
+    ) -> CloudResult<usize>;
 }
 
 #[cfg(test)]

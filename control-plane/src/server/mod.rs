@@ -249,6 +249,9 @@ async fn run_token_keepalive(state: Arc<AppState>) {
 /// How often the service prunes records past their retention.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 
+/// Rotated-out token-set versions are destroyed after this long.
+const TOKEN_VERSION_RETENTION: Duration = Duration::from_secs(7 * 24 * 3600);
+
 /// Every `resync_interval`: follows runs whose process ended, and asks the
 /// controller for a pass over each tenant that is not settled (a failed one
 /// when its recorded backoff is over, which survives restarts).
@@ -266,6 +269,13 @@ async fn run_resync(state: Arc<AppState>) {
                 Ok(pruned) if pruned.total() > 0 => tracing::info!(?pruned, "pruned old records"),
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "pruning old records failed"),
+            }
+            match tokens::prune_token_versions(&state.cloud, &state.store, TOKEN_VERSION_RETENTION)
+                .await
+            {
+                Ok(0) => {}
+                Ok(n) => tracing::info!(destroyed = n, "destroyed rotated-out token-set versions"),
+                Err(e) => tracing::warn!(error = %e, "pruning token-set versions failed"),
             }
         }
         if let Err(e) = state.runs.follow_active().await {
