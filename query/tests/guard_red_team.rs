@@ -1,0 +1,579 @@
+//! The guard against hostile inputs (each refused with its code) and against
+//! realistic analytics queries of both dialects (each admitted with its LIMIT).
+
+use query::guard::{admit, Dialect, GuardPolicy, Refusal};
+
+const DATASET: &str = "transformed_acme";
+const PROJECT: &str = "ll-cell-eu1";
+const MAX_ROWS: u64 = 1000;
+
+fn policy() -> GuardPolicy {
+    GuardPolicy::new(DATASET, Some(PROJECT.to_owned()), MAX_ROWS)
+}
+
+/// Which dialects an input is tried in.
+#[derive(Clone, Copy)]
+enum On {
+    Duck,
+    Bq,
+    Both,
+}
+
+impl On {
+    fn dialects(self) -> &'static [Dialect] {
+        match self {
+            On::Duck => &[Dialect::DuckDb],
+            On::Bq => &[Dialect::BigQuery],
+            On::Both => &[Dialect::DuckDb, Dialect::BigQuery],
+        }
+    }
+}
+
+use On::{Both, Bq, Duck};
+
+/// (dialects, SQL, the refusal code expected)
+const HOSTILE: &[(On, &str, &str)] = &[
+    // Other tenants' datasets, by every spelling.
+    (Both, "SELECT * FROM transformed_globex.fct_invoices", "foreign_dataset"),
+    (Duck, r#"SELECT * FROM "transformed_globex".fct_invoices"#, "foreign_dataset"),
+    (Duck, r#"SELECT * FROM "transformed_globex"."fct_invoices""#, "foreign_dataset"),
+    (Duck, "SELECT * FROM TRANSFORMED_GLOBEX.main.fct_invoices", "foreign_dataset"),
+    (Duck, "SELECT * FROM transformed_globex.main.fct_invoices", "foreign_dataset"),
+    (Bq, "SELECT * FROM `transformed_globex.fct_invoices`", "foreign_dataset"),
+    (Bq, "SELECT * FROM `transformed_globex`.fct_invoices", "foreign_dataset"),
+    (Bq, "SELECT * FROM `ll-cell-eu1.transformed_globex.fct_invoices`", "foreign_dataset"),
+    (Bq, "SELECT * FROM `ll-cell-eu1`.transformed_globex.fct_invoices", "foreign_dataset"),
+    (Bq, "SELECT * FROM Transformed_Acme.fct_invoices", "foreign_dataset"),
+    (Bq, "SELECT * FROM `other-project.transformed_acme.fct_invoices`", "foreign_project"),
+    (Bq, "SELECT * FROM `other-project`.transformed_acme.fct_invoices", "foreign_project"),
+    (Bq, "SELECT * FROM `LL-CELL-EU1.transformed_acme.fct_invoices`", "foreign_project"),
+    (Both, "SELECT * FROM raw_acme.invoices", "foreign_dataset"),
+    (Both, "SELECT * FROM a.b.c.d", "foreign_dataset"),
+    (Duck, "SELECT * FROM pg_catalog.pg_tables", "foreign_dataset"),
+    (Duck, "SELECT * FROM system.main.duckdb_tables", "foreign_dataset"),
+    (Duck, "SELECT * FROM temp.main.scratch", "foreign_dataset"),
+    // Unicode look-alikes and invisible characters.
+    (Duck, "SELECT * FROM \"tr\u{430}nsformed_acme\".fct_invoices", "invalid_identifier"),
+    (Bq, "SELECT * FROM `tr\u{430}nsformed_acme.fct_invoices`", "invalid_identifier"),
+    (Duck, "SELECT * FROM \"fct_invoices\u{200b}\"", "invalid_identifier"),
+    (Duck, "SELECT * FROM \"\u{ff46}ct_invoices\"", "invalid_identifier"),
+    (Duck, "SELECT total AS \"t\u{0}x\" FROM fct_invoices", "invalid_identifier"),
+    (Bq, "SELECT * FROM `transformed_acme.fct_invoices$20240101`", "invalid_identifier"),
+    // Unknown tables (unqualified names resolve only to the dataset's tables).
+    (Both, "SELECT * FROM secrets", "unknown_table"),
+    (Both, "SELECT * FROM invoices", "unknown_table"),
+    (Duck, "SELECT * FROM duckdb_settings", "unknown_table"),
+    (Duck, "SELECT * FROM main.duckdb_secrets", "unknown_table"),
+    // Relations anywhere in the tree.
+    (Both, "SELECT * FROM fct_invoices WHERE contact_id IN (SELECT contact_id FROM transformed_globex.dim_contacts)", "foreign_dataset"),
+    (Both, "SELECT * FROM fct_invoices i WHERE EXISTS (SELECT 1 FROM transformed_globex.fct_payments p WHERE p.invoice_id = i.invoice_id)", "foreign_dataset"),
+    (Both, "SELECT (SELECT MAX(total) FROM transformed_globex.fct_invoices) AS m", "foreign_dataset"),
+    (Both, "SELECT * FROM (SELECT * FROM transformed_globex.fct_payments) p", "foreign_dataset"),
+    (Duck, "SELECT * FROM fct_invoices i, LATERAL (SELECT * FROM transformed_globex.fct_payments p WHERE p.invoice_id = i.invoice_id) x", "foreign_dataset"),
+    (Both, "SELECT * FROM (fct_invoices JOIN transformed_globex.dim_contacts USING (contact_id))", "foreign_dataset"),
+    (Both, "SELECT i.* FROM fct_invoices i LEFT JOIN transformed_globex.fct_payments p ON p.invoice_id = i.invoice_id", "foreign_dataset"),
+    (Both, "SELECT invoice_id FROM fct_invoices UNION ALL SELECT invoice_id FROM transformed_globex.fct_invoices", "foreign_dataset"),
+    (Bq, "SELECT contact_id FROM fct_invoices INTERSECT DISTINCT SELECT contact_id FROM `transformed_globex.dim_contacts`", "foreign_dataset"),
+    (Duck, "SELECT contact_id FROM fct_invoices EXCEPT SELECT contact_id FROM transformed_globex.dim_contacts", "foreign_dataset"),
+    (Both, "SELECT * FROM fct_invoices WHERE total > ALL (SELECT total FROM transformed_globex.fct_invoices)", "foreign_dataset"),
+    (Duck, "SELECT SUM(total) FILTER (WHERE contact_id IN (SELECT contact_id FROM transformed_globex.dim_contacts)) FROM fct_invoices", "foreign_dataset"),
+    // CTEs: shadowing, scope, recursion.
+    (Both, "WITH transformed_globex AS (SELECT 1 AS x) SELECT * FROM transformed_globex.fct_invoices", "foreign_dataset"),
+    (Both, "WITH fct_invoices AS (SELECT 1 AS x) SELECT * FROM transformed_globex.fct_invoices", "foreign_dataset"),
+    (Both, "WITH fct_invoices AS (SELECT * FROM transformed_globex.fct_invoices) SELECT * FROM fct_invoices", "foreign_dataset"),
+    (Both, "SELECT * FROM (WITH secret AS (SELECT 1 AS x) SELECT * FROM secret) s, secret", "unknown_table"),
+    (Both, "WITH a AS (SELECT * FROM b), b AS (SELECT 1 AS x) SELECT * FROM a", "unknown_table"),
+    (Both, "WITH a AS (SELECT * FROM a) SELECT * FROM a", "unknown_table"),
+    (Both, "WITH RECURSIVE r(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM r) SELECT * FROM r", "recursive_cte"),
+    (Both, "WITH x AS (SELECT 1 AS n) SELECT * FROM x, (WITH y AS (SELECT * FROM transformed_globex.fct_invoices) SELECT * FROM y) z", "foreign_dataset"),
+    // More than one statement, comments hiding statements, nothing at all.
+    (Both, "SELECT 1; SELECT 2", "multiple_statements"),
+    (Both, "SELECT * FROM fct_invoices; DROP TABLE fct_invoices", "multiple_statements"),
+    (Both, "SELECT 1 -- harmless\n; DELETE FROM fct_invoices", "multiple_statements"),
+    (Duck, "SELECT 1 /* ; */ ; ATTACH 'x.db' AS x", "multiple_statements"),
+    (Both, "", "empty"),
+    (Both, "-- only a comment", "empty"),
+    // DDL, DML and everything else that is not a query.
+    (Both, "CREATE TABLE x AS SELECT * FROM fct_invoices", "not_a_query"),
+    (Both, "DROP TABLE fct_invoices", "not_a_query"),
+    (Both, "ALTER TABLE fct_invoices ADD COLUMN x INT", "not_a_query"),
+    (Both, "CREATE VIEW v AS SELECT 1", "not_a_query"),
+    (Both, "INSERT INTO fct_invoices SELECT * FROM fct_invoices", "not_a_query"),
+    (Both, "UPDATE fct_invoices SET total = 0 WHERE TRUE", "not_a_query"),
+    (Both, "DELETE FROM fct_invoices WHERE TRUE", "not_a_query"),
+    (Bq, "MERGE INTO fct_invoices t USING fct_payments p ON t.invoice_id = p.invoice_id WHEN MATCHED THEN DELETE", "not_a_query"),
+    (Both, "TRUNCATE TABLE fct_invoices", "not_a_query"),
+    (Duck, "PRAGMA database_list", "not_a_query"),
+    (Duck, "SET enable_external_access = true", "not_a_query"),
+    (Duck, "SET search_path = 'transformed_globex'", "not_a_query"),
+    (Duck, "ATTACH '/data/transformed_globex.duckdb' AS g", "not_a_query"),
+    (Duck, "DETACH g", "not_a_query"),
+    (Duck, "COPY fct_invoices TO '/tmp/x.csv'", "not_a_query"),
+    (Duck, "COPY (SELECT * FROM fct_invoices) TO 'x.parquet' (FORMAT PARQUET)", "not_a_query"),
+    (Duck, "EXPORT DATABASE '/tmp/dump'", "parse_error"),
+    (Bq, "EXPORT DATA OPTIONS (uri = 'gs://b/*.csv', format = 'CSV') AS SELECT * FROM fct_invoices", "not_a_query"),
+    (Duck, "CALL pragma_version()", "not_a_query"),
+    (Duck, "INSTALL httpfs", "not_a_query"),
+    (Duck, "LOAD httpfs", "not_a_query"),
+    (Bq, "DECLARE x INT64 DEFAULT 1", "not_a_query"),
+    (Bq, "BEGIN SELECT 1; END", "not_a_query"),
+    (Bq, "EXECUTE IMMEDIATE 'SELECT 1'", "not_a_query"),
+    (Bq, "IF TRUE THEN SELECT 1; END IF", "not_a_query"),
+    (Bq, "CREATE TEMP FUNCTION f() AS (1)", "not_a_query"),
+    (Both, "EXPLAIN SELECT * FROM fct_invoices", "not_a_query"),
+    (Duck, "DESCRIBE fct_invoices", "not_a_query"),
+    (Duck, "SHOW TABLES", "not_a_query"),
+    (Duck, "USE transformed_globex", "not_a_query"),
+    (Duck, "BEGIN TRANSACTION", "not_a_query"),
+    (Both, "SELECT * INTO stolen FROM fct_invoices", "select_into"),
+    (Duck, "WITH d AS (DELETE FROM fct_invoices RETURNING *) SELECT * FROM d", "not_a_query"),
+    (Both, "SELECT * FROM fct_invoices FOR UPDATE", "unsupported_construct"),
+    // Files, URLs and external readers.
+    (Duck, "SELECT * FROM read_csv('/etc/passwd')", "external_read"),
+    (Duck, "SELECT * FROM read_csv_auto('s3://bucket/x.csv')", "external_read"),
+    (Duck, "SELECT * FROM read_parquet('https://evil.example/x.parquet')", "external_read"),
+    (Duck, "SELECT * FROM read_json('x.json')", "external_read"),
+    (Duck, "SELECT * FROM READ_TEXT('/etc/passwd')", "external_read"),
+    (Duck, "SELECT * FROM glob('/data/*')", "external_read"),
+    (Duck, "SELECT * FROM sqlite_scan('x.db', 't')", "external_read"),
+    (Duck, "SELECT * FROM fct_invoices, read_csv('x.csv') AS r", "external_read"),
+    (Duck, "SELECT * FROM 'x.csv'", "external_read"),
+    (Duck, "SELECT * FROM 'https://example.com/x.parquet'", "external_read"),
+    (Duck, "SELECT * FROM \"x.csv\"", "external_read"),
+    (Duck, "SELECT * FROM \"/data/transformed_globex.duckdb\"", "external_read"),
+    (Duck, "SELECT content FROM read_blob('/etc/passwd')", "external_read"),
+    (Duck, "SELECT pg_read_file('/etc/passwd')", "external_read"),
+    (Both, "SELECT SUM(length(read_text('/etc/passwd'))) FROM fct_invoices", "external_read"),
+    (Bq, "SELECT * FROM EXTERNAL_QUERY('conn', 'SELECT 1')", "external_read"),
+    (Bq, "SELECT ML.GENERATE_EMBEDDING(description) FROM fct_invoice_lines", "external_read"),
+    (Bq, "SELECT SAFE.EXTERNAL_QUERY('c', 'SELECT 1')", "external_read"),
+    // Table functions.
+    (Duck, "SELECT * FROM duckdb_settings()", "table_function"),
+    (Duck, "SELECT * FROM query_table('transformed_globex.fct_invoices')", "table_function"),
+    (Duck, "SELECT * FROM query('SELECT 1')", "table_function"),
+    (Duck, "SELECT * FROM generate_series(1, 1000000000)", "table_function"),
+    (Bq, "SELECT * FROM UNNEST(GENERATE_ARRAY(1, 1000000000))", "table_function"),
+    (Bq, "SELECT * FROM fct_invoices WHERE 1 IN UNNEST([1, 2])", "table_function"),
+    // Functions off the allow-list, wherever they are.
+    (Duck, "SELECT getenv('HOME')", "function_not_allowed"),
+    (Duck, "SELECT current_setting('enable_external_access')", "function_not_allowed"),
+    (Both, "SELECT * FROM fct_invoices WHERE getenv('X') = 'y'", "function_not_allowed"),
+    (Both, "SELECT SUM(total) OVER (PARTITION BY current_setting('x')) FROM fct_invoices", "function_not_allowed"),
+    (Both, "SELECT contact_id FROM fct_invoices GROUP BY contact_id HAVING MAX(version()) > ''", "function_not_allowed"),
+    (Both, "SELECT * FROM fct_invoices i JOIN fct_payments p ON p.invoice_id = hash(i.invoice_id)", "function_not_allowed"),
+    (Both, "SELECT * FROM fct_invoices ORDER BY random()", "function_not_allowed"),
+    (Duck, "SELECT COLUMNS(*) FROM fct_invoices", "function_not_allowed"),
+    (Duck, "SELECT list_transform([1, 2], x -> x + 1)", "function_not_allowed"),
+    (Duck, "SELECT nextval('seq')", "function_not_allowed"),
+    (Duck, "SELECT main.sum(total) FROM fct_invoices", "function_not_allowed"),
+    (Duck, "SELECT \"\u{455}um\"(total) FROM fct_invoices", "function_not_allowed"),
+    (Both, "SELECT CASE WHEN TRUE THEN load_extension('x') END", "function_not_allowed"),
+    // Wildcard tables.
+    (Bq, "SELECT * FROM `transformed_*.fct_invoices`", "wildcard_table"),
+    (Bq, "SELECT * FROM `ll-cell-eu1.transformed_acme.fct_*`", "wildcard_table"),
+    (Bq, "SELECT * FROM transformed_acme.`fct_*` WHERE _TABLE_SUFFIX = 'invoices'", "wildcard_table"),
+    (Duck, "SELECT * FROM \"transformed_*\".fct_invoices", "wildcard_table"),
+    // Information schemas other than the tenant dataset's tables and columns.
+    (Bq, "SELECT * FROM `region-us`.INFORMATION_SCHEMA.JOBS", "information_schema"),
+    (Bq, "SELECT * FROM `region-us.INFORMATION_SCHEMA.SCHEMATA`", "information_schema"),
+    (Bq, "SELECT * FROM transformed_globex.INFORMATION_SCHEMA.TABLES", "information_schema"),
+    (Bq, "SELECT * FROM `other-project`.transformed_acme.INFORMATION_SCHEMA.TABLES", "information_schema"),
+    (Bq, "SELECT * FROM INFORMATION_SCHEMA.SCHEMATA", "information_schema"),
+    (Bq, "SELECT * FROM transformed_acme.INFORMATION_SCHEMA.JOBS_BY_PROJECT", "information_schema"),
+    (Duck, "SELECT * FROM information_schema.schemata", "information_schema"),
+    (Duck, "SELECT * FROM transformed_globex.information_schema.tables", "information_schema"),
+    // LIMIT and OFFSET must be plain numbers; other clauses we do not need.
+    (Both, "SELECT * FROM fct_invoices LIMIT -1", "invalid_limit"),
+    (Both, "SELECT * FROM fct_invoices LIMIT 1e9", "invalid_limit"),
+    (Both, "SELECT * FROM fct_invoices LIMIT (SELECT 5)", "invalid_limit"),
+    (Both, "SELECT * FROM fct_invoices LIMIT 10 OFFSET (SELECT COUNT(*) FROM transformed_globex.fct_invoices)", "invalid_limit"),
+    (Duck, "SELECT * FROM fct_invoices FETCH FIRST 10 ROWS ONLY", "unsupported_construct"),
+    (Duck, "SELECT * FROM fct_invoices USING SAMPLE 10%", "parse_error"),
+    (Bq, "SELECT * FROM fct_invoices TABLESAMPLE SYSTEM (10 PERCENT)", "unsupported_construct"),
+    (Bq, "SELECT * FROM fct_invoices FOR SYSTEM_TIME AS OF TIMESTAMP '2024-01-01'", "unsupported_construct"),
+    (Duck, "PIVOT fct_invoices ON status USING SUM(total)", "parse_error"),
+    (Both, "SELECT * FROM fct_invoices WHERE total > $1", "unsupported_construct"),
+];
+
+fn refusal(dialect: Dialect, sql: &str) -> Result<Refusal, String> {
+    match admit(sql, dialect, &policy()) {
+        Ok(admitted) => Err(format!("admitted as {}", admitted.sql)),
+        Err(r) => Ok(r),
+    }
+}
+
+#[test]
+fn hostile_inputs_are_refused_with_their_codes() {
+    let mut failures = Vec::new();
+    let mut tried = 0;
+    for (on, sql, code) in HOSTILE {
+        for dialect in on.dialects() {
+            tried += 1;
+            match refusal(*dialect, sql) {
+                Ok(r) if r.code() == *code => {
+                    let message = r.to_string();
+                    assert!(message.len() < 400, "unbounded message: {message}");
+                }
+                Ok(r) => failures.push(format!(
+                    "{dialect:?} {sql:?}: {} ({r}), expected {code}",
+                    r.code()
+                )),
+                Err(e) => failures.push(format!("{dialect:?} {sql:?}: {e}, expected {code}")),
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {tried}:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(HOSTILE.len() >= 60);
+}
+
+#[test]
+fn refusals_quote_a_bounded_piece_of_huge_input() {
+    let huge_name = "x".repeat(50_000);
+    let sql = format!("SELECT * FROM transformed_globex.{huge_name}");
+    let r = refusal(Dialect::DuckDb, &sql).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.code(), "foreign_dataset");
+    assert!(r.to_string().len() < 300, "{}", r.to_string().len());
+
+    let too_long = format!("SELECT 1 AS {}", "y".repeat(70_000));
+    let r = refusal(Dialect::BigQuery, &too_long).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.code(), "too_long");
+
+    let deep = format!("SELECT {}1{}", "(".repeat(500), ")".repeat(500));
+    let r = refusal(Dialect::DuckDb, &deep).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(r.code(), "parse_error");
+    assert!(r.to_string().len() < 300);
+}
+
+/// Realistic analytics questions over the real tables: (dialect, SQL).
+const LEGITIMATE: &[(On, &str)] = &[
+    // Top 10 customers by revenue last quarter.
+    (Duck, "SELECT c.name, SUM(i.total_base) AS revenue
+            FROM fct_invoices i JOIN dim_contacts c ON c.contact_id = i.contact_id
+            WHERE i.type = 'ACCREC' AND i.status IN ('AUTHORISED', 'PAID')
+              AND i.invoice_date >= date_trunc('quarter', current_date) - INTERVAL 3 MONTH
+              AND i.invoice_date < date_trunc('quarter', current_date)
+            GROUP BY c.name ORDER BY revenue DESC LIMIT 10"),
+    (Bq, "SELECT c.name, SUM(i.total_base) AS revenue
+          FROM `ll-cell-eu1.transformed_acme.fct_invoices` AS i
+          JOIN `ll-cell-eu1.transformed_acme.dim_contacts` AS c ON c.contact_id = i.contact_id
+          WHERE i.type = 'ACCREC' AND i.status IN ('AUTHORISED', 'PAID')
+            AND i.invoice_date >= DATE_SUB(DATE_TRUNC(CURRENT_DATE(), QUARTER), INTERVAL 1 QUARTER)
+            AND i.invoice_date < DATE_TRUNC(CURRENT_DATE(), QUARTER)
+          GROUP BY c.name ORDER BY revenue DESC LIMIT 10"),
+    // Receivables by month.
+    (Duck, "SELECT strftime(date_trunc('month', invoice_date), '%Y-%m') AS month, SUM(amount_due_base) AS receivable
+            FROM transformed_acme.fct_invoices WHERE type = 'ACCREC' AND status = 'AUTHORISED'
+            GROUP BY 1 ORDER BY 1"),
+    (Bq, "SELECT FORMAT_DATE('%Y-%m', invoice_date) AS month, SUM(amount_due_base) AS receivable
+          FROM transformed_acme.fct_invoices WHERE type = 'ACCREC' AND status = 'AUTHORISED'
+          GROUP BY month ORDER BY month"),
+    // Aged receivables buckets.
+    (Both, "SELECT CASE WHEN due_date >= CURRENT_DATE THEN 'current'
+                        WHEN due_date >= CURRENT_DATE - 30 THEN '1-30'
+                        WHEN due_date >= CURRENT_DATE - 60 THEN '31-60'
+                        ELSE '60+' END AS bucket,
+                   COUNT(*) AS invoices, SUM(amount_due) AS due
+            FROM fct_invoices WHERE type = 'ACCREC' AND amount_due > 0
+            GROUP BY 1 ORDER BY 1"),
+    // Monthly revenue with a running total and month-over-month change.
+    (Duck, "WITH monthly AS (
+              SELECT date_trunc('month', invoice_date) AS month, SUM(sub_total_base) AS revenue
+              FROM fct_invoices WHERE type = 'ACCREC' GROUP BY 1)
+            SELECT month, revenue,
+                   SUM(revenue) OVER (ORDER BY month ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS running,
+                   revenue - LAG(revenue) OVER (ORDER BY month) AS change
+            FROM monthly ORDER BY month"),
+    (Bq, "WITH monthly AS (
+            SELECT DATE_TRUNC(invoice_date, MONTH) AS month, SUM(sub_total_base) AS revenue
+            FROM fct_invoices WHERE type = 'ACCREC' GROUP BY month)
+          SELECT month, revenue,
+                 SUM(revenue) OVER (ORDER BY month ROWS BETWEEN UNBOUNDED PRECEDING AND CURRENT ROW) AS running,
+                 revenue - LAG(revenue) OVER (ORDER BY month) AS change
+          FROM monthly ORDER BY month"),
+    // Days sales outstanding proxy: average days to pay.
+    (Duck, "SELECT AVG(date_diff('day', i.invoice_date, p.payment_date)) AS avg_days_to_pay
+            FROM fct_payments p JOIN fct_invoices i USING (invoice_id)
+            WHERE i.type = 'ACCREC' AND p.status = 'AUTHORISED'"),
+    (Bq, "SELECT AVG(DATE_DIFF(p.payment_date, i.invoice_date, DAY)) AS avg_days_to_pay
+          FROM fct_payments AS p JOIN fct_invoices AS i USING (invoice_id)
+          WHERE i.type = 'ACCREC' AND p.status = 'AUTHORISED'"),
+    // Best-selling items by quantity this year.
+    (Both, "SELECT l.item_code, it.name, SUM(l.quantity) AS qty, SUM(l.line_amount) AS amount
+            FROM fct_invoice_lines l LEFT JOIN dim_items it ON it.code = l.item_code
+            WHERE l.type = 'ACCREC' AND EXTRACT(YEAR FROM l.invoice_date) = EXTRACT(YEAR FROM CURRENT_DATE)
+            GROUP BY l.item_code, it.name ORDER BY qty DESC LIMIT 20"),
+    // Expenses by account class and month (journals).
+    (Duck, "SELECT date_trunc('month', journal_date) AS month, account_name, SUM(net_amount) AS net
+            FROM fct_journal_lines WHERE account_class = 'EXPENSE'
+            GROUP BY ALL ORDER BY month, net DESC"),
+    (Bq, "SELECT DATE_TRUNC(journal_date, MONTH) AS month, account_name, SUM(net_amount) AS net
+          FROM fct_journal_lines WHERE account_class = 'EXPENSE'
+          GROUP BY month, account_name ORDER BY month, net DESC"),
+    // Profit and loss by fiscal quarter through dim_date and dim_accounts.
+    (Both, "SELECT d.fiscal_year, d.fiscal_quarter,
+                   SUM(CASE WHEN a.class = 'REVENUE' THEN -j.net_amount ELSE 0 END) AS revenue,
+                   SUM(CASE WHEN a.class = 'EXPENSE' THEN j.net_amount ELSE 0 END) AS expenses
+            FROM fct_journal_lines j
+            JOIN dim_accounts a ON a.account_id = j.account_id
+            JOIN dim_date d ON d.date_day = j.journal_date
+            GROUP BY d.fiscal_year, d.fiscal_quarter ORDER BY 1, 2"),
+    // Customers who have never paid (NOT EXISTS).
+    (Both, "SELECT c.contact_id, c.name FROM dim_contacts c
+            WHERE c.is_customer AND NOT EXISTS (
+              SELECT 1 FROM fct_invoices i JOIN fct_payments p ON p.invoice_id = i.invoice_id
+              WHERE i.contact_id = c.contact_id)"),
+    // Invoices above the customer's average (correlated scalar subquery).
+    (Both, "SELECT i.invoice_number, i.total FROM fct_invoices i
+            WHERE i.total > (SELECT AVG(x.total) FROM fct_invoices x WHERE x.contact_id = i.contact_id)
+            ORDER BY i.total DESC LIMIT 50"),
+    // Rank customers within each currency.
+    (Both, "SELECT currency_code, contact_id, total_revenue,
+                   RANK() OVER (PARTITION BY currency_code ORDER BY total_revenue DESC) AS rnk
+            FROM (SELECT currency_code, contact_id, SUM(total) AS total_revenue
+                  FROM fct_invoices WHERE type = 'ACCREC' GROUP BY currency_code, contact_id) t"),
+    // QUALIFY: each customer's largest invoice.
+    (Both, "SELECT contact_id, invoice_number, total FROM fct_invoices
+            QUALIFY ROW_NUMBER() OVER (PARTITION BY contact_id ORDER BY total DESC) = 1"),
+    // Cash in and out by bank account and month.
+    (Duck, "SELECT bank_account_code, date_trunc('month', transaction_date) AS month,
+                   SUM(CASE WHEN type = 'RECEIVE' THEN total_base ELSE 0 END) AS cash_in,
+                   SUM(CASE WHEN type = 'SPEND' THEN total_base ELSE 0 END) AS cash_out
+            FROM fct_bank_transactions WHERE status = 'AUTHORISED' GROUP BY 1, 2 ORDER BY 2, 1"),
+    (Bq, "SELECT bank_account_code, DATE_TRUNC(transaction_date, MONTH) AS month,
+                 COUNTIF(NOT is_reconciled) AS unreconciled, SUM(total_base) AS total
+          FROM transformed_acme.fct_bank_transactions GROUP BY 1, 2 ORDER BY 2, 1"),
+    // Credit notes outstanding by contact.
+    (Both, "SELECT c.name, SUM(n.remaining_credit_base) AS credit
+            FROM fct_credit_notes n JOIN dim_contacts c ON c.contact_id = n.contact_id
+            WHERE n.remaining_credit_base > 0 GROUP BY c.name HAVING SUM(n.remaining_credit_base) > 100
+            ORDER BY credit DESC"),
+    // Payables due in the next 30 days.
+    (Duck, "SELECT i.invoice_number, c.name, i.due_date, i.amount_due
+            FROM fct_invoices i JOIN dim_contacts c USING (contact_id)
+            WHERE i.type = 'ACCPAY' AND i.amount_due > 0
+              AND i.due_date BETWEEN current_date AND current_date + INTERVAL 30 DAY
+            ORDER BY i.due_date"),
+    (Bq, "SELECT i.invoice_number, c.name, i.due_date, i.amount_due
+          FROM fct_invoices AS i JOIN dim_contacts AS c USING (contact_id)
+          WHERE i.type = 'ACCPAY' AND i.amount_due > 0
+            AND i.due_date BETWEEN CURRENT_DATE() AND DATE_ADD(CURRENT_DATE(), INTERVAL 30 DAY)
+          ORDER BY i.due_date"),
+    // Sales and purchases side by side (UNION ALL at the top level).
+    (Both, "SELECT 'sales' AS side, SUM(total_base) AS amount FROM fct_invoices WHERE type = 'ACCREC'
+            UNION ALL
+            SELECT 'purchases' AS side, SUM(total_base) AS amount FROM fct_invoices WHERE type = 'ACCPAY'"),
+    // Share of revenue per customer (window over an aggregate).
+    (Both, "SELECT contact_id, SUM(total) AS revenue,
+                   ROUND(100 * SUM(total) / SUM(SUM(total)) OVER (), 2) AS pct
+            FROM fct_invoices WHERE type = 'ACCREC' GROUP BY contact_id ORDER BY revenue DESC"),
+    // Weekday pattern of payments.
+    (Duck, "SELECT dayname(payment_date) AS weekday, COUNT(*) AS payments, SUM(amount_base) AS amount
+            FROM fct_payments GROUP BY 1 ORDER BY 2 DESC"),
+    (Bq, "SELECT FORMAT_DATE('%A', payment_date) AS weekday, COUNT(*) AS payments, SUM(amount_base) AS amount
+          FROM fct_payments GROUP BY 1 ORDER BY 2 DESC"),
+    // Invoices with lines that do not add up (data quality).
+    (Both, "WITH line_totals AS (
+              SELECT invoice_id, SUM(line_amount) AS lines FROM fct_invoice_lines GROUP BY invoice_id)
+            SELECT i.invoice_id, i.sub_total, lt.lines
+            FROM fct_invoices i JOIN line_totals lt ON lt.invoice_id = i.invoice_id
+            WHERE ABS(i.sub_total - lt.lines) > 0.01"),
+    // Contacts with no email, by supplier or customer.
+    (Both, "SELECT COALESCE(NULLIF(email, ''), '(none)') AS email, COUNT(*) AS contacts
+            FROM dim_contacts WHERE NOT is_unknown AND (is_customer OR is_supplier)
+            GROUP BY 1 ORDER BY contacts DESC LIMIT 5"),
+    // Year-over-year revenue by month (self-join of a CTE).
+    (Both, "WITH m AS (SELECT EXTRACT(YEAR FROM invoice_date) AS y, EXTRACT(MONTH FROM invoice_date) AS mo,
+                              SUM(total_base) AS rev FROM fct_invoices WHERE type = 'ACCREC' GROUP BY 1, 2)
+            SELECT cur.y, cur.mo, cur.rev, prev.rev AS prev_rev
+            FROM m cur LEFT JOIN m prev ON prev.y = cur.y - 1 AND prev.mo = cur.mo
+            ORDER BY cur.y, cur.mo"),
+    // Columns of the dataset (its own information schema).
+    (Bq, "SELECT table_name, column_name, data_type FROM transformed_acme.INFORMATION_SCHEMA.COLUMNS
+          ORDER BY table_name, ordinal_position"),
+    (Duck, "SELECT table_name, column_name, data_type FROM information_schema.columns ORDER BY table_name"),
+    // Quoted and mixed-case spellings of the tenant's own names.
+    (Duck, r#"SELECT "Total" FROM "TRANSFORMED_ACME"."main"."FCT_INVOICES" LIMIT 3"#),
+    (Bq, "SELECT total FROM `transformed_acme`.`fct_invoices` WHERE status = 'PAID' LIMIT 3"),
+    // Distinct currencies, a median, string aggregation.
+    (Duck, "SELECT currency_code, median(total) AS median_total,
+                   string_agg(DISTINCT status, ', ' ORDER BY status) AS statuses
+            FROM fct_invoices GROUP BY currency_code"),
+    (Bq, "SELECT currency_code, APPROX_COUNT_DISTINCT(contact_id) AS customers,
+                 STRING_AGG(DISTINCT status, ', ') AS statuses, SAFE_DIVIDE(SUM(amount_paid), SUM(total)) AS paid_ratio
+          FROM fct_invoices GROUP BY currency_code"),
+    // SELECT * EXCLUDE / EXCEPT.
+    (Duck, "SELECT * EXCLUDE (reference) FROM fct_payments WHERE amount > 1000 ORDER BY amount DESC LIMIT 100"),
+    (Bq, "SELECT * EXCEPT (reference) FROM fct_payments WHERE amount > 1000 ORDER BY amount DESC LIMIT 100"),
+    // CAST, COALESCE, IN list, LIKE.
+    (Duck, "SELECT CAST(invoice_date AS VARCHAR) AS day, COALESCE(reference, '') AS ref
+            FROM fct_invoices WHERE invoice_number LIKE 'INV-%' AND status IN ('PAID', 'AUTHORISED') LIMIT 25"),
+    (Bq, "SELECT CAST(invoice_date AS STRING) AS day, IFNULL(reference, '') AS ref
+          FROM fct_invoices WHERE STARTS_WITH(invoice_number, 'INV-') AND status IN ('PAID', 'AUTHORISED') LIMIT 25"),
+];
+
+#[test]
+fn legitimate_queries_are_admitted_with_a_limit() {
+    let policy = policy();
+    let mut failures = Vec::new();
+    let mut tried = 0;
+    for (on, sql) in LEGITIMATE {
+        for dialect in on.dialects() {
+            tried += 1;
+            match admit(sql, *dialect, &policy) {
+                Ok(admitted) => {
+                    assert!(admitted.limit <= MAX_ROWS, "{sql}");
+                    assert!(
+                        admitted.sql.ends_with(&format!("LIMIT {}", admitted.limit)),
+                        "{}",
+                        admitted.sql
+                    );
+                    assert!(!admitted.tables.is_empty(), "{sql}");
+                    for table in &admitted.tables {
+                        assert!(table.starts_with("transformed_acme."), "{table}");
+                    }
+                    // The admitted text is admitted again, unchanged.
+                    let again = admit(&admitted.sql, *dialect, &policy).map(|a| a.sql);
+                    assert_eq!(again.as_deref(), Ok(admitted.sql.as_str()));
+                }
+                Err(r) => failures.push(format!("{dialect:?} {sql}\n  -> {} ({r})", r.code())),
+            }
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{} of {tried}:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
+    assert!(tried >= 30 * 2 - 10);
+}
+
+#[test]
+fn the_limit_is_added_kept_or_lowered() {
+    let policy = policy();
+    for dialect in [Dialect::DuckDb, Dialect::BigQuery] {
+        let added = admit("SELECT total FROM fct_invoices", dialect, &policy)
+            .unwrap_or_else(|r| panic!("{r}"));
+        assert_eq!(added.sql, "SELECT total FROM fct_invoices LIMIT 1000");
+        assert_eq!(added.limit, 1000);
+
+        let kept = admit(
+            "SELECT total FROM fct_invoices LIMIT 10 OFFSET 20",
+            dialect,
+            &policy,
+        )
+        .unwrap_or_else(|r| panic!("{r}"));
+        assert_eq!(
+            kept.sql,
+            "SELECT total FROM fct_invoices LIMIT 10 OFFSET 20"
+        );
+        assert_eq!(kept.limit, 10);
+
+        for huge in [
+            "5000",
+            "18446744073709551615",
+            "999999999999999999999999999999999999999999",
+        ] {
+            let lowered = admit(
+                &format!("SELECT total FROM fct_invoices LIMIT {huge}"),
+                dialect,
+                &policy,
+            )
+            .unwrap_or_else(|r| panic!("{r}"));
+            assert_eq!(lowered.sql, "SELECT total FROM fct_invoices LIMIT 1000");
+            assert_eq!(lowered.limit, 1000);
+        }
+
+        // A set operation's LIMIT applies to the whole of it, not its last arm.
+        let union = admit(
+            "SELECT invoice_id FROM fct_invoices UNION ALL SELECT invoice_id FROM fct_payments",
+            dialect,
+            &policy,
+        )
+        .unwrap_or_else(|r| panic!("{r}"));
+        assert_eq!(
+            union.sql,
+            "SELECT invoice_id FROM fct_invoices UNION ALL SELECT invoice_id FROM fct_payments LIMIT 1000"
+        );
+        assert_eq!(
+            union.tables,
+            [
+                "transformed_acme.fct_invoices",
+                "transformed_acme.fct_payments"
+            ]
+        );
+
+        // An inner LIMIT does not count: the outer query gets one.
+        let inner = admit(
+            "(SELECT total FROM fct_invoices LIMIT 5000)",
+            dialect,
+            &policy,
+        )
+        .unwrap_or_else(|r| panic!("{r}"));
+        assert_eq!(
+            inner.sql,
+            "(SELECT total FROM fct_invoices LIMIT 5000) LIMIT 1000"
+        );
+
+        let union_lowered = admit(
+            "SELECT invoice_id FROM fct_invoices UNION ALL (SELECT invoice_id FROM fct_payments LIMIT 3) LIMIT 99999",
+            dialect,
+            &policy,
+        )
+        .unwrap_or_else(|r| panic!("{r}"));
+        assert!(
+            union_lowered.sql.ends_with("LIMIT 3) LIMIT 1000"),
+            "{}",
+            union_lowered.sql
+        );
+    }
+}
+
+#[test]
+fn comments_are_dropped_from_the_admitted_text() {
+    let admitted = admit(
+        "SELECT total /* ; DROP TABLE x */ FROM fct_invoices -- ; DELETE\n",
+        Dialect::DuckDb,
+        &policy(),
+    )
+    .unwrap_or_else(|r| panic!("{r}"));
+    assert_eq!(admitted.sql, "SELECT total FROM fct_invoices LIMIT 1000");
+}
+
+#[test]
+fn bigquery_without_a_project_refuses_every_project() {
+    let policy = GuardPolicy::new(DATASET, None, MAX_ROWS);
+    let r = admit(
+        "SELECT * FROM `ll-cell-eu1.transformed_acme.fct_invoices`",
+        Dialect::BigQuery,
+        &policy,
+    );
+    assert_eq!(r.map_err(|r| r.code()), Err("foreign_project"));
+}
+
+#[test]
+fn a_tenant_policy_names_its_dataset() {
+    let tenant = cloud::naming::TenantId::parse("acme-co").unwrap_or_else(|e| panic!("{e}"));
+    let policy = GuardPolicy::for_tenant(&tenant, None, 10);
+    assert_eq!(policy.dataset(), "transformed_acme_co");
+    let ok = admit(
+        "SELECT * FROM transformed_acme_co.dim_date",
+        Dialect::DuckDb,
+        &policy,
+    );
+    assert_eq!(
+        ok.map(|a| a.tables),
+        Ok(vec!["transformed_acme_co.dim_date".to_owned()])
+    );
+    let theirs = admit(
+        "SELECT * FROM transformed_acme.dim_date",
+        Dialect::DuckDb,
+        &policy,
+    );
+    assert_eq!(theirs.map_err(|r| r.code()), Err("foreign_dataset"));
+}
