@@ -255,3 +255,55 @@ fn enforce_limit(query: &mut Query, max_rows: u64) -> Result<u64, Refusal> {
         Some(other) => Err(Refusal::Unsupported(snippet(&other.to_string()))),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn policy() -> GuardPolicy {
+        GuardPolicy::new("transformed_acme", None, 100)
+    }
+
+    #[test]
+    fn a_plain_query_is_admitted_with_its_tables_and_limit() {
+        let admitted = admit(
+            "select i.total from fct_invoices i join dim_contacts c using (contact_id)",
+            Dialect::DuckDb,
+            &policy(),
+        );
+        assert_eq!(
+            admitted,
+            Ok(AdmittedQuery {
+                sql: "SELECT i.total FROM fct_invoices i JOIN dim_contacts c USING(contact_id) LIMIT 100"
+                    .to_owned(),
+                tables: vec![
+                    "transformed_acme.dim_contacts".to_owned(),
+                    "transformed_acme.fct_invoices".to_owned()
+                ],
+                limit: 100,
+            })
+        );
+    }
+
+    #[test]
+    fn a_policy_with_fewer_tables_refuses_the_others() {
+        let policy = policy().with_tables(["dim_date"]);
+        assert!(admit("SELECT * FROM dim_date", Dialect::BigQuery, &policy).is_ok());
+        let r = admit("SELECT * FROM fct_invoices", Dialect::BigQuery, &policy);
+        assert_eq!(r.map_err(|r| r.code()), Err("unknown_table"));
+    }
+
+    #[test]
+    fn a_zero_row_cap_is_enforced_too() {
+        let policy = GuardPolicy::new("transformed_acme", None, 0);
+        let a = admit("SELECT 1 LIMIT 5", Dialect::DuckDb, &policy).map(|a| (a.sql, a.limit));
+        assert_eq!(a, Ok(("SELECT 1 LIMIT 0".to_owned(), 0)));
+    }
+
+    #[test]
+    fn statements_are_named_in_refusals() {
+        let r = admit("DROP TABLE fct_invoices", Dialect::DuckDb, &policy());
+        let message = r.map_err(|r| r.to_string()).err().unwrap_or_default();
+        assert!(message.contains("DROP TABLE"), "{message}");
+    }
+}

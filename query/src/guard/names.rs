@@ -187,3 +187,180 @@ fn information_schema(
     };
     ours.then(|| Resolved::Table(format!("{}.INFORMATION_SCHEMA.{view}", policy.dataset)))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn name(parts: &[(&str, Option<char>)]) -> ObjectName {
+        ObjectName(
+            parts
+                .iter()
+                .map(|(v, q)| {
+                    ObjectNamePart::Identifier(match q {
+                        Some(q) => Ident::with_quote(*q, *v),
+                        None => Ident::new(*v),
+                    })
+                })
+                .collect(),
+        )
+    }
+
+    fn policy() -> GuardPolicy {
+        GuardPolicy::new("transformed_acme", Some("ll-cell-eu1".to_owned()), 10)
+    }
+
+    fn code(r: Result<Resolved, Refusal>) -> Result<Resolved, &'static str> {
+        r.map_err(|e| e.code())
+    }
+
+    #[test]
+    fn the_tenants_tables_resolve_by_every_spelling() {
+        let table = Ok(Resolved::Table("transformed_acme.fct_invoices".to_owned()));
+        let p = policy();
+        for spelling in [
+            name(&[("fct_invoices", None)]),
+            name(&[("FCT_Invoices", Some('"'))]),
+            name(&[("transformed_acme", None), ("fct_invoices", None)]),
+            name(&[("main", None), ("fct_invoices", None)]),
+            name(&[
+                ("Transformed_Acme", Some('"')),
+                ("MAIN", None),
+                ("fct_invoices", None),
+            ]),
+        ] {
+            assert_eq!(
+                code(resolve(&spelling, Dialect::DuckDb, &p, &[])),
+                table,
+                "{spelling}"
+            );
+        }
+        for spelling in [
+            name(&[("fct_invoices", None)]),
+            name(&[("transformed_acme.fct_invoices", Some('`'))]),
+            name(&[("ll-cell-eu1.transformed_acme.fct_invoices", Some('`'))]),
+            name(&[
+                ("ll-cell-eu1", Some('`')),
+                ("transformed_acme", None),
+                ("fct_invoices", None),
+            ]),
+        ] {
+            assert_eq!(
+                code(resolve(&spelling, Dialect::BigQuery, &p, &[])),
+                table,
+                "{spelling}"
+            );
+        }
+    }
+
+    #[test]
+    fn bigquery_names_are_case_sensitive_and_duckdb_main_is_not_a_bigquery_dataset() {
+        let p = policy();
+        let upper = name(&[("FCT_INVOICES", None)]);
+        assert_eq!(
+            code(resolve(&upper, Dialect::BigQuery, &p, &[])),
+            Err("unknown_table")
+        );
+        let main = name(&[("main", None), ("fct_invoices", None)]);
+        assert_eq!(
+            code(resolve(&main, Dialect::BigQuery, &p, &[])),
+            Err("foreign_dataset")
+        );
+    }
+
+    #[test]
+    fn a_cte_shadows_only_unqualified_names() {
+        let p = policy();
+        let ctes = vec!["secret".to_owned(), "transformed_globex".to_owned()];
+        let cte = name(&[("SECRET", None)]);
+        assert_eq!(
+            code(resolve(&cte, Dialect::DuckDb, &p, &ctes)),
+            Ok(Resolved::Cte)
+        );
+        let qualified = name(&[("transformed_globex", None), ("secret", None)]);
+        assert_eq!(
+            code(resolve(&qualified, Dialect::DuckDb, &p, &ctes)),
+            Err("foreign_dataset")
+        );
+    }
+
+    #[test]
+    fn odd_characters_are_refused_with_their_reason() {
+        let p = policy();
+        let cases = [
+            (
+                name(&[("x.csv", Some('\''))]),
+                Dialect::DuckDb,
+                "external_read",
+            ),
+            (
+                name(&[("x.csv", Some('"'))]),
+                Dialect::DuckDb,
+                "external_read",
+            ),
+            (
+                name(&[("s3://b/x", Some('`'))]),
+                Dialect::BigQuery,
+                "external_read",
+            ),
+            (
+                name(&[("fct_*", Some('`'))]),
+                Dialect::BigQuery,
+                "wildcard_table",
+            ),
+            (
+                name(&[("f\u{441}t_invoices", None)]),
+                Dialect::DuckDb,
+                "invalid_identifier",
+            ),
+            (
+                name(&[("fct invoices", Some('"'))]),
+                Dialect::DuckDb,
+                "invalid_identifier",
+            ),
+            (
+                name(&[("transformed_acme..fct_invoices", Some('`'))]),
+                Dialect::BigQuery,
+                "invalid_identifier",
+            ),
+            (
+                name(&[("9lives", Some('"'))]),
+                Dialect::DuckDb,
+                "invalid_identifier",
+            ),
+        ];
+        for (n, dialect, expected) in cases {
+            assert_eq!(code(resolve(&n, dialect, &p, &[])), Err(expected), "{n}");
+        }
+    }
+
+    #[test]
+    fn only_the_datasets_own_information_schema_views() {
+        let p = policy();
+        let ok = Ok(Resolved::Table(
+            "transformed_acme.INFORMATION_SCHEMA.TABLES".to_owned(),
+        ));
+        let bq = name(&[
+            ("transformed_acme", None),
+            ("information_schema", None),
+            ("tables", None),
+        ]);
+        assert_eq!(code(resolve(&bq, Dialect::BigQuery, &p, &[])), ok);
+        let duck = name(&[("information_schema", None), ("TABLES", None)]);
+        assert_eq!(code(resolve(&duck, Dialect::DuckDb, &p, &[])), ok);
+        let bare_bq = name(&[("INFORMATION_SCHEMA", None), ("TABLES", None)]);
+        assert_eq!(
+            code(resolve(&bare_bq, Dialect::BigQuery, &p, &[])),
+            Err("information_schema")
+        );
+        let jobs = name(&[
+            ("transformed_acme", None),
+            ("INFORMATION_SCHEMA", None),
+            ("JOBS", None),
+        ]);
+        assert_eq!(
+            code(resolve(&jobs, Dialect::BigQuery, &p, &[])),
+            Err("information_schema")
+        );
+    }
+}
