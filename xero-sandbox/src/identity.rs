@@ -175,6 +175,8 @@ pub struct IdentityStats {
     pub invalid_grant: u64,
     pub invalid_client: u64,
     pub revocations: u64,
+    /// Connections removed by `DELETE /connections/{id}`.
+    pub connections_deleted: u64,
 }
 
 /// The identity service. Its Debug output shows no tokens.
@@ -711,7 +713,12 @@ impl Identity {
         };
         let before = grant.connections.len();
         grant.connections.retain(|(id, _)| id != connection);
-        Ok(grant.connections.len() != before)
+        let removed = grant.connections.len() != before;
+        drop(st);
+        if removed {
+            self.count(|s| s.connections_deleted += 1);
+        }
+        Ok(removed)
     }
 
     /// A consent without the browser (tests and demos): as if the user had
