@@ -1,5 +1,7 @@
 //! Runs of `tenant-job` and each tenant's schedule. The database itself keeps
 //! a tenant to one active (queued or running) run: a partial unique index.
+//! A run's record outlives its tenant, like the audit log (migration 0005):
+//! a teardown leaves the runs it cancelled recorded.
 
 use std::fmt;
 use std::str::FromStr;
@@ -129,7 +131,8 @@ fn run_from_row(row: &AnyRow) -> Result<RunRecord, StoreError> {
 
 impl Store {
     /// Records a queued run. `RunActive` when the tenant already has one
-    /// queued or running; `TenantNotFound` for an unknown tenant.
+    /// queued or running; `TenantNotFound` for an unknown tenant (checked
+    /// here: runs keep no foreign key, so that they outlive their tenant).
     pub async fn create_run(
         &self,
         tenant: &TenantId,
@@ -141,7 +144,8 @@ impl Store {
             .execute(
                 sqlx::query(
                     "INSERT INTO runs (id, tenant_id, command, trigger, status, created_at) \
-                     VALUES ($1, $2, $3, $4, 'queued', $5)",
+                     SELECT $1, $2, $3, $4, 'queued', $5 \
+                     WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $2)",
                 )
                 .bind(&id)
                 .bind(tenant.as_str())
@@ -151,6 +155,7 @@ impl Store {
             )
             .await;
         match inserted {
+            Ok(0) => return Err(StoreError::TenantNotFound(tenant.clone())),
             Ok(_) => {}
             Err(StoreError::Database(sqlx::Error::Database(db))) if db.is_unique_violation() => {
                 let active = self.active_run(tenant).await?;

@@ -138,7 +138,7 @@ both_backends!(
     schema_from_a_newer_version_is_refused,
     one_active_run_per_tenant,
     runs_move_from_queued_to_an_end_once,
-    runs_are_listed_newest_first_and_go_with_their_tenant,
+    runs_are_listed_newest_first_and_outlive_their_tenant,
     schedules_are_kept_per_tenant,
 );
 
@@ -1272,7 +1272,7 @@ async fn runs_move_from_queued_to_an_end_once(db: &TestDb) {
     ));
 }
 
-async fn runs_are_listed_newest_first_and_go_with_their_tenant(db: &TestDb) {
+async fn runs_are_listed_newest_first_and_outlive_their_tenant(db: &TestDb) {
     let store = db.open().await;
     let (a, b) = (tid("alpha"), tid("bravo"));
     let mut ids = Vec::new();
@@ -1304,6 +1304,8 @@ async fn runs_are_listed_newest_first_and_go_with_their_tenant(db: &TestDb) {
     assert_eq!(of_a[0].id, ids[2]);
     store.mark_deleting(&a, false).await.expect("deleting");
     store.delete_tenant(&a).await.expect("delete");
+    // Like the audit log, the runs stay (a teardown's cancelled run among
+    // them); a deleted tenant gets no new one.
     let left: Vec<TenantId> = store
         .list_runs(None, 10)
         .await
@@ -1311,7 +1313,17 @@ async fn runs_are_listed_newest_first_and_go_with_their_tenant(db: &TestDb) {
         .into_iter()
         .map(|r| r.tenant)
         .collect();
-    assert_eq!(left, [b]);
+    assert_eq!(left, [a.clone(), b, a.clone()]);
+    assert_eq!(
+        store.list_runs(Some(&a), 10).await.expect("list a").len(),
+        2
+    );
+    assert!(matches!(
+        store
+            .create_run(&a, RunCommand::Sync, RunTrigger::Operator)
+            .await,
+        Err(StoreError::TenantNotFound(_))
+    ));
 }
 
 async fn schedules_are_kept_per_tenant(db: &TestDb) {
