@@ -13,6 +13,7 @@ use cloud::naming::{DeploymentPrefix, TenantId};
 use cloud_adapters::AdapterKind;
 use job_contract::env as job_env;
 use job_contract::RunCommand;
+use xero::oauth::OAuthClient;
 
 use crate::output::{self, OutputFormat, TenantView};
 use crate::platform::{Platform, PlatformConfig};
@@ -104,18 +105,10 @@ pub struct ServeArgs {
     /// The base URL browsers and Xero reach this service at; defaults to http://<listen>.
     #[arg(long, env = "LEDGERLAKE_PUBLIC_URL")]
     public_url: Option<String>,
-    #[arg(long, env = "LEDGERLAKE_XERO_CLIENT_ID")]
-    xero_client_id: Option<String>,
-    #[arg(long, env = "LEDGERLAKE_XERO_CLIENT_SECRET", hide_env_values = true)]
-    xero_client_secret: Option<String>,
+    #[command(flatten)]
+    xero: XeroAppArgs,
     #[arg(long, env = "LEDGERLAKE_XERO_WEBHOOK_KEY", hide_env_values = true)]
     xero_webhook_key: Option<String>,
-    /// One base URL for every Xero host (identity, login, API), e.g. a local xero-sandbox.
-    #[arg(long, env = "LEDGERLAKE_XERO_ENDPOINT")]
-    xero_endpoint: Option<String>,
-    /// Request the legacy `accounting.transactions.read` scope (apps created before March 2026).
-    #[arg(long, env = "LEDGERLAKE_XERO_LEGACY_SCOPES")]
-    xero_legacy_scopes: bool,
     /// Bearer token of the operator API.
     #[arg(long, env = "LEDGERLAKE_OPERATOR_TOKEN", hide_env_values = true)]
     operator_token: Option<String>,
@@ -139,6 +132,57 @@ pub struct ServeArgs {
     /// Connections, timeouts, body sizes, requests at once.
     #[command(flatten)]
     limits: Box<LimitArgs>,
+}
+
+/// The Xero app: `serve` runs consent and refreshes with it, `tenants
+/// teardown` tells Xero with it that a tenant is gone.
+#[derive(Debug, Args)]
+pub struct XeroAppArgs {
+    #[arg(long, env = "LEDGERLAKE_XERO_CLIENT_ID")]
+    xero_client_id: Option<String>,
+    #[arg(long, env = "LEDGERLAKE_XERO_CLIENT_SECRET", hide_env_values = true)]
+    xero_client_secret: Option<String>,
+    /// One base URL for every Xero host (identity, login, API), e.g. a local xero-sandbox.
+    #[arg(long, env = "LEDGERLAKE_XERO_ENDPOINT")]
+    xero_endpoint: Option<String>,
+    /// Request the legacy `accounting.transactions.read` scope (apps created before March 2026).
+    #[arg(long, env = "LEDGERLAKE_XERO_LEGACY_SCOPES")]
+    xero_legacy_scopes: bool,
+}
+
+impl XeroAppArgs {
+    /// The app's OAuth client, Xero redirecting browsers to `public_url`;
+    /// `None` when no app is configured (neither id nor secret).
+    fn oauth_client(&self, public_url: &str) -> Result<Option<OAuthClient>, CliFailure> {
+        use xero::oauth::{OAuthConfig, Scopes, XeroEndpoints};
+
+        let (id, secret) = match (&self.xero_client_id, &self.xero_client_secret) {
+            (Some(id), Some(secret)) => (id, secret),
+            (None, None) => return Ok(None),
+            _ => return Err(CliFailure::Usage(
+                "set both LEDGERLAKE_XERO_CLIENT_ID and LEDGERLAKE_XERO_CLIENT_SECRET, or neither"
+                    .to_owned(),
+            )),
+        };
+        let redirect = format!("{}/oauth/xero/callback", public_url.trim_end_matches('/'));
+        let redirect = redirect.parse().map_err(|e| {
+            CliFailure::Usage(format!(
+                "LEDGERLAKE_PUBLIC_URL does not make a valid redirect URI: {e}"
+            ))
+        })?;
+        let mut config = OAuthConfig::new(id.clone(), secret.clone(), redirect);
+        if let Some(base) = &self.xero_endpoint {
+            let endpoints = XeroEndpoints::from_base(base)
+                .map_err(|e| CliFailure::Usage(format!("LEDGERLAKE_XERO_ENDPOINT: {e}")))?;
+            config = config.with_endpoints(endpoints);
+        }
+        if self.xero_legacy_scopes {
+            config = config.with_scopes(Scopes::legacy());
+        }
+        Ok(Some(
+            OAuthClient::new(config).context("configuring the Xero OAuth client")?,
+        ))
+    }
 }
 
 /// The limits of `serve` (boxed in [`ServeArgs`]: they are many).
@@ -200,7 +244,9 @@ pub enum TenantsCommand {
         #[arg(required = true, value_name = "ID")]
         ids: Vec<TenantId>,
     },
-    /// Remove a tenant's resources and then the tenant.
+    /// Remove a tenant's resources and then the tenant. With a Xero app
+    /// configured, the tenant's Xero connections are deleted and its refresh
+    /// token revoked first (a failure there is reported, not fatal).
     Teardown {
         id: TenantId,
         /// Keep the bucket and both datasets (their IAM bindings still go).
@@ -209,6 +255,12 @@ pub enum TenantsCommand {
         /// Confirm the teardown.
         #[arg(long)]
         yes: bool,
+        /// Cancel the tenant's run in progress first (without it, a tenant
+        /// with a run in progress is not torn down).
+        #[arg(long)]
+        force: bool,
+        #[command(flatten)]
+        xero: XeroAppArgs,
     },
     /// List tenants with their phase.
     List,
@@ -320,6 +372,9 @@ pub async fn run(cli: Cli) -> Result<(), CliFailure> {
     }
 }
 
+/// The base of the redirect URI of the Xero client a teardown builds (never used).
+const TEARDOWN_REDIRECT_BASE: &str = "http://127.0.0.1:8080";
+
 /// The Xero app from the environment, for the runs this process starts.
 fn run_settings() -> RunSettings {
     RunSettings {
@@ -396,41 +451,15 @@ async fn runs(
 
 async fn serve(platform: Platform, settings: Settings, args: ServeArgs) -> Result<(), CliFailure> {
     use crate::server::{self, ServeConfig};
-    use xero::oauth::{OAuthClient, OAuthConfig, Scopes, XeroEndpoints};
 
     let public_url = args
         .public_url
         .clone()
         .unwrap_or_else(|| format!("http://{}", args.listen));
-    let oauth =
-        match (&args.xero_client_id, &args.xero_client_secret) {
-            (Some(id), Some(secret)) => {
-                let redirect = format!("{}/oauth/xero/callback", public_url.trim_end_matches('/'));
-                let redirect = redirect.parse().map_err(|e| {
-                    CliFailure::Usage(format!(
-                        "LEDGERLAKE_PUBLIC_URL does not make a valid redirect URI: {e}"
-                    ))
-                })?;
-                let mut config = OAuthConfig::new(id.clone(), secret.clone(), redirect);
-                if let Some(base) = &args.xero_endpoint {
-                    let endpoints = XeroEndpoints::from_base(base)
-                        .map_err(|e| CliFailure::Usage(format!("LEDGERLAKE_XERO_ENDPOINT: {e}")))?;
-                    config = config.with_endpoints(endpoints);
-                }
-                if args.xero_legacy_scopes {
-                    config = config.with_scopes(Scopes::legacy());
-                }
-                Some(OAuthClient::new(config).context("configuring the Xero OAuth client")?)
-            }
-            (None, None) => {
-                tracing::warn!("no Xero app configured: /connect/xero will answer 503");
-                None
-            }
-            _ => return Err(CliFailure::Usage(
-                "set both LEDGERLAKE_XERO_CLIENT_ID and LEDGERLAKE_XERO_CLIENT_SECRET, or neither"
-                    .to_owned(),
-            )),
-        };
+    let oauth = args.xero.oauth_client(&public_url)?;
+    if oauth.is_none() {
+        tracing::warn!("no Xero app configured: /connect/xero will answer 503");
+    }
     crate::scheduler::parse_schedule(&args.default_schedule)
         .map_err(|e| CliFailure::Usage(e.to_string()))?;
     let config = ServeConfig {
@@ -444,8 +473,9 @@ async fn serve(platform: Platform, settings: Settings, args: ServeArgs) -> Resul
         token_check_interval: ServeConfig::TOKEN_CHECK_INTERVAL,
         token_max_idle: std::time::Duration::from_secs(args.token_max_idle_hours * 3600),
         run_settings: RunSettings {
-            xero_client_id: args.xero_client_id.clone(),
+            xero_client_id: args.xero.xero_client_id.clone(),
             xero_client_secret: args
+                .xero
                 .xero_client_secret
                 .clone()
                 .map(xero::secret::SecretString::new),
@@ -517,23 +547,74 @@ async fn tenants(
             output::print_views(&views, format)?;
             check_reports(&reports)
         }
-        TenantsCommand::Teardown { id, keep_data, .. } => {
+        TenantsCommand::Teardown {
+            id,
+            keep_data,
+            force,
+            xero,
+            ..
+        } => {
+            // A teardown sends no browser anywhere: the client only needs a
+            // well-formed redirect URI.
+            let oauth = xero.oauth_client(TEARDOWN_REDIRECT_BASE)?;
+            let runs = platform.runs(RunSettings::default());
             let reconciler = platform.reconciler(settings.clone());
             let progress = progress_bar(format, reconciler.plan(&id).resources().count() as u64);
             progress.set_message(format!("tearing down {id}"));
             let reconciler = reconciler.with_events(progress_sink(progress.clone()));
-            let report =
-                match service::tenants::teardown(&reconciler, &id, keep_data, &actor()).await {
-                    Err(ServiceError::NotFound { .. }) => {
-                        return Err(CliFailure::Failed(anyhow::anyhow!(
-                            "tenant {id} does not exist; nothing to tear down"
-                        )))
-                    }
-                    other => other.with_context(|| format!("tenant {id}: teardown failed"))?,
-                };
+            let torn_down = service::tenants::teardown(
+                &reconciler,
+                &runs,
+                oauth.as_ref(),
+                &id,
+                keep_data,
+                force,
+                &actor(),
+            )
+            .await;
             progress.finish_and_clear();
-            output::print_teardown(&report, format)?;
-            check_reports(std::slice::from_ref(&report))
+            let outcome = match torn_down {
+                Err(ServiceError::NotFound { .. }) => {
+                    return Err(CliFailure::Failed(anyhow::anyhow!(
+                        "tenant {id} does not exist; nothing to tear down"
+                    )))
+                }
+                Err(ServiceError::Conflict {
+                    code: "run_in_progress",
+                    message,
+                }) => {
+                    return Err(CliFailure::Failed(anyhow::anyhow!(
+                        "{message}: control-plane tenants teardown {id} --yes --force"
+                    )))
+                }
+                other => other.with_context(|| format!("tenant {id}: teardown failed"))?,
+            };
+            for run in &outcome.cancelled {
+                eprintln!(
+                    "cancelled run {} ({} of tenant {id}): {}",
+                    run.id,
+                    run.command,
+                    run.message.as_deref().unwrap_or("ended")
+                );
+            }
+            let told = &outcome.xero;
+            if !told.problems.is_empty() {
+                eprintln!(
+                    "warning: Xero was not wholly told that tenant {id} is gone \
+                     ({} connection(s) deleted, refresh token {}revoked): {}",
+                    told.connections_deleted,
+                    if told.refresh_token_revoked {
+                        ""
+                    } else {
+                        "not "
+                    },
+                    told.problems.join("; ")
+                );
+            } else if let Some(why) = &told.skipped {
+                eprintln!("note: Xero was not told that tenant {id} is gone: {why}");
+            }
+            output::print_teardown(&outcome.report, format)?;
+            check_reports(std::slice::from_ref(&outcome.report))
         }
         TenantsCommand::List => {
             let views = service::tenants::list(&platform.store)

@@ -2,7 +2,8 @@
 //! tenant's job definitions, recorded in the state store, and followed until
 //! they end, when the job's own summary (in the tenant's bucket) is copied
 //! into the run record. A run whose process died is found by the jobs port
-//! and recorded as failed.
+//! and recorded as failed. A teardown cancels the tenant's active runs
+//! ([`Runs::cancel_active`]): through the jobs port, and recorded as failed.
 
 use std::time::Duration;
 
@@ -66,6 +67,14 @@ pub enum RunError {
     },
     #[error("run {0} did not finish within the wait")]
     Timeout(String),
+    #[error("cancelling run {run}: {source}")]
+    Cancel {
+        run: String,
+        #[source]
+        source: CloudError,
+    },
+    #[error("run {0} was cancelled but its execution did not stop within the wait")]
+    CancelTimeout(String),
     #[error(transparent)]
     Store(StoreError),
 }
@@ -108,6 +117,11 @@ impl Runs {
         &self.store
     }
 
+    /// The cloud the runs' jobs run in.
+    pub fn cloud(&self) -> &Cloud {
+        &self.cloud
+    }
+
     /// Records and starts a run. Refuses an unknown or unready tenant, a
     /// tenant that must consent again (for runs that read Xero), and a second
     /// run while one is in progress.
@@ -148,9 +162,19 @@ impl Runs {
         };
         match self.cloud.jobs.run_job(&job, &overrides).await {
             Ok(execution) => {
-                self.store
+                if let Err(e) = self
+                    .store
                     .mark_run_running(&run.id, &job, &execution.id)
-                    .await?;
+                    .await
+                {
+                    // The run ended meanwhile (a teardown cancelled it while
+                    // it was queued): its execution must not run untracked.
+                    if let Err(cancel) = self.cloud.jobs.cancel_execution(&job, &execution.id).await
+                    {
+                        tracing::warn!(%tenant, run = %run.id, error = %cancel, "could not cancel the execution of a run that ended before it started");
+                    }
+                    return Err(e.into());
+                }
             }
             Err(source) => {
                 let message = format!("could not start job {job}: {source}");
@@ -198,19 +222,20 @@ impl Runs {
             }
             return self.get(&run.id).await;
         };
-        let execution = self
-            .cloud
-            .jobs
-            .get_execution(job, execution_id)
-            .await
-            .map_err(|source| RunError::Follow {
-                run: run.id.clone(),
-                source,
-            })?;
-        let failed_message = match &execution.state {
-            ExecutionState::Running => return Ok(run.clone()),
-            ExecutionState::Succeeded => None,
-            ExecutionState::Failed { message } => Some(message.clone()),
+        let failed_message = match self.cloud.jobs.get_execution(job, execution_id).await {
+            Ok(execution) => match execution.state {
+                ExecutionState::Running => return Ok(run.clone()),
+                ExecutionState::Succeeded => None,
+                ExecutionState::Failed { message } => Some(message),
+            },
+            // Deleted with its job (the tenant was torn down): it has ended.
+            Err(CloudError::NotFound { .. }) => Some("its execution no longer exists".to_owned()),
+            Err(source) => {
+                return Err(RunError::Follow {
+                    run: run.id.clone(),
+                    source,
+                })
+            }
         };
         let bucket = naming::bucket_name(self.prefix.as_ref(), &run.tenant);
         let summary = read_summary(&self.cloud, &Credential::Platform, &bucket, &run.id)
@@ -257,6 +282,81 @@ impl Runs {
             }
         }
         Ok(ended)
+    }
+
+    /// Cancels the tenant's active run through the jobs port, waits until its
+    /// execution has ended (at most `timeout`), and records the run as failed
+    /// with `message`. Returns the runs it ended, as recorded (a run that
+    /// ended on its own meanwhile is returned as it ended). A queued run with
+    /// no execution yet is recorded as failed, and its start then stops.
+    pub async fn cancel_active(
+        &self,
+        tenant: &TenantId,
+        message: &str,
+        timeout: Duration,
+    ) -> Result<Vec<RunRecord>, RunError> {
+        let deadline = tokio::time::Instant::now() + timeout;
+        let mut ended = Vec::new();
+        // The store keeps a tenant to one active run; a run a scheduler
+        // started meanwhile is found by the next look.
+        while let Some(run) = self.store.active_run(tenant).await? {
+            let seen = ended.iter().any(|r: &RunRecord| r.id == run.id);
+            if seen || (!ended.is_empty() && tokio::time::Instant::now() >= deadline) {
+                // Runs keep starting (or one will not end): give up rather than loop.
+                return Err(RunError::CancelTimeout(run.id));
+            }
+            if let (Some(job), Some(execution)) = (&run.job, &run.execution_id) {
+                self.cancel_execution(&run.id, job, execution, deadline)
+                    .await?;
+            }
+            if self
+                .store
+                .finish_run(&run.id, RunStatus::Failed, Some(message), None)
+                .await?
+            {
+                tracing::info!(%tenant, run = %run.id, "run cancelled");
+            }
+            ended.push(self.get(&run.id).await?);
+        }
+        Ok(ended)
+    }
+
+    /// Cancels one execution and follows it until it has ended or `deadline`.
+    async fn cancel_execution(
+        &self,
+        run: &str,
+        job: &str,
+        execution: &str,
+        deadline: tokio::time::Instant,
+    ) -> Result<(), RunError> {
+        match self.cloud.jobs.cancel_execution(job, execution).await {
+            Ok(_) | Err(CloudError::NotFound { .. }) => {}
+            Err(source) => {
+                return Err(RunError::Cancel {
+                    run: run.to_owned(),
+                    source,
+                })
+            }
+        }
+        let mut poll = Duration::from_millis(50);
+        loop {
+            match self.cloud.jobs.get_execution(job, execution).await {
+                Ok(e) if e.state != ExecutionState::Running => return Ok(()),
+                Err(CloudError::NotFound { .. }) => return Ok(()),
+                Ok(_) => {}
+                Err(source) => {
+                    return Err(RunError::Follow {
+                        run: run.to_owned(),
+                        source,
+                    })
+                }
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(RunError::CancelTimeout(run.to_owned()));
+            }
+            tokio::time::sleep(poll).await;
+            poll = (poll * 2).min(Duration::from_secs(1));
+        }
     }
 
     /// Follows a run until it ends or `timeout` passes.

@@ -118,10 +118,12 @@ impl From<RunError> for ApiError {
             RunError::Active { .. } => ApiError::conflict("run_in_progress", e.to_string()),
             RunError::NotReady { .. } => ApiError::conflict("tenant_not_ready", e.to_string()),
             RunError::NeedsConsent(_) => ApiError::conflict("needs_consent", e.to_string()),
-            RunError::Start { .. } | RunError::Follow { .. } => {
+            RunError::Start { .. } | RunError::Follow { .. } | RunError::Cancel { .. } => {
                 ApiError::unavailable("jobs_unavailable", e.to_string())
             }
-            RunError::Timeout(_) => ApiError::unavailable("timeout", e.to_string()),
+            RunError::Timeout(_) | RunError::CancelTimeout(_) => {
+                ApiError::unavailable("timeout", e.to_string())
+            }
             RunError::Store(inner) => ApiError::internal("the state store failed", inner),
         }
     }
