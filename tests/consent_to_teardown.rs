@@ -501,36 +501,5 @@ async fn consent_then_provisioning_then_a_requested_sync_agrees_with_the_books_t
         .await
         .expect("read")
         .is_none());
-    let labels = naming::tenant_labels(&id);
-    let cloud = &w.platform.cloud;
-    assert!(cloud
-        .objects
-        .list_buckets(&labels)
-        .await
-        .expect("buckets")
-        .is_empty());
-    assert!(cloud
-        .warehouse
-        .list_datasets(&labels)
-        .await
-        .expect("datasets")
-        .is_empty());
-    assert!(cloud
-        .secrets
-        .list_secrets(&labels)
-        .await
-        .expect("secrets")
-        .is_empty());
-    assert!(cloud
-        .jobs
-        .list_jobs(&labels)
-        .await
-        .expect("jobs")
-        .is_empty());
-    assert!(cloud
-        .identity
-        .list_service_accounts(&labels)
-        .await
-        .expect("accounts")
-        .is_empty());
+    support::assert_nothing_labelled(&w.platform.cloud, &id).await;
 }

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Output, Stdio};
 use std::time::Duration;
 
-use cloud::naming::{self, TenantId};
+use cloud::naming::TenantId;
 use cloud::ports::Credential;
 use control_plane::platform::Platform;
 use control_plane::reconciler::{JobTemplate, Reconciler, Settings};
@@ -213,38 +213,7 @@ fn position(entries: &[AuditEntry], action: &str) -> usize {
 
 /// Nothing labelled with the tenant is left in any port.
 async fn nothing_left(w: &World) {
-    let labels = naming::tenant_labels(&w.id);
-    let cloud = &w.platform.cloud;
-    assert!(cloud
-        .objects
-        .list_buckets(&labels)
-        .await
-        .expect("buckets")
-        .is_empty());
-    assert!(cloud
-        .warehouse
-        .list_datasets(&labels)
-        .await
-        .expect("datasets")
-        .is_empty());
-    assert!(cloud
-        .secrets
-        .list_secrets(&labels)
-        .await
-        .expect("secrets")
-        .is_empty());
-    assert!(cloud
-        .jobs
-        .list_jobs(&labels)
-        .await
-        .expect("jobs")
-        .is_empty());
-    assert!(cloud
-        .identity
-        .list_service_accounts(&labels)
-        .await
-        .expect("accounts")
-        .is_empty());
+    support::assert_nothing_labelled(&w.platform.cloud, &w.id).await;
 }
 
 /// The teardown as the operator asks for it.

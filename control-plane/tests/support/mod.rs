@@ -67,3 +67,26 @@ pub fn postgres_database() -> Result<Option<String>, sqlx::Error> {
         .unwrap_or(admin_url);
     Ok(Some(format!("{base}/{name}")))
 }
+
+/// Asserts that nothing labelled with tenant `id` is left in any port.
+pub async fn assert_nothing_labelled(cloud: &cloud::Cloud, id: &cloud::naming::TenantId) {
+    let labels = cloud::naming::tenant_labels(id);
+    let buckets = cloud.objects.list_buckets(&labels).await.expect("buckets");
+    assert!(buckets.is_empty(), "{buckets:?}");
+    let datasets = cloud
+        .warehouse
+        .list_datasets(&labels)
+        .await
+        .expect("datasets");
+    assert!(datasets.is_empty(), "{datasets:?}");
+    let secrets = cloud.secrets.list_secrets(&labels).await.expect("secrets");
+    assert!(secrets.is_empty(), "{secrets:?}");
+    let jobs = cloud.jobs.list_jobs(&labels).await.expect("jobs");
+    assert!(jobs.is_empty(), "{jobs:?}");
+    let accounts = cloud
+        .identity
+        .list_service_accounts(&labels)
+        .await
+        .expect("accounts");
+    assert!(accounts.is_empty(), "{accounts:?}");
+}
