@@ -36,12 +36,12 @@ impl PlatformConfig {
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("cannot create the data directory {path}: {source}")]
+    #[error("cannot create the data directory {path}")]
     DataDir {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("cannot open the {kind} cloud (data directory {path}): {source}")]
+    #[error("cannot open the {kind} cloud (data directory {path})")]
     Cloud {
         kind: AdapterKind,
         path: PathBuf,
