@@ -49,6 +49,11 @@ impl ServiceError {
         }
     }
 
+    /// The one spelling of "no such tenant".
+    pub fn tenant_not_found(id: &cloud::naming::TenantId) -> Self {
+        Self::not_found("tenant_not_found", format!("tenant {id} does not exist"))
+    }
+
     pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
         ServiceError::Conflict {
             code,
@@ -77,9 +82,7 @@ impl ServiceError {
 impl From<ReconcileError> for ServiceError {
     fn from(e: ReconcileError) -> Self {
         match e {
-            ReconcileError::UnknownTenant(id) => {
-                ServiceError::not_found("tenant_not_found", format!("tenant {id} does not exist"))
-            }
+            ReconcileError::UnknownTenant(id) => ServiceError::tenant_not_found(&id),
             ReconcileError::Busy(_) | ReconcileError::LeaseLost(_) => {
                 ServiceError::conflict("tenant_busy", e.to_string())
             }

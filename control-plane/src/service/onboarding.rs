@@ -130,10 +130,7 @@ pub async fn mint_connect_link(
 /// organisation is accepted (the token set stays until the next consent).
 pub async fn disconnect(store: &Store, tenant: &TenantId, actor: &str) -> Result<(), ServiceError> {
     if store.get_tenant(tenant).await?.is_none() {
-        return Err(ServiceError::not_found(
-            "tenant_not_found",
-            format!("tenant {tenant} does not exist"),
-        ));
+        return Err(ServiceError::tenant_not_found(tenant));
     }
     let removed = store.clear_connections(tenant).await?;
     store
@@ -361,8 +358,7 @@ pub async fn status(
     id: &TenantId,
     link: Option<&str>,
 ) -> Result<serde_json::Value, ServiceError> {
-    let not_found =
-        || ServiceError::not_found("tenant_not_found", format!("tenant {id} does not exist"));
+    let not_found = || ServiceError::tenant_not_found(id);
     let link = link.ok_or_else(not_found)?;
     let now = time::OffsetDateTime::now_utc();
     let allowed = store

@@ -26,15 +26,11 @@ const CANCEL_WAIT: Duration = Duration::from_secs(60);
 /// An access token this close to its expiry is refreshed before telling Xero.
 const ACCESS_TOKEN_MARGIN: Duration = Duration::from_secs(60);
 
-fn not_found(id: &TenantId) -> ServiceError {
-    ServiceError::not_found("tenant_not_found", format!("tenant {id} does not exist"))
-}
-
 /// The tenant as `tenants show` and `GET /v1/tenants/{id}` present it.
 pub async fn view(store: &Store, id: &TenantId) -> Result<TenantView, ServiceError> {
     TenantView::load(store, id)
         .await?
-        .ok_or_else(|| not_found(id))
+        .ok_or_else(|| ServiceError::tenant_not_found(id))
 }
 
 /// Every tenant, oldest first.
@@ -105,7 +101,7 @@ pub async fn teardown(
 ) -> Result<TeardownOutcome, ServiceError> {
     let store = reconciler.store();
     if store.get_tenant(id).await?.is_none() {
-        return Err(not_found(id));
+        return Err(ServiceError::tenant_not_found(id));
     }
     if let Some(run) = store.active_run(id).await? {
         if !force {
@@ -256,7 +252,7 @@ pub async fn set_schedule(
             .map_err(|e| ServiceError::invalid("invalid_schedule", e.to_string()))?;
     }
     match store.set_schedule(id, schedule).await {
-        Err(StoreError::TenantNotFound(_)) => return Err(not_found(id)),
+        Err(StoreError::TenantNotFound(_)) => return Err(ServiceError::tenant_not_found(id)),
         other => other?,
     }
     store
