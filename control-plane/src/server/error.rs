@@ -106,7 +106,10 @@ impl IntoResponse for ApiError {
 
 impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
-        ApiError::internal("the state store failed", &e)
+        match &e {
+            StoreError::QueryNotFound(_) => ApiError::not_found("query_not_found", e.to_string()),
+            _ => ApiError::internal("the state store failed", &e),
+        }
     }
 }
 

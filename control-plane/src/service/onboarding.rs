@@ -67,8 +67,7 @@ pub fn parse_expiry(text: &str) -> Result<Duration, ServiceError> {
 
 /// The stored form of a link token.
 fn link_hash(token: &str) -> String {
-    use sha2::Digest;
-    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+    crate::store::secret_hash(token)
 }
 
 fn invalid_link() -> ServiceError {

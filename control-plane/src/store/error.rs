@@ -54,6 +54,10 @@ pub enum StoreError {
     #[error("run {0} not found")]
     RunNotFound(String),
 
+    /// No recorded question has this id (for this tenant).
+    #[error("question {0} not found")]
+    QueryNotFound(String),
+
     #[error(
         "tenant {0} is being deleted; wait for its teardown to finish before provisioning it again"
     )]

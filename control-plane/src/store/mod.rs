@@ -15,17 +15,20 @@
 //! reconcile costs only reads.
 //!
 //! Each entity's methods live in a module of their own (`tenants`,
-//! `resources`, `runs`, `onboarding`, `audit`, `leases`; `opening` for
-//! connecting and migrating); they run statements through the private
-//! `execute`, `fetch_optional` and `fetch_all`, which map errors the same way
-//! everywhere, and decode rows with the getters below.
+//! `resources`, `runs`, `onboarding`, `audit`, `leases`, `api_tokens`,
+//! `query_audit`; `opening` for connecting and migrating); they run
+//! statements through the private `execute`, `fetch_optional` and
+//! `fetch_all`, which map errors the same way everywhere, and decode rows
+//! with the getters below.
 
+mod api_tokens;
 mod audit;
 mod connect_links;
 mod error;
 mod leases;
 mod onboarding;
 mod opening;
+mod query_audit;
 mod resources;
 mod retention;
 mod runs;
@@ -43,10 +46,12 @@ use sqlx::any::{AnyArguments, AnyRow};
 use sqlx::{Any, AnyPool, Decode, Executor, Row, Type};
 use time::OffsetDateTime;
 
+pub use api_tokens::{ApiTokenRecord, Revocation, TOKEN_PREFIX};
 pub use connect_links::ConnectLinkRecord;
 pub use error::StoreError;
 pub use onboarding::{PendingConsent, WebhookEventRecord};
 pub use opening::{redact_url, sqlite_url};
+pub use query_audit::{ConversationTurn, NewQueryAudit, QueryAuditRecord, QueryOutcome};
 pub use retention::{Pruned, Retention};
 pub use runs::{RunCommand, RunRecord, RunStatus, RunTrigger};
 pub use types::{
@@ -153,6 +158,13 @@ fn tenant_write_err(id: &TenantId, e: StoreError) -> StoreError {
         }
         _ => e,
     }
+}
+
+/// The stored form of a secret shown once (connect links, API tokens): its
+/// SHA-256 in hex. A lookup by it needs no constant-time comparison.
+pub(crate) fn secret_hash(secret: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(secret.as_bytes()))
 }
 
 // ----- rows --------------------------------------------------------------------

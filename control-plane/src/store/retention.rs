@@ -1,6 +1,7 @@
 //! Pruning what is only kept for a while: finished OAuth states, webhook
 //! events and deliveries past Xero's delivery window, expired connect links
-//! and leases nobody holds any more.
+//! and leases nobody holds any more. The audit log, runs and the query audit
+//! have no retention: they are kept, past their tenant's teardown too.
 
 use std::time::Duration;
 
