@@ -70,6 +70,26 @@ pub enum Command {
     /// Start and inspect ingestion and transformation runs.
     #[command(subcommand)]
     Runs(RunsCommand),
+    /// Issue, list and revoke tenants' API tokens (the query service's credentials).
+    #[command(subcommand)]
+    Tokens(TokensCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokensCommand {
+    /// Issue an API token for a tenant; its secret is printed once, and only its hash is kept.
+    Issue {
+        tenant: TenantId,
+        #[arg(long)]
+        name: Option<String>,
+        /// How long it lives: 30d, 12h, 90m or seconds; without it, it does not expire.
+        #[arg(long)]
+        expires: Option<String>,
+    },
+    /// A tenant's tokens (never their secrets).
+    List { tenant: TenantId },
+    /// Revoke a token: from now on it authenticates nothing.
+    Revoke { token_id: String },
 }
 
 #[derive(Debug, Subcommand)]
@@ -369,7 +389,53 @@ pub async fn run(cli: Cli) -> Result<(), CliFailure> {
         Command::Serve(args) => serve(platform, settings, args).await,
         Command::Tenants(cmd) => tenants(&platform, &settings, cmd, cli.output).await,
         Command::Runs(cmd) => runs(&platform, cmd, cli.output).await,
+        Command::Tokens(cmd) => tokens(&platform, cmd, cli.output).await,
     }
+}
+
+async fn tokens(
+    platform: &Platform,
+    cmd: TokensCommand,
+    format: OutputFormat,
+) -> Result<(), CliFailure> {
+    use service::tokens;
+    // Bad input exits 2; what does not exist, or cannot be done, exits 1.
+    let fail = |e: ServiceError| match e {
+        e @ ServiceError::Invalid { .. } => usage(e),
+        e @ (ServiceError::NotFound { .. } | ServiceError::Conflict { .. }) => {
+            CliFailure::Failed(anyhow::Error::new(e))
+        }
+        e => CliFailure::Failed(anyhow::Error::new(e).context("managing API tokens")),
+    };
+    let store = &platform.store;
+    match cmd {
+        TokensCommand::Issue {
+            tenant,
+            name,
+            expires,
+        } => {
+            let ttl = expires
+                .as_deref()
+                .map(tokens::parse_ttl)
+                .transpose()
+                .map_err(usage)?;
+            let issued = tokens::issue(store, &tenant, name.as_deref(), ttl, &actor())
+                .await
+                .map_err(fail)?;
+            output::print_issued_token(&issued, format)?;
+        }
+        TokensCommand::List { tenant } => {
+            let list = tokens::list(store, &tenant).await.map_err(fail)?;
+            output::print_tokens(&list, format)?;
+        }
+        TokensCommand::Revoke { token_id } => {
+            let token = tokens::revoke(store, &token_id, &actor())
+                .await
+                .map_err(fail)?;
+            output::print_revoked_token(&token, format)?;
+        }
+    }
+    Ok(())
 }
 
 /// The base of the redirect URI of the Xero client a teardown builds (never used).

@@ -8,8 +8,10 @@ use crate::reconciler::TenantReport;
 use cloud::naming::TenantId;
 use job_contract::summary::{transform_warnings, TestWarning};
 
+use crate::service::tokens::IssuedToken;
 use crate::store::{
-    Phase, ResourceRecord, ResourceStatus, RunRecord, Store, StoreError, TenantRecord,
+    ApiTokenRecord, Phase, ResourceRecord, ResourceStatus, RunRecord, Store, StoreError,
+    TenantRecord,
 };
 
 /// How a command prints its result: a table for people, JSON for scripts.
@@ -382,6 +384,79 @@ pub fn print_runs(runs: &[RunRecord], format: OutputFormat) -> anyhow::Result<()
     }
     println!("{table}");
     Ok(())
+}
+
+fn rfc3339(t: Option<time::OffsetDateTime>, none: &str) -> String {
+    t.and_then(|t| {
+        t.format(&time::format_description::well_known::Rfc3339)
+            .ok()
+    })
+    .unwrap_or_else(|| none.to_owned())
+}
+
+/// `tokens issue`: the secret alone on stdout (JSON: the token with its
+/// `secret`), what it is and the warning that it is shown once on stderr.
+pub fn print_issued_token(issued: &IssuedToken, format: OutputFormat) -> anyhow::Result<()> {
+    let t = &issued.token;
+    eprintln!(
+        "issued token {} ({:?}) for tenant {}; expires {}",
+        t.id,
+        t.name,
+        t.tenant,
+        rfc3339(t.expires_at, "never")
+    );
+    eprintln!("warning: the secret is shown this once and cannot be shown again; store it now");
+    match format {
+        OutputFormat::Json => print_json(issued),
+        OutputFormat::Table => {
+            println!("{}", issued.secret);
+            Ok(())
+        }
+    }
+}
+
+/// `tokens list`: never a secret or a hash (the records hold neither).
+pub fn print_tokens(tokens: &[ApiTokenRecord], format: OutputFormat) -> anyhow::Result<()> {
+    if format == OutputFormat::Json {
+        return print_json(tokens);
+    }
+    if tokens.is_empty() {
+        println!("no tokens");
+        return Ok(());
+    }
+    let now = time::OffsetDateTime::now_utc();
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(["TOKEN", "NAME", "STATE", "CREATED", "EXPIRES", "LAST USED"]);
+    for t in tokens {
+        table.add_row([
+            t.id.clone(),
+            t.name.clone(),
+            t.state(now).to_owned(),
+            rfc3339(Some(t.created_at), ""),
+            rfc3339(t.expires_at, "never"),
+            rfc3339(t.last_used_at, "never"),
+        ]);
+    }
+    println!("{table}");
+    Ok(())
+}
+
+/// `tokens revoke`.
+pub fn print_revoked_token(token: &ApiTokenRecord, format: OutputFormat) -> anyhow::Result<()> {
+    match format {
+        OutputFormat::Json => print_json(token),
+        OutputFormat::Table => {
+            println!(
+                "token {} ({:?}) of tenant {} is revoked (since {})",
+                token.id,
+                token.name,
+                token.tenant,
+                rfc3339(token.revoked_at, "now")
+            );
+            Ok(())
+        }
+    }
 }
 
 #[cfg(test)]

@@ -6,26 +6,42 @@
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
-use axum::http::header;
 use axum::http::request::Parts;
+use axum::http::{header, StatusCode};
 use subtle::ConstantTimeEq;
 
 use cloud::naming::TenantId;
 
 use super::{ApiError, AppState};
+use crate::service::tokens;
+use crate::store::TOKEN_PREFIX;
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Principal {
     /// Holds the operator token: may do anything to any tenant.
     Operator,
+    /// Holds one of a tenant's API tokens (`llt_…`): may ask questions of
+    /// that tenant's data, and nothing else.
+    Tenant { tenant: TenantId, token_id: String },
 }
 
 impl Principal {
-    /// Who the audit log names for this principal's actions.
+    /// Who the audit log names for this principal's actions: a tenant
+    /// principal by its token's id (never its secret).
     pub fn actor(&self) -> String {
         match self {
             Principal::Operator => "operator-api".to_owned(),
+            Principal::Tenant { token_id, .. } => format!("token:{token_id}"),
+        }
+    }
+
+    /// The tenant the credential itself names: the only one a tenant
+    /// principal may query. `None` for the operator.
+    pub fn tenant(&self) -> Option<&TenantId> {
+        match self {
+            Principal::Operator => None,
+            Principal::Tenant { tenant, .. } => Some(tenant),
         }
     }
 }
@@ -39,16 +55,37 @@ pub enum Action {
     ReadRun,
     /// The scheduler's tick over every tenant.
     Tick,
+    /// Ask a question of a tenant's data, read its result and conversation,
+    /// give feedback on it.
+    Query,
+    /// Issue, list and revoke a tenant's API tokens.
+    ManageTokens,
 }
 
-/// Whether `principal` may do `action` (on `tenant`, when the action concerns one).
+/// Whether `principal` may do `action` (on `tenant`, when the action concerns
+/// one). A tenant principal may only [`Action::Query`] its own tenant, named
+/// explicitly: anything else is 403, whether or not the target exists.
 pub fn authorize(
     principal: &Principal,
-    _tenant: Option<&TenantId>,
-    _action: Action,
+    tenant: Option<&TenantId>,
+    action: Action,
 ) -> Result<(), ApiError> {
     match principal {
         Principal::Operator => Ok(()),
+        Principal::Tenant { tenant: own, .. } => match (action, tenant) {
+            (Action::Query, Some(target)) if target == own => Ok(()),
+            (Action::Query, _) => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "a tenant API token may only query its own tenant",
+            )),
+            _ => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "a tenant API token may only ask questions of its own tenant; \
+                 this needs the operator token",
+            )),
+        },
     }
 }
 
@@ -75,6 +112,16 @@ impl FromRequestParts<Arc<AppState>> for Principal {
             // Constant time: the comparison must not tell how much matched.
             if bool::from(given.as_bytes().ct_eq(expected.expose_secret().as_bytes())) {
                 return Ok(Principal::Operator);
+            }
+        }
+        // A tenant token is found by its hash; an unknown, revoked or expired
+        // one gets the same answer as a wrong operator token.
+        if given.starts_with(TOKEN_PREFIX) {
+            if let Some(token) = tokens::authenticate(&state.store, given).await? {
+                return Ok(Principal::Tenant {
+                    tenant: token.tenant,
+                    token_id: token.id,
+                });
             }
         }
         Err(ApiError::unauthorized())

@@ -2,6 +2,7 @@
 //! webhooks drive onboarding; operators read tenants behind a bearer token;
 //! background workers run the reconciler so requests return at once.
 
+mod api_tokens;
 pub mod auth;
 mod error;
 mod limits;
@@ -18,7 +19,7 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -119,6 +120,11 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/tenants/{id}/connect-link", post(tenants::connect_link))
         .route("/v1/tenants/{id}/disconnect", post(tenants::disconnect))
         .route("/v1/tenants/{id}/runs", get(runs::list).post(runs::start))
+        .route(
+            "/v1/tenants/{id}/tokens",
+            get(api_tokens::list).post(api_tokens::issue),
+        )
+        .route("/v1/tokens/{token_id}", delete(api_tokens::revoke))
         .route("/v1/runs/{run_id}", get(runs::show))
         .route("/v1/scheduler/tick", post(runs::tick));
     Router::new()

@@ -85,6 +85,9 @@ pub async fn show(
     principal: Principal,
     Path(run_id): Path<String>,
 ) -> Result<Response, ApiError> {
+    // Before the lookup, so that a caller who may not read runs cannot learn
+    // which run ids exist.
+    authorize(&principal, None, Action::ReadRun)?;
     let run = state.runs.get(&run_id).await?;
     authorize(&principal, Some(&run.tenant), Action::ReadRun)?;
     let run = state.runs.follow(&run).await?;

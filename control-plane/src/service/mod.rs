@@ -5,6 +5,7 @@
 
 pub mod onboarding;
 pub mod tenants;
+pub mod tokens;
 
 use crate::reconciler::ReconcileError;
 use crate::runs::RunError;
