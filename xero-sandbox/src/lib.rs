@@ -42,6 +42,7 @@ mod chart;
 mod gen;
 mod html;
 mod identity;
+pub mod ledger;
 mod model;
 mod org;
 mod query;
@@ -62,6 +63,7 @@ use tokio::task::JoinHandle;
 
 pub use changes::{ChangeReport, ChangeRequest, Changed, MAX_CHANGES_PER_KIND};
 pub use identity::IdentityStats;
+pub use ledger::Ledger;
 pub use traffic::{FaultSettings, SandboxLimits};
 pub use webhooks::{IntentResult, WebhookTarget};
 
@@ -435,6 +437,14 @@ impl Sandbox {
     pub fn books(&self, tenant: Option<&str>, detail: bool) -> Option<serde_json::Value> {
         let i = self.shared.org_index(tenant)?;
         Some(books::books(&read(&self.shared.orgs[i]), detail))
+    }
+
+    /// A read-only snapshot of an organisation's records, for tests that
+    /// compute expected answers from the books themselves; `None` for an
+    /// unknown tenant.
+    pub fn ledger(&self, tenant: Option<&str>) -> Option<Ledger> {
+        let i = self.shared.org_index(tenant)?;
+        Some(ledger::snapshot(&read(&self.shared.orgs[i])))
     }
 
     /// Consistency problems of an organisation's books (empty when sound).
