@@ -1,0 +1,1063 @@
+//! The offline planner: a question into a [`Plan`], by matching business
+//! terms (with synonyms and typos), the tenant's own names and time phrases.
+//! It never guesses: a question it cannot map is declined, naming what it
+//! did understand. A follow-up ("and last year?", "only Acme") refines the
+//! previous plan of the conversation.
+
+use std::collections::BTreeSet;
+
+use strsim::damerau_levenshtein;
+use time::Date;
+
+use crate::plan::{Filter, Plan, Rank, RankDirection};
+use crate::semantic::SemanticModel;
+use crate::timephrase;
+use crate::vocabulary::Vocabulary;
+
+/// What the planner made of a question.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Planned {
+    Plan {
+        plan: Plan,
+        /// What it understood, in words, for the explanation.
+        understood: Vec<String>,
+    },
+    Declined {
+        understood: Vec<String>,
+        reason: String,
+    },
+}
+
+/// The question's text, lower-cased byte for byte (ASCII only, so offsets
+/// stay those of the original), with the parts already understood blanked.
+struct Text {
+    original: String,
+    rest: String,
+}
+
+impl Text {
+    fn new(question: &str) -> Text {
+        let cleaned: String = question
+            .chars()
+            .map(|c| match c {
+                '?' | '!' | ';' | '"' | '\u{201c}' | '\u{201d}' => ' ',
+                c => c,
+            })
+            .collect();
+        Text {
+            rest: cleaned.to_ascii_lowercase(),
+            original: cleaned,
+        }
+    }
+
+    fn take(&mut self, start: usize, end: usize) {
+        let blank: String = self.rest[start..end]
+            .chars()
+            .map(|c| " ".repeat(c.len_utf8()))
+            .collect();
+        self.rest.replace_range(start..end, &blank);
+    }
+
+    /// Finds `phrase` as whole words in what is left.
+    fn find_phrase(&self, phrase: &str) -> Option<(usize, usize)> {
+        let mut from = 0;
+        while let Some(pos) = self.rest[from..].find(phrase) {
+            let start = from + pos;
+            let end = start + phrase.len();
+            let before = self.rest[..start].chars().next_back();
+            let after = self.rest[end..].chars().next();
+            let boundary = |c: Option<char>| c.is_none_or(|c| !(c.is_alphanumeric() || c == '_'));
+            if boundary(before) && boundary(after) {
+                return Some((start, end));
+            }
+            from = start + phrase.len().max(1);
+            if from >= self.rest.len() {
+                break;
+            }
+        }
+        None
+    }
+
+    /// The words left, with their byte ranges.
+    fn words(&self) -> Vec<(usize, usize, &str)> {
+        let mut out = Vec::new();
+        let mut start = None;
+        for (i, c) in self.rest.char_indices() {
+            let part = c.is_alphanumeric() || c == '\'' || c == '-' || c == '&';
+            match (part, start) {
+                (true, None) => start = Some(i),
+                (false, Some(s)) => {
+                    out.push((s, i, &self.rest[s..i]));
+                    start = None;
+                }
+                _ => {}
+            }
+        }
+        if let Some(s) = start {
+            out.push((s, self.rest.len(), &self.rest[s..]));
+        }
+        out
+    }
+}
+
+/// Words that carry no meaning of their own in a question.
+const STOPWORDS: &[&str] = &[
+    "a",
+    "about",
+    "all",
+    "am",
+    "an",
+    "and",
+    "any",
+    "are",
+    "as",
+    "at",
+    "be",
+    "by",
+    "can",
+    "could",
+    "did",
+    "do",
+    "does",
+    "each",
+    "for",
+    "from",
+    "get",
+    "give",
+    "had",
+    "has",
+    "have",
+    "how",
+    "i",
+    "in",
+    "is",
+    "it",
+    "its",
+    "list",
+    "me",
+    "much",
+    "my",
+    "of",
+    "on",
+    "only",
+    "or",
+    "our",
+    "over",
+    "per",
+    "please",
+    "show",
+    "so",
+    "tell",
+    "than",
+    "that",
+    "the",
+    "their",
+    "them",
+    "there",
+    "this",
+    "to",
+    "total",
+    "totals",
+    "us",
+    "was",
+    "we",
+    "were",
+    "what",
+    "what's",
+    "whats",
+    "which",
+    "who",
+    "with",
+    "just",
+    "did",
+    "made",
+    "make",
+    "were",
+    "been",
+    "many",
+    "amount",
+    "value",
+    "breakdown",
+    "broken",
+    "down",
+    "split",
+    "group",
+    "grouped",
+    "sum",
+    "number",
+    "overall",
+    "whole",
+    "entire",
+    "period",
+    "time",
+    "during",
+    "across",
+    "between",
+    "compare",
+    "ever",
+    "far",
+    "date",
+    "ones",
+    "those",
+    "these",
+    "them",
+    "each",
+    "every",
+    "see",
+    "want",
+    "know",
+    "would",
+    "like",
+    "let",
+    "now",
+    "currently",
+    "current",
+    "right",
+    "again",
+    "instead",
+    "then",
+    "also",
+    "same",
+    "but",
+    "ranked",
+    "rank",
+    "ranking",
+    "sorted",
+    "order",
+    "ordered",
+    "biggest",
+    "largest",
+    "highest",
+    "most",
+    "best",
+    "smallest",
+    "lowest",
+    "least",
+    "worst",
+    "top",
+    "bottom",
+    "first",
+    "last",
+];
+
+const TAX_PHRASES: &[&str] = &[
+    "including tax",
+    "including gst",
+    "including vat",
+    "incl tax",
+    "incl. tax",
+    "inc tax",
+    "inc gst",
+    "incl gst",
+    "with tax",
+    "tax inclusive",
+    "gross of tax",
+    "with gst",
+];
+
+const CURRENCY_NAMES: &[(&str, &str)] = &[
+    ("us dollars", "USD"),
+    ("us dollar", "USD"),
+    ("euros", "EUR"),
+    ("euro", "EUR"),
+    ("pounds", "GBP"),
+    ("sterling", "GBP"),
+    ("australian dollars", "AUD"),
+    ("aussie dollars", "AUD"),
+    ("new zealand dollars", "NZD"),
+    ("canadian dollars", "CAD"),
+    ("yen", "JPY"),
+];
+
+const FOLLOW_UP_STARTS: &[&str] = &[
+    "and ",
+    "what about",
+    "how about",
+    "only ",
+    "just ",
+    "same ",
+    "now ",
+    "but ",
+    "then ",
+    "instead",
+    "for ",
+    "break it down",
+    "split it",
+    "by ",
+    "excluding",
+    "in ",
+];
+
+/// Maps a question onto a plan, or declines it.
+pub fn plan(
+    model: &SemanticModel,
+    vocabulary: &Vocabulary,
+    question: &str,
+    as_of: Date,
+    previous: Option<&Plan>,
+) -> Planned {
+    let mut text = Text::new(question);
+    let mut understood = Vec::new();
+    let mut plan = Plan::default();
+
+    let decline =
+        |understood: Vec<String>, reason: String| Planned::Declined { understood, reason };
+
+    // Comparison first: "vs last year" must not be read as the period.
+    if let Some(found) = timephrase::find_comparison(&text.rest) {
+        plan.compare = Some(found.value);
+        understood.push(format!(
+            "compared with {}",
+            match found.value {
+                crate::plan::Comparison::PreviousYear => "the same period a year earlier",
+                crate::plan::Comparison::PreviousPeriod => "the previous period",
+            }
+        ));
+        text.take(found.start, found.end);
+    }
+    let mut period_named = false;
+    if let Some(found) = timephrase::find_period(&text.rest, as_of, vocabulary.fy_start) {
+        text.take(found.start, found.end);
+        match found.value {
+            Ok(period) => {
+                understood.push(format!(
+                    "period {} ({} to {})",
+                    period.label,
+                    crate::plan::iso_date::format(period.start),
+                    crate::plan::iso_date::format(period.end)
+                ));
+                plan.period = Some(period);
+                period_named = true;
+            }
+            Err(e) => return decline(understood, format!("I can't answer for that period: {e}.")),
+        }
+    }
+    if text.find_phrase("all time").is_some() || text.find_phrase("ever").is_some() {
+        period_named = true;
+    }
+    for phrase in TAX_PHRASES {
+        if let Some((s, e)) = text.find_phrase(phrase) {
+            plan.including_tax = true;
+            understood.push("including tax".to_owned());
+            text.take(s, e);
+            break;
+        }
+    }
+    for phrase in [
+        "excluding tax",
+        "excl tax",
+        "ex tax",
+        "before tax",
+        "net of tax",
+    ] {
+        if let Some((s, e)) = text.find_phrase(phrase) {
+            text.take(s, e);
+        }
+    }
+    // A currency, by code or by name.
+    let mut currency = None;
+    for code in &vocabulary.currencies {
+        if let Some((s, e)) = text.find_phrase(&code.to_ascii_lowercase()) {
+            currency = Some((code.clone(), s, e));
+            break;
+        }
+    }
+    if currency.is_none() {
+        for (name, code) in CURRENCY_NAMES {
+            if let Some((s, e)) = text.find_phrase(name) {
+                currency = Some(((*code).to_owned(), s, e));
+                break;
+            }
+        }
+    }
+    if let Some((code, s, e)) = currency {
+        text.take(s, e);
+        understood.push(format!("in {code} (documents in {code} only)"));
+        plan.currency = Some(code);
+    }
+    let share = [
+        "share",
+        "percentage",
+        "percent",
+        "% of",
+        "proportion",
+        "contribution",
+    ]
+    .iter()
+    .any(|w| text.find_phrase(w).is_some() || (w.starts_with('%') && text.rest.contains(w)));
+    if share {
+        plan.share_of_total = true;
+        understood.push("share of the total".to_owned());
+    }
+    let rank = find_rank(&mut text);
+
+    // The tenant's own names.
+    let entities = match find_entities(&mut text, vocabulary) {
+        Ok(e) => e,
+        Err(reason) => return decline(understood, reason),
+    };
+
+    // Metrics, then dimensions.
+    let metrics = find_terms(
+        &mut text,
+        model.metrics.iter().map(|(k, m)| (k, &m.synonyms)),
+        |_, _| true,
+    );
+    // A dimension's word groups the answer only where the question asks for
+    // a breakdown ("by customer", "top customers", "which items", "monthly"),
+    // not where it is the subject ("how much do customers owe us").
+    let lower = text.original.to_ascii_lowercase();
+    let dimensions = find_terms(
+        &mut text,
+        model.dimensions.iter().map(|(k, d)| (k, &d.synonyms)),
+        |start, synonym| asks_for_breakdown(&lower, start, synonym),
+    );
+    let mut dimensions: Vec<String> = dimensions;
+    for (word, dim) in [
+        ("trend", "month"),
+        ("over time", "month"),
+        ("monthly", "month"),
+    ] {
+        if let Some((s, e)) = text.find_phrase(word) {
+            text.take(s, e);
+            if !dimensions.iter().any(|d| d == dim) {
+                dimensions.push(dim.to_owned());
+            }
+        }
+    }
+
+    // What is left that we did not understand: a capitalised word the
+    // asker wrote (a name we do not know) is a reason to decline.
+    let unknown: Vec<String> = text
+        .words()
+        .into_iter()
+        .filter(|(s, _, w)| {
+            let original = &text.original[*s..];
+            let capital = original.chars().next().is_some_and(char::is_uppercase);
+            capital && *s > 0 && !STOPWORDS.contains(w) && !w.chars().all(|c| c.is_ascii_digit())
+        })
+        .map(|(s, e, _)| text.original[s..e].to_owned())
+        .collect();
+
+    let follow_up = previous.is_some_and(|_| {
+        let lower = text_start(question);
+        metrics.is_empty() || FOLLOW_UP_STARTS.iter().any(|p| lower.starts_with(p))
+    });
+
+    if follow_up {
+        if let Some(prev) = previous {
+            let mut next = prev.clone();
+            if !metrics.is_empty() {
+                next.metrics = metrics.clone();
+            }
+            if plan.period.is_some() {
+                next.period = plan.period.clone();
+            }
+            if plan.compare.is_some() {
+                next.compare = plan.compare;
+            }
+            if plan.currency.is_some() {
+                next.currency = plan.currency.clone();
+            }
+            if plan.including_tax {
+                next.including_tax = true;
+            }
+            if share {
+                next.share_of_total = true;
+            }
+            if rank.is_some() {
+                next.rank = rank;
+            }
+            for d in &dimensions {
+                if !next.dimensions.contains(d) {
+                    next.dimensions.push(d.clone());
+                }
+            }
+            for f in entities {
+                next.filters.retain(|old| old.dimension != f.dimension);
+                next.dimensions.retain(|d| *d != f.dimension);
+                next.filters.push(f);
+            }
+            understood.insert(0, "a follow-up of the previous question".to_owned());
+            if !unknown.is_empty() {
+                return decline(understood, unknown_reason(&unknown));
+            }
+            return finish(model, vocabulary, next, understood);
+        }
+    }
+
+    plan.metrics = metrics;
+    plan.rank = rank;
+    plan.dimensions = dimensions;
+    // A dimension that has a filter is not also a grouping, unless asked "by" it.
+    for f in &entities {
+        let by = model
+            .dimension(&f.dimension)
+            .map(|d| {
+                d.synonyms
+                    .iter()
+                    .any(|s| question.to_ascii_lowercase().contains(&format!("by {s}")))
+            })
+            .unwrap_or(false);
+        if !by {
+            plan.dimensions.retain(|d| *d != f.dimension);
+        }
+    }
+    plan.filters = entities;
+
+    if plan.metrics.is_empty() {
+        // "top customers", "best selling items": the metric they rank by.
+        let implied = if plan.dimensions.iter().any(|d| d == "supplier")
+            || plan.filters.iter().any(|f| f.dimension == "supplier")
+        {
+            Some("expenses")
+        } else if plan
+            .dimensions
+            .iter()
+            .chain(plan.filters.iter().map(|f| &f.dimension))
+            .any(|d| d == "customer" || d == "item")
+        {
+            Some("revenue")
+        } else {
+            None
+        };
+        match implied {
+            Some(m)
+                if plan.rank.is_some()
+                    || !plan.filters.is_empty()
+                    || !plan.dimensions.is_empty() =>
+            {
+                plan.metrics.push(m.to_owned());
+            }
+            _ => {
+                let known: Vec<&str> = model.metrics.values().map(|m| m.label.as_str()).collect();
+                let reason = if unknown.is_empty() {
+                    format!(
+                        "I can't answer that yet: I found no measure I know in the question. I can answer about {}.",
+                        known.join(", ")
+                    )
+                } else {
+                    unknown_reason(&unknown)
+                };
+                return decline(understood, reason);
+            }
+        }
+    }
+    if !unknown.is_empty() {
+        return decline(understood, unknown_reason(&unknown));
+    }
+    if !period_named && plan.period.is_none() && plan.compare.is_some() {
+        return decline(
+            understood,
+            "I can't compare without a period: name one, e.g. \"this quarter vs last year\"."
+                .to_owned(),
+        );
+    }
+    finish(model, vocabulary, plan, understood)
+}
+
+fn text_start(question: &str) -> String {
+    question.trim_start().to_ascii_lowercase()
+}
+
+fn unknown_reason(unknown: &[String]) -> String {
+    format!(
+        "I can't answer that yet: I don't know {} in these books (not a customer, supplier, item, account or measure I know).",
+        unknown
+            .iter()
+            .map(|w| format!("\"{w}\""))
+            .collect::<Vec<_>>()
+            .join(", ")
+    )
+}
+
+/// Checks the plan against the model and the tenant's books, and describes it.
+fn finish(
+    model: &SemanticModel,
+    vocabulary: &Vocabulary,
+    mut plan: Plan,
+    mut understood: Vec<String>,
+) -> Planned {
+    let mut seen = BTreeSet::new();
+    plan.metrics.retain(|m| seen.insert(m.clone()));
+    for m in &plan.metrics {
+        if let Some(metric) = model.metric(m) {
+            understood.push(format!("measure {}", metric.label.to_lowercase()));
+            if let Some(required) = &metric.requires_account_type {
+                if !vocabulary.account_types.contains(required) {
+                    return Planned::Declined {
+                        understood,
+                        reason: format!(
+                            "I can't work out {} for these books: the chart of accounts has no {required} account.",
+                            metric.label.to_lowercase()
+                        ),
+                    };
+                }
+            }
+            if plan.dimensions.is_empty() && plan.filters.is_empty() {
+                plan.dimensions = metric.default_dimensions.clone();
+            }
+        }
+    }
+    for d in &plan.dimensions {
+        understood.push(format!("by {d}"));
+    }
+    for f in &plan.filters {
+        understood.push(format!("{} is {}", f.dimension, f.values.join(" or ")));
+    }
+    if let Some(rank) = plan.rank {
+        understood.push(format!(
+            "{} {}",
+            match rank.direction {
+                RankDirection::Top => "top",
+                RankDirection::Bottom => "bottom",
+            },
+            rank.n
+        ));
+    }
+    Planned::Plan { plan, understood }
+}
+
+/// "top 10", "bottom 5", "biggest customer" (one), "largest suppliers" (ten).
+fn find_rank(text: &mut Text) -> Option<Rank> {
+    let words = text.words();
+    for (i, (s, e, w)) in words.iter().enumerate() {
+        let direction = match *w {
+            "top" | "biggest" | "largest" | "highest" | "best" | "most" | "leading" => {
+                RankDirection::Top
+            }
+            "bottom" | "smallest" | "lowest" | "worst" | "least" => RankDirection::Bottom,
+            _ => continue,
+        };
+        let next = words.get(i + 1).map(|(_, _, w)| *w);
+        let number = next.and_then(|n| {
+            n.parse::<u32>().ok().or(match n {
+                "one" => Some(1),
+                "two" => Some(2),
+                "three" => Some(3),
+                "five" => Some(5),
+                "ten" => Some(10),
+                "twenty" => Some(20),
+                _ => None,
+            })
+        });
+        let (n, end) = match number {
+            Some(n) => (n.clamp(1, 1000), words[i + 1].1),
+            None => {
+                // A singular noun after it asks for one; a plural for ten.
+                let plural =
+                    next.is_some_and(|n| n.ends_with('s') && n != "sales" && n != "business");
+                (if plural || next.is_none() { 10 } else { 1 }, *e)
+            }
+        };
+        text.take(*s, end);
+        return Some(Rank { direction, n });
+    }
+    None
+}
+
+/// Generic words of business names, never enough to identify one.
+const NAME_NOISE: &[&str] = &[
+    "ltd", "limited", "group", "co", "&", "and", "the", "nz", "inc", "llc", "company", "holdings",
+    "trust", "partners", "services",
+];
+
+/// Customers, suppliers, items and accounts named in the question, as filters.
+fn find_entities(text: &mut Text, vocabulary: &Vocabulary) -> Result<Vec<Filter>, String> {
+    let mut filters: Vec<Filter> = Vec::new();
+    let add = |filters: &mut Vec<Filter>, dimension: &str, value: String| {
+        if let Some(f) = filters.iter_mut().find(|f| f.dimension == dimension) {
+            if !f.values.contains(&value) {
+                f.values.push(value);
+            }
+        } else {
+            filters.push(Filter {
+                dimension: dimension.to_owned(),
+                values: vec![value],
+            });
+        }
+    };
+
+    // Contacts: the whole name, or a part of it (two words or more, or one
+    // distinctive word) that names exactly one contact.
+    let mut contacts: Vec<(String, &str)> = Vec::new();
+    for name in &vocabulary.customers {
+        contacts.push((name.clone(), "customer"));
+    }
+    for name in &vocabulary.suppliers {
+        if !vocabulary.customers.contains(name) {
+            contacts.push((name.clone(), "supplier"));
+        }
+    }
+    // Longest names first, so "Kauri Traders NZ Ltd" wins over "Kauri Traders Ltd".
+    contacts.sort_by_key(|(n, _)| std::cmp::Reverse(n.len()));
+    for (name, dimension) in &contacts {
+        let lower = name.to_ascii_lowercase();
+        if let Some((s, e)) = text.find_phrase(&lower) {
+            text.take(s, e);
+            add(&mut filters, dimension, name.clone());
+        }
+    }
+    // Partial names: the longest run of words that starts a contact's name.
+    let words: Vec<(usize, usize, String)> = text
+        .words()
+        .into_iter()
+        .map(|(s, e, w)| (s, e, w.to_owned()))
+        .collect();
+    let mut i = 0;
+    while i < words.len() {
+        let mut matched = None;
+        for len in (1..=4.min(words.len() - i)).rev() {
+            let phrase: Vec<&str> = words[i..i + len]
+                .iter()
+                .map(|(_, _, w)| w.as_str())
+                .collect();
+            if len == 1
+                && (phrase[0].len() < 4
+                    || NAME_NOISE.contains(&phrase[0])
+                    || STOPWORDS.contains(&phrase[0]))
+            {
+                continue;
+            }
+            let prefix = phrase.join(" ");
+            let hits: Vec<&(String, &str)> = contacts
+                .iter()
+                .filter(|(n, _)| {
+                    let l = n.to_ascii_lowercase();
+                    l.starts_with(&prefix) && l[prefix.len()..].starts_with(' ')
+                })
+                .collect();
+            if hits.is_empty() {
+                continue;
+            }
+            // Only the one part of the question that names it: a common word
+            // such as "summit" alone must name exactly one contact.
+            let distinct: BTreeSet<&str> = hits.iter().map(|(n, _)| n.as_str()).collect();
+            if distinct.len() == 1 {
+                matched = Some((len, hits[0].0.clone(), hits[0].1));
+                break;
+            }
+            if len >= 2 || is_name_trigger(&words, i) {
+                let mut names: Vec<&str> = distinct.into_iter().collect();
+                names.truncate(5);
+                return Err(format!(
+                    "\"{prefix}\" could be any of {}: which one?",
+                    names.join(", ")
+                ));
+            }
+        }
+        if let Some((len, name, dimension)) = matched {
+            let (s, e) = (words[i].0, words[i + len - 1].1);
+            text.take(s, e);
+            add(&mut filters, dimension, name);
+            i += len;
+        } else {
+            i += 1;
+        }
+    }
+
+    // Items: by name (whole words) or by code as the asker wrote it.
+    for item in &vocabulary.items {
+        if let Some(name) = &item.name {
+            let lower = name.to_ascii_lowercase();
+            let bare = lower.split(" (").next().unwrap_or(&lower).to_owned();
+            for candidate in [lower.clone(), bare] {
+                if candidate.len() >= 4 {
+                    if let Some((s, e)) = text.find_phrase(&candidate) {
+                        text.take(s, e);
+                        add(&mut filters, "item", name.clone());
+                        break;
+                    }
+                }
+            }
+        }
+        let code = item.code.to_ascii_lowercase();
+        if let Some((s, e)) = text.find_phrase(&code) {
+            if text.original.get(s..e) == Some(item.code.as_str())
+                || preceded_by(text, s, &["item", "product", "sku", "code"])
+            {
+                text.take(s, e);
+                add(
+                    &mut filters,
+                    "item",
+                    item.name.clone().unwrap_or_else(|| item.code.clone()),
+                );
+            }
+        }
+    }
+
+    // Accounts: only with the word "account" beside them, since their names
+    // ("Sales", "Rent") are also business terms.
+    for account in &vocabulary.accounts {
+        let lower = account.name.to_ascii_lowercase();
+        let mut spans = Vec::new();
+        for phrase in [format!("{lower} account"), format!("account {lower}")] {
+            if let Some(span) = text.find_phrase(&phrase) {
+                spans.push(span);
+            }
+        }
+        if let Some(code) = &account.code {
+            if let Some(span) = text.find_phrase(&format!("account {}", code.to_ascii_lowercase()))
+            {
+                spans.push(span);
+            }
+        }
+        if let Some((s, e)) = spans.first().copied() {
+            text.take(s, e);
+            add(&mut filters, "account", account.name.clone());
+        }
+    }
+    Ok(filters)
+}
+
+/// Words that, just before a dimension's word, ask for a breakdown by it.
+const BREAKDOWN_TRIGGERS: &[&str] = &[
+    "by",
+    "per",
+    "each",
+    "every",
+    "which",
+    "what",
+    "top",
+    "bottom",
+    "biggest",
+    "largest",
+    "best",
+    "worst",
+    "smallest",
+    "highest",
+    "lowest",
+    "most",
+    "least",
+    "across",
+    "breakdown",
+    "split",
+    "and",
+    "leading",
+    "main",
+    "key",
+    "all",
+];
+
+/// Whether the dimension word at `start` asks for a breakdown: an adjective
+/// of time ("monthly"), a trigger among the two words before it ("by",
+/// "top 10", "which"), or "breakdown" right after it.
+fn asks_for_breakdown(lower: &str, start: usize, synonym: &str) -> bool {
+    if synonym.ends_with("ly")
+        || synonym == "annual"
+        || synonym.starts_with("per ")
+        || synonym.starts_with("each ")
+        || synonym.contains(" by ")
+    {
+        return true;
+    }
+    let before: Vec<&str> = lower[..start]
+        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
+        .filter(|w| !w.is_empty() && !matches!(*w, "our" | "the" | "my" | "of" | "10" | "5"))
+        .collect();
+    let near = before.iter().rev().take(2);
+    let triggered = near
+        .clone()
+        .any(|w| BREAKDOWN_TRIGGERS.contains(w) || w.chars().all(|c| c.is_ascii_digit()));
+    let after = lower[start + synonym.len().min(lower.len() - start)..].trim_start();
+    triggered || after.starts_with("breakdown") || after.starts_with("split") || start == 0
+}
+
+fn is_name_trigger(words: &[(usize, usize, String)], i: usize) -> bool {
+    i > 0
+        && matches!(
+            words[i - 1].2.as_str(),
+            "for" | "from" | "only" | "to" | "customer" | "supplier" | "client" | "vendor" | "just"
+        )
+}
+
+fn preceded_by(text: &Text, start: usize, words: &[&str]) -> bool {
+    let before = text.rest[..start].trim_end();
+    words.iter().any(|w| before.ends_with(w))
+}
+
+/// Terms (metrics or dimensions) named in the question, in the order they
+/// appear: whole phrases first (longest first), then single words with a
+/// typo or two.
+fn find_terms<'a>(
+    text: &mut Text,
+    terms: impl Iterator<Item = (&'a String, &'a Vec<String>)>,
+    accept: impl Fn(usize, &str) -> bool,
+) -> Vec<String> {
+    let mut synonyms: Vec<(&String, &String)> = Vec::new();
+    for (key, list) in terms {
+        for s in list {
+            synonyms.push((key, s));
+        }
+    }
+    synonyms.sort_by_key(|(_, s)| std::cmp::Reverse(s.len()));
+    let mut found: Vec<(usize, String)> = Vec::new();
+    for (key, synonym) in &synonyms {
+        while let Some((s, e)) = text.find_phrase(synonym) {
+            text.take(s, e);
+            if accept(s, synonym) {
+                found.push((s, (*key).clone()));
+            }
+        }
+    }
+    // Typos: a word of five letters or more within one edit (two from eight)
+    // of a one-word synonym, and not a word in its own right.
+    let words: Vec<(usize, usize, String)> = text
+        .words()
+        .into_iter()
+        .map(|(s, e, w)| (s, e, w.to_owned()))
+        .collect();
+    for (s, e, word) in words {
+        if word.len() < 5 || STOPWORDS.contains(&word.as_str()) {
+            continue;
+        }
+        let allowed = if word.len() >= 8 { 2 } else { 1 };
+        let best = synonyms
+            .iter()
+            .filter(|(_, syn)| !syn.contains(' ') && syn.len() >= 5)
+            .map(|(key, syn)| (damerau_levenshtein(&word, syn), *key))
+            .filter(|(d, _)| *d <= allowed)
+            .min_by_key(|(d, _)| *d);
+        if let Some((_, key)) = best {
+            text.take(s, e);
+            if accept(s, &word) {
+                found.push((s, key.clone()));
+            }
+        }
+    }
+    found.sort_by_key(|(s, _)| *s);
+    let mut out: Vec<String> = Vec::new();
+    for (_, key) in found {
+        if !out.contains(&key) {
+            out.push(key);
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::vocabulary::{Account, Item};
+    use time::macros::date;
+
+    const AS_OF: Date = date!(2026 - 08 - 15);
+
+    fn vocabulary() -> Vocabulary {
+        Vocabulary {
+            customers: vec![
+                "Kauri Traders Ltd".to_owned(),
+                "Kauri Design Group".to_owned(),
+                "Summit Foods Limited".to_owned(),
+            ],
+            suppliers: vec!["Harbour Supplies & Co".to_owned()],
+            accounts: vec![Account {
+                code: Some("200".to_owned()),
+                name: "Sales".to_owned(),
+                account_type: "REVENUE".to_owned(),
+            }],
+            items: vec![Item {
+                code: "DESK".to_owned(),
+                name: Some("Standing Desk".to_owned()),
+            }],
+            currencies: vec!["NZD".to_owned(), "USD".to_owned()],
+            base_currency: Some("NZD".to_owned()),
+            ..Vocabulary::default()
+        }
+    }
+
+    fn planned(question: &str, previous: Option<&Plan>) -> Plan {
+        let model = SemanticModel::builtin().expect("model");
+        match plan(&model, &vocabulary(), question, AS_OF, previous) {
+            Planned::Plan { plan, .. } => plan,
+            Planned::Declined { reason, .. } => panic!("{question}: declined: {reason}"),
+        }
+    }
+
+    fn declined(question: &str) -> String {
+        let model = SemanticModel::builtin().expect("model");
+        match plan(&model, &vocabulary(), question, AS_OF, None) {
+            Planned::Plan { plan, .. } => panic!("{question}: planned {plan:?}"),
+            Planned::Declined { reason, .. } => reason,
+        }
+    }
+
+    #[test]
+    fn top_customers_by_revenue_last_quarter() {
+        let p = planned("Top 10 customers by revenue last quarter", None);
+        assert_eq!(p.metrics, ["revenue"]);
+        assert_eq!(p.dimensions, ["customer"]);
+        assert_eq!(
+            p.rank,
+            Some(Rank {
+                direction: RankDirection::Top,
+                n: 10
+            })
+        );
+        let period = p.period.expect("period");
+        assert_eq!(
+            (period.start, period.end),
+            (date!(2026 - 04 - 01), date!(2026 - 06 - 30))
+        );
+    }
+
+    #[test]
+    fn typos_synonyms_names_and_currencies() {
+        let p = planned("revnue by custmer this year", None);
+        assert_eq!(
+            (p.metrics.as_slice(), p.dimensions.as_slice()),
+            (&["revenue".to_owned()][..], &["customer".to_owned()][..])
+        );
+        let p = planned("How much did Summit Foods spend with us in USD?", None);
+        assert_eq!(
+            p.filters,
+            vec![Filter {
+                dimension: "customer".to_owned(),
+                values: vec!["Summit Foods Limited".to_owned()]
+            }]
+        );
+        assert_eq!(p.currency.as_deref(), Some("USD"));
+        let p = planned("turnover of DESK including tax", None);
+        assert_eq!(p.filters[0].values, ["Standing Desk"]);
+        assert!(p.including_tax);
+        let p = planned("how many invoices did we send last month", None);
+        assert_eq!(p.metrics, ["invoice_count"]);
+    }
+
+    #[test]
+    fn follow_ups_refine_the_previous_plan() {
+        let first = planned("revenue by month this year", None);
+        let p = planned("and last year?", Some(&first));
+        assert_eq!(p.metrics, ["revenue"]);
+        assert_eq!(p.dimensions, ["month"]);
+        assert_eq!(p.period.expect("period").start, date!(2025 - 01 - 01));
+        let p = planned("only Kauri Traders", Some(&first));
+        assert_eq!(p.filters[0].values, ["Kauri Traders Ltd"]);
+        let p = planned("what about expenses?", Some(&first));
+        assert_eq!(p.metrics, ["expenses"]);
+    }
+
+    #[test]
+    fn a_dimension_word_groups_only_when_a_breakdown_is_asked() {
+        let p = planned(
+            "How much do customers owe us, and how much is overdue?",
+            None,
+        );
+        assert_eq!(p.metrics, ["receivables", "overdue_receivables"]);
+        assert!(p.dimensions.is_empty(), "{:?}", p.dimensions);
+        let p = planned("which customers owe us the most", None);
+        assert_eq!(p.dimensions, ["customer"]);
+        let p = planned("customers by revenue this year", None);
+        assert_eq!(p.dimensions, ["customer"]);
+        let p = planned("sales by customer and month this year", None);
+        assert_eq!(p.dimensions, ["customer", "month"]);
+    }
+
+    #[test]
+    fn what_it_cannot_map_is_declined_not_guessed() {
+        assert!(declined("what's the weather in Auckland").contains("can't"));
+        assert!(declined("revenue from Narnia last year").contains("Narnia"));
+        assert!(declined("revenue from kauri last year").contains("which one"));
+        assert!(declined("revenue in 2031").contains("after the as-of date"));
+    }
+}
