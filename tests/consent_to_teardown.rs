@@ -367,6 +367,8 @@ async fn consent_then_provisioning_then_a_requested_sync_agrees_with_the_books_t
         scheduler: Default::default(),
         local_tick: None,
         limits: Default::default(),
+        query: Some(Default::default()),
+        control: true,
     };
     let settings = Settings {
         jobs: job_template(&w.sandbox),

@@ -73,6 +73,115 @@ pub enum Command {
     /// Issue, list and revoke tenants' API tokens (the query service's credentials).
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Ask a question of a tenant's books, answered as that tenant (and audited).
+    Query(QueryCommandArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct QueryCommandArgs {
+    tenant: TenantId,
+    /// The question, in plain language ("top 10 customers by revenue last quarter").
+    question: String,
+    /// What "today" is for the question (YYYY-MM-DD; default today, UTC).
+    #[arg(long)]
+    as_of: Option<String>,
+    /// offline (the planner), llm, or auto (the planner, then an LLM for what it declines).
+    #[arg(long, value_enum, default_value = "auto")]
+    generator: GeneratorArg,
+    /// Continue a conversation (its id is printed with every answer).
+    #[arg(long)]
+    conversation: Option<String>,
+    #[command(flatten)]
+    query: QueryArgs,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum GeneratorArg {
+    Auto,
+    Offline,
+    Llm,
+}
+
+impl From<GeneratorArg> for query::engine::GeneratorChoice {
+    fn from(g: GeneratorArg) -> Self {
+        match g {
+            GeneratorArg::Auto => query::engine::GeneratorChoice::Auto,
+            GeneratorArg::Offline => query::engine::GeneratorChoice::Offline,
+            GeneratorArg::Llm => query::engine::GeneratorChoice::Llm,
+        }
+    }
+}
+
+/// What `serve` runs: everything, the control plane only, or the query routes only.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum ServeRole {
+    All,
+    Control,
+    Query,
+}
+
+/// The query engine: its limits and its LLM (none is called unless configured).
+#[derive(Debug, Args)]
+pub struct QueryArgs {
+    /// openai (and compatible servers), vertex or anthropic.
+    #[arg(long, env = "LEDGERLAKE_LLM_PROVIDER")]
+    llm_provider: Option<String>,
+    #[arg(long, env = "LEDGERLAKE_LLM_BASE_URL")]
+    llm_base_url: Option<String>,
+    #[arg(long, env = "LEDGERLAKE_LLM_MODEL")]
+    llm_model: Option<String>,
+    /// Prefer the environment: a flag's value is visible to other local users.
+    #[arg(long, env = "LEDGERLAKE_LLM_API_KEY", hide_env_values = true)]
+    llm_api_key: Option<String>,
+    /// Tenants whose questions never go to an LLM (comma-separated ids).
+    #[arg(long, env = "LEDGERLAKE_QUERY_OFFLINE_TENANTS", value_delimiter = ',')]
+    offline_tenants: Vec<String>,
+    /// Rows an answer returns at most.
+    #[arg(long, env = "LEDGERLAKE_QUERY_MAX_ROWS", default_value_t = 1000)]
+    query_max_rows: usize,
+    /// Seconds a query may run.
+    #[arg(long, env = "LEDGERLAKE_QUERY_TIMEOUT_SECS", default_value_t = 10)]
+    query_timeout_secs: u64,
+}
+
+impl QueryArgs {
+    fn settings(&self) -> Result<crate::server::QuerySettings, CliFailure> {
+        use query::llm::{config::env as llm_env, LlmConfig};
+        let flag = |name: &str| -> Option<String> {
+            match name {
+                n if n == llm_env::PROVIDER => self.llm_provider.clone(),
+                n if n == llm_env::BASE_URL => self.llm_base_url.clone(),
+                n if n == llm_env::MODEL => self.llm_model.clone(),
+                n if n == llm_env::API_KEY => self.llm_api_key.clone(),
+                _ => None,
+            }
+            .or_else(|| std::env::var(name).ok())
+        };
+        let llm = LlmConfig::from_lookup(flag)
+            .map_err(|e| CliFailure::Usage(format!("LLM settings: {e}")))?
+            .map(|config| query::llm::build_provider(&config))
+            .transpose()
+            .map_err(|e| CliFailure::Usage(format!("LLM provider: {e}")))?;
+        if self.query_max_rows == 0 || self.query_timeout_secs == 0 {
+            return Err(CliFailure::Usage(
+                "--query-max-rows and --query-timeout-secs must be at least 1".to_owned(),
+            ));
+        }
+        Ok(crate::server::QuerySettings {
+            engine: query::engine::EngineConfig {
+                max_rows: self.query_max_rows,
+                timeout: std::time::Duration::from_secs(self.query_timeout_secs),
+                ..Default::default()
+            },
+            llm,
+            offline_only: self
+                .offline_tenants
+                .iter()
+                .map(|t| t.trim().to_owned())
+                .filter(|t| !t.is_empty())
+                .collect(),
+        })
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -152,6 +261,12 @@ pub struct ServeArgs {
     /// Connections, timeouts, body sizes, requests at once.
     #[command(flatten)]
     limits: Box<LimitArgs>,
+    /// all: every route and worker; control: no query routes; query: only
+    /// the query routes (a service scaled apart, against the same state store).
+    #[arg(long, env = "LEDGERLAKE_SERVE_ROLE", value_enum, default_value = "all")]
+    role: ServeRole,
+    #[command(flatten)]
+    query: QueryArgs,
 }
 
 /// The Xero app: `serve` runs consent and refreshes with it, `tenants
@@ -390,6 +505,69 @@ pub async fn run(cli: Cli) -> Result<(), CliFailure> {
         Command::Tenants(cmd) => tenants(&platform, &settings, cmd, cli.output).await,
         Command::Runs(cmd) => runs(&platform, cmd, cli.output).await,
         Command::Tokens(cmd) => tokens(&platform, cmd, cli.output).await,
+        Command::Query(args) => ask(&platform, args, cli.output).await,
+    }
+}
+
+/// `control-plane query`: one question, answered as the tenant and audited.
+async fn ask(
+    platform: &Platform,
+    args: QueryCommandArgs,
+    format: OutputFormat,
+) -> Result<(), CliFailure> {
+    use service::questions::{Asker, QueryService, Question};
+    let settings = args.query.settings()?;
+    let as_of = args
+        .as_of
+        .as_deref()
+        .map(|d| {
+            query::plan::iso_date::parse(d).map_err(|_| {
+                CliFailure::Usage(format!("--as-of {d}: write the date as YYYY-MM-DD"))
+            })
+        })
+        .transpose()?;
+    let model = query::semantic::SemanticModel::builtin()
+        .map_err(|e| CliFailure::Failed(anyhow::Error::new(e)))?;
+    let service = QueryService {
+        engine: Arc::new(query::engine::QueryEngine::new(
+            Arc::new(model),
+            platform.cloud.warehouse.clone(),
+            settings.engine,
+            settings.llm,
+        )),
+        cloud: platform.cloud.clone(),
+        store: platform.store.clone(),
+        offline_only: Arc::new(settings.offline_only),
+    };
+    let question = Question {
+        text: args.question,
+        as_of,
+        generator: args.generator.into(),
+        conversation: args.conversation,
+    };
+    let asker = Asker {
+        actor: actor(),
+        token_id: None,
+    };
+    let recorded = service
+        .ask(&args.tenant, &asker, &question)
+        .await
+        .map_err(|e| match e {
+            e @ ServiceError::Invalid { .. } => usage(e),
+            e @ (ServiceError::NotFound { .. } | ServiceError::Conflict { .. }) => {
+                CliFailure::Failed(anyhow::Error::new(e))
+            }
+            e => CliFailure::Failed(anyhow::Error::new(e).context("answering the question")),
+        })?;
+    output::print_answer(&recorded, format)?;
+    if recorded.answer.answered {
+        Ok(())
+    } else {
+        // Declined or refused: the explanation is printed; the exit code says so.
+        Err(CliFailure::Failed(anyhow::anyhow!(
+            "not answered ({})",
+            recorded.answer.refusal.as_deref().unwrap_or("declined")
+        )))
     }
 }
 
@@ -553,6 +731,11 @@ async fn serve(platform: Platform, settings: Settings, args: ServeArgs) -> Resul
         local_tick: (args.local_tick_secs > 0)
             .then(|| std::time::Duration::from_secs(args.local_tick_secs)),
         limits: args.limits.limits(),
+        query: match args.role {
+            ServeRole::Control => None,
+            ServeRole::All | ServeRole::Query => Some(args.query.settings()?),
+        },
+        control: args.role != ServeRole::Query,
     };
     let reconciler = platform.reconciler(settings);
     // Cloud Run and systemd stop with SIGTERM, a terminal with Ctrl-C.
@@ -739,7 +922,7 @@ async fn tenants(
                     "{}",
                     serde_json::to_string_pretty(&link).map_err(anyhow::Error::from)?
                 ),
-                OutputFormat::Table => {
+                OutputFormat::Table | OutputFormat::Csv => {
                     println!("{}", link.url);
                     println!(
                         "single use; expires {}",
@@ -833,7 +1016,7 @@ fn progress_bar(format: OutputFormat, len: u64) -> ProgressBar {
     // Progress goes to stderr for people; scripts asking for JSON get none.
     let target = match format {
         OutputFormat::Table => ProgressDrawTarget::stderr(),
-        OutputFormat::Json => ProgressDrawTarget::hidden(),
+        OutputFormat::Json | OutputFormat::Csv => ProgressDrawTarget::hidden(),
     };
     let bar = ProgressBar::with_draw_target(Some(len), target);
     if let Ok(style) =

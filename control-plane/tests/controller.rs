@@ -27,6 +27,8 @@ fn config(workers: usize) -> ServeConfig {
         scheduler: Default::default(),
         local_tick: None,
         limits: Default::default(),
+        query: Some(Default::default()),
+        control: true,
     }
 }
 

@@ -65,6 +65,8 @@ async fn harness() -> Harness {
         scheduler: Default::default(),
         local_tick: None,
         limits: Default::default(),
+        query: Some(Default::default()),
+        control: true,
     };
     let (state, _workers) = server::start(
         platform.cloud.clone(),

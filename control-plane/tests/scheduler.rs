@@ -172,6 +172,8 @@ async fn the_run_endpoints_start_follow_and_refuse() {
         scheduler: SchedulerSettings::default(),
         local_tick: None,
         limits: Default::default(),
+        query: Some(Default::default()),
+        control: true,
     };
     let (state, workers) = server::start(
         platform.cloud.clone(),

@@ -8,6 +8,7 @@ mod error;
 mod limits;
 mod listener;
 mod onboarding;
+mod questions;
 mod runs;
 mod tenants;
 mod webhooks;
@@ -70,6 +71,21 @@ pub struct ServeConfig {
     pub local_tick: Option<Duration>,
     /// Connections, timeouts, body sizes and requests at once per route class.
     pub limits: ServeLimits,
+    /// The query engine's limits and LLM; `None` when this service does not
+    /// serve the query routes (`serve --role control`).
+    pub query: Option<QuerySettings>,
+    /// Whether this service runs the control plane's routes and workers
+    /// (`serve --role query` serves questions only).
+    pub control: bool,
+}
+
+/// How the query routes answer.
+#[derive(Clone, Default)]
+pub struct QuerySettings {
+    pub engine: query::engine::EngineConfig,
+    pub llm: Option<Arc<dyn query::llm::LlmProvider>>,
+    /// Tenants whose questions never go to an LLM.
+    pub offline_only: std::collections::BTreeSet<String>,
 }
 
 impl ServeConfig {
@@ -85,6 +101,8 @@ pub struct AppState {
     pub runs: Runs,
     pub config: ServeConfig,
     pub controller: Controller,
+    /// The query service, when this service serves questions.
+    pub query: Option<crate::service::questions::QueryService>,
 }
 
 impl AppState {
@@ -127,11 +145,29 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/tokens/{token_id}", delete(api_tokens::revoke))
         .route("/v1/runs/{run_id}", get(runs::show))
         .route("/v1/scheduler/tick", post(runs::tick));
-    Router::new()
-        .merge(limits::class(health, limits.health_concurrency))
-        .merge(limits::class(public, limits.public_concurrency))
-        .merge(limits::class(operator, limits.operator_concurrency))
-        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
+    // Questions: a class of their own, so slow queries cannot starve the
+    // control plane's routes (or the other way round).
+    let questions = Router::new()
+        .route("/v1/query", post(questions::ask))
+        .route("/v1/query/stream", post(questions::stream))
+        .route("/v1/query/{id}/feedback", post(questions::feedback))
+        .route("/v1/query/{id}/result.csv", get(questions::result_csv))
+        .route("/v1/conversations/{id}", get(questions::conversation))
+        .route("/v1/tenants/{id}/query", post(questions::ask_for_tenant))
+        .route(
+            "/v1/tenants/{id}/conversations/{conversation}",
+            get(questions::tenant_conversation),
+        );
+    let mut app = Router::new().merge(limits::class(health, limits.health_concurrency));
+    if state.config.control {
+        app = app
+            .merge(limits::class(public, limits.public_concurrency))
+            .merge(limits::class(operator, limits.operator_concurrency));
+    }
+    if state.query.is_some() {
+        app = app.merge(limits::class(questions, limits.operator_concurrency));
+    }
+    app.layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
         .layer(axum::middleware::map_response(
             limits::body_too_large_as_json,
@@ -180,6 +216,25 @@ pub fn start(
         reconciler.prefix().cloned(),
         config.run_settings.clone(),
     );
+    let model = query::semantic::SemanticModel::builtin()
+        .map_err(
+            |e| tracing::error!(error = %e, "the semantic model does not load: no query routes"),
+        )
+        .ok()
+        .map(Arc::new);
+    let query = config.query.as_ref().zip(model).map(|(q, model)| {
+        crate::service::questions::QueryService {
+            engine: Arc::new(query::engine::QueryEngine::new(
+                model,
+                cloud.warehouse.clone(),
+                q.engine.clone(),
+                q.llm.clone(),
+            )),
+            cloud: cloud.clone(),
+            store: store.clone(),
+            offline_only: Arc::new(q.offline_only.clone()),
+        }
+    });
     let state = Arc::new(AppState {
         cloud,
         store,
@@ -187,10 +242,21 @@ pub fn start(
         runs,
         config,
         controller,
+        query,
     });
-    let resync = tokio::spawn(run_resync(state.clone()));
-    let keepalive = tokio::spawn(run_token_keepalive(state.clone()));
-    let ticks = tokio::spawn(run_local_ticks(state.clone()));
+    // A query-only service (`serve --role query`) runs none of the control
+    // plane's loops: another service does, against the same state store.
+    let control = state.config.control;
+    let spawn_if = |task: std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>| {
+        tokio::spawn(async move {
+            if control {
+                task.await
+            }
+        })
+    };
+    let resync = spawn_if(Box::pin(run_resync(state.clone())));
+    let keepalive = spawn_if(Box::pin(run_token_keepalive(state.clone())));
+    let ticks = spawn_if(Box::pin(run_local_ticks(state.clone())));
     let workers = tokio::spawn(async move {
         // The loops run until aborted; aborting this task aborts them all.
         let _guards = (

@@ -4,6 +4,7 @@
 //! sense on one side (an HTTP route never says "run `tenants provision`").
 
 pub mod onboarding;
+pub mod questions;
 pub mod tenants;
 pub mod tokens;
 
