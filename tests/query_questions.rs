@@ -513,3 +513,65 @@ async fn two_tenants_asking_the_same_questions_get_their_own_answers() {
         "only {differing} questions got different (correct) answers for the two tenants"
     );
 }
+
+/// A tenant asking about a customer only the other tenant has never gets
+/// that customer's figures: it is declined (an unknown name) or finds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_customer_of_another_tenant_is_unknown_here() {
+    let w = world();
+    let engine = engine(w);
+    for (me, other) in [(0, 1), (1, 0)] {
+        let mine: std::collections::BTreeSet<&str> = w.tenants[me]
+            .ledger
+            .contacts
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect();
+        let theirs = Oracle::new(&w.tenants[other].ledger);
+        let by_customer = theirs
+            .expect(
+                &Expect {
+                    metrics: vec!["revenue".into()],
+                    dimensions: vec!["customer".into()],
+                    ..Expect::default()
+                },
+                w.as_of,
+            )
+            .expect("oracle");
+        // Their biggest customer whose name this tenant's books do not have.
+        let Some((name, revenue)) = by_customer.rows.iter().find_map(|r| {
+            let name = r.cells[0].as_str()?;
+            (!mine.contains(name)).then(|| (name.to_owned(), r.cells[1].clone()))
+        }) else {
+            continue;
+        };
+        let answer = engine
+            .ask(
+                &scope(&w.tenants[me]),
+                &Ask {
+                    question: format!("How much did {name} buy from us?"),
+                    as_of: w.as_of,
+                    generator: GeneratorChoice::Auto,
+                    previous: None,
+                },
+            )
+            .await
+            .expect("ask");
+        let leaked = answer.rows.iter().flatten().any(|v| *v == revenue);
+        let empty = answer
+            .rows
+            .iter()
+            .flatten()
+            .all(|v| v.is_null() || v.as_f64() == Some(0.0) || v.is_string());
+        println!(
+            "books{me} asked about {name} (books{other}'s customer): answered {}, rows {:?}, {}",
+            answer.answered, answer.rows, answer.explanation
+        );
+        assert!(!leaked, "books{me} got books{other}'s revenue from {name}");
+        assert!(
+            !answer.answered || empty,
+            "books{me} answered about {name}, whom its books do not have: {:?}",
+            answer.rows
+        );
+    }
+}
