@@ -461,6 +461,53 @@ pub fn print_revoked_token(token: &ApiTokenRecord, format: OutputFormat) -> anyh
     }
 }
 
+/// `query`: the rows as a table (with the explanation and the SQL), the
+/// whole recorded answer as JSON, or the rows as CSV.
+pub fn print_answer(
+    answer: &crate::service::questions::RecordedAnswer,
+    format: OutputFormat,
+) -> anyhow::Result<()> {
+    use crate::service::questions::csv_field;
+    let cell = |v: &serde_json::Value| match v {
+        serde_json::Value::Null => String::new(),
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    };
+    let a = &answer.answer;
+    match format {
+        OutputFormat::Json => print_json(answer),
+        OutputFormat::Csv => {
+            let header: Vec<String> = a.columns.iter().map(|c| csv_field(&c.name)).collect();
+            println!("{}", header.join(","));
+            for row in &a.rows {
+                let cells: Vec<String> = row.iter().map(|v| csv_field(&cell(v))).collect();
+                println!("{}", cells.join(","));
+            }
+            Ok(())
+        }
+        OutputFormat::Table => {
+            if a.answered {
+                let mut table = comfy_table::Table::new();
+                table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
+                table.set_header(a.columns.iter().map(|c| c.name.clone()));
+                for row in &a.rows {
+                    table.add_row(row.iter().map(cell));
+                }
+                println!("{table}");
+            }
+            println!("{}", a.explanation);
+            if !a.sql.is_empty() {
+                println!("\nSQL: {}", a.sql);
+            }
+            println!(
+                "\nquery {} · conversation {} · {} ms",
+                answer.id, answer.conversation, a.timings_ms.total_ms
+            );
+            Ok(())
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -512,52 +559,5 @@ mod tests {
         assert!(
             run_warnings(&run(Some(serde_json::json!({"transform": {"models": []}})))).is_empty()
         );
-    }
-}
-
-/// `query`: the rows as a table (with the explanation and the SQL), the
-/// whole recorded answer as JSON, or the rows as CSV.
-pub fn print_answer(
-    answer: &crate::service::questions::RecordedAnswer,
-    format: OutputFormat,
-) -> anyhow::Result<()> {
-    use crate::service::questions::csv_field;
-    let cell = |v: &serde_json::Value| match v {
-        serde_json::Value::Null => String::new(),
-        serde_json::Value::String(s) => s.clone(),
-        other => other.to_string(),
-    };
-    let a = &answer.answer;
-    match format {
-        OutputFormat::Json => print_json(answer),
-        OutputFormat::Csv => {
-            let header: Vec<String> = a.columns.iter().map(|c| csv_field(&c.name)).collect();
-            println!("{}", header.join(","));
-            for row in &a.rows {
-                let cells: Vec<String> = row.iter().map(|v| csv_field(&cell(v))).collect();
-                println!("{}", cells.join(","));
-            }
-            Ok(())
-        }
-        OutputFormat::Table => {
-            if a.answered {
-                let mut table = comfy_table::Table::new();
-                table.load_preset(comfy_table::presets::UTF8_FULL_CONDENSED);
-                table.set_header(a.columns.iter().map(|c| c.name.clone()));
-                for row in &a.rows {
-                    table.add_row(row.iter().map(cell));
-                }
-                println!("{table}");
-            }
-            println!("{}", a.explanation);
-            if !a.sql.is_empty() {
-                println!("\nSQL: {}", a.sql);
-            }
-            println!(
-                "\nquery {} · conversation {} · {} ms",
-                answer.id, answer.conversation, a.timings_ms.total_ms
-            );
-            Ok(())
-        }
     }
 }
