@@ -20,3 +20,4 @@
 //! never on DuckDB, the control plane or the tenant job.
 
 pub mod guard;
+pub mod llm;
