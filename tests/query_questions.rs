@@ -9,7 +9,8 @@
 //! job's library: its ingest and its transform). `cargo test --workspace
 //! --test query_questions -- --nocapture` prints the report: correct,
 //! declined and wrong counts, the accuracy, and every miss with its
-//! question, plan, SQL and difference.
+//! question, plan, SQL and difference (`LEDGERLAKE_QUESTION_REPORT=<file>`
+//! writes it to a file as well).
 
 #[path = "query/oracle.rs"]
 mod oracle;
