@@ -49,6 +49,7 @@ mod jobs;
 mod layout;
 mod objects;
 mod policies;
+mod readers;
 mod secrets;
 mod sqlvalue;
 mod warehouse;

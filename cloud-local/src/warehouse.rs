@@ -10,10 +10,12 @@
 //! credential may read is attached read-only under its name before external
 //! access is switched off.
 //!
-//! A DuckDB file can be open read-write by only one process at a time. Within
-//! this process every operation on a dataset is serialised by a per-dataset
-//! mutex; another process holding the file (a running `tenant-job`, say) makes
-//! the call fail with `Transient`, to be retried.
+//! A DuckDB file can be open read-write by only one process at a time, or
+//! read-only by many. Within this process a per-dataset read-write lock lets
+//! queries run side by side (each on its own read-only open of the file)
+//! while anything that writes the file runs alone; another process holding
+//! the file (a running `tenant-job`, say) makes the call fail with
+//! `Transient`, to be retried.
 
 use std::collections::HashMap;
 use std::fs;
@@ -25,12 +27,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use duckdb::{AccessMode, Config, Connection, InterruptHandle};
-use tokio::sync::{oneshot, Mutex, OwnedMutexGuard};
+use tokio::sync::{oneshot, OwnedRwLockWriteGuard, RwLock};
 
 use super::auth::Authoriser;
 use super::fsio::{self, shown};
 use super::identity::{create_resource_record, remove_policy};
 use super::layout::Layout;
+use super::readers::{Readers, WriterNotice};
 use super::sqlvalue;
 use cloud::error::{CloudError, CloudResult};
 use cloud::naming::Labels;
@@ -387,13 +390,30 @@ fn capped(sql: &str, limit: usize) -> String {
 
 fn query_blocking(
     layout: &Layout,
+    readers: &Readers,
     req: &QueryRequest,
     handle_tx: oneshot::Sender<Arc<InterruptHandle>>,
     timed_out: &AtomicBool,
 ) -> CloudResult<QueryResult> {
     let resource = dataset_resource(&req.dataset);
     let path = existing_file(layout, &req.dataset)?;
-    let conn = open_read_only(&resource, &path)?;
+    // A writer in another process (a job refreshing the dataset) holds the
+    // file for a while: wait for it within the query's time, then say so.
+    let conn = loop {
+        match readers.connection(&resource, &path, || open_read_only(&resource, &path)) {
+            Ok(conn) => break conn,
+            Err(CloudError::Transient { .. }) if !timed_out.load(Ordering::SeqCst) => {
+                std::thread::sleep(Duration::from_millis(25));
+            }
+            Err(CloudError::Transient { .. }) => {
+                return Err(CloudError::transient(
+                    resource.clone(),
+                    "the dataset was being written (a refresh under way) for the whole query timeout; try again",
+                ))
+            }
+            Err(e) => return Err(e),
+        }
+    };
     let _ = handle_tx.send(conn.interrupt_handle());
     let timeout_err = || {
         CloudError::permanent(
@@ -447,7 +467,7 @@ fn query_blocking(
     })
 }
 
-type DatasetLocks = StdMutex<HashMap<String, Arc<Mutex<()>>>>;
+type DatasetLocks = StdMutex<HashMap<String, Arc<RwLock<()>>>>;
 
 /// Datasets as DuckDB files under `warehouse/`, their metadata under `meta/datasets/`.
 #[derive(Debug, Clone)]
@@ -455,6 +475,8 @@ pub struct LocalWarehouse {
     layout: Arc<Layout>,
     auth: Authoriser,
     locks: Arc<DatasetLocks>,
+    /// Read-only opens kept between queries.
+    readers: Readers,
 }
 
 impl LocalWarehouse {
@@ -463,32 +485,44 @@ impl LocalWarehouse {
             layout,
             auth,
             locks: Arc::new(StdMutex::new(HashMap::new())),
+            readers: Readers::new(),
         }
     }
 
-    fn dataset_mutex(&self, name: &str) -> Arc<Mutex<()>> {
+    /// The dataset's lock: queries share it (read-only opens of one file
+    /// coexist), everything that writes or replaces the file holds it alone.
+    fn dataset_lock(&self, name: &str) -> Arc<RwLock<()>> {
         let mut locks = self.locks.lock().unwrap_or_else(|e| e.into_inner());
         locks.entry(name.to_owned()).or_default().clone()
     }
 
-    /// Runs `f` on a blocking thread while holding the dataset's mutex.
+    /// Runs `f` on a blocking thread while holding the dataset's lock alone.
     async fn with_dataset<T, F>(&self, name: &str, f: F) -> CloudResult<T>
     where
         F: FnOnce(&Layout) -> CloudResult<T> + Send + 'static,
         T: Send + 'static,
     {
-        let guard = self.dataset_mutex(name).lock_owned().await;
+        let guard = self.dataset_lock(name).write_owned().await;
         self.run_locked(name, guard, f).await
     }
 
-    async fn run_locked<T, F>(&self, name: &str, guard: OwnedMutexGuard<()>, f: F) -> CloudResult<T>
+    async fn run_locked<T, F>(
+        &self,
+        name: &str,
+        guard: OwnedRwLockWriteGuard<()>,
+        f: F,
+    ) -> CloudResult<T>
     where
         F: FnOnce(&Layout) -> CloudResult<T> + Send + 'static,
         T: Send + 'static,
     {
         let layout = self.layout.clone();
+        let readers = self.readers.clone();
+        let file = layout.dataset_file(name);
         fsio::blocking(&dataset_resource(name), move || {
             let _guard = guard;
+            // Readers in this and other processes let go of the file.
+            let _notice = WriterNotice::announce(&readers, &file);
             f(&layout)
         })
         .await
@@ -660,12 +694,14 @@ impl Warehouse for LocalWarehouse {
         names.sort_unstable();
         let mut guards = Vec::with_capacity(names.len());
         for name in names {
-            guards.push(self.dataset_mutex(name).lock_owned().await);
+            guards.push(self.dataset_lock(name).write_owned().await);
         }
         let layout = self.layout.clone();
+        let readers = self.readers.clone();
         let (name, sql) = (dataset.to_owned(), sql.to_owned());
         fsio::blocking(&dataset_resource(dataset), move || {
             let _guards = guards;
+            let _notice = WriterNotice::announce(&readers, &layout.dataset_file(&name));
             let resource = dataset_resource(&name);
             let path = existing_file(&layout, &name)?;
             let attached = sources
@@ -683,23 +719,23 @@ impl Warehouse for LocalWarehouse {
         self.authorise(cred, &req.dataset, Permission::Read).await?;
         let resource = dataset_resource(&req.dataset);
         let deadline = tokio::time::Instant::now() + req.timeout;
-        let guard =
-            tokio::time::timeout_at(deadline, self.dataset_mutex(&req.dataset).lock_owned())
-                .await
-                .map_err(|_| {
-                    CloudError::transient(
+        let guard = tokio::time::timeout_at(deadline, self.dataset_lock(&req.dataset).read_owned())
+            .await
+            .map_err(|_| {
+                CloudError::transient(
                     resource.clone(),
                     "the dataset stayed busy with another operation for the whole query timeout",
                 )
-                })?;
+            })?;
         let (handle_tx, mut handle_rx) = oneshot::channel();
         let timed_out = Arc::new(AtomicBool::new(false));
         let flag = timed_out.clone();
         let request = req.clone();
         let layout = self.layout.clone();
+        let readers = self.readers.clone();
         let mut task = tokio::task::spawn_blocking(move || {
             let _guard = guard;
-            query_blocking(&layout, &request, handle_tx, &flag)
+            query_blocking(&layout, &readers, &request, handle_tx, &flag)
         });
         let joined = match tokio::time::timeout_at(deadline, &mut task).await {
             Ok(joined) => joined,

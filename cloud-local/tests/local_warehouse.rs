@@ -590,12 +590,16 @@ async fn a_dataset_held_by_another_process_is_transient() {
     )
     .expect("read");
     assert_eq!(line.trim(), "locked");
+    // A query waits for the holder within its timeout, then says it is busy.
+    let waiting = QueryRequest {
+        timeout: Duration::from_secs(2),
+        ..req("d", "SELECT 1")
+    };
+    let started = Instant::now();
+    let query = cloud.warehouse.query(&P, &waiting).await.map(|_| ());
+    assert!(started.elapsed() >= Duration::from_secs(2), "the query waited its timeout");
     let results = [
-        cloud
-            .warehouse
-            .query(&P, &req("d", "SELECT 1"))
-            .await
-            .map(|_| ()),
+        query,
         cloud
             .warehouse
             .execute(&P, "d", "CREATE TABLE t (x INT)")
@@ -837,4 +841,85 @@ async fn futures_join<T>(
         out.push(t.await);
     }
     out
+}
+
+/// Set in the child process of the test below: the data directory it writes to.
+const WRITER_DIR: &str = "LEDGERLAKE_TEST_WRITER_DIR";
+
+/// The writer of `a_writer_in_another_process_gets_a_file_that_queries_keep_open`,
+/// run as a child process of this test binary (it does nothing otherwise).
+#[tokio::test]
+async fn writer_child_process() {
+    let Some(dir) = std::env::var_os(WRITER_DIR) else {
+        return;
+    };
+    let cloud =
+        cloud_local::LocalAdapters::open(&cloud_local::LocalConfig::new(dir)).expect("open");
+    // As a job does: retried while another process holds the file.
+    let policy = cloud::retry::RetryPolicy {
+        min_delay: Duration::from_millis(50),
+        max_delay: Duration::from_millis(500),
+        max_retries: 6,
+    };
+    cloud::retry::retry(&policy, || {
+        cloud.warehouse.execute(
+            &P,
+            "transformed_kept",
+            "CREATE OR REPLACE TABLE t AS SELECT 2 AS x",
+        )
+    })
+    .await
+    .expect("the writer gets the file");
+}
+
+#[tokio::test]
+async fn a_writer_in_another_process_gets_a_file_that_queries_keep_open() {
+    let (dir, cloud) = open_temp();
+    cloud
+        .warehouse
+        .ensure_dataset(&spec("transformed_kept", "kept"))
+        .await
+        .expect("create");
+    cloud
+        .warehouse
+        .execute(&P, "transformed_kept", "CREATE TABLE t AS SELECT 1 AS x")
+        .await
+        .expect("table");
+    let read = || async {
+        cloud
+            .warehouse
+            .query(&P, &req("transformed_kept", "SELECT x FROM t"))
+            .await
+            .expect("query")
+            .rows[0][0]
+            .clone()
+    };
+    assert_eq!(read().await, json!(1));
+    // Keep querying (the open stays in use, never idle) while another
+    // process writes the same file: the writer gets it, and queries wait for
+    // the writer instead of failing.
+    let mut child = tokio::process::Command::new(std::env::current_exe().expect("exe"))
+        .args(["--exact", "writer_child_process", "--nocapture"])
+        .env(WRITER_DIR, dir.path())
+        .spawn()
+        .expect("spawn the writer");
+    let started = Instant::now();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            break status;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the writer never finished"
+        );
+        let x = read().await;
+        assert!(x == json!(1) || x == json!(2), "{x}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert!(
+        status.success(),
+        "the writer failed while queries kept the file open"
+    );
+    // The next query sees the new file, not the kept open of the old one.
+    assert_eq!(read().await, json!(2));
 }
