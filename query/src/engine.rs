@@ -495,9 +495,14 @@ impl QueryEngine {
         };
         let result = match result {
             Ok(r) => r,
-            Err(e)
-                if started.elapsed() >= self.config.timeout
-                    || e.to_string().contains("timeout") =>
+            Err(
+                e @ (CloudError::Transient { .. }
+                | CloudError::RateLimited { .. }
+                | CloudError::PermissionDenied { .. }),
+            ) => return Err(QueryError::Warehouse(e)),
+            // The warehouse stopped the query at its timeout.
+            Err(CloudError::Permanent { ref message, .. })
+                if started.elapsed() >= self.config.timeout || message.contains("timeout") =>
             {
                 let mut answer = self.shape(ask, &prepared, empty_result(), timings);
                 answer.truncated = true;
@@ -518,11 +523,6 @@ impl QueryEngine {
                         .to_owned(),
                 ))
             }
-            Err(
-                e @ (CloudError::Transient { .. }
-                | CloudError::RateLimited { .. }
-                | CloudError::PermissionDenied { .. }),
-            ) => return Err(QueryError::Warehouse(e)),
             Err(e) => {
                 // The SQL was admitted but the warehouse rejected it (e.g. an
                 // LLM's column that does not exist): an unanswered question.

@@ -6,7 +6,7 @@
 
 use std::collections::BTreeSet;
 
-use strsim::damerau_levenshtein;
+use strsim::osa_distance;
 use time::Date;
 
 use crate::plan::{Filter, Plan, Rank, RankDirection};
@@ -680,22 +680,12 @@ fn find_entities(text: &mut Text, vocabulary: &Vocabulary) -> Result<Vec<Filter>
 
     // Contacts: the whole name, or a part of it (two words or more, or one
     // distinctive word) that names exactly one contact.
-    let mut contacts: Vec<(String, &str)> = Vec::new();
-    for name in &vocabulary.customers {
-        contacts.push((name.clone(), "customer"));
-    }
-    for name in &vocabulary.suppliers {
-        if !vocabulary.customers.contains(name) {
-            contacts.push((name.clone(), "supplier"));
-        }
-    }
+    let index = vocabulary.contact_index();
     // Longest names first, so "Kauri Traders NZ Ltd" wins over "Kauri Traders Ltd".
-    contacts.sort_by_key(|(n, _)| std::cmp::Reverse(n.len()));
-    for (name, dimension) in &contacts {
-        let lower = name.to_ascii_lowercase();
-        if let Some((s, e)) = text.find_phrase(&lower) {
+    for contact in &index.longest_first {
+        if let Some((s, e)) = text.find_phrase(&contact.lower) {
             text.take(s, e);
-            add(&mut filters, dimension, name.clone());
+            add(&mut filters, contact.dimension, contact.name.clone());
         }
     }
     // Partial names: the longest run of words that starts a contact's name.
@@ -720,21 +710,15 @@ fn find_entities(text: &mut Text, vocabulary: &Vocabulary) -> Result<Vec<Filter>
                 continue;
             }
             let prefix = phrase.join(" ");
-            let hits: Vec<&(String, &str)> = contacts
-                .iter()
-                .filter(|(n, _)| {
-                    let l = n.to_ascii_lowercase();
-                    l.starts_with(&prefix) && l[prefix.len()..].starts_with(' ')
-                })
-                .collect();
+            let hits = index.starting_with(&prefix);
             if hits.is_empty() {
                 continue;
             }
             // Only the one part of the question that names it: a common word
             // such as "summit" alone must name exactly one contact.
-            let distinct: BTreeSet<&str> = hits.iter().map(|(n, _)| n.as_str()).collect();
+            let distinct: BTreeSet<&str> = hits.iter().map(|c| c.name.as_str()).collect();
             if distinct.len() == 1 {
-                matched = Some((len, hits[0].0.clone(), hits[0].1));
+                matched = Some((len, hits[0].name.clone(), hits[0].dimension));
                 break;
             }
             if len >= 2 || is_name_trigger(&words, i) {
@@ -912,10 +896,14 @@ fn find_terms<'a>(
             continue;
         }
         let allowed = if word.len() >= 8 { 2 } else { 1 };
+        // Optimal string alignment: edits and swaps of neighbours, which
+        // is what typing gets wrong, without the cost of the full distance.
         let best = synonyms
             .iter()
-            .filter(|(_, syn)| !syn.contains(' ') && syn.len() >= 5)
-            .map(|(key, syn)| (damerau_levenshtein(&word, syn), *key))
+            .filter(|(_, syn)| {
+                !syn.contains(' ') && syn.len() >= 5 && syn.len().abs_diff(word.len()) <= allowed
+            })
+            .map(|(key, syn)| (osa_distance(&word, syn), *key))
             .filter(|(d, _)| *d <= allowed)
             .min_by_key(|(d, _)| *d);
         if let Some((_, key)) = best {

@@ -4,6 +4,7 @@
 //! year and base currency. Names only: never amounts.
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use cloud::ports::warehouse::{QueryRequest, QueryResult, Warehouse};
@@ -41,6 +42,38 @@ pub struct Vocabulary {
     /// The first month of the financial year.
     pub fy_start: Month,
     pub base_currency: Option<String>,
+    /// Customers and suppliers in lower case, built on first use.
+    pub contacts: OnceLock<Arc<ContactIndex>>,
+}
+
+/// A customer or supplier, as the planner matches it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IndexedContact {
+    pub lower: String,
+    pub name: String,
+    /// `customer` or `supplier`.
+    pub dimension: &'static str,
+}
+
+/// The tenant's contacts, lower-cased once: longest names first (a whole
+/// name in the question), and sorted (names starting with a phrase).
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct ContactIndex {
+    pub longest_first: Vec<IndexedContact>,
+    sorted: Vec<IndexedContact>,
+}
+
+impl ContactIndex {
+    /// Contacts whose lower-case name starts with the words of `prefix`
+    /// (`prefix` followed by a space, or all of it).
+    pub fn starting_with(&self, prefix: &str) -> Vec<&IndexedContact> {
+        let from = self.sorted.partition_point(|c| c.lower.as_str() < prefix);
+        self.sorted[from..]
+            .iter()
+            .take_while(|c| c.lower.starts_with(prefix))
+            .filter(|c| c.lower.len() == prefix.len() || c.lower[prefix.len()..].starts_with(' '))
+            .collect()
+    }
 }
 
 impl Default for Vocabulary {
@@ -64,6 +97,7 @@ impl Default for Vocabulary {
             account_types: BTreeSet::new(),
             fy_start: Month::January,
             base_currency: None,
+            contacts: OnceLock::new(),
         }
     }
 }
@@ -169,6 +203,39 @@ impl Vocabulary {
             .and_then(|m| Month::try_from(m).ok());
         vocabulary.fy_start = fy_start.unwrap_or(Month::January);
         Ok(vocabulary)
+    }
+
+    /// The contacts as the planner matches them (a customer who is also a
+    /// supplier counts as a customer).
+    pub fn contact_index(&self) -> Arc<ContactIndex> {
+        self.contacts
+            .get_or_init(|| {
+                let customers: std::collections::HashSet<&String> = self.customers.iter().collect();
+                let mut all: Vec<IndexedContact> = self
+                    .customers
+                    .iter()
+                    .map(|n| (n, "customer"))
+                    .chain(
+                        self.suppliers
+                            .iter()
+                            .filter(|n| !customers.contains(n))
+                            .map(|n| (n, "supplier")),
+                    )
+                    .map(|(name, dimension)| IndexedContact {
+                        lower: name.to_ascii_lowercase(),
+                        name: name.clone(),
+                        dimension,
+                    })
+                    .collect();
+                let mut sorted = all.clone();
+                sorted.sort_by(|a, b| a.lower.cmp(&b.lower));
+                all.sort_by_key(|c| std::cmp::Reverse(c.lower.len()));
+                Arc::new(ContactIndex {
+                    longest_first: all,
+                    sorted,
+                })
+            })
+            .clone()
     }
 
     /// The names a dimension's values come from (`vocabulary:` in the model).
