@@ -186,6 +186,7 @@ async fn build_world() -> World {
         oauth: None,
         webhook_key: None,
         operator_token: Some(SecretString::new(OPERATOR)),
+        metrics_token: None,
         workers: 1,
         resync_interval: Duration::from_secs(3600),
         token_check_interval: ServeConfig::TOKEN_CHECK_INTERVAL,
@@ -782,4 +783,93 @@ fn hostile_sql_from_a_generator_never_runs_and_the_warehouse_files_are_unchanged
         cloud_files(w.dir.path()),
         "a hostile query changed the cloud's files"
     );
+}
+
+/// The `control-plane` binary built beside this test.
+fn control_plane_binary() -> PathBuf {
+    let exe = std::env::current_exe().expect("current exe");
+    let dir = exe
+        .parent()
+        .and_then(|d| {
+            if d.ends_with("deps") {
+                d.parent()
+            } else {
+                Some(d)
+            }
+        })
+        .expect("target dir");
+    let bin = dir.join("control-plane");
+    assert!(
+        bin.is_file(),
+        "build the binaries first (cargo test --workspace does): {bin:?}"
+    );
+    bin
+}
+
+#[test]
+fn the_cli_answers_as_the_tenant_in_table_json_and_csv_and_exits_non_zero_when_it_declines() {
+    let w = world();
+    let run = |args: &[&str]| {
+        std::process::Command::new(control_plane_binary())
+            .args(args)
+            .env("LEDGERLAKE_DATA_DIR", w.dir.path())
+            .env_remove("LEDGERLAKE_DATABASE_URL")
+            .env_remove("LEDGERLAKE_LLM_PROVIDER")
+            .output()
+            .expect("run control-plane")
+    };
+    let out = run(&[
+        "query",
+        "acme",
+        "revenue this year",
+        "--as-of",
+        "2026-11-30",
+        "--output",
+        "csv",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let csv = String::from_utf8_lossy(&out.stdout).to_string();
+    let mut lines = csv.lines();
+    assert_eq!(lines.next(), Some("revenue"));
+    let value: f64 = lines.next().expect("a row").parse().expect("a number");
+    let books = books_revenue(&w.sandbox, &w.a.org, date!(2026 - 01 - 01), AS_OF);
+    assert!((value - books).abs() < 0.005, "cli {value}, books {books}");
+
+    let out = run(&[
+        "query",
+        "globex",
+        "top 3 customers by revenue this year",
+        "--as-of",
+        "2026-11-30",
+        "--output",
+        "json",
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&out.stdout).expect("json");
+    assert_eq!(answer["row_count"], 3);
+    assert!(answer["id"].as_str().is_some());
+
+    let out = run(&[
+        "query",
+        "acme",
+        "what is the weather in Auckland",
+        "--as-of",
+        "2026-11-30",
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("Auckland"));
+
+    let out = run(&["query", "nobody", "revenue this year"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
+    let out = run(&["query", "acme", "revenue", "--as-of", "30/11/2026"]);
+    assert_eq!(out.status.code(), Some(2), "a bad date is a usage error");
 }
