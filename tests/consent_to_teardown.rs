@@ -356,6 +356,7 @@ async fn consent_then_provisioning_then_a_requested_sync_agrees_with_the_books_t
         oauth: Some(oauth),
         webhook_key: None,
         operator_token: Some(SecretString::new(OPERATOR)),
+        metrics_token: None,
         workers: 2,
         resync_interval: Duration::from_millis(300),
         token_check_interval: ServeConfig::TOKEN_CHECK_INTERVAL,

@@ -241,6 +241,10 @@ pub struct ServeArgs {
     /// Bearer token of the operator API.
     #[arg(long, env = "LEDGERLAKE_OPERATOR_TOKEN", hide_env_values = true)]
     operator_token: Option<String>,
+    /// Bearer token that may read /metrics only (a Prometheus scraper's); the
+    /// operator token may too.
+    #[arg(long, env = "LEDGERLAKE_METRICS_TOKEN", hide_env_values = true)]
+    metrics_token: Option<String>,
     /// Tenants reconciled at once by the background workers.
     #[arg(long, default_value_t = 4)]
     workers: usize,
@@ -712,6 +716,7 @@ async fn serve(platform: Platform, settings: Settings, args: ServeArgs) -> Resul
         oauth,
         webhook_key: args.xero_webhook_key.map(xero::webhook::WebhookKey::new),
         operator_token: args.operator_token.map(xero::secret::SecretString::new),
+        metrics_token: args.metrics_token.map(xero::secret::SecretString::new),
         workers: args.workers,
         resync_interval: std::time::Duration::from_secs(args.resync_secs.max(1)),
         token_check_interval: ServeConfig::TOKEN_CHECK_INTERVAL,

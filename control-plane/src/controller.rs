@@ -25,6 +25,7 @@ use tokio::sync::{mpsc, Semaphore};
 
 use cloud::naming::TenantId;
 
+use crate::metrics::PassOutcome;
 use crate::reconciler::{AbortOnDrop, ReconcileError, Reconciler};
 use crate::store::{ResourceRecord, ResourceStatus};
 
@@ -259,7 +260,16 @@ impl Inner {
 
     /// One pass, and what should follow it.
     async fn pass(&self, id: &TenantId) -> Outcome {
-        match self.reconciler.reconcile(id).await {
+        let started = std::time::Instant::now();
+        let result = self.reconciler.reconcile(id).await;
+        let outcome = match &result {
+            Ok(report) if report.is_success() => PassOutcome::Settled,
+            Ok(_) => PassOutcome::NotSettled,
+            Err(ReconcileError::UnknownTenant(_)) => PassOutcome::Gone,
+            Err(_) => PassOutcome::Error,
+        };
+        crate::metrics::metrics().reconcile_pass(outcome, started.elapsed());
+        match result {
             Ok(report) if report.is_success() => {
                 tracing::info!(tenant = %id, changed = report.changed, "tenant reconciled");
                 Outcome::Done

@@ -4,6 +4,8 @@
 
 pub mod cli;
 pub mod controller;
+pub mod logging;
+pub mod metrics;
 pub mod output;
 pub mod platform;
 pub mod reconciler;

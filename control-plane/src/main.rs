@@ -13,7 +13,7 @@ fn main() -> ExitCode {
         // clap prints help and version to stdout with exit 0, usage errors with exit 2.
         Err(e) => e.exit(),
     };
-    init_logging();
+    control_plane::logging::init();
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {
@@ -31,19 +31,5 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(1)
         }
-    }
-}
-
-/// Logs go to stderr; `LEDGERLAKE_LOG_FORMAT=json` gives JSON lines, `RUST_LOG` the level.
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if std::env::var("LEDGERLAKE_LOG_FORMAT").as_deref() == Ok("json") {
-        builder.json().init();
-    } else {
-        builder.init();
     }
 }

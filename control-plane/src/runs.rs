@@ -178,9 +178,13 @@ impl Runs {
             }
             Err(source) => {
                 let message = format!("could not start job {job}: {source}");
-                self.store
+                if self
+                    .store
                     .finish_run(&run.id, RunStatus::Failed, Some(&message), None)
-                    .await?;
+                    .await?
+                {
+                    record_end(&run, RunStatus::Failed);
+                }
                 return Err(RunError::Start {
                     tenant: tenant.clone(),
                     job,
@@ -191,6 +195,7 @@ impl Runs {
         if reads_xero {
             self.store.clear_sync_requested(tenant).await?;
         }
+        crate::metrics::metrics().run_started(command, trigger);
         tracing::info!(%tenant, run = %run.id, command = %command, trigger = %trigger, "run started");
         self.get(&run.id).await
     }
@@ -210,15 +215,18 @@ impl Runs {
         }
         let (Some(job), Some(execution_id)) = (&run.job, &run.execution_id) else {
             let age = OffsetDateTime::now_utc() - run.created_at;
-            if age > QUEUED_GRACE {
-                self.store
+            if age > QUEUED_GRACE
+                && self
+                    .store
                     .finish_run(
                         &run.id,
                         RunStatus::Failed,
                         Some("the run was recorded but never started (the control plane stopped in between)"),
                         None,
                     )
-                    .await?;
+                    .await?
+            {
+                record_end(run, RunStatus::Failed);
             }
             return self.get(&run.id).await;
         };
@@ -266,6 +274,7 @@ impl Runs {
             .finish_run(&run.id, status, message.as_deref(), summary_json.as_ref())
             .await?
         {
+            record_end(run, status);
             tracing::info!(tenant = %run.tenant, run = %run.id, status = %status, "run ended");
         }
         self.get(&run.id).await
@@ -314,6 +323,7 @@ impl Runs {
                 .finish_run(&run.id, RunStatus::Failed, Some(message), None)
                 .await?
             {
+                record_end(&run, RunStatus::Failed);
                 tracing::info!(%tenant, run = %run.id, "run cancelled");
             }
             ended.push(self.get(&run.id).await?);
@@ -376,4 +386,10 @@ impl Runs {
             poll = (poll * 2).min(Duration::from_secs(1));
         }
     }
+}
+
+/// Counts a run this process recorded as ended, timed from its record.
+fn record_end(run: &RunRecord, status: RunStatus) {
+    let elapsed = Duration::try_from(OffsetDateTime::now_utc() - run.created_at).ok();
+    crate::metrics::metrics().run_ended(run.command, status, elapsed);
 }

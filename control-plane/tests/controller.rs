@@ -18,6 +18,7 @@ fn config(workers: usize) -> ServeConfig {
         oauth: None,
         webhook_key: None,
         operator_token: None,
+        metrics_token: None,
         workers,
         // The periodic resync stays out of these tests' way.
         resync_interval: Duration::from_secs(3600),

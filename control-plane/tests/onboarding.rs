@@ -57,6 +57,7 @@ async fn harness() -> Harness {
         oauth: Some(oauth),
         webhook_key: Some(WebhookKey::new(WEBHOOK_KEY)),
         operator_token: Some(SecretString::new(OPERATOR_TOKEN)),
+        metrics_token: None,
         workers: 2,
         resync_interval: Duration::from_millis(500),
         token_check_interval: ServeConfig::TOKEN_CHECK_INTERVAL,

@@ -164,6 +164,7 @@ async fn the_run_endpoints_start_follow_and_refuse() {
         oauth: None,
         webhook_key: None,
         operator_token: Some(xero::secret::SecretString::new(OPERATOR_TOKEN)),
+        metrics_token: None,
         workers: 1,
         resync_interval: Duration::from_secs(3600),
         token_check_interval: ServeConfig::TOKEN_CHECK_INTERVAL,

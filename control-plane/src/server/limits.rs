@@ -220,12 +220,18 @@ const LOGGED_PATH_MAX: usize = 128;
 
 /// The request log's span: the method and the path, never the query string
 /// (the OAuth callback's carries the code and the state) and never more than
-/// [`LOGGED_PATH_MAX`] characters of what the client sent.
+/// [`LOGGED_PATH_MAX`] characters of what the client sent; and the trace the
+/// request belongs to, so that Cloud Logging groups its lines under it. At
+/// info level, so that every line a request logs at info carries these.
 pub fn request_span<B>(request: &Request<B>) -> tracing::Span {
-    tracing::debug_span!(
+    let trace = super::observability::trace_context(request.headers());
+    tracing::info_span!(
         "request",
         method = %request.method(),
         path = %bounded(request.uri().path(), LOGGED_PATH_MAX),
+        trace_id = trace.as_ref().map(|t| t.trace_id.as_str()),
+        span_id = trace.as_ref().and_then(|t| t.span_id.as_deref()),
+        trace_sampled = trace.as_ref().map(|t| t.sampled),
     )
 }
 

@@ -7,8 +7,11 @@ pub mod auth;
 mod error;
 mod limits;
 mod listener;
+mod observability;
 mod onboarding;
+pub mod openapi;
 mod questions;
+pub mod routes;
 mod runs;
 mod tenants;
 mod webhooks;
@@ -20,7 +23,6 @@ use std::time::Duration;
 use axum::extract::{DefaultBodyLimit, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{delete, get, post};
 use axum::{Json, Router};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
@@ -53,6 +55,9 @@ pub struct ServeConfig {
     pub webhook_key: Option<WebhookKey>,
     /// The operator API's bearer token; without it the operator API is closed.
     pub operator_token: Option<SecretString>,
+    /// A bearer token that may read `/metrics` and nothing else (the operator
+    /// token may too); without either, `/metrics` answers 401.
+    pub metrics_token: Option<SecretString>,
     /// Tenants reconciled at once by the background workers.
     pub workers: usize,
     /// How often the workers look for tenants that are not yet settled
@@ -113,59 +118,48 @@ impl AppState {
     }
 }
 
-/// The routes, over shared state. Each class of routes has its own limit of
-/// requests at once, so that a flood of one cannot starve the others.
+/// The routes, over shared state, built from the table in `routes.rs`. Each
+/// class of routes has its own limit of requests at once, so that a flood of
+/// one cannot starve the others.
 pub fn router(state: Arc<AppState>) -> Router {
+    use routes::RouteClass;
     let limits = state.config.limits;
-    let health = Router::new()
-        .route("/healthz", get(healthz))
-        .route("/readyz", get(readyz));
-    // Unauthenticated: anyone on the internet can reach these.
-    let public = Router::new()
-        .route("/connect/xero", get(onboarding::connect))
-        .route("/oauth/xero/callback", get(onboarding::callback))
-        .route("/onboarding/{id}/status", get(onboarding::status))
-        .route("/webhooks/xero", post(webhooks::receive))
-        .route_layer(axum::middleware::from_fn_with_state(
-            limits::PerClient::new(
-                limits.public_per_client_per_minute,
-                limits.trust_forwarded_for,
-            ),
-            limits::per_client,
-        ));
-    let operator = Router::new()
-        .route("/v1/tenants/{id}", get(tenants::view))
-        .route("/v1/tenants/{id}/connect-link", post(tenants::connect_link))
-        .route("/v1/tenants/{id}/disconnect", post(tenants::disconnect))
-        .route("/v1/tenants/{id}/runs", get(runs::list).post(runs::start))
-        .route(
-            "/v1/tenants/{id}/tokens",
-            get(api_tokens::list).post(api_tokens::issue),
-        )
-        .route("/v1/tokens/{token_id}", delete(api_tokens::revoke))
-        .route("/v1/runs/{run_id}", get(runs::show))
-        .route("/v1/scheduler/tick", post(runs::tick));
-    // Questions: a class of their own, so slow queries cannot starve the
-    // control plane's routes (or the other way round).
-    let questions = Router::new()
-        .route("/v1/query", post(questions::ask))
-        .route("/v1/query/stream", post(questions::stream))
-        .route("/v1/query/{id}/feedback", post(questions::feedback))
-        .route("/v1/query/{id}/result.csv", get(questions::result_csv))
-        .route("/v1/conversations/{id}", get(questions::conversation))
-        .route("/v1/tenants/{id}/query", post(questions::ask_for_tenant))
-        .route(
-            "/v1/tenants/{id}/conversations/{conversation}",
-            get(questions::tenant_conversation),
-        );
-    let mut app = Router::new().merge(limits::class(health, limits.health_concurrency));
-    if state.config.control {
-        app = app
-            .merge(limits::class(public, limits.public_concurrency))
-            .merge(limits::class(operator, limits.operator_concurrency));
+    let serves = |class: RouteClass| match class {
+        RouteClass::Health | RouteClass::Meta => true,
+        RouteClass::Public | RouteClass::Operator => state.config.control,
+        RouteClass::Query => state.query.is_some(),
+    };
+    let mut classes: Vec<(RouteClass, Router<Arc<AppState>>)> = Vec::new();
+    for (route, handler) in routes::table() {
+        if !serves(route.class) {
+            continue;
+        }
+        // Two methods of one path are merged into one route by axum.
+        match classes.iter_mut().find(|(class, _)| *class == route.class) {
+            Some((_, routes)) => {
+                *routes = std::mem::replace(routes, Router::new()).route(route.path, handler)
+            }
+            None => classes.push((route.class, Router::new().route(route.path, handler))),
+        }
     }
-    if state.query.is_some() {
-        app = app.merge(limits::class(questions, limits.operator_concurrency));
+    let mut app = Router::new();
+    for (class, routes) in classes {
+        let (routes, max) = match class {
+            RouteClass::Health | RouteClass::Meta => (routes, limits.health_concurrency),
+            // Unauthenticated: anyone on the internet can reach these.
+            RouteClass::Public => (
+                routes.route_layer(axum::middleware::from_fn_with_state(
+                    limits::PerClient::new(
+                        limits.public_per_client_per_minute,
+                        limits.trust_forwarded_for,
+                    ),
+                    limits::per_client,
+                )),
+                limits.public_concurrency,
+            ),
+            RouteClass::Operator | RouteClass::Query => (routes, limits.operator_concurrency),
+        };
+        app = app.merge(limits::class(routes, max));
     }
     app.layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
@@ -176,6 +170,8 @@ pub fn router(state: Arc<AppState>) -> Router {
             StatusCode::GATEWAY_TIMEOUT,
             limits.request_timeout,
         ))
+        // Outside the limits, so that 413s and 504s are counted too.
+        .layer(axum::middleware::from_fn(observability::track))
         // The path only: the callback's query carries the code and the state.
         .layer(TraceLayer::new_for_http().make_span_with(limits::request_span))
         .with_state(state)

@@ -187,6 +187,7 @@ impl QueryService {
         question: &str,
         error: &QueryError,
     ) -> Result<(), ServiceError> {
+        crate::metrics::metrics().question(QueryOutcome::Failed.as_str(), "none", None);
         self.store
             .record_query(&NewQueryAudit {
                 tenant: tenant.clone(),
@@ -224,6 +225,17 @@ impl QueryService {
             Some(detail) => format!("llm:{detail}"),
             None => "offline".to_owned(),
         };
+        // The label says which kind of generator only: the detail (provider
+        // and model) would multiply the series.
+        crate::metrics::metrics().question(
+            outcome.as_str(),
+            if answer.generator_detail.is_some() {
+                "llm"
+            } else {
+                "offline"
+            },
+            Some(std::time::Duration::from_millis(answer.timings_ms.total_ms)),
+        );
         let record = self
             .store
             .record_query(&NewQueryAudit {

@@ -148,4 +148,24 @@ impl Store {
         tx.commit().await.map_err(|e| self.db_err(e))?;
         Ok(deleted > 0)
     }
+
+    /// How many tenants are in each phase, split by whether they need
+    /// consent: `(phase, needs_consent, tenants)`. One grouped read, cheap
+    /// enough for every metrics scrape.
+    pub async fn count_tenants(&self) -> Result<Vec<(Phase, bool, i64)>, StoreError> {
+        self.fetch_all(
+            sqlx::query(
+                "SELECT phase, needs_consent, COUNT(*) AS tenants FROM tenants \
+                 GROUP BY phase, needs_consent",
+            ),
+            |row| {
+                Ok((
+                    get_parsed(row, "phase")?,
+                    get_bool(row, "needs_consent")?,
+                    get(row, "tenants")?,
+                ))
+            },
+        )
+        .await
+    }
 }
