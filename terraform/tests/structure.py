@@ -1,0 +1,166 @@
+#!/usr/bin/env python3
+"""Structural checks of terraform/ that need no terraform binary (none can be
+installed here): every file parses as HCL (python-hcl2, which checkov brings);
+every variable has a description and a type and is used; every output has a
+description; every module pins its providers; every module under modules/ is
+called by a root, with only the variables it declares and all it requires;
+and no state, plan or credentials are in the tree.
+
+Run: python3 terraform/tests/structure.py   (prints "N passed, M failed")
+"""
+
+import pathlib
+import re
+import sys
+
+import hcl2
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+MODULES = ROOT / "modules"
+ROOTS = [ROOT / "platform"]
+
+failures = []
+passed = 0
+
+
+def check(ok, message):
+    global passed
+    if ok:
+        passed += 1
+    else:
+        failures.append(message)
+
+
+def parse_dir(directory):
+    """The parsed .tf files of one module and their joined text."""
+    parsed, text = [], ""
+    for path in sorted(directory.glob("*.tf")):
+        source = path.read_text()
+        text += source + "\n"
+        try:
+            parsed.append(hcl2.loads(source))
+            check(True, "")
+        except Exception as e:  # a parse error of any kind fails the check
+            check(False, f"{path.relative_to(ROOT)}: does not parse: {e}")
+    return parsed, text
+
+
+def blocks(parsed, kind):
+    """(name, body) of every `kind "name" { ... }` block."""
+    for document in parsed:
+        for block in document.get(kind, []):
+            for name, body in block.items():
+                yield name, body
+
+
+def scalar(value):
+    """An attribute's value: this parser wraps some of them in a list."""
+    while isinstance(value, list) and len(value) == 1:
+        value = value[0]
+    return value
+
+
+def unquote(value):
+    value = scalar(value)
+    return value.strip('"') if isinstance(value, str) else value
+
+
+def module_dirs():
+    return sorted(p for p in MODULES.iterdir() if p.is_dir())
+
+
+declared = {}  # module dir name -> (all variables, required variables)
+
+for directory in module_dirs() + ROOTS:
+    rel = directory.relative_to(ROOT)
+    parsed, text = parse_dir(directory)
+    check(parsed, f"{rel}: no .tf files")
+    variables = dict(blocks(parsed, "variable"))
+    for name, body in variables.items():
+        check(
+            bool(str(unquote(body.get("description", ""))).strip()),
+            f"{rel}: variable {name} has no description",
+        )
+        check("type" in body, f"{rel}: variable {name} has no type")
+        check(
+            re.search(rf"\bvar\.{re.escape(name)}\b", text) is not None,
+            f"{rel}: variable {name} is never used",
+        )
+    for name, body in blocks(parsed, "output"):
+        check(
+            bool(str(unquote(body.get("description", ""))).strip()),
+            f"{rel}: output {name} has no description",
+        )
+    # Providers pinned, and a minimum terraform version.
+    terraform_blocks = [scalar(t) for doc in parsed for t in doc.get("terraform", [])]
+    check(terraform_blocks, f"{rel}: no terraform block (versions.tf)")
+    for t in terraform_blocks:
+        check("required_version" in t, f"{rel}: no required_version")
+        for providers in t.get("required_providers", []):
+            for provider, spec in scalar(providers).items():
+                spec = scalar(spec)
+                check(
+                    isinstance(spec, dict) and unquote(spec.get("version")),
+                    f"{rel}: provider {provider} has no version constraint",
+                )
+    # No credentials in provider blocks.
+    for name, body in blocks(parsed, "provider"):
+        check(
+            "credentials" not in body and "access_token" not in body,
+            f"{rel}: provider {name} carries credentials",
+        )
+    if directory.parent == MODULES:
+        required = {
+            name for name, body in variables.items() if "default" not in body
+        }
+        declared[directory.name] = (set(variables), required)
+
+# Every module is called by a root, with the variables it declares.
+called = set()
+for directory in ROOTS + module_dirs():
+    parsed, _ = parse_dir(directory)
+    for name, body in blocks(parsed, "module"):
+        source = unquote(body.get("source", ""))
+        target = (directory / source).resolve()
+        module = target.name
+        check(
+            target.parent == MODULES and module in declared,
+            f"{directory.relative_to(ROOT)}: module {name} calls {source}, not a module here",
+        )
+        if module not in declared:
+            continue
+        called.add(module)
+        variables, required = declared[module]
+        meta = {"source", "for_each", "count", "depends_on", "providers", "version"}
+        # The parser adds its own line markers.
+        given = {k for k in body if not k.startswith("__")} - meta
+        check(
+            not (given - variables),
+            f"module {name}: passes undeclared variables {sorted(given - variables)}",
+        )
+        check(
+            not (required - given),
+            f"module {name}: misses required variables {sorted(required - given)}",
+        )
+for module in declared:
+    check(module in called, f"modules/{module} is not used by any root")
+
+# Nothing that belongs in a state bucket or a secret store.
+for path in ROOT.rglob("*"):
+    name = path.name
+    check(
+        not (
+            name.endswith(".tfstate")
+            or ".tfstate." in name
+            or name.endswith(".tfplan")
+            or name == ".terraform"
+            or (name.endswith(".tfvars") and not name.endswith(".example"))
+            or name.endswith(".json") and "credentials" in name
+        ),
+        f"{path.relative_to(ROOT)}: state, plans, real variables or credentials do not belong in the repository",
+    )
+
+for message in failures:
+    print(f"FAIL {message}")
+print(f"terraform: {passed} passed, {len(failures)} failed")
+sys.exit(1 if failures else 0)
