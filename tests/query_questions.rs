@@ -165,14 +165,14 @@ async fn build_world() -> World {
     }
 }
 
-fn engine(w: &World) -> QueryEngine {
+fn engine(w: &World) -> Arc<QueryEngine> {
     let warehouse: Arc<dyn Warehouse> = w.adapters.warehouse.clone();
-    QueryEngine::new(
+    Arc::new(QueryEngine::new(
         Arc::new(SemanticModel::builtin().expect("semantic model")),
         warehouse,
         EngineConfig::default(),
         None,
-    )
+    ))
 }
 
 fn scope(b: &Books) -> TenantScope {
@@ -209,7 +209,12 @@ struct Graded {
 }
 
 /// Asks every question as tenant `me`, grading each against the oracle.
-async fn ask_all(w: &World, engine: &QueryEngine, me: usize, set: &QuestionSet) -> Vec<Graded> {
+async fn ask_all(
+    w: &World,
+    engine: &Arc<QueryEngine>,
+    me: usize,
+    set: &QuestionSet,
+) -> Vec<Graded> {
     let books = &w.tenants[me];
     let names = oracle::placeholders(&books.ledger, w.as_of).expect("placeholders");
     let others: Vec<(&Books, BTreeMap<String, String>)> = w
@@ -230,17 +235,20 @@ async fn ask_all(w: &World, engine: &QueryEngine, me: usize, set: &QuestionSet) 
         let text = oracle::substitute(&q.question, &names);
         let as_of = oracle::parse_day(&q.as_of).expect("as_of");
         let previous = q.follow_up_of.as_ref().and_then(|p| plans.get(p).cloned());
-        let asked = engine
-            .ask(
-                &scope,
-                &Ask {
-                    question: text.clone(),
-                    as_of,
-                    generator: GeneratorChoice::Auto,
-                    previous,
-                },
-            )
-            .await;
+        // On a task of its own, so a panic in the engine is graded as a
+        // crash of this question and the rest are still asked.
+        let asked = {
+            let (engine, scope) = (engine.clone(), scope.clone());
+            let ask = Ask {
+                question: text.clone(),
+                as_of,
+                generator: GeneratorChoice::Auto,
+                previous,
+            };
+            tokio::spawn(async move { engine.ask(&scope, &ask).await.map_err(|e| e.to_string()) })
+                .await
+                .unwrap_or_else(|e| Err(format!("the engine panicked: {e}")))
+        };
         let answer: Answer = match asked {
             Ok(a) => a,
             Err(e) => {
