@@ -1,4 +1,5 @@
-//! The operator CLI: `control-plane tenants provision|teardown|list|show|reconcile`.
+//! The operator CLI: `control-plane tenants provision|teardown|list|show|reconcile`,
+//! `cells add|list|show|drain|activate`, and more (`--help`).
 //!
 //! Exit codes: 0 success, 1 failure, 2 usage or invalid input.
 
@@ -75,6 +76,36 @@ pub enum Command {
     Tokens(TokensCommand),
     /// Ask a question of a tenant's books, answered as that tenant (and audited).
     Query(QueryCommandArgs),
+    /// Register the cells (GCP projects with a region) tenants are placed in;
+    /// list them; close them to new tenants or open them again.
+    #[command(subcommand)]
+    Cells(CellsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CellsCommand {
+    /// Register a cell, active: new tenants go to the active cell with the most room.
+    Add {
+        /// e.g. cell-eu1-001
+        id: String,
+        /// The GCP project id (one cell per project: its quotas are the cell's).
+        #[arg(long)]
+        project: String,
+        /// e.g. europe-west1
+        #[arg(long)]
+        region: String,
+        /// Tenants at most (Google's default quota: 100 service accounts a project).
+        #[arg(long, default_value_t = service::cells::DEFAULT_CAPACITY)]
+        capacity: i64,
+    },
+    /// Every cell: state, tenants, room.
+    List,
+    /// One cell and its tenants.
+    Show { id: String },
+    /// Close a cell to new tenants; its tenants stay.
+    Drain { id: String },
+    /// Open a cell to new tenants again (one without room stays full).
+    Activate { id: String },
 }
 
 #[derive(Debug, Args)]
@@ -510,7 +541,65 @@ pub async fn run(cli: Cli) -> Result<(), CliFailure> {
         Command::Runs(cmd) => runs(&platform, cmd, cli.output).await,
         Command::Tokens(cmd) => tokens(&platform, cmd, cli.output).await,
         Command::Query(args) => ask(&platform, args, cli.output).await,
+        Command::Cells(cmd) => cells(&platform, cmd, cli.output).await,
     }
+}
+
+async fn cells(
+    platform: &Platform,
+    cmd: CellsCommand,
+    format: OutputFormat,
+) -> Result<(), CliFailure> {
+    use service::cells;
+    // Bad input exits 2; what does not exist, or clashes, exits 1.
+    let fail = |e: ServiceError| match e {
+        e @ ServiceError::Invalid { .. } => usage(e),
+        e @ (ServiceError::NotFound { .. } | ServiceError::Conflict { .. }) => {
+            CliFailure::Failed(anyhow::Error::new(e))
+        }
+        e => CliFailure::Failed(anyhow::Error::new(e).context("managing cells")),
+    };
+    let store = &platform.store;
+    match cmd {
+        CellsCommand::Add {
+            id,
+            project,
+            region,
+            capacity,
+        } => {
+            let cell = crate::store::NewCell {
+                id,
+                project,
+                region,
+                capacity,
+            };
+            let added = cells::add(store, cell, &actor()).await.map_err(fail)?;
+            if !added.created && format != OutputFormat::Json {
+                eprintln!(
+                    "cell {} was registered already; nothing changed",
+                    added.cell.id
+                );
+            }
+            output::print_cell(&added.cell, &added, format)?;
+        }
+        CellsCommand::List => {
+            let list = cells::list(store).await.map_err(fail)?;
+            output::print_cells(&list, format)?;
+        }
+        CellsCommand::Show { id } => {
+            let cell = cells::show(store, &id).await.map_err(fail)?;
+            output::print_cell(&cell, &cell, format)?;
+        }
+        CellsCommand::Drain { id } => {
+            let cell = cells::drain(store, &id, &actor()).await.map_err(fail)?;
+            output::print_cell(&cell, &cell, format)?;
+        }
+        CellsCommand::Activate { id } => {
+            let cell = cells::activate(store, &id, &actor()).await.map_err(fail)?;
+            output::print_cell(&cell, &cell, format)?;
+        }
+    }
+    Ok(())
 }
 
 /// `control-plane query`: one question, answered as the tenant and audited.

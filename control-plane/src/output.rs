@@ -29,6 +29,8 @@ pub enum OutputFormat {
 pub struct TenantView {
     pub id: String,
     pub phase: String,
+    /// The cell it was placed in; `local` for a tenant without one.
+    pub cell: String,
     pub resources: Vec<ResourceView>,
     pub xero: XeroView,
     /// For a Failed tenant: its failed attempts and when the service's next
@@ -74,6 +76,10 @@ impl TenantView {
         TenantView {
             id: tenant.id.to_string(),
             phase: tenant.phase.to_string(),
+            cell: tenant
+                .cell
+                .clone()
+                .unwrap_or_else(|| crate::service::cells::NO_CELL.to_owned()),
             xero,
             retry: match tenant.phase {
                 Phase::Failed => Backoff::default().next_attempt(resources),
@@ -114,7 +120,7 @@ pub fn print_views(views: &[TenantView], format: OutputFormat) -> anyhow::Result
         };
     }
     for v in views {
-        println!("tenant {}  phase {}", v.id, v.phase);
+        println!("tenant {}  phase {}  cell {}", v.id, v.phase, v.cell);
         if let Some(m) = &v.message {
             println!("  {m}");
         }
@@ -506,6 +512,60 @@ pub fn print_answer(
             Ok(())
         }
     }
+}
+
+/// `cells list`: one row per cell.
+pub fn print_cells(
+    cells: &[crate::service::cells::CellView],
+    format: OutputFormat,
+) -> anyhow::Result<()> {
+    if format == OutputFormat::Json {
+        return print_json(cells);
+    }
+    if cells.is_empty() {
+        println!("no cells (tenants have none: `cells add` registers one)");
+        return Ok(());
+    }
+    let mut table = Table::new();
+    table.load_preset(UTF8_FULL_CONDENSED);
+    table.set_header(["CELL", "PROJECT", "REGION", "STATE", "TENANTS", "ROOM"]);
+    for c in cells {
+        table.add_row([
+            c.id.clone(),
+            c.project.clone(),
+            c.region.clone(),
+            c.state.to_string(),
+            format!("{}/{}", c.tenants, c.capacity),
+            c.room.to_string(),
+        ]);
+    }
+    println!("{table}");
+    Ok(())
+}
+
+/// `cells add|show|drain|activate`: one cell (with its tenants, when known).
+pub fn print_cell<T: Serialize>(
+    cell: &crate::service::cells::CellView,
+    json: &T,
+    format: OutputFormat,
+) -> anyhow::Result<()> {
+    if format == OutputFormat::Json {
+        return print_json(json);
+    }
+    println!(
+        "cell {}  project {}  region {}  state {}",
+        cell.id, cell.project, cell.region, cell.state
+    );
+    println!(
+        "  tenants {}/{}, room for {} more",
+        cell.tenants, cell.capacity, cell.room
+    );
+    if let Some(ids) = &cell.tenant_ids {
+        if !ids.is_empty() {
+            println!("  {}", ids.join(" "));
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]

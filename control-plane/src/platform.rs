@@ -10,7 +10,7 @@ use cloud_adapters::{AdapterKind, LocalConfig};
 
 use crate::reconciler::{Reconciler, Settings};
 use crate::runs::{RunSettings, Runs};
-use crate::store::{Store, StoreError};
+use crate::store::{Store, StoreError, WithoutCells};
 
 /// Where the platform's state and (locally) its cloud live.
 #[derive(Debug, Clone)]
@@ -84,6 +84,11 @@ impl Platform {
 
     pub fn reconciler(&self, mut settings: Settings) -> Reconciler {
         settings.prefix = self.config.bucket_prefix.clone();
+        // On GCP a tenant without a cell has no project to live in.
+        settings.without_cells = match self.config.cloud {
+            AdapterKind::Local => WithoutCells::Unplaced,
+            AdapterKind::Gcp => WithoutCells::Refuse,
+        };
         Reconciler::new(self.cloud.clone(), self.store.clone(), settings)
     }
 

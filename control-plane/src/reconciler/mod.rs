@@ -25,7 +25,7 @@ use cloud::naming::{self, DeploymentPrefix, Labels, TenantId};
 use cloud::Cloud;
 
 use crate::store::{
-    Desired, Phase, ResourceRecord, ResourceStatus, Store, StoreError, TenantRecord,
+    Desired, Phase, ResourceRecord, ResourceStatus, Store, StoreError, TenantRecord, WithoutCells,
 };
 pub use ensure::Change;
 pub use plan::JobTemplate;
@@ -63,6 +63,9 @@ pub struct Settings {
     pub lease_wait: Duration,
     /// How each tenant's jobs are defined.
     pub jobs: JobTemplate,
+    /// A new tenant's cell when no cell is registered: none locally, refused
+    /// on GCP (set from the adapter by `Platform::reconciler`).
+    pub without_cells: WithoutCells,
 }
 
 impl Default for Settings {
@@ -75,6 +78,7 @@ impl Default for Settings {
             lease_ttl: Duration::from_secs(30),
             lease_wait: Duration::from_secs(60),
             jobs: JobTemplate::beside_current_exe(),
+            without_cells: WithoutCells::Unplaced,
         }
     }
 }
@@ -166,6 +170,11 @@ impl Reconciler {
         &self.store
     }
 
+    /// What placement does when no cell is registered.
+    pub fn without_cells(&self) -> WithoutCells {
+        self.settings.without_cells
+    }
+
     /// The deployment prefix of globally unique names (bucket names).
     pub fn prefix(&self) -> Option<&DeploymentPrefix> {
         self.settings.prefix.as_ref()
@@ -185,16 +194,25 @@ impl Reconciler {
         )
     }
 
-    /// Records the tenant as wanted (a no-op when it already is) and reconciles it.
+    /// Records the tenant as wanted (a no-op when it already is), placed in
+    /// a cell, and reconciles it.
     pub async fn provision(
         &self,
         id: &TenantId,
         actor: &str,
     ) -> Result<TenantReport, ReconcileError> {
-        let (_, created) = self.store.want_tenant(id).await?;
+        let (tenant, created) = self
+            .store
+            .want_tenant_placed(id, self.settings.without_cells)
+            .await?;
         if created {
             self.store
-                .audit(actor, "tenant.provision", Some(id), &serde_json::json!({}))
+                .audit(
+                    actor,
+                    "tenant.provision",
+                    Some(id),
+                    &serde_json::json!({ "cell": tenant.cell }),
+                )
                 .await?;
         }
         self.reconcile(id).await

@@ -60,6 +60,8 @@ pub enum Action {
     Query,
     /// Issue, list and revoke a tenant's API tokens.
     ManageTokens,
+    /// Register, read, drain and activate cells.
+    ManageCells,
 }
 
 /// Whether `principal` may do `action` (on `tenant`, when the action concerns

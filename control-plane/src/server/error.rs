@@ -108,6 +108,9 @@ impl From<StoreError> for ApiError {
     fn from(e: StoreError) -> Self {
         match &e {
             StoreError::QueryNotFound(_) => ApiError::not_found("query_not_found", e.to_string()),
+            // Capacity an operator must add; nothing was recorded.
+            StoreError::NoCellRoom(_) => ApiError::unavailable("no_cell_room", e.to_string()),
+            StoreError::NoCells(_) => ApiError::unavailable("no_cells", e.to_string()),
             _ => ApiError::internal("the state store failed", &e),
         }
     }

@@ -4,6 +4,7 @@
 
 mod api_tokens;
 pub mod auth;
+mod cells;
 mod error;
 mod limits;
 mod listener;

@@ -86,6 +86,7 @@ pub async fn callback(
         &state.cloud,
         &state.store,
         state.config.oauth.as_ref(),
+        state.reconciler.without_cells(),
         callback,
     )
     .await?;

@@ -11,7 +11,7 @@ use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{delete, get, post, MethodRouter};
 
-use super::{api_tokens, observability, onboarding, questions, runs, tenants, webhooks};
+use super::{api_tokens, cells, observability, onboarding, questions, runs, tenants, webhooks};
 use super::{healthz, readyz, AppState};
 
 /// A class of routes: each has its own limit of requests at once, and `serve
@@ -130,6 +130,11 @@ pub(super) fn table() -> Vec<Entry> {
         ),
         route(Operator, Get, "/v1/runs/{run_id}", runs::show),
         route(Operator, Post, "/v1/scheduler/tick", runs::tick),
+        route(Operator, Get, "/v1/cells", cells::list),
+        route(Operator, Post, "/v1/cells", cells::add),
+        route(Operator, Get, "/v1/cells/{id}", cells::show),
+        route(Operator, Post, "/v1/cells/{id}/drain", cells::drain),
+        route(Operator, Post, "/v1/cells/{id}/activate", cells::activate),
         // Questions: a class of their own, so slow queries cannot starve the
         // control plane's routes (or the other way round).
         route(Query, Post, "/v1/query", questions::ask),

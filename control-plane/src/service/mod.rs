@@ -3,6 +3,7 @@
 //! same. Errors are typed ([`ServiceError`]) and carry no hint that only makes
 //! sense on one side (an HTTP route never says "run `tenants provision`").
 
+pub mod cells;
 pub mod onboarding;
 pub mod questions;
 pub mod tenants;

@@ -12,7 +12,7 @@ use xero::oauth::OAuthClient;
 use xero::secret::SecretString;
 
 use super::ServiceError;
-use crate::store::{Desired, Store, StoreError};
+use crate::store::{Desired, Store, StoreError, WithoutCells};
 
 /// How long a consent may take between its start and Xero's callback.
 pub const STATE_TTL: Duration = Duration::from_secs(10 * 60);
@@ -232,6 +232,7 @@ pub async fn complete_consent(
     cloud: &Cloud,
     store: &Store,
     oauth: Option<&OAuthClient>,
+    without_cells: WithoutCells,
     callback: Callback,
 ) -> Result<Connected, ServiceError> {
     let invalid_state = || {
@@ -323,7 +324,9 @@ pub async fn complete_consent(
     crate::tokens::write_token_set(cloud, &Credential::Platform, &id, &tokens)
         .await
         .map_err(|e| ServiceError::internal("storing the Xero token set failed", e))?;
-    match store.want_tenant(&id).await {
+    // A new tenant is placed in a cell here. When none has room, the token
+    // set written above stays in the tenant's secret for its provisioning.
+    match store.want_tenant_placed(&id, without_cells).await {
         Ok(_) => {}
         Err(StoreError::TenantDeleting(_)) => return Err(deleting(&id)),
         Err(e) => return Err(e.into()),

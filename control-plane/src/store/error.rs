@@ -63,6 +63,24 @@ pub enum StoreError {
     )]
     TenantDeleting(TenantId),
 
+    /// Cells are registered, but none is active with room; nothing was recorded.
+    #[error(
+        "no cell has room for tenant {0}: every cell is full or draining; \
+         register another with `cells add` or reopen one with `cells activate`"
+    )]
+    NoCellRoom(TenantId),
+
+    /// This deployment places every tenant in a cell, and none is registered.
+    #[error(
+        "no cell is registered, and tenant {0} must be placed in one (a GCP project and region); \
+         register one with `cells add <id> --project <project> --region <region>`"
+    )]
+    NoCells(TenantId),
+
+    /// Registering a cell clashed with one that exists (its id or its project).
+    #[error("{0}")]
+    CellConflict(String),
+
     /// A stored value the code cannot interpret (written by something else, or a newer version).
     #[error("the state store holds an invalid {column}: {reason}")]
     InvalidData {

@@ -14,7 +14,7 @@
 //! won. Calls that would change nothing issue no write at all, so a no-op
 //! reconcile costs only reads.
 //!
-//! Each entity's methods live in a module of their own (`tenants`,
+//! Each entity's methods live in a module of their own (`tenants`, `cells`,
 //! `resources`, `runs`, `onboarding`, `audit`, `leases`, `api_tokens`,
 //! `query_audit`; `opening` for connecting and migrating); they run
 //! statements through the private `execute`, `fetch_optional` and
@@ -23,6 +23,7 @@
 
 mod api_tokens;
 mod audit;
+mod cells;
 mod connect_links;
 mod error;
 mod leases;
@@ -47,6 +48,7 @@ use sqlx::{Any, AnyPool, Decode, Executor, Row, Type};
 use time::OffsetDateTime;
 
 pub use api_tokens::{ApiTokenRecord, Revocation, TOKEN_PREFIX};
+pub use cells::{CellRecord, NewCell, WithoutCells};
 pub use connect_links::ConnectLinkRecord;
 pub use error::StoreError;
 pub use onboarding::{PendingConsent, WebhookEventRecord};
@@ -55,7 +57,8 @@ pub use query_audit::{ConversationTurn, NewQueryAudit, QueryAuditRecord, QueryOu
 pub use retention::{Pruned, Retention};
 pub use runs::{RunCommand, RunRecord, RunStatus, RunTrigger};
 pub use types::{
-    AuditEntry, Desired, ParseEnumError, Phase, ResourceRecord, ResourceStatus, TenantRecord,
+    AuditEntry, CellState, Desired, ParseEnumError, Phase, ResourceRecord, ResourceStatus,
+    TenantRecord,
 };
 
 /// Which database a [`Store`] talks to.

@@ -4,10 +4,10 @@ use cloud::TenantId;
 use sqlx::any::AnyRow;
 
 use super::{get, get_bool, get_parsed, get_time, now_ms, Store, StoreError};
-use super::{Desired, Phase, TenantRecord};
+use super::{Desired, Phase, TenantRecord, WithoutCells};
 
 const TENANT_COLUMNS: &str =
-    "id, desired, generation, phase, keep_data, message, created_at, updated_at";
+    "id, desired, generation, phase, keep_data, message, cell_id, created_at, updated_at";
 
 fn tenant_from_row(row: &AnyRow) -> Result<TenantRecord, StoreError> {
     Ok(TenantRecord {
@@ -17,6 +17,7 @@ fn tenant_from_row(row: &AnyRow) -> Result<TenantRecord, StoreError> {
         phase: get_parsed(row, "phase")?,
         keep_data: get_bool(row, "keep_data")?,
         message: get(row, "message")?,
+        cell: get(row, "cell_id")?,
         created_at: get_time(row, "created_at")?,
         updated_at: get_time(row, "updated_at")?,
     })
@@ -28,7 +29,19 @@ impl Store {
     /// with it; an existing wanted tenant is returned unchanged with `false`.
     /// A tenant being torn down (desired `absent`) is refused with
     /// [`StoreError::TenantDeleting`]. Safe when several processes race.
+    ///
+    /// When cells are registered, a tenant without one is placed in a cell
+    /// (see [`Store::want_tenant_placed`]); without any, it has none.
     pub async fn want_tenant(&self, id: &TenantId) -> Result<(TenantRecord, bool), StoreError> {
+        self.want_tenant_placed(id, WithoutCells::Unplaced).await
+    }
+
+    /// [`Store::want_tenant`] for a deployment without cells: the tenant is
+    /// recorded with none.
+    pub(super) async fn want_unplaced(
+        &self,
+        id: &TenantId,
+    ) -> Result<(TenantRecord, bool), StoreError> {
         // A concurrent teardown may remove the row between our insert and our
         // read; try again a few times before giving up.
         for _ in 0..3 {

@@ -95,6 +95,18 @@ string_enum! {
     }
 }
 
+string_enum! {
+    /// Whether a cell takes new tenants.
+    pub enum CellState: "cell state" {
+        /// New tenants may be placed in it.
+        Active => "active",
+        /// An operator closed it to new tenants; its tenants stay.
+        Draining => "draining",
+        /// It reached its capacity (placement marks it so).
+        Full => "full",
+    }
+}
+
 /// One tenant's desired state and observed phase.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct TenantRecord {
@@ -107,6 +119,9 @@ pub struct TenantRecord {
     /// Whether teardown keeps the tenant's data (bucket and datasets).
     pub keep_data: bool,
     pub message: Option<String>,
+    /// The cell it was placed in; `None` in a deployment without cells (the
+    /// local adapter's), or for a tenant recorded before cells existed.
+    pub cell: Option<String>,
     #[serde(with = "time::serde::rfc3339")]
     pub created_at: OffsetDateTime,
     #[serde(with = "time::serde::rfc3339")]
