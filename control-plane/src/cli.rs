@@ -293,6 +293,9 @@ pub struct ServeArgs {
     /// The cron schedule (UTC) of tenants without their own.
     #[arg(long, env = "LEDGERLAKE_DEFAULT_SCHEDULE", default_value = crate::scheduler::DEFAULT_SCHEDULE)]
     default_schedule: String,
+    /// Cloud Scheduler's identity (boxed: [`ServeArgs`] is large).
+    #[command(flatten)]
+    scheduler_caller: Box<SchedulerCallerArgs>,
     /// Connections, timeouts, body sizes, requests at once.
     #[command(flatten)]
     limits: Box<LimitArgs>,
@@ -302,6 +305,22 @@ pub struct ServeArgs {
     role: ServeRole,
     #[command(flatten)]
     query: QueryArgs,
+}
+
+/// Who may call the tick with an ID token instead of the operator token.
+#[derive(Debug, Args)]
+pub struct SchedulerCallerArgs {
+    /// Cloud Scheduler's calls: the audience of its ID tokens (usually the
+    /// tick's URL). With --scheduler-service-account, the tick also takes
+    /// its Google-signed ID token.
+    #[arg(long, env = "LEDGERLAKE_SCHEDULER_AUDIENCE")]
+    scheduler_audience: Option<String>,
+    /// The email of the service account Cloud Scheduler calls the tick as.
+    #[arg(long, env = "LEDGERLAKE_SCHEDULER_SERVICE_ACCOUNT")]
+    scheduler_service_account: Option<String>,
+    /// Where Google publishes the keys of its ID tokens.
+    #[arg(long, env = "LEDGERLAKE_GOOGLE_JWKS_URL", default_value = crate::server::oidc::GOOGLE_JWKS_URL)]
+    google_jwks_url: String,
 }
 
 /// The Xero app: `serve` runs consent and refreshes with it, `tenants
@@ -799,6 +818,7 @@ async fn serve(platform: Platform, settings: Settings, args: ServeArgs) -> Resul
     }
     crate::scheduler::parse_schedule(&args.default_schedule)
         .map_err(|e| CliFailure::Usage(e.to_string()))?;
+    let id_token = scheduler_id_token(&args.scheduler_caller)?;
     let config = ServeConfig {
         listen: args.listen,
         public_url,
@@ -820,6 +840,7 @@ async fn serve(platform: Platform, settings: Settings, args: ServeArgs) -> Resul
         },
         scheduler: crate::scheduler::SchedulerSettings {
             default_schedule: args.default_schedule.clone(),
+            id_token,
             ..Default::default()
         },
         local_tick: (args.local_tick_secs > 0)
@@ -857,6 +878,40 @@ async fn serve(platform: Platform, settings: Settings, args: ServeArgs) -> Resul
     .await
     .with_context(|| format!("serving on {}", args.listen))?;
     Ok(())
+}
+
+/// Cloud Scheduler's ID-token verifier, when both its audience and its
+/// service account are set (one alone is a mistake, refused).
+fn scheduler_id_token(
+    args: &SchedulerCallerArgs,
+) -> Result<Option<Arc<crate::server::oidc::IdTokenVerifier>>, CliFailure> {
+    use crate::server::oidc::{IdTokenVerifier, SchedulerIdentity};
+    const ONE_OF_TWO: &str = "set both LEDGERLAKE_SCHEDULER_AUDIENCE and \
+        LEDGERLAKE_SCHEDULER_SERVICE_ACCOUNT (--scheduler-audience, \
+        --scheduler-service-account), or neither";
+    fn nonempty(v: &Option<String>) -> Option<&str> {
+        v.as_deref().map(str::trim).filter(|v| !v.is_empty())
+    }
+    let identity = match (
+        nonempty(&args.scheduler_audience),
+        nonempty(&args.scheduler_service_account),
+    ) {
+        (None, None) => return Ok(None),
+        (Some(audience), Some(service_account)) => SchedulerIdentity {
+            audience: audience.to_owned(),
+            service_account: service_account.to_owned(),
+            jwks_url: args.google_jwks_url.clone(),
+        },
+        _ => return Err(CliFailure::Usage(ONE_OF_TWO.to_owned())),
+    };
+    if reqwest::Url::parse(&identity.jwks_url).is_err() {
+        return Err(CliFailure::Usage(format!(
+            "--google-jwks-url {:?} is not a URL",
+            identity.jwks_url
+        )));
+    }
+    let verifier = IdTokenVerifier::new(identity).context("building the JWKS client")?;
+    Ok(Some(Arc::new(verifier)))
 }
 
 async fn tenants(

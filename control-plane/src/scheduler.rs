@@ -27,6 +27,10 @@ pub struct SchedulerSettings {
     /// What one incremental sync is budgeted at: a call per resource plus
     /// room for a few pages of changes.
     pub calls_per_run: u32,
+    /// Cloud Scheduler's identity: when set, `POST /v1/scheduler/tick` also
+    /// takes its Google-signed ID token (the verifier keeps Google's keys
+    /// cached, so one is shared by every request).
+    pub id_token: Option<std::sync::Arc<crate::server::oidc::IdTokenVerifier>>,
 }
 
 impl Default for SchedulerSettings {
@@ -36,6 +40,7 @@ impl Default for SchedulerSettings {
             // Xero's app-wide limit, with headroom for the runs in flight.
             xero_calls_per_tick: 8_000,
             calls_per_run: 20,
+            id_token: None,
         }
     }
 }

@@ -1,7 +1,8 @@
 //! Who is calling, and what they may do. Authentication is an extractor that
 //! yields a [`Principal`]; authorisation is one function over (principal,
 //! tenant, action), so every route (and the query service and web pages to
-//! come) asks the same question in the same place.
+//! come) asks the same question in the same place. Cloud Scheduler's ID
+//! tokens are verified in `oidc.rs`.
 
 use std::sync::Arc;
 
@@ -12,7 +13,7 @@ use subtle::ConstantTimeEq;
 
 use cloud::naming::TenantId;
 
-use super::{ApiError, AppState};
+use super::{oidc, ApiError, AppState};
 use crate::service::tokens;
 use crate::store::TOKEN_PREFIX;
 
@@ -24,6 +25,9 @@ pub enum Principal {
     /// Holds one of a tenant's API tokens (`llt_…`): may ask questions of
     /// that tenant's data, and nothing else.
     Tenant { tenant: TenantId, token_id: String },
+    /// Cloud Scheduler, by a Google-signed ID token of its service account
+    /// (when configured): may tick the scheduler, and nothing else.
+    Scheduler,
 }
 
 impl Principal {
@@ -33,14 +37,15 @@ impl Principal {
         match self {
             Principal::Operator => "operator-api".to_owned(),
             Principal::Tenant { token_id, .. } => format!("token:{token_id}"),
+            Principal::Scheduler => "cloud-scheduler".to_owned(),
         }
     }
 
     /// The tenant the credential itself names: the only one a tenant
-    /// principal may query. `None` for the operator.
+    /// principal may query. `None` for the operator and the scheduler.
     pub fn tenant(&self) -> Option<&TenantId> {
         match self {
-            Principal::Operator => None,
+            Principal::Operator | Principal::Scheduler => None,
             Principal::Tenant { tenant, .. } => Some(tenant),
         }
     }
@@ -74,6 +79,15 @@ pub fn authorize(
 ) -> Result<(), ApiError> {
     match principal {
         Principal::Operator => Ok(()),
+        Principal::Scheduler => match action {
+            Action::Tick => Ok(()),
+            _ => Err(ApiError::new(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "the scheduler's ID token may only tick the scheduler; \
+                 this needs the operator token",
+            )),
+        },
         Principal::Tenant { tenant: own, .. } => match (action, tenant) {
             (Action::Query, Some(target)) if target == own => Ok(()),
             (Action::Query, _) => Err(ApiError::new(
@@ -124,6 +138,22 @@ impl FromRequestParts<Arc<AppState>> for Principal {
                     tenant: token.tenant,
                     token_id: token.id,
                 });
+            }
+        } else if let Some(verifier) = &state.config.scheduler.id_token {
+            // Cloud Scheduler's ID token, when one is configured. Its refusal
+            // says why (never what the token held).
+            if oidc::looks_like_jwt(given) {
+                return match verifier.verify(given).await {
+                    Ok(()) => Ok(Principal::Scheduler),
+                    Err(e) => {
+                        tracing::info!(code = e.code(), "an ID token was refused: {e}");
+                        Err(ApiError::new(
+                            StatusCode::UNAUTHORIZED,
+                            e.code(),
+                            e.to_string(),
+                        ))
+                    }
+                };
             }
         }
         Err(ApiError::unauthorized())

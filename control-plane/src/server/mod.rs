@@ -9,6 +9,7 @@ mod error;
 mod limits;
 mod listener;
 mod observability;
+pub mod oidc;
 mod onboarding;
 pub mod openapi;
 mod questions;

@@ -76,10 +76,14 @@ fn own_tenant(principal: &Principal) -> Result<TenantId, ApiError> {
             authorize(principal, Some(t), Action::Query)?;
             Ok(t.clone())
         }
-        None => Err(ApiError::bad_request(
-            "tenant_required",
-            "operators ask with POST /v1/tenants/{id}/query (and read with /v1/tenants/{id}/…)",
-        )),
+        None => {
+            // The operator names the tenant in the path; the scheduler may not ask.
+            authorize(principal, None, Action::Query)?;
+            Err(ApiError::bad_request(
+                "tenant_required",
+                "operators ask with POST /v1/tenants/{id}/query (and read with /v1/tenants/{id}/…)",
+            ))
+        }
     }
 }
 
@@ -88,7 +92,7 @@ fn asker(principal: &Principal) -> Asker {
         actor: principal.actor(),
         token_id: match principal {
             Principal::Tenant { token_id, .. } => Some(token_id.clone()),
-            Principal::Operator => None,
+            Principal::Operator | Principal::Scheduler => None,
         },
     }
 }
