@@ -197,22 +197,69 @@ async fn overloaded(error: BoxError) -> Response {
     }
 }
 
-/// A 413 from the body limit (plain text) as the API's JSON error.
-pub async fn body_too_large_as_json(response: Response) -> Response {
-    let is_json = response
+/// Longest explanation of a rejected request passed on to its client.
+const REJECTION_MESSAGE_MAX: usize = 300;
+
+/// The API's errors are JSON `{"code", "message"}`; axum's own rejections
+/// (a body that is not JSON or lacks a field, a wrong content type, a path
+/// that does not parse, a body too large) are plain text, and a method a
+/// route lacks gets an empty 405. This turns those into the API's JSON error,
+/// keeping axum's explanation (bounded, control characters escaped). A
+/// handler's own answers (JSON errors, pages, a webhook's empty 401) pass
+/// unchanged.
+pub async fn rejections_as_json(response: Response) -> Response {
+    let status = response.status();
+    if !status.is_client_error() {
+        return response;
+    }
+    let content_type = response
         .headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/json"));
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE && !is_json {
-        return ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            "the request body is larger than this service accepts",
-        )
-        .into_response();
+        .map(str::to_owned);
+    let plain = content_type
+        .as_deref()
+        .is_some_and(|v| v.starts_with("text/plain"));
+    let bare_405 = status == StatusCode::METHOD_NOT_ALLOWED && content_type.is_none();
+    if !plain && !bare_405 {
+        return response;
     }
-    response
+    let code = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => "body_too_large",
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_media_type",
+        StatusCode::UNPROCESSABLE_ENTITY => "invalid_body",
+        StatusCode::METHOD_NOT_ALLOWED => "method_not_allowed",
+        _ => "bad_request",
+    };
+    let (parts, body) = response.into_parts();
+    let message = match status {
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            "the request body is larger than this service accepts".to_owned()
+        }
+        StatusCode::METHOD_NOT_ALLOWED => "this route does not take that method".to_owned(),
+        _ => {
+            let text = axum::body::to_bytes(body, 4 * REJECTION_MESSAGE_MAX)
+                .await
+                .unwrap_or_default();
+            let text = String::from_utf8_lossy(&text);
+            if text.trim().is_empty() {
+                "the request is not valid for this route".to_owned()
+            } else {
+                bounded(text.trim(), REJECTION_MESSAGE_MAX)
+            }
+        }
+    };
+    let mut converted = ApiError::new(status, code, message).into_response();
+    // Keep what the client needs besides the body (Allow on a 405).
+    if let Some(allow) = parts.headers.get(header::ALLOW) {
+        converted.headers_mut().insert(header::ALLOW, allow.clone());
+    }
+    converted
+}
+
+/// A path no route has: the API's JSON 404.
+pub async fn no_route() -> Response {
+    ApiError::not_found("no_route", "no such route").into_response()
 }
 
 /// Longest path shown in the request log.
@@ -396,6 +443,77 @@ mod tests {
         assert_eq!(first.await.expect("join"), StatusCode::OK);
         assert_eq!(second.await.expect("join"), StatusCode::OK);
         assert_eq!(status(&app, "/a").await, StatusCode::OK, "slots come back");
+    }
+
+    #[tokio::test]
+    async fn axums_plain_text_rejections_become_the_apis_json_errors() {
+        #[derive(serde::Deserialize)]
+        struct Named {
+            #[allow(dead_code)]
+            name: String,
+        }
+        let app = Router::new()
+            .route(
+                "/json",
+                axum::routing::post(|_: axum::Json<Named>| async { "ok" }),
+            )
+            .route(
+                "/hook",
+                axum::routing::post(|| async { StatusCode::UNAUTHORIZED }),
+            )
+            .fallback(no_route)
+            .layer(axum::middleware::map_response(rejections_as_json));
+        let send = |method: &str, path: &str, content_type: Option<&str>, body: &'static str| {
+            let mut request = Request::builder().method(method).uri(path);
+            if let Some(ct) = content_type {
+                request = request.header(header::CONTENT_TYPE, ct);
+            }
+            let request = request.body(Body::from(body)).expect("request");
+            let app = app.clone();
+            async move {
+                let response = app.oneshot(request).await.expect("infallible");
+                let status = response.status();
+                let allow = response.headers().get(header::ALLOW).cloned();
+                let bytes = axum::body::to_bytes(response.into_body(), 1 << 16)
+                    .await
+                    .expect("body");
+                (status, allow, String::from_utf8_lossy(&bytes).into_owned())
+            }
+        };
+        for (method, path, ct, body, status, code) in [
+            ("POST", "/json", None, "{}", 415, "unsupported_media_type"),
+            (
+                "POST",
+                "/json",
+                Some("application/json"),
+                "\u{0}",
+                400,
+                "bad_request",
+            ),
+            (
+                "POST",
+                "/json",
+                Some("application/json"),
+                "{}",
+                422,
+                "invalid_body",
+            ),
+            ("GET", "/json", None, "", 405, "method_not_allowed"),
+            ("GET", "/nowhere", None, "", 404, "no_route"),
+        ] {
+            let (got, allow, text) = send(method, path, ct, body).await;
+            assert_eq!(got.as_u16(), status, "{method} {path}: {text}");
+            let error: serde_json::Value = serde_json::from_str(&text).expect("json");
+            assert_eq!(error["code"], code, "{text}");
+            assert!(error["message"].as_str().is_some_and(|m| !m.is_empty()));
+            if status == 405 {
+                assert!(allow.is_some(), "Allow is kept");
+            }
+        }
+        // A handler's own bare answer is left alone.
+        let (got, _, text) = send("POST", "/hook", None, "").await;
+        assert_eq!(got, StatusCode::UNAUTHORIZED);
+        assert!(text.is_empty());
     }
 
     #[test]

@@ -163,11 +163,10 @@ pub fn router(state: Arc<AppState>) -> Router {
         };
         app = app.merge(limits::class(routes, max));
     }
-    app.layer(DefaultBodyLimit::max(limits.max_body_bytes))
+    app.fallback(limits::no_route)
+        .layer(DefaultBodyLimit::max(limits.max_body_bytes))
         .layer(RequestBodyLimitLayer::new(limits.max_body_bytes))
-        .layer(axum::middleware::map_response(
-            limits::body_too_large_as_json,
-        ))
+        .layer(axum::middleware::map_response(limits::rejections_as_json))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::GATEWAY_TIMEOUT,
             limits.request_timeout,
