@@ -251,7 +251,7 @@ impl Metrics {
             PassOutcome::Error,
             PassOutcome::Gone,
         ] {
-            self.reconcile_passes.get_or_create(&OutcomeLabels {
+            self.reconcile_passes.get_or_create_owned(&OutcomeLabels {
                 outcome: outcome.as_str(),
             });
         }
@@ -262,13 +262,13 @@ impl Metrics {
                 RunTrigger::Schedule,
                 RunTrigger::Webhook,
             ] {
-                self.runs_started.get_or_create(&RunStartLabels {
+                self.runs_started.get_or_create_owned(&RunStartLabels {
                     command: command.as_str(),
                     trigger: trigger.as_str(),
                 });
             }
             for status in [RunStatus::Succeeded, RunStatus::Partial, RunStatus::Failed] {
-                self.runs_ended.get_or_create(&RunEndLabels {
+                self.runs_ended.get_or_create_owned(&RunEndLabels {
                     command: command.as_str(),
                     status: status.as_str(),
                 });
@@ -277,10 +277,10 @@ impl Metrics {
         for outcome in ["answered", "declined", "refused", "failed"] {
             for generator in ["offline", "llm"] {
                 self.questions
-                    .get_or_create(&QuestionLabels { outcome, generator });
+                    .get_or_create_owned(&QuestionLabels { outcome, generator });
             }
         }
-        self.questions.get_or_create(&QuestionLabels {
+        self.questions.get_or_create_owned(&QuestionLabels {
             outcome: "failed",
             generator: "none",
         });
