@@ -150,6 +150,7 @@ both_backends!(
     cells_are_registered_once_per_id_and_project,
     without_cells_local_tenants_have_none_and_gcp_refuses,
     the_cell_routes_register_list_show_drain_and_activate,
+    a_consent_no_cell_has_room_for_is_refused_before_xero,
     cells_through_the_cli,
 );
 
@@ -637,6 +638,66 @@ async fn the_cell_routes_register_list_show_drain_and_activate(env: Env) {
     }
     workers.abort();
     serving.abort();
+}
+
+async fn a_consent_no_cell_has_room_for_is_refused_before_xero(env: Env) {
+    use control_plane::service::onboarding;
+    use control_plane::service::ServiceError;
+    use xero::oauth::{OAuthClient, OAuthConfig};
+
+    let store = env.store();
+    add_cells(store, &[("cell-small", 1)]).await;
+    store.want_tenant(&tid("first-co")).await.expect("place");
+    let redirect = "http://127.0.0.1:8080/oauth/xero/callback"
+        .parse()
+        .expect("redirect uri");
+    let oauth = OAuthClient::new(OAuthConfig::new("ll-client", "ll-secret", redirect))
+        .expect("oauth client");
+    let link_of = |url: &str| url.split("link=").nth(1).unwrap_or_default().to_owned();
+    let minted = onboarding::mint_connect_link(
+        store,
+        "http://127.0.0.1:8080",
+        &tid("second-co"),
+        Duration::from_secs(3600),
+        "test",
+    )
+    .await
+    .expect("mint");
+    let link = link_of(&minted.url);
+
+    // No room: refused before the client is sent to Xero, the link unused.
+    match onboarding::start_consent(store, Some(&oauth), WithoutCells::Unplaced, &link).await {
+        Err(ServiceError::Store(StoreError::NoCellRoom(_))) => {}
+        other => panic!("expected NoCellRoom, got {other:?}"),
+    }
+    let answer: control_plane::server::ApiError =
+        ServiceError::Store(StoreError::NoCellRoom(tid("second-co"))).into();
+    assert_eq!((answer.status.as_u16(), answer.code), (503, "no_cell_room"));
+    // A placed tenant consents again whatever the room.
+    let again = onboarding::mint_connect_link(
+        store,
+        "http://127.0.0.1:8080",
+        &tid("first-co"),
+        Duration::from_secs(3600),
+        "test",
+    )
+    .await
+    .expect("mint");
+    onboarding::start_consent(
+        store,
+        Some(&oauth),
+        WithoutCells::Unplaced,
+        &link_of(&again.url),
+    )
+    .await
+    .expect("a placed tenant's consent");
+
+    // Room again: the same link now starts the consent.
+    add_cells(store, &[("cell-more", 1)]).await;
+    let url = onboarding::start_consent(store, Some(&oauth), WithoutCells::Unplaced, &link)
+        .await
+        .expect("consent");
+    assert!(url.contains("state="), "{url}");
 }
 
 // ----------------------------------------------------------------- the CLI

@@ -38,7 +38,13 @@ pub async fn connect(
         };
         return Err(ApiError::bad_request("connect_link_required", message));
     };
-    let url = onboarding::start_consent(&state.store, state.config.oauth.as_ref(), &link).await?;
+    let url = onboarding::start_consent(
+        &state.store,
+        state.config.oauth.as_ref(),
+        state.reconciler.without_cells(),
+        &link,
+    )
+    .await?;
     let secure = if state.config.public_url.starts_with("https://") {
         "; Secure"
     } else {

@@ -150,6 +150,19 @@ fn xero_not_configured() -> ServiceError {
     }
 }
 
+/// Whether the tenant can be placed in a cell (`no_cell_room`, `no_cells`:
+/// 503 otherwise), before anything is used up.
+async fn check_placement(
+    store: &Store,
+    id: &TenantId,
+    without_cells: WithoutCells,
+) -> Result<(), ServiceError> {
+    match store.check_placement(id, without_cells).await {
+        Err(StoreError::TenantDeleting(_)) => Err(deleting(id)),
+        other => Ok(other?),
+    }
+}
+
 fn deleting(id: &TenantId) -> ServiceError {
     ServiceError::conflict(
         "tenant_deleting",
@@ -163,6 +176,7 @@ fn deleting(id: &TenantId) -> ServiceError {
 pub async fn start_consent(
     store: &Store,
     oauth: Option<&OAuthClient>,
+    without_cells: WithoutCells,
     link: &str,
 ) -> Result<String, ServiceError> {
     let hash = link_hash(link);
@@ -177,6 +191,9 @@ pub async fn start_consent(
             return Err(deleting(&id));
         }
     }
+    // A new tenant no cell has room for is refused before the client
+    // consents at Xero for nothing.
+    check_placement(store, &id, without_cells).await?;
     let oauth = oauth.ok_or_else(xero_not_configured)?;
     if store.count_pending_consents(Some(&hash)).await? >= MAX_PENDING_PER_LINK {
         return Err(ServiceError::conflict(
@@ -315,6 +332,9 @@ pub async fn complete_consent(
             ));
         }
     }
+    // Checked again before the link is used up, so that a client refused
+    // for want of room may use the same link once there is some.
+    check_placement(store, &id, without_cells).await?;
     if !store.use_connect_link(&link).await? {
         return Err(invalid_link());
     }

@@ -236,6 +236,35 @@ impl Store {
         Err(StoreError::NoCellRoom(id.clone()))
     }
 
+    /// Whether [`Store::want_tenant_placed`] would place tenant `id` now:
+    /// `Ok` when it has a cell, needs none, or a cell has room; otherwise
+    /// the error placement would give. It reserves nothing (placement checks
+    /// again): it lets a consent be refused before the client is sent to
+    /// Xero, or its connect link is used up.
+    pub async fn check_placement(
+        &self,
+        id: &TenantId,
+        without: WithoutCells,
+    ) -> Result<(), StoreError> {
+        let existing = self.get_tenant(id).await?;
+        match &existing {
+            Some(t) if t.desired == Desired::Absent => {
+                return Err(StoreError::TenantDeleting(id.clone()))
+            }
+            Some(t) if t.cell.is_some() => return Ok(()),
+            Some(_) if without == WithoutCells::Unplaced => return Ok(()),
+            _ => {}
+        }
+        if self.roomiest_cell().await?.is_some() {
+            return Ok(());
+        }
+        match (self.count_cells().await?, without) {
+            (0, WithoutCells::Unplaced) => Ok(()),
+            (0, WithoutCells::Refuse) => Err(StoreError::NoCells(id.clone())),
+            _ => Err(StoreError::NoCellRoom(id.clone())),
+        }
+    }
+
     /// The active cell with the most room (the oldest of equals), if any
     /// has room. Unlocked: [`Store::place_in`] checks again.
     async fn roomiest_cell(&self) -> Result<Option<String>, StoreError> {
