@@ -162,6 +162,7 @@ pub fn print_list(views: &[TenantView], format: OutputFormat) -> anyhow::Result<
     struct Row<'a> {
         id: &'a str,
         phase: &'a str,
+        cell: &'a str,
         resources_ready: usize,
         resources_total: usize,
     }
@@ -170,6 +171,7 @@ pub fn print_list(views: &[TenantView], format: OutputFormat) -> anyhow::Result<
         .map(|v| Row {
             id: &v.id,
             phase: &v.phase,
+            cell: &v.cell,
             resources_ready: v.ready(),
             resources_total: v.resources.len(),
         })
@@ -183,11 +185,12 @@ pub fn print_list(views: &[TenantView], format: OutputFormat) -> anyhow::Result<
     }
     let mut table = Table::new();
     table.load_preset(UTF8_FULL_CONDENSED);
-    table.set_header(["TENANT", "PHASE", "RESOURCES READY"]);
+    table.set_header(["TENANT", "PHASE", "CELL", "RESOURCES READY"]);
     for r in &rows {
         table.add_row([
             r.id.to_owned(),
             r.phase.to_owned(),
+            r.cell.to_owned(),
             format!("{}/{}", r.resources_ready, r.resources_total),
         ]);
     }

@@ -847,6 +847,21 @@ async fn cells_through_the_cli(env: Env) {
     assert_eq!(json_of(&out)["state"], "draining");
     let out = go(&["tenants", "provision", "third", "--output", "json"]).await;
     assert_eq!(json_of(&out)["cell"], "cell-eu1-001");
+    let out = go(&["tenants", "list", "--output", "json"]).await;
+    let cells_of: Vec<(String, String)> = json_of(&out)
+        .as_array()
+        .expect("tenants")
+        .iter()
+        .map(|t| (t["id"].to_string(), t["cell"].to_string()))
+        .collect();
+    assert_eq!(
+        cells_of,
+        [
+            ("\"first\"".to_owned(), "\"local\"".to_owned()),
+            ("\"second\"".to_owned(), "\"cell-eu1-002\"".to_owned()),
+            ("\"third\"".to_owned(), "\"cell-eu1-001\"".to_owned()),
+        ]
+    );
     let out = go(&["cells", "list", "--output", "json"]).await;
     let listed = json_of(&out);
     assert_eq!(listed[0]["id"], "cell-eu1-001");
