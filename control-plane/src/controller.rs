@@ -189,6 +189,19 @@ impl Controller {
             .all(|s| matches!(s, Slot::Waiting { .. }))
     }
 
+    /// How many tenants are queued, running (a pass under way) and waiting
+    /// out a backoff: the controller's depth, for `/metrics`.
+    pub fn depth(&self) -> (usize, usize, usize) {
+        let slots = self.inner.lock();
+        slots
+            .values()
+            .fold((0, 0, 0), |(queued, running, waiting), slot| match slot {
+                Slot::Queued => (queued + 1, running, waiting),
+                Slot::Running { .. } => (queued, running + 1, waiting),
+                Slot::Waiting { .. } => (queued, running, waiting + 1),
+            })
+    }
+
     /// Whether `id` is waiting out a backoff.
     pub fn is_backing_off(&self, id: &TenantId) -> bool {
         matches!(self.inner.lock().get(id), Some(Slot::Waiting { .. }))

@@ -68,6 +68,11 @@ struct PhaseLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct StateLabels {
+    state: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct BuildLabels {
     version: &'static str,
 }
@@ -104,6 +109,8 @@ pub struct Metrics {
     tenants: Family<PhaseLabels, Gauge>,
     tenants_needing_consent: Gauge,
     store_up: Gauge,
+    token_refreshes: Family<OutcomeLabels, Counter>,
+    controller_tenants: Family<StateLabels, Gauge>,
 }
 
 /// The process's metrics, created on first use.
@@ -168,6 +175,8 @@ impl Metrics {
             tenants: Family::default(),
             tenants_needing_consent: Gauge::default(),
             store_up: Gauge::default(),
+            token_refreshes: Family::default(),
+            controller_tenants: Family::default(),
             registry: Registry::default(),
         };
         let build = Family::<BuildLabels, Gauge>::default();
@@ -237,6 +246,16 @@ impl Metrics {
             "1 when the state store answered this scrape's read, 0 when it did not",
             m.store_up.clone(),
         );
+        registry.register(
+            "token_refreshes",
+            "Refreshes of a tenant's Xero token set by this process, by outcome (refreshed, needs_consent, failed)",
+            m.token_refreshes.clone(),
+        );
+        registry.register(
+            "controller_tenants",
+            "Tenants in this process's controller, by state (queued, running, backing_off), read at each scrape",
+            m.controller_tenants.clone(),
+        );
         m.zero_known_series();
         Metrics { registry, ..m }
     }
@@ -284,6 +303,10 @@ impl Metrics {
             outcome: "failed",
             generator: "none",
         });
+        for outcome in ["refreshed", "needs_consent", "failed"] {
+            self.token_refreshes
+                .get_or_create_owned(&OutcomeLabels { outcome });
+        }
     }
 
     /// One HTTP request answered. `route` is the matched route template
@@ -364,6 +387,26 @@ impl Metrics {
         }
     }
 
+    /// A tenant's token set was refreshed, or the refresh failed.
+    pub fn token_refresh(&self, outcome: &'static str) {
+        self.token_refreshes
+            .get_or_create(&OutcomeLabels { outcome })
+            .inc();
+    }
+
+    /// Sets the controller's gauges, read at scrape time.
+    pub fn set_controller(&self, queued: usize, running: usize, backing_off: usize) {
+        for (state, n) in [
+            ("queued", queued),
+            ("running", running),
+            ("backing_off", backing_off),
+        ] {
+            self.controller_tenants
+                .get_or_create(&StateLabels { state })
+                .set(i64::try_from(n).unwrap_or(i64::MAX));
+        }
+    }
+
     /// Sets the tenant gauges from a count read at scrape time: `(phase,
     /// needs_consent, tenants)` rows; `None` when the store did not answer
     /// (the gauges keep their last values and `state_store_up` says 0).
@@ -424,6 +467,8 @@ mod tests {
         m.reconcile_pass(PassOutcome::NotSettled, Duration::from_millis(80));
         m.question("answered", "offline", Some(Duration::from_millis(30)));
         m.set_tenants(Some(&[(Phase::Ready, false, 3), (Phase::Ready, true, 1)]));
+        m.token_refresh("needs_consent");
+        m.set_controller(2, 1, 0);
         let text = m.render();
         assert!(
             text.contains(
@@ -445,6 +490,9 @@ mod tests {
         );
         assert!(text.contains("ledgerlake_tenants_needing_consent 1"));
         assert!(text.contains("ledgerlake_state_store_up 1"));
+        assert!(text.contains(r#"ledgerlake_token_refreshes_total{outcome="needs_consent"} 1"#));
+        assert!(text.contains(r#"ledgerlake_token_refreshes_total{outcome="refreshed"} 0"#));
+        assert!(text.contains(r#"ledgerlake_controller_tenants{state="queued"} 2"#));
         assert_eq!(
             method_label(&axum::http::Method::from_bytes(b"BREW").expect("method")),
             "other"

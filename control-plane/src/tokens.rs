@@ -60,7 +60,13 @@ pub async fn refresh_tenant_tokens(
     let provider = RefreshingTokenProvider::from_vault(oauth.clone(), vault, Duration::ZERO)
         .await
         .map_err(token_err)?;
-    match provider.refresh_now().await {
+    let refreshed = provider.refresh_now().await;
+    crate::metrics::metrics().token_refresh(match &refreshed {
+        Ok(_) => "refreshed",
+        Err(TokenError::ReconsentRequired) => "needs_consent",
+        Err(_) => "failed",
+    });
+    match refreshed {
         Ok(tokens) => Ok(tokens),
         Err(TokenError::ReconsentRequired) => {
             store.mark_needs_consent(tenant).await?;

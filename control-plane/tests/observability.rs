@@ -216,6 +216,8 @@ fn metrics_need_a_token_and_name_route_templates_and_tenants_by_phase() {
         "# TYPE ledgerlake_reconcile_passes_total counter",
         "# TYPE ledgerlake_questions_total counter",
         "# TYPE ledgerlake_runs_ended_total counter",
+        r#"ledgerlake_token_refreshes_total{outcome="needs_consent"} 0"#,
+        r#"ledgerlake_controller_tenants{state="queued"} 0"#,
     ] {
         assert!(text.contains(expected), "missing {expected} in\n{text}");
     }

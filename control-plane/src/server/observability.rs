@@ -29,6 +29,10 @@ pub async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     };
     let metrics = metrics::metrics();
     metrics.set_tenants(counts.as_deref());
+    if state.config.control {
+        let (queued, running, backing_off) = state.controller.depth();
+        metrics.set_controller(queued, running, backing_off);
+    }
     (
         [(
             header::CONTENT_TYPE,
