@@ -479,8 +479,13 @@ async fn consent_then_provisioning_then_a_requested_sync_agrees_with_the_books_t
         .collect();
     assert!(lines.len() >= 3, "{log}");
     for line in &lines {
-        assert_eq!(line["span"]["tenant"], "acme", "{line}");
-        assert_eq!(line["span"]["run_id"], run_id.as_str(), "{line}");
+        // Cloud Logging's shape: the run span's fields flattened and as labels.
+        assert_eq!(line["tenant"], "acme", "{line}");
+        assert_eq!(line["run_id"], run_id.as_str(), "{line}");
+        let labels = &line["logging.googleapis.com/labels"];
+        assert_eq!(labels["tenant"], "acme", "{line}");
+        assert_eq!(labels["run"], run_id.as_str(), "{line}");
+        assert!(line["severity"].is_string() && line["message"].is_string());
     }
     assert!(!log.contains(tokens.access_token.expose_secret()));
     assert!(!log.contains(tokens.refresh_token.expose_secret()));

@@ -62,10 +62,11 @@ fn init_logging(filter: Option<&str>) {
     let filter = filter
         .and_then(|f| tracing_subscriber::EnvFilter::try_new(f).ok())
         .unwrap_or_else(|| tracing_subscriber::EnvFilter::new("info"));
+    // Cloud Logging's shape, as the control plane's: severity, message, the
+    // run span's tenant and run_id flattened and as labels.
     tracing_subscriber::fmt()
-        .json()
-        .with_current_span(true)
-        .with_span_list(false)
+        .fmt_fields(tracing_subscriber::fmt::format::JsonFields::new())
+        .event_format(job_contract::logging::CloudLogging::from_env())
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
