@@ -111,6 +111,8 @@ pub struct Metrics {
     store_up: Gauge,
     token_refreshes: Family<OutcomeLabels, Counter>,
     controller_tenants: Family<StateLabels, Gauge>,
+    scheduler_ticks: Counter,
+    scheduled_tenants: Family<OutcomeLabels, Counter>,
 }
 
 /// The process's metrics, created on first use.
@@ -177,6 +179,8 @@ impl Metrics {
             store_up: Gauge::default(),
             token_refreshes: Family::default(),
             controller_tenants: Family::default(),
+            scheduler_ticks: Counter::default(),
+            scheduled_tenants: Family::default(),
             registry: Registry::default(),
         };
         let build = Family::<BuildLabels, Gauge>::default();
@@ -256,6 +260,16 @@ impl Metrics {
             "Tenants in this process's controller, by state (queued, running, backing_off), read at each scrape",
             m.controller_tenants.clone(),
         );
+        registry.register(
+            "scheduler_ticks",
+            "Scheduler ticks this process ran (Cloud Scheduler's calls, or its own locally)",
+            m.scheduler_ticks.clone(),
+        );
+        registry.register(
+            "scheduler_tenants",
+            "Due tenants seen by the scheduler's ticks, by outcome: started, deferred (the Xero call budget was spent) or skipped (not ready, needs consent, a run in progress)",
+            m.scheduled_tenants.clone(),
+        );
         m.zero_known_series();
         Metrics { registry, ..m }
     }
@@ -303,6 +317,10 @@ impl Metrics {
             outcome: "failed",
             generator: "none",
         });
+        for outcome in ["started", "deferred", "skipped"] {
+            self.scheduled_tenants
+                .get_or_create_owned(&OutcomeLabels { outcome });
+        }
         for outcome in ["refreshed", "needs_consent", "failed"] {
             self.token_refreshes
                 .get_or_create_owned(&OutcomeLabels { outcome });
@@ -394,6 +412,21 @@ impl Metrics {
             .inc();
     }
 
+    /// One scheduler tick: how many due tenants it started, deferred for the
+    /// Xero budget, and skipped.
+    pub fn scheduler_tick(&self, started: usize, deferred: usize, skipped: usize) {
+        self.scheduler_ticks.inc();
+        for (outcome, n) in [
+            ("started", started),
+            ("deferred", deferred),
+            ("skipped", skipped),
+        ] {
+            self.scheduled_tenants
+                .get_or_create(&OutcomeLabels { outcome })
+                .inc_by(u64::try_from(n).unwrap_or(u64::MAX));
+        }
+    }
+
     /// Sets the controller's gauges, read at scrape time.
     pub fn set_controller(&self, queued: usize, running: usize, backing_off: usize) {
         for (state, n) in [
@@ -469,6 +502,7 @@ mod tests {
         m.set_tenants(Some(&[(Phase::Ready, false, 3), (Phase::Ready, true, 1)]));
         m.token_refresh("needs_consent");
         m.set_controller(2, 1, 0);
+        m.scheduler_tick(1, 2, 0);
         let text = m.render();
         assert!(
             text.contains(
@@ -493,6 +527,8 @@ mod tests {
         assert!(text.contains(r#"ledgerlake_token_refreshes_total{outcome="needs_consent"} 1"#));
         assert!(text.contains(r#"ledgerlake_token_refreshes_total{outcome="refreshed"} 0"#));
         assert!(text.contains(r#"ledgerlake_controller_tenants{state="queued"} 2"#));
+        assert!(text.contains("ledgerlake_scheduler_ticks_total 1"));
+        assert!(text.contains(r#"ledgerlake_scheduler_tenants_total{outcome="deferred"} 2"#));
         assert_eq!(
             method_label(&axum::http::Method::from_bytes(b"BREW").expect("method")),
             "other"

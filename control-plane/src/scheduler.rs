@@ -195,6 +195,11 @@ pub async fn tick(
             "scheduler tick"
         );
     }
+    crate::metrics::metrics().scheduler_tick(
+        report.started.len(),
+        report.deferred.len(),
+        report.skipped.len(),
+    );
     Ok(report)
 }
 
