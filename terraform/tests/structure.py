@@ -4,7 +4,8 @@ installed here): every file parses as HCL (python-hcl2, which checkov brings);
 every variable has a description and a type and is used; every output has a
 description; every module pins its providers; every module under modules/ is
 called by a root, with only the variables it declares and all it requires;
-and no state, plan or credentials are in the tree.
+README.md's tables list every variable and output; and no state, plan or
+credentials are in the tree.
 
 Run: python3 terraform/tests/structure.py   (prints "N passed, M failed")
 """
@@ -114,6 +115,24 @@ for directory in module_dirs() + ROOTS:
             name for name, body in variables.items() if "default" not in body
         }
         declared[directory.name] = (set(variables), required)
+
+# terraform/README.md's tables name every variable and output of each module
+# (regenerate a table when a module changes).
+readme = (ROOT / "README.md").read_text()
+for directory in module_dirs() + ROOTS:
+    rel = directory.relative_to(ROOT).as_posix()
+    section = readme.split(f"#### `{rel}`", 1)
+    check(len(section) == 2, f"README.md has no section for {rel}")
+    if len(section) < 2:
+        continue
+    section = section[1].split("#### ", 1)[0]
+    parsed, _ = parse_dir(directory)
+    for kind in ("variable", "output"):
+        for name, _ in blocks(parsed, kind):
+            check(
+                f"| `{name}` |" in section,
+                f"README.md's {rel} section does not list {kind} {name}",
+            )
 
 # Every module is called by a root, with the variables it declares.
 called = set()
