@@ -683,21 +683,40 @@ fn hostile_questions_over_http_read_nothing_outside_the_tenant_and_change_nothin
     );
 }
 
-/// A generator that returns one fixed reply (the hostile SQL under test),
-/// standing in for an LLM that was talked into writing it.
-struct Scripted(Mutex<Option<Generated>>);
+/// A generator that replies from a script (the hostile SQL under test, or
+/// a plan), standing in for an LLM; it records the requests it got.
+#[derive(Default)]
+struct Scripted {
+    replies: Mutex<std::collections::VecDeque<Generated>>,
+    requests: Mutex<Vec<LlmRequest>>,
+}
+
+impl Scripted {
+    fn script(&self, replies: impl IntoIterator<Item = Generated>) {
+        *self.replies.lock().expect("lock") = replies.into_iter().collect();
+        self.requests.lock().expect("lock").clear();
+    }
+
+    fn calls(&self) -> usize {
+        self.requests.lock().expect("lock").len()
+    }
+}
 
 #[async_trait]
 impl LlmProvider for Scripted {
     fn describe(&self) -> String {
-        "scripted:red-team".to_owned()
+        "scripted:test".to_owned()
     }
 
-    async fn complete(&self, _request: &LlmRequest) -> Result<Generated, LlmError> {
-        self.0
+    async fn complete(&self, request: &LlmRequest) -> Result<Generated, LlmError> {
+        self.requests
             .lock()
             .map_err(|_| bad_reply("poisoned"))?
-            .clone()
+            .push(request.clone());
+        self.replies
+            .lock()
+            .map_err(|_| bad_reply("poisoned"))?
+            .pop_front()
             .ok_or_else(|| bad_reply("no script"))
     }
 }
@@ -715,7 +734,7 @@ fn hostile_sql_from_a_generator_never_runs_and_the_warehouse_files_are_unchanged
     let w = world();
     let before = cloud_files(w.dir.path());
     runtime().block_on(async {
-        let scripted = Arc::new(Scripted(Mutex::new(None)));
+        let scripted = Arc::new(Scripted::default());
         let engine = QueryEngine::new(
             Arc::new(SemanticModel::builtin().expect("model")),
             w.platform.cloud.warehouse.clone(),
@@ -748,7 +767,8 @@ fn hostile_sql_from_a_generator_never_runs_and_the_warehouse_files_are_unchanged
             }
             // The red team's names are the guard test's; make "globex" ours.
             let sql = sql.replace("transformed_acme", &scope.dataset);
-            *scripted.0.lock().expect("lock") = Some(Generated::Sql(sql.clone()));
+            // The same reply again when the refusal is fed back for correction.
+            scripted.script([Generated::Sql(sql.clone()), Generated::Sql(sql.clone())]);
             let answer = engine
                 .ask(
                     &scope,
@@ -872,4 +892,162 @@ fn the_cli_answers_as_the_tenant_in_table_json_and_csv_and_exits_non_zero_when_i
     assert!(String::from_utf8_lossy(&out.stderr).contains("does not exist"));
     let out = run(&["query", "acme", "revenue", "--as-of", "30/11/2026"]);
     assert_eq!(out.status.code(), Some(2), "a bad date is a usage error");
+}
+
+async fn scope_of(w: &World, id: &TenantId) -> TenantScope {
+    let email = w
+        .platform
+        .cloud
+        .identity
+        .email_for(&naming::service_account_id(id));
+    TenantScope {
+        tenant: id.clone(),
+        credential: w
+            .platform
+            .cloud
+            .identity
+            .credential_for(&email)
+            .await
+            .expect("credential"),
+        dataset: naming::transformed_dataset(id),
+        project: None,
+        offline_only: false,
+    }
+}
+
+fn question(text: &str, generator: GeneratorChoice) -> Ask {
+    Ask {
+        question: text.to_owned(),
+        as_of: AS_OF,
+        generator,
+        previous: None,
+    }
+}
+
+#[test]
+fn an_llm_generator_s_plan_or_sql_goes_through_the_compiler_and_guard_and_failures_are_fed_back_once(
+) {
+    let w = world();
+    runtime().block_on(async {
+        let scripted = Arc::new(Scripted::default());
+        let engine = QueryEngine::new(
+            Arc::new(SemanticModel::builtin().expect("model")),
+            w.platform.cloud.warehouse.clone(),
+            EngineConfig::default(),
+            Some(scripted.clone()),
+        );
+        let scope = scope_of(w, &w.a.id).await;
+        let offline = engine
+            .ask(
+                &scope,
+                &question("revenue this year", GeneratorChoice::Offline),
+            )
+            .await
+            .expect("offline");
+
+        // A plan: compiled like the planner's, the same answer.
+        let plan = offline.plan.clone().expect("plan");
+        scripted.script([Generated::Plan(plan)]);
+        let a = engine
+            .ask(
+                &scope,
+                &question("what did we sell this year", GeneratorChoice::Llm),
+            )
+            .await
+            .expect("answer");
+        assert!(a.answered, "{}", a.explanation);
+        assert_eq!(a.rows, offline.rows);
+        assert_eq!(a.generator_detail.as_deref(), Some("scripted:test"));
+        assert_eq!(scripted.calls(), 1);
+        let request = scripted.requests.lock().expect("lock")[0].clone();
+        assert!(
+            request.system.contains("fct_invoices"),
+            "the prompt carries the schema"
+        );
+
+        // SQL that passes the guard but does not run: the error goes back once.
+        scripted.script([
+            Generated::Sql("SELECT no_such_column FROM fct_invoices".to_owned()),
+            Generated::Sql("SELECT COUNT(*) AS invoices FROM fct_invoices".to_owned()),
+        ]);
+        let a = engine
+            .ask(
+                &scope,
+                &question("how many invoices are there", GeneratorChoice::Llm),
+            )
+            .await
+            .expect("answer");
+        assert!(a.answered, "{}", a.explanation);
+        assert_eq!(a.columns[0].name, "invoices");
+        assert_eq!(scripted.calls(), 2);
+        let second = scripted.requests.lock().expect("lock")[1].clone();
+        let text: String = second.messages.iter().map(|m| m.content.as_str()).collect();
+        assert!(
+            text.contains("no_such_column"),
+            "the correction names the error: {text}"
+        );
+
+        // SQL the guard refuses: the refusal goes back once.
+        scripted.script([
+            Generated::Sql("SELECT * FROM transformed_globex.fct_invoices".to_owned()),
+            Generated::Sql("SELECT COUNT(*) AS invoices FROM fct_invoices".to_owned()),
+        ]);
+        let a = engine
+            .ask(
+                &scope,
+                &question("how many invoices are there", GeneratorChoice::Llm),
+            )
+            .await
+            .expect("answer");
+        assert!(a.answered, "{}", a.explanation);
+        assert!(!a.sql.contains("globex"));
+
+        // Auto: the planner first; the LLM only for what it declines.
+        scripted.script([Generated::Decline("not about the books".to_owned())]);
+        let a = engine
+            .ask(
+                &scope,
+                &question("revenue this year", GeneratorChoice::Auto),
+            )
+            .await
+            .expect("answer");
+        assert!(a.answered);
+        assert_eq!(scripted.calls(), 0, "the planner answered; no LLM call");
+        let a = engine
+            .ask(
+                &scope,
+                &question("what is the weather in Auckland", GeneratorChoice::Auto),
+            )
+            .await
+            .expect("answer");
+        assert!(!a.answered);
+        assert_eq!(scripted.calls(), 1);
+        assert!(
+            a.explanation.contains("not about the books"),
+            "{}",
+            a.explanation
+        );
+
+        // A tenant pinned to the offline planner never reaches the LLM.
+        let pinned = TenantScope {
+            offline_only: true,
+            ..scope.clone()
+        };
+        let refused = engine
+            .ask(&pinned, &question("anything", GeneratorChoice::Llm))
+            .await;
+        assert!(matches!(
+            refused,
+            Err(query::engine::QueryError::LlmNotAllowed)
+        ));
+        let a = engine
+            .ask(
+                &pinned,
+                &question("what is the weather in Auckland", GeneratorChoice::Auto),
+            )
+            .await
+            .expect("answer");
+        assert!(!a.answered);
+        assert_eq!(scripted.calls(), 1, "no call for a pinned tenant");
+    });
 }

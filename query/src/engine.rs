@@ -209,7 +209,40 @@ impl QueryEngine {
         let started = Instant::now();
         let mut answer = match self.prepare(scope, ask).await? {
             Preparation::Declined(answer) => *answer,
-            Preparation::Ready(prepared) => self.execute(scope, ask, *prepared).await?,
+            Preparation::Ready(prepared) => {
+                let (generator, sql) = (prepared.generator, prepared.sql.clone());
+                let answer = self.execute(scope, ask, *prepared).await?;
+                match (&self.llm, generator, answer.refusal.as_deref()) {
+                    // The model's SQL passed the guard but did not run (a
+                    // column that does not exist, say): the error goes back
+                    // to the model once.
+                    (Some(llm), GeneratorKind::Llm, Some("execution_failed")) => {
+                        let vocabulary = self
+                            .vocabulary(scope)
+                            .await
+                            .map_err(QueryError::Warehouse)?;
+                        let correction = Correction {
+                            previous_reply: sql,
+                            error: answer.explanation.clone(),
+                        };
+                        let again = self
+                            .prepare_with_llm(
+                                scope,
+                                ask,
+                                llm.as_ref(),
+                                &vocabulary,
+                                Instant::now(),
+                                Some(correction),
+                            )
+                            .await;
+                        match again {
+                            Preparation::Ready(p) => self.execute(scope, ask, *p).await?,
+                            Preparation::Declined(a) => *a,
+                        }
+                    }
+                    _ => answer,
+                }
+            }
         };
         answer.timings_ms.total_ms = millis(started);
         Ok(answer)
@@ -265,7 +298,7 @@ impl QueryEngine {
         if use_llm(&offline) {
             if let Some(llm) = &self.llm {
                 return Ok(self
-                    .prepare_with_llm(scope, ask, llm.as_ref(), &vocabulary, started)
+                    .prepare_with_llm(scope, ask, llm.as_ref(), &vocabulary, started, None)
                     .await);
             }
         }
@@ -362,16 +395,19 @@ impl QueryEngine {
         llm: &dyn LlmProvider,
         vocabulary: &Arc<Vocabulary>,
         started: Instant,
+        first_correction: Option<Correction>,
     ) -> Preparation {
         let detail = Some(llm.describe());
-        let mut correction: Option<Correction> = None;
+        // One try and one more with the error fed back; a single try when
+        // this already is the correction of an earlier reply.
+        let attempts = if first_correction.is_some() { 1 } else { 2 };
+        let mut correction: Option<Correction> = first_correction;
         let history = ask
             .previous
             .iter()
             .map(|p| (String::from("(the previous question)"), p.clone()))
             .collect::<Vec<_>>();
-        // One try, and one more with the error fed back.
-        for attempt in 0..2 {
+        for attempt in 0..attempts {
             let ctx = PromptContext {
                 as_of: ask.as_of,
                 question: ask.question.clone(),
@@ -429,7 +465,7 @@ impl QueryEngine {
                                 vocabulary: vocabulary.clone(),
                             }))
                         }
-                        Err(refusal) if attempt == 1 => {
+                        Err(refusal) if attempt + 1 == attempts => {
                             let mut answer = Answer::declined(
                                 &ask.question,
                                 plan,
