@@ -7,11 +7,9 @@
 //! `LEDGERLAKE_BENCH_ROUNDS` (5).
 
 #[path = "../../control-plane/tests/support/mod.rs"]
-#[allow(dead_code)]
 mod control_support;
 
 #[path = "../../tenant-job/tests/support/mod.rs"]
-#[allow(dead_code)]
 mod job_support;
 
 use std::hint::black_box;
@@ -279,7 +277,7 @@ async fn main() -> anyhow::Result<()> {
         steps[3] as f64 / n
     );
     latencies.sort();
-    slowest.sort_by(|a, b| b.0.cmp(&a.0));
+    slowest.sort_by_key(|s| std::cmp::Reverse(s.0));
     slowest.dedup_by(|a, b| a.1 == b.1);
     println!(
         "one client, {} requests: p50 {:.1} ms, p90 {:.1} ms, p99 {:.1} ms, max {:.1} ms",
