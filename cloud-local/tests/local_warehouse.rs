@@ -597,7 +597,10 @@ async fn a_dataset_held_by_another_process_is_transient() {
     };
     let started = Instant::now();
     let query = cloud.warehouse.query(&P, &waiting).await.map(|_| ());
-    assert!(started.elapsed() >= Duration::from_secs(2), "the query waited its timeout");
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "the query waited its timeout"
+    );
     let results = [
         query,
         cloud

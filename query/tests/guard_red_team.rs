@@ -20,7 +20,6 @@ mod hostile;
 use hostile::HOSTILE;
 use legitimate::LEGITIMATE;
 
-
 fn refusal(dialect: Dialect, sql: &str) -> Result<Refusal, String> {
     match admit(sql, dialect, &policy()) {
         Ok(admitted) => Err(format!("admitted as {}", admitted.sql)),
