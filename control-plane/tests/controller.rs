@@ -78,9 +78,18 @@ async fn a_tenant_requested_during_its_pass_gets_one_more_pass_not_a_parallel_on
     );
 
     state.enqueue(id.clone());
-    // The first pass is under way; three more requests arrive meanwhile.
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    assert!(faults.count() >= 1, "the first pass has not started");
+    // The first pass is under way (it has made its first slow call, and has
+    // a dozen more to go); three more requests arrive meanwhile. Waiting for
+    // the call rather than a fixed time keeps a loaded machine from starting
+    // the pass late.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while faults.count() == 0 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the first pass never started"
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     for _ in 0..3 {
         state.enqueue(id.clone());
     }
