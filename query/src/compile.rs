@@ -235,21 +235,7 @@ pub fn compile(
             exprs.push(column.clone());
             wheres.push(format!("{column} = {}", literal(code)));
         }
-        let mut from = source.from.clone();
-        let used = exprs.join(" ");
-        for (alias, join) in &source.joins {
-            // A join is added when anything uses its alias, or a later join does.
-            let needed = used.contains(&format!("{alias}."))
-                || source.joins.iter().any(|(other, j)| {
-                    other != alias
-                        && used.contains(&format!("{other}."))
-                        && j.contains(&format!("{alias}."))
-                });
-            if needed {
-                from.push(' ');
-                from.push_str(join);
-            }
-        }
+        let from = with_joins(source, &exprs.join(" "));
         let mut cte = format!(
             "s_{source_name} AS (SELECT {} FROM {from} WHERE {}",
             select.join(", "),
@@ -414,6 +400,60 @@ pub fn compile(
     })
 }
 
+/// Whether `text` refers to a column of `alias` (`alias.` not inside another name).
+fn uses_alias(text: &str, alias: &str) -> bool {
+    let needle = format!("{alias}.");
+    text.match_indices(&needle).any(|(at, _)| {
+        !text[..at]
+            .chars()
+            .next_back()
+            .is_some_and(|c| c.is_ascii_alphanumeric() || c == '_')
+    })
+}
+
+/// The source's FROM with the joins the expressions need, each after the
+/// joins its own condition refers to.
+fn with_joins(source: &crate::semantic::Source, used: &str) -> String {
+    let mut needed: Vec<&str> = source
+        .joins
+        .keys()
+        .filter(|a| uses_alias(used, a))
+        .map(String::as_str)
+        .collect();
+    // A needed join's condition may need another join.
+    loop {
+        let more: Vec<&str> = source
+            .joins
+            .iter()
+            .filter(|(a, _)| !needed.contains(&a.as_str()))
+            .filter(|(a, _)| needed.iter().any(|n| uses_alias(&source.joins[*n], a)))
+            .map(|(a, _)| a.as_str())
+            .collect();
+        if more.is_empty() {
+            break;
+        }
+        needed.extend(more);
+    }
+    let mut from = source.from.clone();
+    let mut emitted: Vec<&str> = Vec::new();
+    while emitted.len() < needed.len() {
+        let next = needed.iter().copied().find(|a| {
+            !emitted.contains(a)
+                && needed.iter().all(|other| {
+                    other == a || emitted.contains(other) || !uses_alias(&source.joins[*a], other)
+                })
+        });
+        // A cycle cannot be ordered; the model's check keeps them out, and
+        // the rest is emitted as written rather than lost.
+        let next = next.or_else(|| needed.iter().copied().find(|a| !emitted.contains(a)));
+        let Some(alias) = next else { break };
+        from.push(' ');
+        from.push_str(&source.joins[alias]);
+        emitted.push(alias);
+    }
+    from
+}
+
 fn measure_value(measure: &Measure, plan: &Plan, dialect: Dialect) -> String {
     if dialect == Dialect::BigQuery {
         if let Some(v) = &measure.value_bigquery {
@@ -566,6 +606,23 @@ mod tests {
         assert!(sql.contains("'O''Brien & Co'"), "{sql}");
         assert!(sql.contains("DATE '2025-04-01'"), "{sql}");
         assert!(sql.contains("LIMIT 5"), "{sql}");
+    }
+
+    #[test]
+    fn a_join_comes_after_the_join_its_condition_refers_to() {
+        // Payments by customer: the contact join refers to the invoice join.
+        let plan = Plan {
+            metrics: vec!["cash_received".to_owned()],
+            dimensions: vec!["customer".to_owned()],
+            period: Some(quarter()),
+            ..Plan::default()
+        };
+        let sql = admitted(&plan, Dialect::DuckDb);
+        let invoices = sql.find("JOIN fct_invoices AS i").expect("invoice join");
+        let contacts = sql.find("JOIN dim_contacts AS c").expect("contact join");
+        assert!(invoices < contacts, "{sql}");
+        assert!(uses_alias("x AND i.type = 1", "i"));
+        assert!(!uses_alias("sub_total_bi.x", "i"));
     }
 
     #[test]

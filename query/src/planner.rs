@@ -6,6 +6,9 @@
 
 use std::collections::BTreeSet;
 
+use std::sync::OnceLock;
+
+use regex::Regex;
 use strsim::osa_distance;
 use time::Date;
 
@@ -316,7 +319,33 @@ pub fn plan(
         text.take(found.start, found.end);
     }
     let mut period_named = false;
-    if let Some(found) = timephrase::find_period(&text.rest, as_of, vocabulary.fy_start) {
+    // "and the month before?": the period before the previous question's.
+    if let Some(previous_period) = previous.and_then(|p| p.period.as_ref()) {
+        static BEFORE: OnceLock<Regex> = OnceLock::new();
+        let before = BEFORE.get_or_init(|| {
+            Regex::new(r"\bthe\s+(?:month|quarter|year|period|week|day)\s+before\b")
+                .unwrap_or_else(|e| panic!("{e}"))
+        });
+        if let Some(m) = before.find(&text.rest) {
+            if let Some(mut period) =
+                timephrase::previous(previous_period, crate::plan::Comparison::PreviousPeriod)
+            {
+                period.label = m.as_str().to_owned();
+                understood.push(format!(
+                    "period {} ({} to {})",
+                    period.label,
+                    crate::plan::iso_date::format(period.start),
+                    crate::plan::iso_date::format(period.end)
+                ));
+                plan.period = Some(period);
+                period_named = true;
+            }
+            text.take(m.start(), m.end());
+        }
+    }
+    if plan.period.is_some() {
+        // Named already.
+    } else if let Some(found) = timephrase::find_period(&text.rest, as_of, vocabulary.fy_start) {
         text.take(found.start, found.end);
         match found.value {
             Ok(period) => {
@@ -392,17 +421,53 @@ pub fn plan(
     let rank = find_rank(&mut text);
 
     // The tenant's own names.
-    let entities = match find_entities(&mut text, vocabulary) {
+    // Words the model uses for its own terms: an account called "Sales"
+    // needs the word "account" beside it to be read as the account.
+    let reserved: BTreeSet<String> = model
+        .metrics
+        .values()
+        .flat_map(|m| m.synonyms.iter())
+        .chain(model.dimensions.values().flat_map(|d| d.synonyms.iter()))
+        .map(|s| s.to_ascii_lowercase())
+        .collect();
+
+    // Cash paid or received, however it is put ("which suppliers did we pay
+    // the most cash to", "cash we collected").
+    let mut cash_metrics = Vec::new();
+    if let Some((cs, ce)) = text.find_phrase("cash") {
+        let words = text.words();
+        let verb = words.iter().find_map(|(s, e, w)| {
+            if w.starts_with("pay") || *w == "paid" || w.starts_with("spent") {
+                Some(("cash_paid", *s, *e))
+            } else if w.starts_with("receiv") || w.starts_with("collect") || w.starts_with("got") {
+                Some(("cash_received", *s, *e))
+            } else {
+                None
+            }
+        });
+        if let Some((metric, s, e)) = verb {
+            text.take(s, e);
+            text.take(cs, ce);
+            cash_metrics.push(metric.to_owned());
+        }
+    }
+
+    let entities = match find_entities(&mut text, vocabulary, &reserved) {
         Ok(e) => e,
         Err(reason) => return decline(understood, reason),
     };
 
     // Metrics, then dimensions.
-    let metrics = find_terms(
+    let mut metrics = cash_metrics;
+    for m in find_terms(
         &mut text,
         model.metrics.iter().map(|(k, m)| (k, &m.synonyms)),
         |_, _| true,
-    );
+    ) {
+        if !metrics.contains(&m) {
+            metrics.push(m);
+        }
+    }
     // A dimension's word groups the answer only where the question asks for
     // a breakdown ("by customer", "top customers", "which items", "monthly"),
     // not where it is the subject ("how much do customers owe us").
@@ -424,6 +489,58 @@ pub fn plan(
                 dimensions.push(dim.to_owned());
             }
         }
+    }
+
+    // Subjects that are not in an organisation's invoices and ledger.
+    const NOT_IN_THE_BOOKS: &[&str] = &[
+        "payroll",
+        "salary",
+        "salaries",
+        "wages",
+        "employee",
+        "employees",
+        "staff",
+        "headcount",
+        "budget",
+        "budgets",
+        "forecast",
+        "forecasts",
+        "inventory",
+        "stock",
+        "weather",
+        "timesheet",
+        "timesheets",
+    ];
+    let rest_words: Vec<String> = text
+        .words()
+        .into_iter()
+        .map(|(_, _, w)| w.to_owned())
+        .collect();
+    if let Some(w) = rest_words
+        .iter()
+        .find(|w| NOT_IN_THE_BOOKS.contains(&w.as_str()))
+    {
+        return decline(
+            understood,
+            format!("I can't answer that: there is no {w} data in these books (invoices, bills, payments, credit notes and the ledger)."),
+        );
+    }
+    // "per staff member", "by region": a breakdown we do not have.
+    if let Some(pair) = rest_words.windows(2).find(|p| {
+        matches!(p[0].as_str(), "per" | "by" | "each")
+            && p[1].len() >= 3
+            && p[1].chars().all(char::is_alphabetic)
+            && !STOPWORDS.contains(&p[1].as_str())
+    }) {
+        let known: Vec<&str> = model.dimensions.keys().map(String::as_str).collect();
+        return decline(
+            understood,
+            format!(
+                "I can't break answers down by \"{}\" yet; I can by {}.",
+                pair[1],
+                known.join(", ")
+            ),
+        );
     }
 
     // What is left that we did not understand: a capitalised word the
@@ -507,7 +624,20 @@ pub fn plan(
 
     if plan.metrics.is_empty() {
         // "top customers", "best selling items": the metric they rank by.
-        let implied = if plan.dimensions.iter().any(|d| d == "supplier")
+        let account_kind = plan
+            .filters
+            .iter()
+            .filter(|f| f.dimension == "account")
+            .flat_map(|f| f.values.iter())
+            .find_map(|name| vocabulary.accounts.iter().find(|a| &a.name == name))
+            .map(|a| a.account_type.as_str());
+        let implied = if let Some(kind) = account_kind {
+            match kind {
+                "BANK" => Some("bank_movement"),
+                "REVENUE" | "SALES" | "OTHERINCOME" => Some("revenue"),
+                _ => Some("expenses"),
+            }
+        } else if plan.dimensions.iter().any(|d| d == "supplier")
             || plan.filters.iter().any(|f| f.dimension == "supplier")
         {
             Some("expenses")
@@ -619,41 +749,74 @@ fn finish(
 }
 
 /// "top 10", "bottom 5", "biggest customer" (one), "largest suppliers" (ten).
+fn number_word(word: &str) -> Option<u32> {
+    word.parse::<u32>().ok().or(match word {
+        "one" => Some(1),
+        "two" => Some(2),
+        "three" => Some(3),
+        "four" => Some(4),
+        "five" => Some(5),
+        "six" => Some(6),
+        "seven" => Some(7),
+        "eight" => Some(8),
+        "nine" => Some(9),
+        "ten" => Some(10),
+        "twenty" => Some(20),
+        _ => None,
+    })
+}
+
+/// "top 10", "bottom 5", "biggest customer" (one), "largest suppliers" (ten),
+/// "which 5 customers owe us the most", "the 3 products with the fewest units".
 fn find_rank(text: &mut Text) -> Option<Rank> {
-    let words = text.words();
-    for (i, (s, e, w)) in words.iter().enumerate() {
-        let direction = match *w {
+    let words: Vec<(usize, usize, String)> = text
+        .words()
+        .into_iter()
+        .map(|(s, e, w)| (s, e, w.to_owned()))
+        .collect();
+    let (i, direction) = words.iter().enumerate().find_map(|(i, (_, _, w))| {
+        let d = match w.as_str() {
             "top" | "biggest" | "largest" | "highest" | "best" | "most" | "leading" => {
                 RankDirection::Top
             }
-            "bottom" | "smallest" | "lowest" | "worst" | "least" => RankDirection::Bottom,
-            _ => continue,
+            "bottom" | "smallest" | "lowest" | "worst" | "least" | "fewest" => {
+                RankDirection::Bottom
+            }
+            _ => return None,
         };
-        let next = words.get(i + 1).map(|(_, _, w)| *w);
-        let number = next.and_then(|n| {
-            n.parse::<u32>().ok().or(match n {
-                "one" => Some(1),
-                "two" => Some(2),
-                "three" => Some(3),
-                "five" => Some(5),
-                "ten" => Some(10),
-                "twenty" => Some(20),
-                _ => None,
+        Some((i, d))
+    })?;
+    let (s, e) = (words[i].0, words[i].1);
+    let next = words.get(i + 1).map(|(_, _, w)| w.as_str());
+    // The count: right after the word, or "which 5 …", "the 3 …" elsewhere.
+    let counted = next
+        .and_then(number_word)
+        .map(|n| (n, words[i + 1].0, words[i + 1].1))
+        .or_else(|| {
+            words.windows(3).find_map(|w| {
+                let n = number_word(&w[1].2)?;
+                let quantifier = matches!(w[0].2.as_str(), "which" | "the" | "our" | "my" | "what");
+                let noun = w[2].2.chars().all(|c| c.is_alphabetic());
+                (quantifier && noun && (1..=1000).contains(&n)).then_some((n, w[1].0, w[1].1))
             })
         });
-        let (n, end) = match number {
-            Some(n) => (n.clamp(1, 1000), words[i + 1].1),
-            None => {
-                // A singular noun after it asks for one; a plural for ten.
-                let plural =
-                    next.is_some_and(|n| n.ends_with('s') && n != "sales" && n != "business");
-                (if plural || next.is_none() { 10 } else { 1 }, *e)
+    let n = match counted {
+        Some((n, ns, ne)) => {
+            text.take(ns, ne);
+            n.clamp(1, 1000)
+        }
+        // A singular noun after it asks for one; a plural (or nothing) for ten.
+        None => {
+            let plural = next.is_some_and(|n| n.ends_with('s') && n != "sales" && n != "business");
+            if plural || next.is_none() {
+                10
+            } else {
+                1
             }
-        };
-        text.take(*s, end);
-        return Some(Rank { direction, n });
-    }
-    None
+        }
+    };
+    text.take(s, e);
+    Some(Rank { direction, n })
 }
 
 /// Generic words of business names, never enough to identify one.
@@ -663,7 +826,11 @@ const NAME_NOISE: &[&str] = &[
 ];
 
 /// Customers, suppliers, items and accounts named in the question, as filters.
-fn find_entities(text: &mut Text, vocabulary: &Vocabulary) -> Result<Vec<Filter>, String> {
+fn find_entities(
+    text: &mut Text,
+    vocabulary: &Vocabulary,
+    reserved: &BTreeSet<String>,
+) -> Result<Vec<Filter>, String> {
     let mut filters: Vec<Filter> = Vec::new();
     let add = |filters: &mut Vec<Filter>, dimension: &str, value: String| {
         if let Some(f) = filters.iter_mut().find(|f| f.dimension == dimension) {
@@ -770,11 +937,23 @@ fn find_entities(text: &mut Text, vocabulary: &Vocabulary) -> Result<Vec<Filter>
         }
     }
 
-    // Accounts: only with the word "account" beside them, since their names
-    // ("Sales", "Rent") are also business terms.
+    // Accounts: by name; a name that is also a business term ("Sales")
+    // only with the word "account" beside it.
     for account in &vocabulary.accounts {
         let lower = account.name.to_ascii_lowercase();
         let mut spans = Vec::new();
+        if lower.len() >= 4 && !reserved.contains(&lower) && !STOPWORDS.contains(&lower.as_str()) {
+            for phrase in [
+                format!("the {lower} account"),
+                format!("{lower} account"),
+                lower.clone(),
+            ] {
+                if let Some(span) = text.find_phrase(&phrase) {
+                    spans.push(span);
+                    break;
+                }
+            }
+        }
         for phrase in [format!("{lower} account"), format!("account {lower}")] {
             if let Some(span) = text.find_phrase(&phrase) {
                 spans.push(span);
@@ -906,6 +1085,20 @@ fn find_terms<'a>(
             .map(|(key, syn)| (osa_distance(&word, syn), *key))
             .filter(|(d, _)| *d <= allowed)
             .min_by_key(|(d, _)| *d);
+        // An inflection of a term ("received" for "receive") is another word,
+        // not a typo.
+        let best = best.filter(|_| {
+            !synonyms.iter().any(|(_, syn)| {
+                let (short, long) = if syn.len() < word.len() {
+                    (syn.as_str(), word.as_str())
+                } else {
+                    (word.as_str(), syn.as_str())
+                };
+                long.strip_prefix(short).is_some_and(|rest| {
+                    matches!(rest, "s" | "d" | "ed" | "es" | "ing" | "r" | "er")
+                })
+            })
+        });
         if let Some((_, key)) = best {
             text.take(s, e);
             if accept(s, &word) {
@@ -939,11 +1132,23 @@ mod tests {
                 "Summit Foods Limited".to_owned(),
             ],
             suppliers: vec!["Harbour Supplies & Co".to_owned()],
-            accounts: vec![Account {
-                code: Some("200".to_owned()),
-                name: "Sales".to_owned(),
-                account_type: "REVENUE".to_owned(),
-            }],
+            accounts: vec![
+                Account {
+                    code: Some("200".to_owned()),
+                    name: "Sales".to_owned(),
+                    account_type: "REVENUE".to_owned(),
+                },
+                Account {
+                    code: Some("469".to_owned()),
+                    name: "Rent".to_owned(),
+                    account_type: "OVERHEADS".to_owned(),
+                },
+                Account {
+                    code: Some("090".to_owned()),
+                    name: "Business Bank Account".to_owned(),
+                    account_type: "BANK".to_owned(),
+                },
+            ],
             items: vec![Item {
                 code: "DESK".to_owned(),
                 name: Some("Standing Desk".to_owned()),
@@ -1042,7 +1247,52 @@ mod tests {
     }
 
     #[test]
+    fn counts_verbs_accounts_and_periods_before() {
+        let p = planned("Which 5 customers owe us the most?", None);
+        assert_eq!(
+            p.rank,
+            Some(Rank {
+                direction: RankDirection::Top,
+                n: 5
+            })
+        );
+        let p = planned("the 3 products with the fewest units sold in 2025", None);
+        assert_eq!(
+            p.rank,
+            Some(Rank {
+                direction: RankDirection::Bottom,
+                n: 3
+            })
+        );
+        assert_eq!(p.metrics, ["units_sold"]);
+        let p = planned(
+            "Which 3 suppliers did we pay the most cash to last quarter?",
+            None,
+        );
+        assert_eq!(p.metrics, ["cash_paid"]);
+        assert_eq!(p.dimensions, ["supplier"]);
+        let p = planned("how many bills did we receive this quarter?", None);
+        assert_eq!(p.metrics, ["bill_count"]);
+        let p = planned("How much did we spend on Rent last year?", None);
+        assert_eq!(p.metrics, ["expenses"]);
+        assert_eq!(p.filters[0].values, ["Rent"]);
+        let p = planned("movement in the Business Bank Account this year", None);
+        assert_eq!(p.metrics, ["bank_movement"]);
+        let first = planned("expenses last month", None);
+        let p = planned("and the month before?", Some(&first));
+        assert!(p.dimensions.is_empty(), "{:?}", p.dimensions);
+        assert_eq!(p.period.expect("period").start, date!(2026 - 06 - 01));
+        let p = planned(
+            "sales in the last 30 days compared to the previous 30 days",
+            None,
+        );
+        assert_eq!(p.compare, Some(crate::plan::Comparison::PreviousPeriod));
+    }
+
+    #[test]
     fn what_it_cannot_map_is_declined_not_guessed() {
+        assert!(declined("Show me payroll costs per staff member").contains("payroll"));
+        assert!(declined("revenue by region this year").contains("region"));
         assert!(declined("what's the weather in Auckland").contains("can't"));
         assert!(declined("revenue from Narnia last year").contains("Narnia"));
         assert!(declined("revenue from kauri last year").contains("which one"));

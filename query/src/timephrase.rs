@@ -413,7 +413,7 @@ pub fn find_comparison(text: &str) -> Option<Found<Comparison>> {
     static COMPARE: OnceLock<Regex> = OnceLock::new();
     let c = re(
         &COMPARE,
-        r"\b(?:(?:compared\s+(?:to|with)|versus|vs\.?|against)\s+(?:the\s+)?(?:same\s+(?:period|time|month|quarter)\s+)?(last|previous|prior|a)\s+(year|period|month|quarter)(?:\s+ago)?|(year\s+over\s+year|yoy|y/y|year\s+on\s+year)|(month\s+over\s+month|mom|quarter\s+over\s+quarter|qoq|period\s+over\s+period))\b",
+        r"\b(?:(?:compared\s+(?:to|with)|versus|vs\.?|against)\s+(?:the\s+)?(?:same\s+(?:period|time|month|quarter)\s+)?(last|previous|prior|preceding|a)\s+(?:\d{1,4}\s+)?(years?|periods?|months?|quarters?|days?|weeks?)(?:\s+ago|\s+before)?|(year\s+over\s+year|yoy|y/y|year\s+on\s+year)|(month\s+over\s+month|mom|quarter\s+over\s+quarter|qoq|period\s+over\s+period|(?:compared\s+(?:to|with)|versus|vs\.?|against)\s+the\s+(?:month|quarter|year|period|week|days?)\s+before))\b",
     )
     .captures(text)?;
     let whole = c.get(0)?;
@@ -422,6 +422,8 @@ pub fn find_comparison(text: &str) -> Option<Found<Comparison>> {
     } else if c.get(4).is_some() {
         Comparison::PreviousPeriod
     } else {
+        // "vs last year" is the same period a year earlier; "vs the previous
+        // 30 days", "vs last month" the period just before.
         match c.get(2).map(|m| m.as_str()) {
             Some("year") => Comparison::PreviousYear,
             _ => Comparison::PreviousPeriod,
@@ -612,6 +614,13 @@ mod tests {
         assert_eq!(c.value, Comparison::PreviousYear);
         let c = find_comparison("sales compared to the previous quarter").expect("found");
         assert_eq!(c.value, Comparison::PreviousPeriod);
+        for text in [
+            "sales in the last 30 days compared to the previous 30 days",
+            "expenses last month compared with the month before",
+        ] {
+            let c = find_comparison(text).unwrap_or_else(|| panic!("{text}"));
+            assert_eq!(c.value, Comparison::PreviousPeriod, "{text}");
+        }
         let q = Period {
             start: date!(2026 - 07 - 01),
             end: AS_OF,
