@@ -217,10 +217,13 @@ pub fn compile(
                     "{} AS {column}",
                     aggregate(c.measure.aggregate, &cond, &value)
                 ));
-                conditions_any.push(cond);
+                if !conditions_any.contains(&cond) {
+                    conditions_any.push(cond);
+                }
             }
         }
-        let mut wheres = vec![format!("({})", conditions_any.join(") OR ("))];
+        // The measures' conditions as one group: the filters below apply to all.
+        let mut wheres = vec![format!("(({}))", conditions_any.join(") OR ("))];
         for f in &plan.filters {
             let dim = model
                 .dimension(&f.dimension)
@@ -604,6 +607,14 @@ mod tests {
         };
         let sql = admitted(&plan, Dialect::DuckDb);
         assert!(sql.contains("'O''Brien & Co'"), "{sql}");
+        // Several measures' conditions are one group the filters apply to.
+        let compiled =
+            compile(&model(), &plan, date!(2026 - 08 - 15), Dialect::DuckDb).expect("sql");
+        assert!(
+            compiled.sql.contains(") AND c.name IN ('O''Brien & Co')"),
+            "{}",
+            compiled.sql
+        );
         assert!(sql.contains("DATE '2025-04-01'"), "{sql}");
         assert!(sql.contains("LIMIT 5"), "{sql}");
     }

@@ -525,13 +525,32 @@ pub fn plan(
             format!("I can't answer that: there is no {w} data in these books (invoices, bills, payments, credit notes and the ledger)."),
         );
     }
-    // "per staff member", "by region": a breakdown we do not have.
-    if let Some(pair) = rest_words.windows(2).find(|p| {
+    // "per staff member", "by region": a breakdown we do not have (a word
+    // after "by" that is not a dimension's, nor followed by one: "by
+    // invoice status" is by status).
+    let original_words: Vec<String> = text
+        .original
+        .to_ascii_lowercase()
+        .split(|c: char| !(c.is_alphanumeric() || c == '\''))
+        .filter(|w| !w.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let dimension_word = |w: &str| {
+        model
+            .dimensions
+            .values()
+            .any(|d| d.synonyms.iter().any(|s| s.split(' ').any(|p| p == w)))
+    };
+    let unknown_breakdown = original_words.windows(3).find(|p| {
         matches!(p[0].as_str(), "per" | "by" | "each")
+            && rest_words.contains(&p[1])
             && p[1].len() >= 3
             && p[1].chars().all(char::is_alphabetic)
             && !STOPWORDS.contains(&p[1].as_str())
-    }) {
+            && !dimension_word(&p[1])
+            && !dimension_word(&p[2])
+    });
+    if let Some(pair) = unknown_breakdown {
         let known: Vec<&str> = model.dimensions.keys().map(String::as_str).collect();
         return decline(
             understood,
@@ -560,6 +579,18 @@ pub fn plan(
         let lower = text_start(question);
         metrics.is_empty() || FOLLOW_UP_STARTS.iter().any(|p| lower.starts_with(p))
     });
+
+    // "how many units did we sell": units, not also revenue, unless the
+    // question names revenue in so many words.
+    if metrics.iter().any(|m| m == "units_sold") {
+        let lower = question.to_ascii_lowercase();
+        let named = ["revenue", "sales", "turnover", "income", "takings"]
+            .iter()
+            .any(|w| lower.contains(w));
+        if !named {
+            metrics.retain(|m| m != "revenue");
+        }
+    }
 
     if follow_up {
         if let Some(prev) = previous {
@@ -885,8 +916,25 @@ fn find_entities(
             // such as "summit" alone must name exactly one contact.
             let distinct: BTreeSet<&str> = hits.iter().map(|c| c.name.as_str()).collect();
             if distinct.len() == 1 {
-                matched = Some((len, hits[0].name.clone(), hits[0].dimension));
-                break;
+                // "Pacific Consulting Group" is not "Pacific Plumbing Ltd":
+                // a capitalised word right after the part that differs from
+                // the name's next word means another name.
+                let next_word = words.get(i + len).filter(|(s, _, _)| {
+                    text.original[*s..]
+                        .chars()
+                        .next()
+                        .is_some_and(char::is_uppercase)
+                });
+                let name_next = hits[0].lower[prefix.len()..].split_whitespace().next();
+                let other_name = match (next_word, name_next) {
+                    (Some((_, _, w)), Some(n)) => w != n,
+                    _ => false,
+                };
+                if !other_name {
+                    matched = Some((len, hits[0].name.clone(), hits[0].dimension));
+                    break;
+                }
+                continue;
             }
             if len >= 2 || is_name_trigger(&words, i) {
                 let mut names: Vec<&str> = distinct.into_iter().collect();
@@ -1248,6 +1296,13 @@ mod tests {
 
     #[test]
     fn counts_verbs_accounts_and_periods_before() {
+        let p = planned("how many units did we sell last month", None);
+        assert_eq!(p.metrics, ["units_sold"]);
+        let p = planned("How much have we sold this month so far?", None);
+        assert_eq!(p.metrics, ["revenue"]);
+        let p = planned("revenue by invoice status this year", None);
+        assert_eq!(p.dimensions, ["status"]);
+        assert!(declined("How much did Summit Traders Group buy from us?").contains("Traders"));
         let p = planned("Which 5 customers owe us the most?", None);
         assert_eq!(
             p.rank,
