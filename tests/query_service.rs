@@ -885,7 +885,7 @@ fn the_cli_answers_as_the_tenant_in_table_json_and_csv_and_exits_non_zero_when_i
         "2026-11-30",
     ]);
     assert_eq!(out.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&out.stdout).contains("Auckland"));
+    assert!(String::from_utf8_lossy(&out.stdout).contains("weather"));
 
     let out = run(&["query", "nobody", "revenue this year"]);
     assert_eq!(out.status.code(), Some(1));
