@@ -206,6 +206,7 @@ struct Graded {
     detail: String,
     /// The rows answered (empty when declined).
     rows: Vec<Vec<serde_json::Value>>,
+    batch: Option<String>,
 }
 
 /// Asks every question as tenant `me`, grading each against the oracle.
@@ -258,6 +259,7 @@ async fn ask_all(
                     foreign: false,
                     detail: format!("Q: {text}\n  error: {e}"),
                     rows: Vec::new(),
+                    batch: q.batch.clone(),
                 });
                 continue;
             }
@@ -357,6 +359,7 @@ async fn ask_all(
             foreign,
             detail: graded.2,
             rows: answer.rows.clone(),
+            batch: q.batch.clone(),
         });
     }
     out
@@ -405,6 +408,24 @@ fn report(title: &str, graded: &[Graded]) -> String {
         t.crashed,
         100.0 * t.correct as f64 / total.max(1) as f64
     );
+    let batches: std::collections::BTreeSet<&str> =
+        graded.iter().filter_map(|g| g.batch.as_deref()).collect();
+    for b in batches {
+        let part: Vec<&Graded> = graded
+            .iter()
+            .filter(|g| g.batch.as_deref() == Some(b))
+            .collect();
+        let correct = part
+            .iter()
+            .filter(|g| g.outcome == Outcome::Correct)
+            .count();
+        let _ = writeln!(
+            out,
+            "   of which batch {b}: {} questions, {correct} correct; accuracy {:.1}%",
+            part.len(),
+            100.0 * correct as f64 / part.len().max(1) as f64
+        );
+    }
     for g in graded.iter().filter(|g| g.outcome != Outcome::Correct) {
         let _ = writeln!(
             out,

@@ -28,6 +28,10 @@ pub struct Question {
     /// The question this one follows up in the same conversation.
     #[serde(default)]
     pub follow_up_of: Option<String>,
+    /// A batch the report gives its own accuracy (`held_out`: written after
+    /// the engine was tuned on the others).
+    #[serde(default)]
+    pub batch: Option<String>,
     pub expect: Expectation,
 }
 
