@@ -291,6 +291,65 @@ const FOLLOW_UP_STARTS: &[&str] = &[
     "in ",
 ];
 
+/// The words of time phrases, whose typos ("quater", "febuary") the
+/// phrases' patterns would otherwise miss.
+const TIME_WORDS: &[&str] = &[
+    "quarter",
+    "quarters",
+    "month",
+    "months",
+    "year",
+    "years",
+    "financial",
+    "fiscal",
+    "previous",
+    "january",
+    "february",
+    "march",
+    "april",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+    "between",
+    "since",
+    "yesterday",
+    "today",
+];
+
+/// The question with typos of time words corrected (one edit, words of five
+/// letters or more), so "last quater" reads as "last quarter".
+fn correct_time_words(question: &str) -> String {
+    let mut out = String::with_capacity(question.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        let lower = word.to_ascii_lowercase();
+        let fixed = (lower.len() >= 5 && !TIME_WORDS.contains(&lower.as_str()))
+            .then(|| {
+                TIME_WORDS
+                    .iter()
+                    .find(|t| t.len().abs_diff(lower.len()) <= 1 && osa_distance(&lower, t) == 1)
+            })
+            .flatten();
+        match fixed {
+            Some(t) => out.push_str(t),
+            None => out.push_str(word),
+        }
+        word.clear();
+    };
+    for c in question.chars() {
+        if c.is_ascii_alphabetic() {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
 /// Maps a question onto a plan, or declines it.
 pub fn plan(
     model: &SemanticModel,
@@ -299,7 +358,7 @@ pub fn plan(
     as_of: Date,
     previous: Option<&Plan>,
 ) -> Planned {
-    let mut text = Text::new(question);
+    let mut text = Text::new(&correct_time_words(question));
     let mut understood = Vec::new();
     let mut plan = Plan::default();
 
@@ -1292,6 +1351,22 @@ mod tests {
         assert_eq!(p.dimensions, ["customer"]);
         let p = planned("sales by customer and month this year", None);
         assert_eq!(p.dimensions, ["customer", "month"]);
+    }
+
+    #[test]
+    fn typos_of_time_words_are_corrected() {
+        assert_eq!(
+            correct_time_words("top 5 suplier by expenses last quater"),
+            "top 5 suplier by expenses last quarter"
+        );
+        assert_eq!(
+            correct_time_words("revenue in Febuary"),
+            "revenue in february"
+        );
+        let p = planned("top 5 suplier by expenses last quater", None);
+        assert_eq!(p.period.expect("period").start, date!(2026 - 04 - 01));
+        assert_eq!(p.dimensions, ["supplier"]);
+        assert!(declined("revenue next month").contains("after the as-of date"));
     }
 
     #[test]

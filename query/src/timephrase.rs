@@ -186,6 +186,8 @@ pub fn find_period(
     static MONTH_NAMED: OnceLock<Regex> = OnceLock::new();
     static YEAR_NAMED: OnceLock<Regex> = OnceLock::new();
     static TODAY: OnceLock<Regex> = OnceLock::new();
+    static FUTURE: OnceLock<Regex> = OnceLock::new();
+    static MONTH_RANGE: OnceLock<Regex> = OnceLock::new();
 
     let found = |m: regex::Match<'_>, value: Result<Period, PeriodError>| {
         Some(Found {
@@ -196,6 +198,52 @@ pub fn find_period(
     };
     let bad = |t: &str| Err(PeriodError::BadDate(t.to_owned()));
 
+    // The future: nothing is booked there yet.
+    if let Some(m) = re(
+        &FUTURE,
+        r"\b(?:next|coming|upcoming)\s+(?:\d+\s+)?(?:days?|weeks?|months?|quarters?|years?|financial\s+year|fiscal\s+year)\b|\btomorrow\b",
+    )
+    .find(text)
+    {
+        return found(
+            m,
+            Err(PeriodError::InTheFuture(
+                m.as_str().to_owned(),
+                crate::plan::iso_date::format(as_of),
+            )),
+        );
+    }
+    // From one month to another: "from January to February 2026".
+    if let Some(c) = re(
+        &MONTH_RANGE,
+        &format!(r"\b(?:from|between)\s+{MONTH_WORD}(?:\s+(\d{{4}}))?\s+(?:to|and|until|till|through|-)\s+{MONTH_WORD}(?:\s+(\d{{4}}))?\b"),
+    )
+    .captures(text)
+    {
+        let whole = c.get(0)?;
+        let label = whole.as_str().trim().to_owned();
+        let (first, last) = (month_of(&c[1])?, month_of(&c[3])?);
+        // A year given once applies to both ends; none: the latest such
+        // range not after the as-of date.
+        let end_year = match (c.get(4), c.get(2)) {
+            (Some(y), _) | (None, Some(y)) => y.as_str().parse().ok()?,
+            (None, None) if first_of_month(as_of.year(), last)? <= as_of => as_of.year(),
+            (None, None) => as_of.year() - 1,
+        };
+        let start_year = match c.get(2) {
+            Some(y) => y.as_str().parse().ok()?,
+            None if u8::from(first) > u8::from(last) => end_year - 1,
+            None => end_year,
+        };
+        let start = first_of_month(start_year, first)?;
+        let end = last_of_month(end_year, last)?;
+        let value = if start <= end {
+            period(start, end, as_of, &label)
+        } else {
+            bad(&label)
+        };
+        return found(whole, value);
+    }
     // Between two dates.
     let between = re(
         &BETWEEN,
@@ -598,6 +646,29 @@ mod tests {
             range("fy2026"),
             (date!(2025 - 07 - 01), date!(2026 - 06 - 30))
         );
+    }
+
+    #[test]
+    fn month_ranges_and_the_future() {
+        assert_eq!(
+            range("revenue from january to february 2026"),
+            (date!(2026 - 01 - 01), date!(2026 - 02 - 28))
+        );
+        assert_eq!(
+            range("from november to february"),
+            (date!(2025 - 11 - 01), date!(2026 - 02 - 28))
+        );
+        for text in [
+            "revenue next month",
+            "sales in the coming quarter",
+            "tomorrow",
+        ] {
+            let found = find_period(text, AS_OF, Month::January).expect(text);
+            assert!(
+                matches!(found.value, Err(PeriodError::InTheFuture(..))),
+                "{text}"
+            );
+        }
     }
 
     #[test]
