@@ -10,12 +10,16 @@
 #[path = "../control-plane/tests/support/mod.rs"]
 mod support;
 
+mod common;
+
+use common::job_template;
+
 use std::time::Duration;
 
 use cloud::naming::{self, TenantId};
 use cloud::ports::{Credential, QueryRequest};
 use control_plane::platform::{Platform, PlatformConfig};
-use control_plane::reconciler::{JobTemplate, Settings};
+use control_plane::reconciler::Settings;
 use control_plane::runs::{RunError, RunSettings, Runs};
 use control_plane::store::{RunStatus, RunTrigger};
 use control_plane::tokens::write_token_set;
@@ -71,20 +75,6 @@ async fn world(invoices: usize) -> World {
         platform,
         runs,
     }
-}
-
-fn job_template(sandbox: &Sandbox) -> JobTemplate {
-    let mut jobs = JobTemplate::beside_current_exe();
-    assert!(
-        std::path::Path::new(&jobs.image).is_file(),
-        "the tenant-job binary must be built beside the tests (cargo test --workspace builds it): {}",
-        jobs.image
-    );
-    jobs.xero_endpoint = Some(sandbox.base_url().to_owned());
-    // The sandbox's minute limit is off here; the job may go as fast as it can.
-    jobs.xero_per_minute = Some(100_000);
-    jobs.timeout_seconds = 600;
-    jobs
 }
 
 /// Provisions `id` (with its jobs) and connects it to the sandbox.

@@ -8,6 +8,10 @@
 #[path = "../control-plane/tests/support/mod.rs"]
 mod support;
 
+mod common;
+
+use common::job_template;
+
 #[path = "../query/tests/corpus/legitimate.rs"]
 #[allow(dead_code)]
 mod legitimate;
@@ -24,7 +28,7 @@ use async_trait::async_trait;
 use cloud::naming::{self, TenantId};
 use cloud::ports::Credential;
 use control_plane::platform::{Platform, PlatformConfig};
-use control_plane::reconciler::{JobTemplate, Settings};
+use control_plane::reconciler::Settings;
 use control_plane::runs::{RunSettings, Runs};
 use control_plane::server::{self, QuerySettings, ServeConfig};
 use control_plane::store::{QueryOutcome, RunStatus, RunTrigger};
@@ -81,19 +85,6 @@ fn world() -> &'static World {
 
 fn tid(s: &str) -> TenantId {
     TenantId::parse(s).expect("tenant id")
-}
-
-fn job_template(sandbox: &Sandbox) -> JobTemplate {
-    let mut jobs = JobTemplate::beside_current_exe();
-    assert!(
-        Path::new(&jobs.image).is_file(),
-        "the tenant-job binary must be built beside the tests (cargo test --workspace builds it): {}",
-        jobs.image
-    );
-    jobs.xero_endpoint = Some(sandbox.base_url().to_owned());
-    jobs.xero_per_minute = Some(100_000);
-    jobs.timeout_seconds = 600;
-    jobs
 }
 
 /// Provisions `id`, connects it to organisation `org` only, and syncs it.

@@ -514,6 +514,18 @@ impl From<anyhow::Error> for CliFailure {
     }
 }
 
+/// A service error as the CLI exits with it: bad input 2; what does not
+/// exist or cannot be done now 1, as it is; anything else 1, with `context`.
+fn service_failure(e: ServiceError, context: &'static str) -> CliFailure {
+    match e {
+        e @ ServiceError::Invalid { .. } => usage(e),
+        e @ (ServiceError::NotFound { .. } | ServiceError::Conflict { .. }) => {
+            CliFailure::Failed(anyhow::Error::new(e))
+        }
+        e => CliFailure::Failed(anyhow::Error::new(e).context(context)),
+    }
+}
+
 fn usage(e: ServiceError) -> CliFailure {
     CliFailure::Usage(e.to_string())
 }
@@ -570,14 +582,7 @@ async fn cells(
     format: OutputFormat,
 ) -> Result<(), CliFailure> {
     use service::cells;
-    // Bad input exits 2; what does not exist, or clashes, exits 1.
-    let fail = |e: ServiceError| match e {
-        e @ ServiceError::Invalid { .. } => usage(e),
-        e @ (ServiceError::NotFound { .. } | ServiceError::Conflict { .. }) => {
-            CliFailure::Failed(anyhow::Error::new(e))
-        }
-        e => CliFailure::Failed(anyhow::Error::new(e).context("managing cells")),
-    };
+    let fail = |e: ServiceError| service_failure(e, "managing cells");
     let store = &platform.store;
     match cmd {
         CellsCommand::Add {
@@ -664,13 +669,7 @@ async fn ask(
     let recorded = service
         .ask(&args.tenant, &asker, &question)
         .await
-        .map_err(|e| match e {
-            e @ ServiceError::Invalid { .. } => usage(e),
-            e @ (ServiceError::NotFound { .. } | ServiceError::Conflict { .. }) => {
-                CliFailure::Failed(anyhow::Error::new(e))
-            }
-            e => CliFailure::Failed(anyhow::Error::new(e).context("answering the question")),
-        })?;
+        .map_err(|e| service_failure(e, "answering the question"))?;
     output::print_answer(&recorded, format)?;
     if recorded.answer.answered {
         Ok(())
@@ -689,14 +688,7 @@ async fn tokens(
     format: OutputFormat,
 ) -> Result<(), CliFailure> {
     use service::tokens;
-    // Bad input exits 2; what does not exist, or cannot be done, exits 1.
-    let fail = |e: ServiceError| match e {
-        e @ ServiceError::Invalid { .. } => usage(e),
-        e @ (ServiceError::NotFound { .. } | ServiceError::Conflict { .. }) => {
-            CliFailure::Failed(anyhow::Error::new(e))
-        }
-        e => CliFailure::Failed(anyhow::Error::new(e).context("managing API tokens")),
-    };
+    let fail = |e: ServiceError| service_failure(e, "managing API tokens");
     let store = &platform.store;
     match cmd {
         TokensCommand::Issue {

@@ -166,8 +166,30 @@ pub async fn stream(
             }
         };
         let started = std::time::Instant::now();
-        let prepared = match service.engine.prepare(&scope, &ask).await {
-            Ok(p) => p,
+        // Each step is sent as soon as it is known.
+        let steps = async {
+            let answer = match service.engine.prepare(&scope, &ask).await? {
+                Preparation::Declined(answer) => *answer,
+                Preparation::Ready(prepared) => {
+                    send(
+                        "plan",
+                        serde_json::json!({"plan": prepared.plan, "understood": prepared.understood}),
+                    )
+                    .await;
+                    send("sql", serde_json::json!({"sql": prepared.sql})).await;
+                    let a = service.engine.execute(&scope, &ask, *prepared).await?;
+                    send(
+                        "rows",
+                        serde_json::json!({"columns": a.columns, "rows": a.rows, "truncated": a.truncated}),
+                    )
+                    .await;
+                    a
+                }
+            };
+            Ok::<_, query::engine::QueryError>(answer)
+        };
+        let answer = match steps.await {
+            Ok(answer) => answer,
             Err(e) => {
                 let _ = service
                     .audit_failure(&tenant, &asker, &conversation, &ask.question, &e)
@@ -178,38 +200,6 @@ pub async fn stream(
                 )
                 .await;
                 return;
-            }
-        };
-        let answer = match prepared {
-            Preparation::Declined(answer) => *answer,
-            Preparation::Ready(prepared) => {
-                send(
-                    "plan",
-                    serde_json::json!({"plan": prepared.plan, "understood": prepared.understood}),
-                )
-                .await;
-                send("sql", serde_json::json!({"sql": prepared.sql})).await;
-                match service.engine.execute(&scope, &ask, *prepared).await {
-                    Ok(a) => {
-                        send(
-                            "rows",
-                            serde_json::json!({"columns": a.columns, "rows": a.rows, "truncated": a.truncated}),
-                        )
-                        .await;
-                        a
-                    }
-                    Err(e) => {
-                        let _ = service
-                            .audit_failure(&tenant, &asker, &conversation, &ask.question, &e)
-                            .await;
-                        send(
-                            "error",
-                            serde_json::json!({"error": "query_failed", "message": e.to_string()}),
-                        )
-                        .await;
-                        return;
-                    }
-                }
             }
         };
         let mut answer = answer;
