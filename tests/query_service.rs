@@ -167,6 +167,30 @@ async fn build_world() -> World {
         tokens.push(secret.expose_secret().to_owned());
     }
 
+    let base = serve(&platform, Some(QuerySettings::default()), true).await;
+    let token_b = tokens.pop().expect("b");
+    let token_a = tokens.pop().expect("a");
+    World {
+        dir,
+        sandbox,
+        platform,
+        base,
+        a: Tenant {
+            id: a,
+            org: orgs[0].clone(),
+            token: token_a,
+        },
+        b: Tenant {
+            id: b,
+            org: orgs[1].clone(),
+            token: token_b,
+        },
+    }
+}
+
+/// Starts the service on `platform` as `serve --role` would: with the query
+/// routes or not, with the control plane's or not. Returns its base URL.
+async fn serve(platform: &Platform, query: Option<QuerySettings>, control: bool) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -186,8 +210,8 @@ async fn build_world() -> World {
         scheduler: Default::default(),
         local_tick: None,
         limits: Default::default(),
-        query: Some(QuerySettings::default()),
-        control: true,
+        query,
+        control,
     };
     let (state, workers) = server::start(
         platform.cloud.clone(),
@@ -200,24 +224,7 @@ async fn build_world() -> World {
         let _workers = workers;
         axum::serve(listener, app).await
     });
-    let token_b = tokens.pop().expect("b");
-    let token_a = tokens.pop().expect("a");
-    World {
-        dir,
-        sandbox,
-        platform,
-        base,
-        a: Tenant {
-            id: a,
-            org: orgs[0].clone(),
-            token: token_a,
-        },
-        b: Tenant {
-            id: b,
-            org: orgs[1].clone(),
-            token: token_b,
-        },
-    }
+    base
 }
 
 /// Revenue of an organisation from its own books (not the transformed
@@ -1040,5 +1047,33 @@ fn an_llm_generator_s_plan_or_sql_goes_through_the_compiler_and_guard_and_failur
             .expect("answer");
         assert!(!a.answered);
         assert_eq!(scripted.calls(), 1, "no call for a pinned tenant");
+    });
+}
+
+#[test]
+fn serve_roles_split_the_query_routes_from_the_control_plane() {
+    let w = world();
+    runtime().block_on(async {
+        let query_only = serve(&w.platform, Some(QuerySettings::default()), false).await;
+        let control_only = serve(&w.platform, None, true).await;
+        let question = json!({"question": "revenue this year", "as_of": "2026-11-30"});
+
+        let (status, a) = post(
+            &w.a.token,
+            format!("{query_only}/v1/query"),
+            question.clone(),
+        )
+        .await;
+        assert_eq!(status, 200, "{a}");
+        assert_eq!(a["answered"], true);
+        let (status, _) = get(OPERATOR, format!("{query_only}/v1/tenants/acme")).await;
+        assert_eq!(status, 404, "the query role serves no control-plane route");
+        let (status, _) = get("", format!("{query_only}/healthz")).await;
+        assert_eq!(status, 200);
+
+        let (status, _) = post(&w.a.token, format!("{control_only}/v1/query"), question).await;
+        assert_eq!(status, 404, "the control role serves no query route");
+        let (status, body) = get(OPERATOR, format!("{control_only}/v1/tenants/acme")).await;
+        assert_eq!(status, 200, "{body}");
     });
 }
