@@ -1,7 +1,9 @@
 -- fct_invoice_lines: one row per line item of a sales invoice or bill, with the document's
--- date, type and status repeated so lines can be reported on their own. Amounts are in the
--- document's currency (fct_invoices.currency_code). An item or account code Xero did not return
--- stays as the line has it: dim_items and dim_accounts have an unknown member for it.
+-- date, type, status, contact and currency repeated so lines can be reported on their own (a
+-- breakdown by account or item needs no join to fct_invoices). Amounts are in the document's
+-- currency; the *_base columns in the organisation's base currency, each line converted at the
+-- document's rate and rounded to the cent. An item or account code Xero did not return stays as
+-- the line has it: dim_items and dim_accounts have an unknown member for it.
 --
 -- sources: invoices
 -- depends_on: fct_invoices
@@ -21,6 +23,10 @@
 --   tax_amount         money      Tax on the line.
 --   line_amount        money      The line's amount as entered: quantity × unit amount (tax-inclusive when the document's amounts are).
 --   net_amount         money      The line's amount excluding tax: line_amount, less tax_amount for tax-inclusive documents.
+--   contact_id         text       The document's customer or supplier (dim_contacts.contact_id).
+--   currency_code      text       The document's currency (ISO 4217).
+--   net_amount_base    money      net_amount in the base currency.
+--   tax_amount_base    money      tax_amount in the base currency.
 --
 -- tests:
 --   unique: line_item_id
@@ -56,7 +62,11 @@ SELECT
     l.tax_type,
     l.tax_amount,
     l.line_amount,
-    {{ m::as_money(value="CASE WHEN i.line_amount_types = 'Inclusive' THEN l.line_amount - l.tax_amount ELSE l.line_amount END") }} AS net_amount
+    {{ m::as_money(value="CASE WHEN i.line_amount_types = 'Inclusive' THEN l.line_amount - l.tax_amount ELSE l.line_amount END") }} AS net_amount,
+    i.contact_id,
+    i.currency_code,
+    {{ m::to_base(amount="CASE WHEN i.line_amount_types = 'Inclusive' THEN l.line_amount - l.tax_amount ELSE l.line_amount END", rate="i.currency_rate") }} AS net_amount_base,
+    {{ m::to_base(amount="l.tax_amount", rate="i.currency_rate") }} AS tax_amount_base
 FROM lines AS l
 -- Lines come from their invoice's own record, so every line finds it; LEFT keeps a line anyway.
 LEFT JOIN {{ ref(name="fct_invoices") }} AS i ON i.invoice_id = l.invoice_id
