@@ -244,6 +244,11 @@ const STOPWORDS: &[&str] = &[
 ];
 
 const TAX_PHRASES: &[&str] = &[
+    "gst-inclusive",
+    "gst inclusive",
+    "vat-inclusive",
+    "vat inclusive",
+    "tax-inclusive",
     "including tax",
     "including gst",
     "including vat",
@@ -639,6 +644,33 @@ pub fn plan(
         metrics.is_empty() || FOLLOW_UP_STARTS.iter().any(|p| lower.starts_with(p))
     });
 
+    // A count asked of documents or contacts ("how many suppliers sent us
+    // bills") is not also their amount, unless the question names it.
+    {
+        let lower = question.to_ascii_lowercase();
+        let says = |words: &[&str]| words.iter().any(|w| lower.contains(w));
+        let asked: Vec<String> = metrics.clone();
+        let counts = |names: &[&str]| asked.iter().any(|m| names.contains(&m.as_str()));
+        if counts(&["bill_count", "distinct_suppliers"])
+            && !says(&[
+                "spend", "spent", "expense", "cost", "purchase", "amount", "value", "total",
+            ])
+        {
+            metrics.retain(|m| m != "expenses");
+        }
+        if counts(&["invoice_count", "distinct_customers"])
+            && !says(&[
+                "revenue", "sales", "turnover", "income", "amount", "value", "total",
+            ])
+        {
+            metrics.retain(|m| m != "revenue");
+        }
+        // "how many chairs did we sell": units of an item.
+        let item_asked = entities.iter().any(|f| f.dimension == "item");
+        if lower.trim_start().starts_with("how many") && item_asked && metrics == ["revenue"] {
+            metrics = vec!["units_sold".to_owned()];
+        }
+    }
     // "how many units did we sell": units, not also revenue, unless the
     // question names revenue in so many words.
     if metrics.iter().any(|m| m == "units_sold") {
@@ -657,8 +689,16 @@ pub fn plan(
             if !metrics.is_empty() {
                 next.metrics = metrics.clone();
             }
-            if plan.period.is_some() {
-                next.period = plan.period.clone();
+            if let Some(period) = &plan.period {
+                // "and the second quarter?" after a question about 2025
+                // means 2025's: a month or quarter named without its year
+                // takes the year of the previous question's period.
+                let rebased = prev
+                    .period
+                    .as_ref()
+                    .filter(|_| named_without_year(&period.label))
+                    .and_then(|p| in_year(period, p.start.year(), as_of));
+                next.period = Some(rebased.unwrap_or_else(|| period.clone()));
             }
             if plan.compare.is_some() {
                 next.compare = plan.compare;
@@ -776,6 +816,49 @@ pub fn plan(
     finish(model, vocabulary, plan, understood)
 }
 
+/// Whether a period's words name a month or quarter without a year ("the
+/// second quarter", "in March"), as opposed to "last quarter" or "Q2 2025".
+fn named_without_year(label: &str) -> bool {
+    static NAMED: OnceLock<Regex> = OnceLock::new();
+    let named = NAMED.get_or_init(|| {
+        Regex::new(r"^(?:(?:in|for|during|of|on)\s+)?(?:the\s+)?(?:q[1-4]|(?:first|second|third|fourth)\s+quarter|january|february|march|april|may|june|july|august|september|october|november|december|jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec)$")
+            .unwrap_or_else(|e| panic!("{e}"))
+    });
+    named.is_match(label.trim())
+}
+
+/// The same days of `year`, never past the as-of date.
+fn in_year(period: &crate::plan::Period, year: i32, as_of: Date) -> Option<crate::plan::Period> {
+    let shift = year - period.start.year();
+    let move_day = |d: Date| {
+        Date::from_calendar_date(d.year() + shift, d.month(), d.day())
+            .ok()
+            .or_else(|| Date::from_calendar_date(d.year() + shift, d.month(), 28).ok())
+    };
+    let start = move_day(period.start)?;
+    // A period to date (cut at the as-of date) covers its whole unit in a past year.
+    let end = if period.end == as_of {
+        let months = match period.label.to_ascii_lowercase() {
+            l if l.contains("quarter") || l.starts_with('q') || l.contains(" q") => 3,
+            _ => 1,
+        };
+        let next = Date::from_calendar_date(
+            start.year() + i32::from((u8::from(start.month()) + months - 1) / 12),
+            time::Month::try_from((u8::from(start.month()) + months - 1) % 12 + 1).ok()?,
+            1,
+        )
+        .ok()?;
+        next.previous_day()?
+    } else {
+        move_day(period.end)?
+    };
+    (start <= as_of).then(|| crate::plan::Period {
+        start,
+        end: end.min(as_of),
+        label: format!("{} {year}", period.label),
+    })
+}
+
 fn text_start(question: &str) -> String {
     question.trim_start().to_ascii_lowercase()
 }
@@ -865,6 +948,10 @@ fn find_rank(text: &mut Text) -> Option<Rank> {
         .map(|(s, e, w)| (s, e, w.to_owned()))
         .collect();
     let (i, direction) = words.iter().enumerate().find_map(|(i, (_, _, w))| {
+        // "highest first" orders the rows; it does not keep one.
+        if words.get(i + 1).is_some_and(|(_, _, n)| n == "first") {
+            return None;
+        }
         let d = match w.as_str() {
             "top" | "biggest" | "largest" | "highest" | "best" | "most" | "leading" => {
                 RankDirection::Top
@@ -1019,7 +1106,8 @@ fn find_entities(
         if let Some(name) = &item.name {
             let lower = name.to_ascii_lowercase();
             let bare = lower.split(" (").next().unwrap_or(&lower).to_owned();
-            for candidate in [lower.clone(), bare] {
+            let plural = format!("{bare}s");
+            for candidate in [lower.clone(), bare, plural] {
                 if candidate.len() >= 4 {
                     if let Some((s, e)) = text.find_phrase(&candidate) {
                         text.take(s, e);
@@ -1192,8 +1280,24 @@ fn find_terms<'a>(
             .map(|(key, syn)| (osa_distance(&word, syn), *key))
             .filter(|(d, _)| *d <= allowed)
             .min_by_key(|(d, _)| *d);
-        // An inflection of a term ("received" for "receive") is another word,
-        // not a typo.
+        // An inflection of a term ("received" for "receive", "invoices" for
+        // "invoiced") is another word, not a typo.
+        let stem = |w: &str| {
+            let w = w
+                .strip_suffix("ed")
+                .or_else(|| w.strip_suffix("es"))
+                .unwrap_or(w);
+            w.strip_suffix('s')
+                .or_else(|| w.strip_suffix('d'))
+                .or_else(|| w.strip_suffix('e'))
+                .unwrap_or(w)
+                .to_owned()
+        };
+        let best = best.filter(|(_, key)| {
+            !synonyms
+                .iter()
+                .any(|(k, syn)| k == key && !syn.contains(' ') && stem(syn) == stem(&word))
+        });
         let best = best.filter(|_| {
             !synonyms.iter().any(|(_, syn)| {
                 let (short, long) = if syn.len() < word.len() {
@@ -1351,6 +1455,36 @@ mod tests {
         assert_eq!(p.dimensions, ["customer"]);
         let p = planned("sales by customer and month this year", None);
         assert_eq!(p.dimensions, ["customer", "month"]);
+    }
+
+    #[test]
+    fn a_follow_up_names_a_quarter_of_the_previous_question_s_year() {
+        let first = planned("What were total sales in the first quarter of 2025?", None);
+        let p = planned("and the second quarter?", Some(&first));
+        let period = p.period.expect("period");
+        assert_eq!(
+            (period.start, period.end),
+            (date!(2025 - 04 - 01), date!(2025 - 06 - 30))
+        );
+        let p = planned("and in March?", Some(&first));
+        assert_eq!(p.period.expect("period").start, date!(2025 - 03 - 01));
+        let p = planned("and last quarter?", Some(&first));
+        assert_eq!(p.period.expect("period").start, date!(2026 - 04 - 01));
+        let p = planned("How much did Summit Foods pay us last year?", None);
+        assert_eq!(p.metrics, ["cash_received"]);
+        let p = planned("outstanding invoices by customer", None);
+        assert_eq!(p.metrics, ["receivables"]);
+        let p = planned(
+            "Show revenue by customer for July 2026, highest first",
+            None,
+        );
+        assert_eq!(p.rank, None);
+        let p = planned("How many Standing Desks did we sell in 2025?", None);
+        assert_eq!(p.metrics, ["units_sold"]);
+        let p = planned("How many suppliers sent us bills this year?", None);
+        assert_eq!(p.metrics, ["distinct_suppliers"]);
+        let p = planned("How much GST-inclusive revenue did we make in June?", None);
+        assert!(p.including_tax);
     }
 
     #[test]

@@ -187,6 +187,7 @@ pub fn find_period(
     static YEAR_NAMED: OnceLock<Regex> = OnceLock::new();
     static TODAY: OnceLock<Regex> = OnceLock::new();
     static FUTURE: OnceLock<Regex> = OnceLock::new();
+    static YEAR_ENDING: OnceLock<Regex> = OnceLock::new();
     static MONTH_RANGE: OnceLock<Regex> = OnceLock::new();
 
     let found = |m: regex::Match<'_>, value: Result<Period, PeriodError>| {
@@ -212,6 +213,32 @@ pub fn find_period(
                 crate::plan::iso_date::format(as_of),
             )),
         );
+    }
+    // "the year ending 31 March 2026": the twelve months to that day.
+    if let Some(c) = re(
+        &YEAR_ENDING,
+        &format!(
+            r"\b(?:the\s+)?(?:financial\s+|fiscal\s+)?year\s+(?:ending|ended|to)\s+{DATE_TEXT}"
+        ),
+    )
+    .captures(text)
+    {
+        let whole = c.get(0)?;
+        let label = whole.as_str().trim().to_owned();
+        let value = match parse_date(&c[1]) {
+            Some(end) => {
+                let start = months_before(first_of_month(end.year(), end.month())?, 11)?;
+                // A year ending mid-month starts the day after a year before.
+                let start = if end.next_day().is_some_and(|d| d.day() == 1) {
+                    start
+                } else {
+                    shift_years(end, -1)?.next_day()?
+                };
+                period(start, end, as_of, &label)
+            }
+            None => bad(&c[1]),
+        };
+        return found(whole, value);
     }
     // From one month to another: "from January to February 2026".
     if let Some(c) = re(
@@ -459,6 +486,28 @@ pub fn find_period(
 /// Finds a comparison phrase ("vs last year", "year over year", "compared with the previous quarter").
 pub fn find_comparison(text: &str) -> Option<Found<Comparison>> {
     static COMPARE: OnceLock<Regex> = OnceLock::new();
+    static WITH: OnceLock<Regex> = OnceLock::new();
+    // "compare this quarter's sales with last quarter": only the "with …"
+    // part is the comparison; the rest names the metric and the period.
+    if text.contains("compar") {
+        let with = re(
+            &WITH,
+            r"\b(?:with|to|and|against)\s+(?:the\s+)?(?:last|previous|prior|preceding)\s+(month|quarter|period|year)\b",
+        );
+        if let Some(c) = with.captures(text) {
+            let whole = c.get(0)?;
+            let value = if &c[1] == "year" {
+                Comparison::PreviousYear
+            } else {
+                Comparison::PreviousPeriod
+            };
+            return Some(Found {
+                value,
+                start: whole.start(),
+                end: whole.end(),
+            });
+        }
+    }
     let c = re(
         &COMPARE,
         r"\b(?:(?:compared\s+(?:to|with)|versus|vs\.?|against)\s+(?:the\s+)?(?:same\s+(?:period|time|month|quarter)\s+)?(last|previous|prior|preceding|a)\s+(?:\d{1,4}\s+)?(years?|periods?|months?|quarters?|days?|weeks?)(?:\s+ago|\s+before)?|(year\s+over\s+year|yoy|y/y|year\s+on\s+year)|(month\s+over\s+month|mom|quarter\s+over\s+quarter|qoq|period\s+over\s+period|(?:compared\s+(?:to|with)|versus|vs\.?|against)\s+the\s+(?:month|quarter|year|period|week|days?)\s+before))\b",
@@ -646,6 +695,16 @@ mod tests {
             range("fy2026"),
             (date!(2025 - 07 - 01), date!(2026 - 06 - 30))
         );
+    }
+
+    #[test]
+    fn a_year_ending_on_a_day() {
+        assert_eq!(
+            range("revenue for the year ending 31 march 2026"),
+            (date!(2025 - 04 - 01), date!(2026 - 03 - 31))
+        );
+        let c = find_comparison("compare this quarter's sales with last quarter").expect("found");
+        assert_eq!(c.value, Comparison::PreviousPeriod);
     }
 
     #[test]

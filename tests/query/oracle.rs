@@ -861,9 +861,22 @@ pub fn previous_range(start: Date, end: Date, c: Compare) -> Result<(Date, Date)
         // back by as many months as they touch: this month to date compares
         // with the same days of last month, last quarter with the one before.
         Compare::PreviousPeriod if is_month_start(start) => {
-            let months = (end.year() - start.year()) * 12 + i32::from(u8::from(end.month()))
+            let touched = (end.year() - start.year()) * 12 + i32::from(u8::from(end.month()))
                 - i32::from(u8::from(start.month()))
                 + 1;
+            // templates/semantic/README.md: whole months move back by as many
+            // months; a period to date by its calendar unit (a quarter to
+            // date compares with the same days of the quarter before).
+            let start_month = u8::from(start.month());
+            let months = if is_month_end(end) || touched <= 1 {
+                touched.max(1)
+            } else if touched <= 3 && (start_month - 1) % 3 == 0 {
+                3
+            } else if touched <= 12 && start_month == 1 {
+                12
+            } else {
+                touched
+            };
             let ps = add_months(start, -months)?;
             let pe = if is_month_end(end) {
                 let first = add_months(end.replace_day(1).map_err(|e| e.to_string())?, -months)?;
