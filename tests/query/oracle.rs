@@ -7,8 +7,10 @@
 //! which source a metric is measured over (the first whose dimensions cover
 //! the question: documents, else invoice lines), and how money is converted
 //! to the base currency — per document as the models' `to_base` macro does
-//! (`round(cents / rate)`, rate 1 or missing unchanged), per line as
-//! `ROUND(net / rate, 2)`. Money is kept in cents until the end.
+//! (`round(cents / rate)`, rate 1 or missing unchanged), per line the same
+//! (`net_amount_base`, `tax_amount_base`: a line including tax is the sum of
+//! the two, each rounded), a credit note's sub_total as `ROUND(sub_total /
+//! rate, 2)`. Money is kept in cents until the end.
 // Shared by two test targets, each of which uses a part.
 #![allow(dead_code)]
 
@@ -476,11 +478,14 @@ impl<'a> Oracle<'a> {
                     }
                     for l in &inv.lines {
                         let net = l.net(inv.tax_inclusive);
-                        let cents = if tax { net + l.tax_amount } else { net };
+                        let rate = inv.currency_rate;
                         let value = match metric {
                             "units_sold" => l.quantity,
-                            _ if named.is_some() => cents as f64,
-                            _ => round_div(cents, inv.currency_rate) as f64,
+                            _ if named.is_some() && tax => (net + l.tax_amount) as f64,
+                            _ if named.is_some() => net as f64,
+                            // fct_invoice_lines' net_amount_base and tax_amount_base.
+                            _ if tax => (to_base(net, rate) + to_base(l.tax_amount, rate)) as f64,
+                            _ => to_base(net, rate) as f64,
                         };
                         let (account, account_type) = self.account_of(&l.account_code);
                         out.push(Fact {
@@ -685,7 +690,9 @@ impl<'a> Oracle<'a> {
             None => None,
             Some(c) => {
                 let (start, end) = range.ok_or("a comparison needs a period")?;
-                let (ps, pe) = previous_range(start, end, c)?;
+                // The financial year starts the month after its year-end month.
+                let fy_start = self.ledger.financial_year_end_month % 12 + 1;
+                let (ps, pe) = previous_range(start, end, c, fy_start)?;
                 Some(Slice {
                     expect: e,
                     range: Some((ps, pe)),
@@ -854,7 +861,13 @@ fn is_month_end(d: Date) -> bool {
 }
 
 /// The comparison period of `[start, end]`.
-pub fn previous_range(start: Date, end: Date, c: Compare) -> Result<(Date, Date), String> {
+/// `fy_start` is the month (1-12) the organisation's financial year starts in.
+pub fn previous_range(
+    start: Date,
+    end: Date,
+    c: Compare,
+    fy_start: u8,
+) -> Result<(Date, Date), String> {
     match c {
         Compare::PreviousYear => Ok((add_months(start, -12)?, add_months(end, -12)?)),
         // Calendar months (a month, quarter or year, to date or whole) move
@@ -866,13 +879,14 @@ pub fn previous_range(start: Date, end: Date, c: Compare) -> Result<(Date, Date)
                 + 1;
             // templates/semantic/README.md: whole months move back by as many
             // months; a period to date by its calendar unit (a quarter to
-            // date compares with the same days of the quarter before).
+            // date compares with the same days of the quarter before, a
+            // year or financial year to date with those of the year before).
             let start_month = u8::from(start.month());
             let months = if is_month_end(end) || touched <= 1 {
                 touched.max(1)
             } else if touched <= 3 && (start_month - 1) % 3 == 0 {
                 3
-            } else if touched <= 12 && start_month == 1 {
+            } else if touched <= 12 && (start_month == 1 || start_month == fy_start) {
                 12
             } else {
                 touched
@@ -1123,7 +1137,7 @@ mod tests {
 
     #[test]
     fn comparison_periods() {
-        let prev = |s, e, c| previous_range(s, e, c).expect("previous");
+        let prev = |s, e, c| previous_range(s, e, c, 4).expect("previous");
         // A whole quarter: the quarter before.
         assert_eq!(
             prev(
@@ -1150,6 +1164,31 @@ mod tests {
                 Compare::PreviousPeriod
             ),
             (date!(2026 - 06 - 01), date!(2026 - 06 - 30))
+        );
+        // A quarter, a year and a financial year (from April) to date: the same days of the one before.
+        assert_eq!(
+            prev(
+                date!(2026 - 07 - 01),
+                date!(2026 - 08 - 20),
+                Compare::PreviousPeriod
+            ),
+            (date!(2026 - 04 - 01), date!(2026 - 05 - 20))
+        );
+        assert_eq!(
+            prev(
+                date!(2026 - 01 - 01),
+                date!(2026 - 08 - 20),
+                Compare::PreviousPeriod
+            ),
+            (date!(2025 - 01 - 01), date!(2025 - 08 - 20))
+        );
+        assert_eq!(
+            prev(
+                date!(2026 - 04 - 01),
+                date!(2026 - 08 - 20),
+                Compare::PreviousPeriod
+            ),
+            (date!(2025 - 04 - 01), date!(2025 - 08 - 20))
         );
         // Days: as many days just before.
         assert_eq!(
