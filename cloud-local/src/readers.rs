@@ -9,7 +9,7 @@
 //! lock on the file, and a writer in another process (a `tenant-job`
 //! transforming the tenant) needs it exclusive. So a writer first leaves a
 //! notice beside the file (`<file>.writing`, holding its process id); from
-//! then on readers open the file per query only, and a sweeper drops kept
+//! then readers wait (within their queries' time) instead of opening it, and a sweeper drops kept
 //! opens that have a notice or were idle for [`IDLE`], so the writer gets the
 //! file within about [`SWEEP`] (its first open may still meet the lock, a
 //! `Transient` error its caller retries, as with any reader in another
@@ -122,8 +122,9 @@ impl Readers {
     }
 
     /// A read-only connection to `path`: a new connection to a kept open of
-    /// the file when it is unchanged and no writer waits, else a fresh open
-    /// (kept for the next query unless a writer waits).
+    /// the file when it is unchanged, else a fresh open kept for the next
+    /// query. `Transient` while a writer's notice is on the file (the caller
+    /// waits, within its own time, and asks again).
     pub fn connection(
         &self,
         resource: &str,
@@ -131,8 +132,13 @@ impl Readers {
         open: impl Fn() -> CloudResult<Connection>,
     ) -> CloudResult<Connection> {
         if writer_waiting(path) {
+            // The writer goes first: opening now, even briefly, would keep
+            // taking the lock it is trying to get while queries keep coming.
             self.evict(path);
-            return open();
+            return Err(CloudError::transient(
+                resource,
+                "a writer is updating the dataset; try again when it is done",
+            ));
         }
         let Some(now) = identity(path) else {
             return open();
@@ -256,7 +262,11 @@ mod tests {
             0,
             "the writer's own process lets go at once"
         );
-        readers.connection("d", &path, open).expect("conn");
+        let waiting = readers.connection("d", &path, open);
+        assert!(
+            matches!(waiting, Err(CloudError::Transient { .. })),
+            "no read opens the file while a writer waits"
+        );
         assert_eq!(readers.kept(), 0, "nothing is kept while a writer waits");
         drop(notice);
         assert!(!notice_path(&path).exists(), "the notice is removed");
