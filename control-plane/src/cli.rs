@@ -645,17 +645,12 @@ async fn ask(
         .transpose()?;
     let model = query::semantic::SemanticModel::builtin()
         .map_err(|e| CliFailure::Failed(anyhow::Error::new(e)))?;
-    let service = QueryService {
-        engine: Arc::new(query::engine::QueryEngine::new(
-            Arc::new(model),
-            platform.cloud.warehouse.clone(),
-            settings.engine,
-            settings.llm,
-        )),
-        cloud: platform.cloud.clone(),
-        store: platform.store.clone(),
-        offline_only: Arc::new(settings.offline_only),
-    };
+    let service = QueryService::new(
+        platform.cloud.clone(),
+        platform.store.clone(),
+        Arc::new(model),
+        &settings,
+    );
     let question = Question {
         text: args.question,
         as_of,

@@ -830,27 +830,16 @@ fn named_without_year(label: &str) -> bool {
 /// The same days of `year`, never past the as-of date.
 fn in_year(period: &crate::plan::Period, year: i32, as_of: Date) -> Option<crate::plan::Period> {
     let shift = year - period.start.year();
-    let move_day = |d: Date| {
-        Date::from_calendar_date(d.year() + shift, d.month(), d.day())
-            .ok()
-            .or_else(|| Date::from_calendar_date(d.year() + shift, d.month(), 28).ok())
-    };
-    let start = move_day(period.start)?;
+    let start = timephrase::shift_years(period.start, shift)?;
     // A period to date (cut at the as-of date) covers its whole unit in a past year.
     let end = if period.end == as_of {
         let months = match period.label.to_ascii_lowercase() {
             l if l.contains("quarter") || l.starts_with('q') || l.contains(" q") => 3,
             _ => 1,
         };
-        let next = Date::from_calendar_date(
-            start.year() + i32::from((u8::from(start.month()) + months - 1) / 12),
-            time::Month::try_from((u8::from(start.month()) + months - 1) % 12 + 1).ok()?,
-            1,
-        )
-        .ok()?;
-        next.previous_day()?
+        timephrase::months_before(start, -months)?.previous_day()?
     } else {
-        move_day(period.end)?
+        timephrase::shift_years(period.end, shift)?
     };
     (start <= as_of).then(|| crate::plan::Period {
         start,
@@ -921,22 +910,9 @@ fn finish(
     Planned::Plan { plan, understood }
 }
 
-/// "top 10", "bottom 5", "biggest customer" (one), "largest suppliers" (ten).
+/// A count in a question ("top 10", "which five"), when it fits a rank.
 fn number_word(word: &str) -> Option<u32> {
-    word.parse::<u32>().ok().or(match word {
-        "one" => Some(1),
-        "two" => Some(2),
-        "three" => Some(3),
-        "four" => Some(4),
-        "five" => Some(5),
-        "six" => Some(6),
-        "seven" => Some(7),
-        "eight" => Some(8),
-        "nine" => Some(9),
-        "ten" => Some(10),
-        "twenty" => Some(20),
-        _ => None,
-    })
+    timephrase::number_word(word).and_then(|n| u32::try_from(n).ok())
 }
 
 /// "top 10", "bottom 5", "biggest customer" (one), "largest suppliers" (ten),

@@ -65,8 +65,8 @@ fn last_of_month(year: i32, month: Month) -> Option<Date> {
     next.previous_day()
 }
 
-fn months_before(day: Date, n: i32) -> Option<Date> {
-    // The first of the month `n` months before `day`'s month.
+/// The first of the month `n` months before `day`'s month (after it, for a negative `n`).
+pub(crate) fn months_before(day: Date, n: i32) -> Option<Date> {
     let index = day.year() * 12 + i32::from(u8::from(day.month())) - 1 - n;
     let year = index.div_euclid(12);
     let month = Month::try_from(u8::try_from(index.rem_euclid(12) + 1).ok()?).ok()?;
@@ -150,9 +150,10 @@ fn ymd(y: &str, m: &str, d: &str) -> Option<Date> {
 
 const DATE_TEXT: &str = r"(\d{4}-\d{1,2}-\d{1,2}|\d{1,2}/\d{1,2}/\d{4}|\d{1,2}(?:st|nd|rd|th)?\s+(?:january|february|march|april|may|june|july|august|september|october|november|december|jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec)\s+\d{4}|(?:january|february|march|april|may|june|july|august|september|october|november|december|jan|feb|mar|apr|jun|jul|aug|sept|sep|oct|nov|dec)\s+\d{1,2}(?:st|nd|rd|th)?,?\s+\d{4})";
 
-fn number_word(word: &str) -> Option<i64> {
+/// A count written as digits or as a word ("three", "twenty").
+pub(crate) fn number_word(word: &str) -> Option<i64> {
     let n = match word {
-        "one" | "a" => 1,
+        "one" => 1,
         "two" => 2,
         "three" => 3,
         "four" => 4,
@@ -164,6 +165,7 @@ fn number_word(word: &str) -> Option<i64> {
         "ten" => 10,
         "eleven" => 11,
         "twelve" => 12,
+        "twenty" => 20,
         other => other.parse().ok()?,
     };
     Some(n)
@@ -600,7 +602,9 @@ fn whole_months(period: &Period) -> Option<i32> {
     })
 }
 
-fn shift_years(day: Date, years: i32) -> Option<Date> {
+/// The same day `years` later (earlier, when negative); the 29th of
+/// February becomes the month's last day.
+pub(crate) fn shift_years(day: Date, years: i32) -> Option<Date> {
     let year = day.year() + years;
     Date::from_calendar_date(year, day.month(), day.day())
         .ok()

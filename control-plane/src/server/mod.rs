@@ -40,6 +40,7 @@ use crate::controller::{Backoff, Controller};
 use crate::reconciler::{AbortOnDrop, Reconciler};
 use crate::runs::{RunSettings, Runs};
 use crate::scheduler::{self, SchedulerSettings};
+pub use crate::service::questions::QuerySettings;
 use crate::store::{Phase, Retention, Store};
 use crate::tokens;
 pub use error::ApiError;
@@ -84,15 +85,6 @@ pub struct ServeConfig {
     /// Whether this service runs the control plane's routes and workers
     /// (`serve --role query` serves questions only).
     pub control: bool,
-}
-
-/// How the query routes answer.
-#[derive(Clone, Default)]
-pub struct QuerySettings {
-    pub engine: query::engine::EngineConfig,
-    pub llm: Option<Arc<dyn query::llm::LlmProvider>>,
-    /// Tenants whose questions never go to an LLM.
-    pub offline_only: std::collections::BTreeSet<String>,
 }
 
 impl ServeConfig {
@@ -220,17 +212,7 @@ pub fn start(
         .ok()
         .map(Arc::new);
     let query = config.query.as_ref().zip(model).map(|(q, model)| {
-        crate::service::questions::QueryService {
-            engine: Arc::new(query::engine::QueryEngine::new(
-                model,
-                cloud.warehouse.clone(),
-                q.engine.clone(),
-                q.llm.clone(),
-            )),
-            cloud: cloud.clone(),
-            store: store.clone(),
-            offline_only: Arc::new(q.offline_only.clone()),
-        }
+        crate::service::questions::QueryService::new(cloud.clone(), store.clone(), model, q)
     });
     let state = Arc::new(AppState {
         cloud,

@@ -7,8 +7,10 @@ use std::sync::Arc;
 use cloud::naming::{self, TenantId};
 use cloud::{Cloud, CloudError};
 use query::answer::Answer;
-use query::engine::{Ask, GeneratorChoice, QueryEngine, QueryError, TenantScope};
+use query::engine::{Ask, EngineConfig, GeneratorChoice, QueryEngine, QueryError, TenantScope};
+use query::llm::LlmProvider;
 use query::plan::Plan;
+use query::semantic::SemanticModel;
 use serde::Serialize;
 use time::{Date, OffsetDateTime};
 
@@ -44,6 +46,16 @@ pub struct RecordedAnswer {
     pub conversation: String,
     #[serde(flatten)]
     pub answer: Answer,
+}
+
+/// How questions are answered: the engine's limits, the LLM (if any), and
+/// the tenants that never reach it.
+#[derive(Clone, Default)]
+pub struct QuerySettings {
+    pub engine: EngineConfig,
+    pub llm: Option<Arc<dyn LlmProvider>>,
+    /// Tenants whose questions never go to an LLM.
+    pub offline_only: std::collections::BTreeSet<String>,
 }
 
 /// The query engine and what it needs from the platform.
@@ -83,6 +95,26 @@ fn query_error(e: QueryError) -> ServiceError {
 }
 
 impl QueryService {
+    /// The service over `cloud` and `store`, answering by `model` and `settings`.
+    pub fn new(
+        cloud: Cloud,
+        store: Store,
+        model: Arc<SemanticModel>,
+        settings: &QuerySettings,
+    ) -> QueryService {
+        QueryService {
+            engine: Arc::new(QueryEngine::new(
+                model,
+                cloud.warehouse.clone(),
+                settings.engine.clone(),
+                settings.llm.clone(),
+            )),
+            cloud,
+            store,
+            offline_only: Arc::new(settings.offline_only.clone()),
+        }
+    }
+
     /// The tenant's scope: its transformed dataset and its own credential.
     pub async fn scope(&self, tenant: &TenantId) -> Result<TenantScope, ServiceError> {
         let record = self
