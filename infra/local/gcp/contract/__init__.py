@@ -1,0 +1,1 @@
+"""Contract server internals; see ../README.md."""
