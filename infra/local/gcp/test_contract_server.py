@@ -301,6 +301,13 @@ class ContractTest(Base):
                        "$.xgafv": "2", "quotaUser": "q"})
         self.assertClean()
 
+    def test_root_is_a_readiness_probe(self):
+        for api, url in self.server.urls.items():
+            status, out, _ = http(url + "/", token=None)
+            self.assertEqual((status, out), (200, {"api": api, "ok": True}))
+        self.assertEqual(self.control("requests"), [])
+        self.assertClean()
+
     # ---- auth ---------------------------------------------------------------------
 
     def test_unauthenticated(self):
@@ -712,13 +719,15 @@ class QuotaTest(Base):
 
 
 EXECUTOR_SCRIPT = r"""
-import json, os, sys
+import json, os, sys, time
 out, code = sys.argv[1], int(sys.argv[2]) if len(sys.argv) > 2 else 0
 keys = ["XERO_REFRESH", "PLAIN", "LEDGERLAKE_GCP_ACCESS_TOKEN", "CLOUD_RUN_JOB",
         "CLOUD_RUN_EXECUTION", "CLOUD_RUN_TASK_INDEX"]
 with open(out, "w") as fh:
     json.dump({k: os.environ.get(k) for k in keys}, fh)
 print("tenant job ran")
+if len(sys.argv) > 3 and sys.argv[3] == "sleep":
+    time.sleep(30)
 sys.exit(code)
 """
 
@@ -770,6 +779,25 @@ class ExecutorTest(Base):
         self.assertEqual(failed["failedCount"], 1)
         completed = [c for c in failed["conditions"] if c["type"] == "Completed"][0]
         self.assertEqual(completed["state"], "CONDITION_FAILED")
+        self.assertClean()
+
+    def test_cancel_kills_the_running_task(self):
+        out = os.path.join(self.tmp, "cancel.json")
+        self.create_job("cell", "tenant-slow", args=[out, "0", "sleep"])
+        op = self.ok("run", "POST", "v2/projects/cell/locations/europe-west1/jobs/tenant-slow:run",
+                     "run.projects.locations.jobs.run", {})
+        deadline = time.time() + 10
+        while not os.path.exists(out):  # the task is running
+            self.assertLess(time.time(), deadline)
+            time.sleep(0.05)
+        name = op["metadata"]["name"]
+        self.ok("run", "POST", "v2/%s:cancel" % name,
+                "run.projects.locations.jobs.executions.cancel", {})
+        ex = self.wait_operation(op, timeout=5)["response"]
+        self.assertEqual(ex["cancelledCount"], 1)
+        completed = [c for c in ex["conditions"] if c["type"] == "Completed"][0]
+        self.assertEqual(completed["executionReason"], "CANCELLED")
+        self.call("run", "POST", "v2/%s:cancel" % name, {}, expect=400)
         self.assertClean()
 
     def test_unreadable_secret_fails_the_execution(self):

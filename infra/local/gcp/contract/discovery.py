@@ -281,7 +281,8 @@ def check_json_scalar(spec, value, where):
         if enum and value not in enum:
             return "%s: %r is not one of %s" % (where, value, ", ".join(enum))
         if fmt == "byte" and not _is_base64(value):
-            return "%s: %r is not base64 (format byte)" % (where, value[:40])
+            # The value is not echoed: byte fields carry secret payloads.
+            return "%s: not base64 (format byte)" % where
         if fmt == "google-datetime" and not DATETIME_RE.match(value):
             return "%s: %r is not an RFC 3339 timestamp" % (where, value)
         if fmt == "google-duration" and not DURATION_RE.match(value):

@@ -95,6 +95,10 @@ class Handler(BaseHTTPRequestHandler):
             body = self._read_body()
             if url.path.startswith("/__contract/"):
                 return self._control(http_method, url.path, body)
+            if http_method == "GET" and url.path == "/":
+                # Readiness probe (infra/local/gcp-emulators polls `GET /`). No Google
+                # method has an empty path, so this is neither checked nor logged.
+                return self._send(200, {"api": self.server.api, "ok": True})
             self._api_call(http_method, url, body)
         except (BrokenPipeError, ConnectionResetError):
             pass

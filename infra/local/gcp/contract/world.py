@@ -112,7 +112,7 @@ class World:
                            "Expected OAuth 2 access token, login cookie or other valid "
                            "authentication credential.")
         token = m.group(1)
-        if secrets.compare_digest(token, self.platform_token):
+        if secrets.compare_digest(token.encode("utf-8", "replace"), self.platform_token.encode()):
             return self.platform_principal
         with self.lock:
             entry = self.tokens.get(token)
