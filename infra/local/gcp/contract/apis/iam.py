@@ -38,6 +38,21 @@ def find_sa(world, name):
         return sa
 
 
+def authorize(world, call, name, permission, roles=()):
+    """Permission before existence (as Google: a caller without it cannot tell whether
+    the account exists). `projects/-/…/{email}` takes the project from the email."""
+    _, project, _, key = name.split("/")
+    m = re.match(r"^[^@]+@([^.]+)\.iam\.gserviceaccount\.com$", key)
+    if project == "-" and m:
+        project = m.group(1)
+    project = world.project_id(project)
+    resource = "projects/%s/serviceAccounts/%s" % (project, key)
+    if list(roles):
+        world.require(call.principal, permission, name, list(roles), [resource], project)
+    else:
+        world.require_platform(call.principal, permission, name, project)
+
+
 @handler("iam.projects.serviceAccounts.create")
 def create(world, call):
     project = world.project_id(call.params["name"].split("/")[1])
@@ -80,10 +95,8 @@ def create(world, call):
 
 @handler("iam.projects.serviceAccounts.get")
 def get(world, call):
-    sa = find_sa(world, call.params["name"])
-    world.require_platform(call.principal, "iam.serviceAccounts.get", call.params["name"],
-                           sa["projectId"])
-    return public(sa)
+    authorize(world, call, call.params["name"], "iam.serviceAccounts.get")
+    return public(find_sa(world, call.params["name"]))
 
 
 @handler("iam.projects.serviceAccounts.list")
@@ -106,9 +119,8 @@ def list_(world, call):
 
 @handler("iam.projects.serviceAccounts.delete")
 def delete(world, call):
+    authorize(world, call, call.params["name"], "iam.serviceAccounts.delete")
     sa = find_sa(world, call.params["name"])
-    world.require_platform(call.principal, "iam.serviceAccounts.delete", call.params["name"],
-                           sa["projectId"])
     with world.lock:
         world.service_accounts.pop(sa["email"], None)
         world.policies.pop(sa["name"], None)
@@ -116,9 +128,9 @@ def delete(world, call):
 
 
 def _toggle(world, call, disabled):
+    authorize(world, call, call.params["name"],
+              "iam.serviceAccounts.%s" % ("disable" if disabled else "enable"))
     sa = find_sa(world, call.params["name"])
-    world.require_platform(call.principal, "iam.serviceAccounts.disable", call.params["name"],
-                           sa["projectId"])
     with world.lock:
         if disabled:
             sa["disabled"] = True
@@ -139,17 +151,17 @@ def enable(world, call):
 
 @handler("iam.projects.serviceAccounts.getIamPolicy")
 def get_policy(world, call):
+    authorize(world, call, call.params["resource"], "iam.serviceAccounts.getIamPolicy",
+              ["roles/iam.securityAdmin", "roles/iam.securityReviewer"])
     sa = find_sa(world, call.params["resource"])
-    world.require(call.principal, "iam.serviceAccounts.getIamPolicy", call.params["resource"],
-                  ["roles/iam.securityAdmin"], [sa["name"]], sa["projectId"])
     return world.get_iam_policy(sa["name"], call.query.get("options.requestedPolicyVersion"))
 
 
 @handler("iam.projects.serviceAccounts.setIamPolicy")
 def set_policy(world, call):
+    authorize(world, call, call.params["resource"], "iam.serviceAccounts.setIamPolicy",
+              ["roles/iam.securityAdmin"])
     sa = find_sa(world, call.params["resource"])
-    world.require(call.principal, "iam.serviceAccounts.setIamPolicy", call.params["resource"],
-                  ["roles/iam.securityAdmin"], [sa["name"]], sa["projectId"])
     return world.set_iam_policy(sa["name"], call.body, sa["projectId"],
                                 lambda email: sa_exists(world, email))
 
