@@ -308,6 +308,44 @@ class ContractTest(Base):
         self.assertEqual(self.control("requests"), [])
         self.assertClean()
 
+    def test_keep_alive_chunked_and_concurrent_requests(self):
+        # Google's clients pool HTTP/1.1 connections: several calls, errors included,
+        # on one connection, one of them with a chunked body.
+        import http.client
+        from concurrent.futures import ThreadPoolExecutor
+        url = urllib.parse.urlsplit(self.server.urls["secretmanager"])
+        conn = http.client.HTTPConnection(url.hostname, url.port, timeout=10)
+        headers = {"Authorization": "Bearer " + TOKEN, "Content-Type": "application/json"}
+        body = json.dumps({"replication": {"automatic": {}}}).encode()
+        conn.request("POST", "/v1/projects/p/secrets?secretId=k1", body, headers)
+        resp = conn.getresponse()
+        self.assertEqual(resp.status, 200)
+        resp.read()
+        conn.request("POST", "/v1/projects/p/secrets?secretId=k2", iter([body[:10], body[10:]]),
+                     headers, encode_chunked=True)
+        resp = conn.getresponse()
+        self.assertEqual((resp.status, json.loads(resp.read())["name"].split("/")[-1]),
+                         (200, "k2"))
+        conn.request("POST", "/v1/projects/p/secrets?secretId=k3&bogus=1", body, headers)
+        resp = conn.getresponse()
+        self.assertEqual(resp.status, 400)
+        resp.read()
+        conn.request("GET", "/v1/projects/p/secrets", headers={})
+        resp = conn.getresponse()
+        self.assertEqual(resp.status, 401)
+        resp.read()
+        conn.close()
+        self.control("reset", "POST", {})
+
+        def create(i):
+            return self.call("secretmanager", "POST", "v1/projects/p/secrets",
+                             {"replication": {"automatic": {}}}, query={"secretId": "c%d" % (i % 20)})[0]
+        with ThreadPoolExecutor(16) as pool:
+            statuses = list(pool.map(create, range(60)))
+        self.assertEqual(statuses.count(200), 20)
+        self.assertEqual(statuses.count(409), 40)
+        self.assertClean()
+
     # ---- auth ---------------------------------------------------------------------
 
     def test_unauthenticated(self):
@@ -610,6 +648,69 @@ class ContractTest(Base):
                         "v1/projects/cell-9/services/bigquery.googleapis.com:enable",
                         "serviceusage.services.enable", {})
         self.assertTrue(again["done"])
+        self.assertClean()
+
+    def test_remaining_calls_answer_in_shape(self):
+        """The calls not exercised above, each checked against its response schema."""
+        sa = self.create_sa("p", "tenant-rest")
+        sa_path = "v1/projects/p/serviceAccounts/" + sa["email"]
+        self.ok("iam", "POST", sa_path + ":disable", "iam.projects.serviceAccounts.disable", {})
+        self.mint(sa["email"], expect=400)
+        self.ok("iam", "POST", sa_path + ":enable", "iam.projects.serviceAccounts.enable", {})
+        self.mint(sa["email"])
+        self.create_secret("p", "s", {"a": "1"}, b"x")
+        patched = self.ok("secretmanager", "PATCH", "v1/projects/p/secrets/s",
+                          "secretmanager.projects.secrets.patch", {"labels": {"a": "2"}},
+                          query={"updateMask": "labels"})
+        self.assertEqual(patched["labels"], {"a": "2"})
+        self.ok("secretmanager", "POST", "v1/projects/p/secrets/s/versions/1:disable",
+                "secretmanager.projects.secrets.versions.disable", {})
+        self.ok("secretmanager", "POST", "v1/projects/p/secrets/s/versions/1:enable",
+                "secretmanager.projects.secrets.versions.enable", {})
+        listed = self.ok("secretmanager", "GET", "v1/projects/p/secrets/s/versions",
+                         "secretmanager.projects.secrets.versions.list",
+                         query={"filter": "state:ENABLED"})
+        self.assertEqual(len(listed["versions"]), 1)
+        # The name Google returns (project number) works as a request name too.
+        number_name = patched["name"]
+        self.ok("secretmanager", "GET", "v1/%s/versions/latest:access" % number_name,
+                "secretmanager.projects.secrets.versions.access")
+        self.create_job("p", "j1")
+        base = "v2/projects/p/locations/europe-west1/jobs/j1"
+        pol = self.ok("run", "GET", base + ":getIamPolicy",
+                      "run.projects.locations.jobs.getIamPolicy")
+        self.ok("run", "POST", base + ":setIamPolicy", "run.projects.locations.jobs.setIamPolicy",
+                {"policy": {"etag": pol["etag"], "bindings": [
+                    {"role": "roles/run.invoker", "members": ["serviceAccount:" + sa["email"]]}]}})
+        every = self.ok("run", "GET", "v2/projects/p/locations/-/jobs",
+                        "run.projects.locations.jobs.list")
+        self.assertEqual(len(every["jobs"]), 1)
+        parent = "v1/projects/p/locations/europe-west1"
+        self.ok("cloudscheduler", "POST", parent + "/jobs",
+                "cloudscheduler.projects.locations.jobs.create",
+                {"name": "projects/p/locations/europe-west1/jobs/t", "schedule": "* * * * *",
+                 "httpTarget": {"uri": "http://127.0.0.1:8080/v1/scheduler/tick"}})
+        paused = self.ok("cloudscheduler", "POST", parent + "/jobs/t:pause",
+                         "cloudscheduler.projects.locations.jobs.pause", {})
+        self.assertEqual(paused["state"], "PAUSED")
+        self.ok("cloudscheduler", "POST", parent + "/jobs/t:resume",
+                "cloudscheduler.projects.locations.jobs.resume", {})
+        op = self.ok("serviceusage", "POST", "v1/projects/p/services/run.googleapis.com:enable",
+                     "serviceusage.services.enable", {})
+        self.wait_operation(op, "serviceusage", "serviceusage.operations.get")
+        services = self.ok("serviceusage", "GET", "v1/projects/p/services",
+                           "serviceusage.services.list", query={"filter": "state:ENABLED"})
+        self.assertEqual(len(services["services"]), 1)
+        op = self.ok("serviceusage", "POST", "v1/projects/p/services/run.googleapis.com:disable",
+                     "serviceusage.services.disable", {})
+        self.wait_operation(op, "serviceusage", "serviceusage.operations.get")
+        # Documented but not reproduced: 501, and not a violation.
+        status, out, _ = self.call("run", "GET", "v2/projects/p/locations/l/services/s")
+        self.assertEqual(status, 501)
+        self.assertGoogleError(out, 501, "UNIMPLEMENTED")
+        state = self.control("state")
+        self.assertEqual(len(state["serviceAccounts"]), 1)
+        self.assertEqual(len(state["run"]["jobs"]), 1)
         self.assertClean()
 
     # ---- faults and the log ---------------------------------------------------------------

@@ -224,7 +224,7 @@ def _fault_error(fault, method_id):
 def state_dump(world):
     from .apis.iam import public
     with world.lock:
-        return {
+        dump = {
             "serviceAccounts": [dict(public(sa), visible=sa["_visible_at"] <= time.time())
                                 for sa in world.service_accounts.values()],
             "policies": {name: p.to_json() for name, p in world.policies.items()},
@@ -236,6 +236,8 @@ def state_dump(world):
             "quotaDenials": list(world.quota_denials),
             "faults": world.faults,
         }
+        # Serialised under the lock: the live dicts change while other requests run.
+        return json.loads(json.dumps(dump))
 
 
 def start_servers(host, world, apis):
