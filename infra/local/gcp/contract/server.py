@@ -27,6 +27,9 @@ FAULT_STATUSES = {400, 401, 403, 404, 409, 412, 429, 500, 503, 504}
 class Server(ThreadingHTTPServer):
     daemon_threads = True
     allow_reuse_address = True
+    # socketserver's default backlog of 5 resets connections when a client opens many
+    # at once (the tests' 16 threads did; so can a pooled Rust client).
+    request_queue_size = 128
 
     def __init__(self, address, api, world, apis):
         self.api = api
