@@ -807,15 +807,20 @@ class QuotaTest(Base):
                 retry = int(headers["Retry-After"])
         self.assertEqual(statuses[:6], [200] * 6)
         self.assertEqual(statuses[6:], [429] * 4)
-        self.assertGreaterEqual(retry, 1)
+        self.assertGreaterEqual(retry, 1)  # 6/min: the next write in about 10 s
+        self.assertLessEqual(retry, 11)
         # Another project has its own bucket; project policy writes share the IAM one.
         self.ok("cloudresourcemanager", "POST", "v3/projects/other:setIamPolicy",
                 "cloudresourcemanager.projects.setIamPolicy", {"policy": {"bindings": []}})
         self.call("cloudresourcemanager", "POST", "v3/projects/cell:setIamPolicy",
                   {"policy": {"bindings": []}}, expect=429)
+        # Service account creation is an IAM write too.
+        self.call("iam", "POST", "v1/projects/cell/serviceAccounts", {"accountId": "tenant-late"},
+                  expect=429)
         denials = self.control("state")["quotaDenials"]
-        self.assertEqual(len(denials), 5)
-        self.assertEqual(sum(r["status"] == 429 for r in self.control("requests")), 5)
+        self.assertEqual(len(denials), 6)
+        self.assertEqual({d["quota"] for d in denials}, {"iam.writes"})
+        self.assertEqual(sum(r["status"] == 429 for r in self.control("requests")), 6)
         self.assertClean()
 
 

@@ -12,21 +12,22 @@ import threading
 
 from .common import ApiError, new_etag, now, project_number, rfc3339
 
-MAX_POLICY_PRINCIPALS = 1500  # Google: 1,500 principals per allow policy
+MAX_POLICY_PRINCIPALS = 1500  # Google: 1,500 members in all bindings of a policy
+MAX_POLICY_GROUPS = 250       # of which at most 250 Google groups
 
 # Default rates per minute per project (multiplied by --quota-scale).
 QUOTAS = {
-    # IAM: "setIamPolicy requests per minute per project" is 600; every API's
-    # setIamPolicy lands in the same IAM backend, so one bucket per project.
-    "iam.policy.writes": 600,
-    # Service account creation: Google does not publish a per-minute figure next to the
-    # 100-accounts cap. We guess 60/min (one a second) so that bulk tenant onboarding
-    # has to pace itself.
-    "iam.serviceaccounts.create": 60,
+    # IAM v1 API "write requests": 600 per project per minute (cloud.google.com/iam/quotas).
+    # It counts service account create/delete/disable/enable (so creation has no bucket
+    # of its own: Google publishes no separate figure) and, as the brief for this server
+    # asks, setIamPolicy of every API, since all of them write allow policies.
+    "iam.writes": 600,
+    # Service Account Credentials API "requests to generate credentials": 60,000/min.
+    "iamcredentials.generate": 60000,
     # Secret Manager: "Access requests per minute per project" is 90,000.
     "secretmanager.access": 90000,
-    # Cloud Run Admin API: "Write requests per minute per region" defaults to 180; we
-    # key it by project and region.
+    # Cloud Run Admin API write requests: Google's quota page gives no figure we could
+    # confirm; we use 180 per minute, keyed by project and region.
     "run.writes": 180,
 }
 
@@ -173,7 +174,7 @@ class World:
 
         sa_exists(email) -> bool tells whether a service account is visible now.
         """
-        self.take_quota(project, "iam.policy.writes")
+        self.take_quota(project, "iam.writes")
         new = (body or {}).get("policy") or {}
         bindings = []
         total = 0
@@ -190,6 +191,10 @@ class World:
             if b.get("condition"):
                 nb["condition"] = b["condition"]
             bindings.append(nb)
+        groups = sum(1 for b in bindings for m in b["members"] if m.startswith("group:"))
+        if groups > MAX_POLICY_GROUPS:
+            raise ApiError(400, "The number of groups in the policy (%d) is larger than the "
+                           "maximum allowed size %d." % (groups, MAX_POLICY_GROUPS))
         if total > MAX_POLICY_PRINCIPALS:
             raise ApiError(400, "The number of members in the policy (%d) is larger than the "
                            "maximum allowed size %d." % (total, MAX_POLICY_PRINCIPALS))

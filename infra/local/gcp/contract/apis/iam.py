@@ -63,7 +63,7 @@ def create(world, call):
     if not account_id or not (6 <= len(account_id) <= 30) or not ACCOUNT_ID_RE.match(account_id):
         raise ApiError(400, "accountId %r must be 6-30 characters long and match the regular "
                        "expression `[a-z]([-a-z0-9]*[a-z0-9])`." % account_id, violation=True)
-    world.take_quota(project, "iam.serviceaccounts.create")
+    world.take_quota(project, "iam.writes")
     email = "%s@%s.iam.gserviceaccount.com" % (account_id, project)
     with world.lock:
         if email in world.service_accounts:
@@ -121,6 +121,7 @@ def list_(world, call):
 def delete(world, call):
     authorize(world, call, call.params["name"], "iam.serviceAccounts.delete")
     sa = find_sa(world, call.params["name"])
+    world.take_quota(sa["projectId"], "iam.writes")
     with world.lock:
         world.service_accounts.pop(sa["email"], None)
         world.policies.pop(sa["name"], None)
@@ -131,6 +132,7 @@ def _toggle(world, call, disabled):
     authorize(world, call, call.params["name"],
               "iam.serviceAccounts.%s" % ("disable" if disabled else "enable"))
     sa = find_sa(world, call.params["name"])
+    world.take_quota(sa["projectId"], "iam.writes")
     with world.lock:
         if disabled:
             sa["disabled"] = True
@@ -190,5 +192,6 @@ def generate_access_token(world, call):
     if not 0 < lifetime <= MAX_TOKEN_LIFETIME:
         raise ApiError(400, "The lifetime %s is outside the allowed range (at most %ds)."
                        % (body.get("lifetime"), MAX_TOKEN_LIFETIME))
+    world.take_quota(project, "iamcredentials.generate")
     token, expiry = world.mint_token("serviceAccount:" + email, lifetime)
     return {"accessToken": token, "expireTime": rfc3339(expiry).replace(".000000", "")}

@@ -74,6 +74,8 @@ def _check_template(world, body, where):
     for c in containers:
         if not c.get("image"):
             raise ApiError(400, "%s: every container needs an image." % where)
+    if (task.get("maxRetries") or 0) > 10:
+        raise ApiError(400, "%s: maxRetries must be at most 10." % where)
     sa = task.get("serviceAccount")
     if sa and sa.endswith(".iam.gserviceaccount.com") and not sa_exists(world, sa):
         raise ApiError(400, "Service account %s does not exist." % sa)
