@@ -218,6 +218,8 @@ class ContractTest(Base):
         v = self.violations()
         self.assertEqual(len(v), 1, v)
         self.assertIn(fragment, v[0]["message"])
+        log = self.control("requests")
+        self.assertEqual([(r["status"], r["principal"]) for r in log], [(400, PLATFORM)])
         self.control("reset", "POST", {})
         return v[0]
 

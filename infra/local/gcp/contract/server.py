@@ -125,6 +125,10 @@ class Handler(BaseHTTPRequestHandler):
                     raise ContractViolation("; ".join(problems), method.id)
             except ContractViolation as v:
                 method_id = v.method_id or method_id
+                try:  # for the log only: who sent the request that broke the contract
+                    principal = world.authenticate(self.headers.get("Authorization"))
+                except ApiError:
+                    principal = None
                 world.record_violation({"api": api_name, "method": method_id,
                                         "httpMethod": http_method, "path": url.path,
                                         "message": v.message, "time": rfc3339(time.time())})
