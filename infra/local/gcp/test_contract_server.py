@@ -204,6 +204,31 @@ class Base(unittest.TestCase):
         return self.wait_operation(op)
 
 
+class DiscoveryTest(unittest.TestCase):
+    """The method lookup alone, without a server."""
+
+    def test_every_documented_method_is_found_by_its_own_url(self):
+        import re
+        for api in APIS.values():
+            for m in api.methods:
+                url = "/" + re.sub(r"\{\+?([^}]+)\}", lambda g: "x" + g.group(1)[:3].lower(),
+                                   m.flat_path)
+                found, _ = api.find_method(m.http_method, url)
+                self.assertEqual(found.id, m.id, url)
+
+    def test_body_validation(self):
+        iam = APIS["iam"]
+        problems = []
+        iam.validate({"$ref": "SetIamPolicyRequest"}, {"policy": {
+            "version": "3", "etag": "ACAB", "bindings": [{"role": "r", "members": "user:x"}],
+            "extra": 1}}, "body", problems)
+        self.assertEqual(len(problems), 2, problems)  # members not an array; extra unknown
+        problems = []
+        iam.validate({"$ref": "SetIamPolicyRequest"}, {"policy": {"version": 2 ** 40}},
+                     "body", problems)
+        self.assertIn("out of int32 range", problems[0])
+
+
 class ContractTest(Base):
     """Contract checks and per-API semantics, no delays, no quotas."""
 
