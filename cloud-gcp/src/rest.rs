@@ -1,0 +1,132 @@
+//! The JSON API calls made without an official client (Cloud Storage, and
+//! BigQuery's media uploads and access entries): one HTTP client, the same
+//! credentials, Google's errors mapped as for the clients.
+
+use std::time::Duration;
+
+use cloud::error::{CloudError, CloudResult};
+use reqwest::{Method, RequestBuilder};
+
+use crate::auth::Auth;
+use crate::config::{Api, GcpConfig};
+use crate::limiter::Limiter;
+
+pub struct Rest {
+    http: reqwest::Client,
+    auth: Auth,
+    storage: String,
+    bigquery: String,
+}
+
+/// Characters left alone in a path segment (RFC 3986 unreserved).
+fn encode_segment(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+impl Rest {
+    pub fn new(config: &GcpConfig, auth: Auth, _limiter: Limiter) -> CloudResult<Self> {
+        let http = reqwest::Client::builder()
+            .connect_timeout(Duration::from_secs(10))
+            .timeout(Duration::from_secs(120))
+            .build()
+            .map_err(|e| CloudError::permanent("HTTP client", e.to_string()))?;
+        Ok(Rest {
+            http,
+            auth,
+            storage: config.endpoints.get(Api::Storage).to_owned(),
+            bigquery: config.endpoints.get(Api::BigQuery).to_owned(),
+        })
+    }
+
+    /// `/storage/v1/...` or `/upload/storage/v1/...` on the Storage endpoint.
+    pub fn storage(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http.request(method, format!("{}{path}", self.storage))
+    }
+
+    /// `/bigquery/v2/...` or `/upload/bigquery/v2/...` on the BigQuery endpoint.
+    pub fn bigquery(&self, method: Method, path: &str) -> RequestBuilder {
+        self.http
+            .request(method, format!("{}{path}", self.bigquery))
+    }
+
+    pub fn segment(s: &str) -> String {
+        encode_segment(s)
+    }
+
+    /// Sends with the current principal's credentials; the JSON body of a
+    /// success (`Null` when empty), or the mapped error.
+    pub async fn json(
+        &self,
+        resource: &str,
+        request: RequestBuilder,
+    ) -> CloudResult<serde_json::Value> {
+        let bytes = self.bytes(resource, request).await?;
+        if bytes.is_empty() {
+            return Ok(serde_json::Value::Null);
+        }
+        serde_json::from_slice(&bytes)
+            .map_err(|e| CloudError::permanent(resource, format!("unreadable answer: {e}")))
+    }
+
+    /// Sends with the current principal's credentials; the body of a success.
+    pub async fn bytes(
+        &self,
+        resource: &str,
+        request: RequestBuilder,
+    ) -> CloudResult<bytes::Bytes> {
+        let headers = self.auth.headers(resource).await?;
+        let response = request
+            .headers(headers)
+            .send()
+            .await
+            .map_err(|e| CloudError::transient(resource, without_url(e)))?;
+        let status = response.status();
+        let response_headers = response.headers().clone();
+        let body = response
+            .bytes()
+            .await
+            .map_err(|e| CloudError::transient(resource, without_url(e)))?;
+        if status.is_success() {
+            return Ok(body);
+        }
+        Err(crate::errors::from_http(
+            resource,
+            status.as_u16(),
+            Some(&response_headers),
+            &body,
+        ))
+    }
+}
+
+/// A transport error's text without its URL (which may carry a query string).
+fn without_url(e: reqwest::Error) -> String {
+    let kind = if e.is_timeout() {
+        "timed out"
+    } else if e.is_connect() {
+        "could not connect"
+    } else {
+        "transport error"
+    };
+    format!("{kind}: {}", e.without_url())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn segments_are_percent_encoded() {
+        assert_eq!(
+            super::encode_segment("raw/2026-01.ndjson"),
+            "raw%2F2026-01.ndjson"
+        );
+        assert_eq!(super::encode_segment("a b?c"), "a%20b%3Fc");
+    }
+}
