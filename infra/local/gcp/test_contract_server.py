@@ -454,6 +454,32 @@ class ContractTest(Base):
         self.assertGoogleError(out, 400, "INVALID_ARGUMENT")
         self.assertClean()
 
+    def test_conditional_bindings_need_version_3(self):
+        self.create_secret("p", "cond")
+        path = "v1/projects/p/secrets/cond"
+        binding = {"role": "roles/secretmanager.secretAccessor", "members": ["user:a@example.com"],
+                   "condition": {"title": "t", "expression": "request.time < timestamp('2030-01-01T00:00:00Z')"}}
+        status, out, _ = self.call("secretmanager", "POST", path + ":setIamPolicy",
+                                   {"policy": {"version": 1, "bindings": [binding]}})
+        self.assertEqual(status, 400)
+        self.ok("secretmanager", "POST", path + ":setIamPolicy",
+                "secretmanager.projects.secrets.setIamPolicy",
+                {"policy": {"version": 3, "bindings": [binding]}})
+        v3 = self.ok("secretmanager", "GET", path + ":getIamPolicy",
+                     "secretmanager.projects.secrets.getIamPolicy",
+                     query={"options.requestedPolicyVersion": 3})
+        self.assertEqual((v3["version"], v3["bindings"][0]["condition"]["title"]), (3, "t"))
+        v1 = self.ok("secretmanager", "GET", path + ":getIamPolicy",
+                     "secretmanager.projects.secrets.getIamPolicy")
+        self.assertEqual(v1["version"], 1)
+        self.assertIn("_withcond_", v1["bindings"][0]["role"])
+        self.assertNotIn("condition", v1["bindings"][0])
+        # Writing the version-1 view back would lose the condition: refused.
+        status, out, _ = self.call("secretmanager", "POST", path + ":setIamPolicy",
+                                   {"policy": {"etag": v1["etag"], "bindings": v1["bindings"]}})
+        self.assertEqual(status, 400)
+        self.assertClean()
+
     def test_project_policy_read_modify_write(self):
         project = self.ok("cloudresourcemanager", "GET", "v3/projects/cell-7",
                           "cloudresourcemanager.projects.get")

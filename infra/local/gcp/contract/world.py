@@ -5,12 +5,14 @@ One re-entrant lock guards everything. The server is a test double; a single loc
 keeps concurrent requests from different listeners trivially consistent.
 """
 
+import hashlib
+import json
 import math
 import re
 import secrets
 import threading
 
-from .common import ApiError, new_etag, now, project_number, rfc3339
+from .common import ApiError, b64decode_any, new_etag, now, project_number, rfc3339
 
 MAX_POLICY_PRINCIPALS = 1500  # Google: 1,500 members in all bindings of a policy
 MAX_POLICY_GROUPS = 250       # of which at most 250 Google groups
@@ -35,6 +37,14 @@ MEMBER_PREFIXES = ("user:", "serviceAccount:", "group:", "domain:", "deleted:",
                    "principal://", "principalSet://", "projectOwner:", "projectEditor:",
                    "projectViewer:")
 SPECIAL_MEMBERS = ("allUsers", "allAuthenticatedUsers")
+
+
+def _same_etag(a, b):
+    """Etags are bytes on the wire; compare them decoded (padding, URL-safe alphabet)."""
+    try:
+        return b64decode_any(a) == b64decode_any(b)
+    except ValueError:
+        return a == b
 
 
 class Policy:
@@ -165,8 +175,18 @@ class World:
     def get_iam_policy(self, resource, requested_version=None):
         with self.lock:
             out = self.policy(resource).to_json()
-        if requested_version in (3,) and out["version"] < 3:
-            pass  # version stays as stored; conditions are only present with version 3
+        if (requested_version or 0) < 3 and any("condition" in b for b in out.get("bindings", [])):
+            # What IAM does for a version-1 reader of a conditional policy: conditional
+            # bindings show as `<role>_withcond_<hash>` without their condition, and the
+            # policy as version 1. Writing that back is refused (see set_iam_policy).
+            shown = []
+            for b in out["bindings"]:
+                if "condition" in b:
+                    digest = hashlib.sha1(json.dumps(b["condition"], sort_keys=True).encode())
+                    b = {"role": "%s_withcond_%s" % (b["role"], digest.hexdigest()[:20]),
+                         "members": b["members"]}
+                shown.append(b)
+            out = dict(out, version=1, bindings=shown)
         return out
 
     def set_iam_policy(self, resource, body, project, sa_exists):
@@ -176,6 +196,16 @@ class World:
         """
         self.take_quota(project, "iam.writes")
         new = (body or {}).get("policy") or {}
+        version = int(new.get("version") or 0)
+        if version not in (0, 1, 3):
+            raise ApiError(400, "Invalid policy version %d: valid versions are 0, 1 and 3."
+                           % version)
+        conditional = any(b.get("condition") for b in new.get("bindings") or [])
+        if conditional and version != 3:
+            raise ApiError(400, "A policy with conditional role bindings must be version 3.")
+        if any("_withcond_" in (b.get("role") or "") for b in new.get("bindings") or []):
+            raise ApiError(400, "Policy version 1 cannot express conditional role bindings; "
+                           "read the policy with requestedPolicyVersion 3.")
         bindings = []
         total = 0
         for b in new.get("bindings") or []:
@@ -201,12 +231,12 @@ class World:
         with self.lock:
             current = self.policy(resource)
             etag = new.get("etag")
-            if etag and etag != current.etag:
+            if etag and not _same_etag(etag, current.etag):
                 raise ApiError(409, "There were concurrent policy changes. Please retry the "
                                "whole read-modify-write with exponential backoff.",
                                status="ABORTED")
             current.bindings = bindings
-            current.version = new.get("version") or (3 if any("condition" in b for b in bindings) else 1)
+            current.version = 3 if conditional else 1
             current.etag = new_etag()
             return current.to_json()
 

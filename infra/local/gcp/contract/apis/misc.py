@@ -335,7 +335,9 @@ def crm_get_policy(world, call):
     world.require(call.principal, "resourcemanager.projects.getIamPolicy",
                   call.params["resource"], ["roles/iam.securityReviewer",
                                             "roles/resourcemanager.projectIamAdmin"], [], project)
-    return world.get_iam_policy(_project_policy(world, project))
+    requested = ((call.body or {}).get("options") or {}).get("requestedPolicyVersion")
+    return world.get_iam_policy(_project_policy(world, project),
+                                int(requested) if requested is not None else None)
 
 
 @handler("cloudresourcemanager.projects.setIamPolicy")

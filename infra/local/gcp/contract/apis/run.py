@@ -241,7 +241,7 @@ def get_policy(world, call):
     project = world.project_id(project)
     world.require_platform(call.principal, "run.jobs.getIamPolicy", call.params["resource"], project)
     job = _job(world, project, location, job_id)
-    return world.get_iam_policy(job["name"])
+    return world.get_iam_policy(job["name"], call.query.get("options.requestedPolicyVersion"))
 
 
 @handler("run.projects.locations.jobs.setIamPolicy")

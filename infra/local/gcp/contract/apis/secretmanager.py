@@ -196,7 +196,8 @@ def get_policy(world, call):
     world.require(call.principal, "secretmanager.secrets.getIamPolicy", call.params["resource"],
                   ADMIN_ROLES, [_policy_resource(project, secret_id)], project)
     _secret(world, project, secret_id)
-    return world.get_iam_policy(_policy_resource(project, secret_id))
+    return world.get_iam_policy(_policy_resource(project, secret_id),
+                                call.query.get("options.requestedPolicyVersion"))
 
 
 @handler("secretmanager.projects.secrets.setIamPolicy")
