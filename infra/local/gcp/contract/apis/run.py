@@ -13,7 +13,6 @@ import shlex
 import subprocess
 import sys
 import threading
-import time
 import uuid
 
 from ..common import ApiError, now, paginate, project_number, quoted_etag, random_suffix, rfc3339

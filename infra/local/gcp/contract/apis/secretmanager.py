@@ -8,8 +8,8 @@ import base64
 import re
 import shlex
 
-from ..common import (ApiError, b64decode_any, crc32c, now, paginate, project_number,
-                      quoted_etag, rfc3339)
+from ..common import (ApiError, b64decode_any, crc32c, now, paginate, parse_duration,
+                      project_number, quoted_etag, rfc3339)
 from . import handler
 from .iam import sa_exists
 
@@ -85,7 +85,8 @@ def create(world, call):
             if body.get(key) is not None:
                 secret[key] = body[key]
         if secret.get("ttl"):
-            secret.pop("ttl")  # Google turns ttl into expireTime
+            # Google keeps a ttl as the expireTime it implies.
+            secret["expireTime"] = rfc3339(now() + parse_duration(secret.pop("ttl")))
         world.secrets[(project, secret_id)] = secret
         return _public(secret)
 
