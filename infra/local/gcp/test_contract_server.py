@@ -381,8 +381,10 @@ class ContractTest(Base):
         self.assertGoogleError(out, 401, "UNAUTHENTICATED")
         status, out, _ = self.call("iam", "GET", "v1/projects/p/serviceAccounts", token="wrong")
         self.assertEqual(status, 401)
+        self.call("iam", "GET", "v1/projects/p/serviceAccounts", token=None,
+                  query={"access_token": TOKEN}, expect=200)
         log = self.control("requests")
-        self.assertEqual([r["status"] for r in log], [401, 401])
+        self.assertEqual([r["status"] for r in log], [401, 401, 200])
         self.assertEqual(log[0]["method"], "iam.projects.serviceAccounts.list")
         self.assertClean()
 

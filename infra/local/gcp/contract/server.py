@@ -134,7 +134,11 @@ class Handler(BaseHTTPRequestHandler):
                                         "message": v.message, "time": rfc3339(time.time())})
                 raise ApiError(400, "contract violation: %s (%s %s)"
                                % (v.message, http_method, url.path))
-            principal = world.authenticate(self.headers.get("Authorization"))
+            auth = self.headers.get("Authorization")
+            token_param = query.get("access_token") or query.get("oauth_token")
+            if not auth and token_param:  # Google also takes the token as a query parameter
+                auth = "Bearer " + token_param
+            principal = world.authenticate(auth)
             fault = world.take_fault(method.id)
             if fault is not None:
                 raise _fault_error(fault, method.id)
