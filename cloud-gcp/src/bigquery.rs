@@ -623,33 +623,67 @@ impl Warehouse for CellAdapter {
         self.dry_run(cred, req).await?;
         let resource = format!("query on dataset {}", req.dataset);
         let timeout_ms = req.timeout.as_millis().min(u128::from(u32::MAX)) as u64;
-        let mut body = json!({
+        let mut query = json!({
             "query": req.sql,
             "useLegacySql": false,
             "defaultDataset": self.default_dataset(&req.dataset),
-            "maxResults": req.max_rows + 1,
-            "timeoutMs": timeout_ms,
-            "location": self.shared.config.location,
-            "labels": {"managed-by": "ledgerlake", "dataset": req.dataset},
         });
         if let Some(cap) = req.max_bytes {
-            body["maximumBytesBilled"] = Value::from(cap.to_string());
+            // BigQuery refuses to run past it, whatever the dry run estimated.
+            query["maximumBytesBilled"] = Value::from(cap.to_string());
         }
+        let configuration = json!({
+            "query": query,
+            "jobTimeoutMs": timeout_ms.to_string(),
+            "labels": {"managed-by": "ledgerlake", "dataset": req.dataset.replace('.', "_")},
+        });
+        let principal = crate::auth::Principal::from(cred);
         let answer = self
-            .paced_as(cred, QuotaClass::BigQuery, || async {
-                let req = self
-                    .rest()
-                    .bigquery(
-                        Method::POST,
-                        &format!(
-                            "/bigquery/v2/projects/{}/queries",
-                            Rest::segment(&self.project)
-                        ),
-                    )
-                    .json(&body);
-                self.rest().json(&resource, req).await
+            .shared
+            .auth
+            .acting_as(principal, async {
+                let job = self.run_job_to_end(&resource, configuration).await?;
+                let job_id = job
+                    .get("jobReference")
+                    .and_then(|r| r.get("jobId"))
+                    .and_then(Value::as_str)
+                    .ok_or_else(|| CloudError::permanent(&resource, "the query job has no id"))?
+                    .to_owned();
+                self.paced(QuotaClass::BigQuery, || async {
+                    let get = self
+                        .rest()
+                        .bigquery(
+                            Method::GET,
+                            &format!(
+                                "/bigquery/v2/projects/{}/queries/{}",
+                                Rest::segment(&self.project),
+                                Rest::segment(&job_id)
+                            ),
+                        )
+                        .query(&[
+                            ("maxResults", (req.max_rows + 1).to_string()),
+                            ("timeoutMs", timeout_ms.to_string()),
+                            ("location", self.shared.config.location.clone()),
+                        ]);
+                    self.rest().json(&resource, get).await
+                })
+                .await
             })
             .await?;
+        if let Some(error) = answer
+            .get("errors")
+            .and_then(Value::as_array)
+            .and_then(|e| e.first())
+        {
+            let message = error
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or("the query failed");
+            return Err(CloudError::permanent(
+                resource,
+                message.chars().take(300).collect::<String>(),
+            ));
+        }
         if answer.get("jobComplete").and_then(Value::as_bool) == Some(false) {
             return Err(CloudError::transient(
                 resource,
