@@ -37,7 +37,20 @@ def parse_args(argv):
     p.add_argument("--quota-scale", type=float, default=1.0)
     p.add_argument("--executor", default=None,
                    help="command run for each Cloud Run task (job args appended)")
-    return p.parse_args(argv)
+    # A value may begin with '-' (a URL-safe token can); argparse would take it for an
+    # option, so `--opt VALUE` pairs are joined into `--opt=VALUE` first.
+    takes_value = {opt for a in p._actions if a.nargs is None and a.option_strings
+                   and not isinstance(a, (argparse._StoreTrueAction, argparse._HelpAction))
+                   for opt in a.option_strings}
+    joined, i = [], 0
+    while i < len(argv):
+        if argv[i] in takes_value and i + 1 < len(argv):
+            joined.append("%s=%s" % (argv[i], argv[i + 1]))
+            i += 2
+        else:
+            joined.append(argv[i])
+            i += 1
+    return p.parse_args(joined)
 
 
 def write_ports_file(path, host, servers):

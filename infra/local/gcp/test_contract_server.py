@@ -204,6 +204,19 @@ class Base(unittest.TestCase):
         return self.wait_operation(op)
 
 
+class CommandLineTest(unittest.TestCase):
+    def test_a_token_may_begin_with_a_dash(self):
+        sys.path.insert(0, HERE)
+        import contract_server
+        args = contract_server.parse_args(["--discovery", "d", "--ports-file", "f",
+                                           "--platform-token", "-abc", "--enforce-quotas",
+                                           "--quota-scale", "10"])
+        self.assertEqual((args.platform_token, args.enforce_quotas, args.quota_scale),
+                         ("-abc", True, 10.0))
+        self.assertEqual(args.platform_principal,
+                         "serviceAccount:control-plane@ledgerlake-platform.iam.gserviceaccount.com")
+
+
 class DiscoveryTest(unittest.TestCase):
     """The method lookup alone, without a server."""
 
