@@ -310,9 +310,6 @@ def run(world, call):
     body = call.body or {}
     if body.get("etag") and body["etag"] != job["etag"]:
         raise ApiError(409, "The etag does not match the job's current etag.", status="ABORTED")
-    if job["_ready_at"] > now():
-        raise ApiError(400, "Job %s is not ready yet (its create or update is still in "
-                       "progress)." % job_id, status="FAILED_PRECONDITION")
     with world.lock:
         template = copy.deepcopy(job["template"])
     task = template["template"]
