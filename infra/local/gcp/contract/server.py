@@ -86,12 +86,6 @@ class Handler(BaseHTTPRequestHandler):
         self.end_headers()
         self.wfile.write(data)
 
-    def _send_error(self, err):
-        headers = {}
-        if err.retry_after is not None:
-            headers["Retry-After"] = str(int(err.retry_after))
-        self._send(err.code, err.body(), headers)
-
     def _dispatch(self, http_method):
         try:
             url = urllib.parse.urlsplit(self.path)
@@ -110,67 +104,74 @@ class Handler(BaseHTTPRequestHandler):
 
     def _api_call(self, http_method, url, raw_body):
         world, api_name = self.server.world, self.server.api
-        api = self.server.apis[api_name]
         started = time.time()
-        method_id, principal, status = None, None, 500
+        ctx = {"method": None, "principal": None}
         try:
-            try:
-                method, params = api.find_method(http_method, url.path)
-                method_id = method.id
-                pairs = urllib.parse.parse_qsl(url.query, keep_blank_values=True)
-                query, problems = api.check_query(method, pairs)
-                body, body_problems = api.validate_body(method, raw_body)
-                problems += body_problems
-                if problems:
-                    raise ContractViolation("; ".join(problems), method.id)
-            except ContractViolation as v:
-                method_id = v.method_id or method_id
-                try:  # for the log only: who sent the request that broke the contract
-                    principal = world.authenticate(self.headers.get("Authorization"))
-                except ApiError:
-                    principal = None
-                world.record_violation({"api": api_name, "method": method_id,
-                                        "httpMethod": http_method, "path": url.path,
-                                        "message": v.message, "time": rfc3339(time.time())})
-                raise ApiError(400, "contract violation: %s (%s %s)"
-                               % (v.message, http_method, url.path))
-            auth = self.headers.get("Authorization")
-            token_param = query.get("access_token") or query.get("oauth_token")
-            if not auth and token_param:  # Google also takes the token as a query parameter
-                auth = "Bearer " + token_param
-            principal = world.authenticate(auth)
-            fault = world.take_fault(method.id)
-            if fault is not None:
-                raise _fault_error(fault, method.id)
-            fn = self.server.handlers.get(method.id)
-            if fn is None:
-                raise ApiError(501, "%s is valid but not reproduced by the contract server."
-                               % method.id)
-            result = fn(world, Call(api_name, method, params, query, body, principal))
-            status = 200
-            self._self_check(api, method, result)
-            self._send(200, result)
+            result = self._answer(http_method, url, raw_body, ctx)
+            status, body, headers = 200, result, {}
         except ApiError as e:
-            status = e.code
             if e.violation:
-                world.record_violation({"api": api_name, "method": method_id,
+                world.record_violation({"api": api_name, "method": ctx["method"],
                                         "httpMethod": http_method, "path": url.path,
                                         "message": e.message, "time": rfc3339(time.time())})
                 e.message = "contract violation: " + e.message
-            self._send_error(e)
+            status, body = e.code, e.body()
+            headers = {"Retry-After": str(int(e.retry_after))} if e.retry_after is not None else {}
         except Exception:  # a bug in the server: answer like Google would, log loudly
             traceback.print_exc()
-            status = 500
-            self._send_error(ApiError(500, "Internal error in the contract server."))
-        finally:
-            world.record_request({"api": api_name, "method": method_id, "principal": principal,
-                                  "path": url.path, "status": status,
-                                  "time": rfc3339(started)})
-            # Never the token, never a payload: method, principal and status only.
-            sys.stderr.write("[contract] %s %s principal=%s status=%d %.0fms\n"
-                             % (api_name, method_id or "%s %s" % (http_method, url.path),
-                                principal or "-", status, (time.time() - started) * 1000))
-            sys.stderr.flush()
+            err = ApiError(500, "Internal error in the contract server.")
+            status, body, headers = 500, err.body(), {}
+        # Recorded before the answer leaves, so a client that reads the log right after
+        # its call always finds the call there.
+        world.record_request({"api": api_name, "method": ctx["method"],
+                              "principal": ctx["principal"], "path": url.path,
+                              "status": status, "time": rfc3339(started)})
+        # Never the token, never a payload: method, principal and status only.
+        sys.stderr.write("[contract] %s %s principal=%s status=%d %.0fms\n"
+                         % (api_name, ctx["method"] or "%s %s" % (http_method, url.path),
+                            ctx["principal"] or "-", status, (time.time() - started) * 1000))
+        sys.stderr.flush()
+        self._send(status, body, headers)
+
+    def _answer(self, http_method, url, raw_body, ctx):
+        """The pipeline; returns the result or raises ApiError. Fills ctx for the log."""
+        world, api_name = self.server.world, self.server.api
+        api = self.server.apis[api_name]
+        try:
+            method, params = api.find_method(http_method, url.path)
+            ctx["method"] = method.id
+            pairs = urllib.parse.parse_qsl(url.query, keep_blank_values=True)
+            query, problems = api.check_query(method, pairs)
+            body, body_problems = api.validate_body(method, raw_body)
+            problems += body_problems
+            if problems:
+                raise ContractViolation("; ".join(problems), method.id)
+        except ContractViolation as v:
+            ctx["method"] = v.method_id or ctx["method"]
+            try:  # for the log only: who sent the request that broke the contract
+                ctx["principal"] = world.authenticate(self.headers.get("Authorization"))
+            except ApiError:
+                pass
+            world.record_violation({"api": api_name, "method": ctx["method"],
+                                    "httpMethod": http_method, "path": url.path,
+                                    "message": v.message, "time": rfc3339(time.time())})
+            raise ApiError(400, "contract violation: %s (%s %s)"
+                           % (v.message, http_method, url.path))
+        auth = self.headers.get("Authorization")
+        token_param = query.get("access_token") or query.get("oauth_token")
+        if not auth and token_param:  # Google also takes the token as a query parameter
+            auth = "Bearer " + token_param
+        ctx["principal"] = world.authenticate(auth)
+        fault = world.take_fault(method.id)
+        if fault is not None:
+            raise _fault_error(fault, method.id)
+        fn = self.server.handlers.get(method.id)
+        if fn is None:
+            raise ApiError(501, "%s is valid but not reproduced by the contract server."
+                           % method.id)
+        result = fn(world, Call(api_name, method, params, query, body, ctx["principal"]))
+        self._self_check(api, method, result)
+        return result
 
     def _self_check(self, api, method, result):
         if method.response_ref is None:
