@@ -182,6 +182,7 @@ fn scope(b: &Books) -> TenantScope {
         dataset: naming::transformed_dataset(&b.id),
         project: None,
         offline_only: true,
+        warehouse: None,
     }
 }
 

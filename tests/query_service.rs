@@ -756,6 +756,7 @@ fn hostile_sql_from_a_generator_never_runs_and_the_warehouse_files_are_unchanged
             dataset: naming::transformed_dataset(&w.a.id),
             project: None,
             offline_only: false,
+            warehouse: None,
         };
         let mut tried = 0;
         let mut ran = Vec::new();
@@ -910,6 +911,7 @@ async fn scope_of(w: &World, id: &TenantId) -> TenantScope {
         dataset: naming::transformed_dataset(id),
         project: None,
         offline_only: false,
+        warehouse: None,
     }
 }
 
@@ -1029,6 +1031,7 @@ fn an_llm_generator_s_plan_or_sql_goes_through_the_compiler_and_guard_and_failur
         // A tenant pinned to the offline planner never reaches the LLM.
         let pinned = TenantScope {
             offline_only: true,
+            warehouse: None,
             ..scope.clone()
         };
         let refused = engine

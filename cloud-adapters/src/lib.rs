@@ -6,8 +6,17 @@
 use std::fmt;
 use std::str::FromStr;
 
-use cloud::{Cloud, CloudError};
+use std::sync::Arc;
+
+use cloud::{Cloud, CloudError, Clouds};
+use cloud_gcp::Gcp;
+pub use cloud_gcp::GcpConfig;
 pub use cloud_local::LocalConfig;
+
+/// The variable naming the adapter (`--cloud` of the control plane).
+pub const CLOUD_VARIABLE: &str = "LEDGERLAKE_CLOUD";
+/// The cell project a tenant job runs in (see `cloud_gcp::config`).
+pub const GCP_CELL_PROJECT_VARIABLE: &str = cloud_gcp::config::CELL_PROJECT;
 
 /// Which adapter, by its name in `--cloud` / `LEDGERLAKE_CLOUD`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -15,7 +24,7 @@ pub enum AdapterKind {
     /// The embedded default: folders, DuckDB, encrypted files, child processes.
     #[default]
     Local,
-    /// Google Cloud (the `cloud-gcp` adapter, not built yet).
+    /// Google Cloud (the `cloud-gcp` adapter): a Cloud per cell.
     Gcp,
 }
 
@@ -53,37 +62,61 @@ impl FromStr for AdapterKind {
 #[derive(Debug, Clone)]
 pub enum CloudConfig {
     Local(LocalConfig),
+    Gcp(GcpConfig),
 }
 
 impl CloudConfig {
     pub fn kind(&self) -> AdapterKind {
         match self {
             CloudConfig::Local(_) => AdapterKind::Local,
+            CloudConfig::Gcp(_) => AdapterKind::Gcp,
         }
     }
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("the {0} adapter is not available in this build")]
-    Unavailable(AdapterKind),
+    #[error("the {0} adapter cannot be opened this way: {1}")]
+    Unavailable(AdapterKind, &'static str),
+    #[error(transparent)]
+    GcpConfig(#[from] cloud_gcp::ConfigError),
     #[error(transparent)]
     Cloud(#[from] CloudError),
 }
 
-/// Opens the configured adapter. Blocking (the local adapter reads files).
+/// Opens the local adapter as one Cloud. Blocking (it reads files). The gcp
+/// adapter has a Cloud per cell: open it with [`open_clouds`].
 pub fn open(config: &CloudConfig) -> Result<Cloud, OpenError> {
     match config {
         CloudConfig::Local(local) => Ok(cloud_local::open(local)?),
+        CloudConfig::Gcp(_) => Err(OpenError::Unavailable(
+            AdapterKind::Gcp,
+            "it keeps a Cloud per cell (open_clouds)",
+        )),
     }
 }
 
-/// The adapter named by `kind`, configured from the local data directory
-/// settings (the only adapter built so far).
+/// Opens the configured adapter: one shared Cloud (local) or a Cloud per cell
+/// (gcp; the clients are built, nothing is called yet).
+pub async fn open_clouds(config: &CloudConfig) -> Result<Clouds, OpenError> {
+    match config {
+        CloudConfig::Local(local) => {
+            let local = local.clone();
+            let cloud = tokio::task::spawn_blocking(move || cloud_local::open(&local))
+                .await
+                .map_err(|e| CloudError::permanent("local adapter", e.to_string()))??;
+            Ok(Clouds::Shared(cloud))
+        }
+        CloudConfig::Gcp(gcp) => Ok(Clouds::PerCell(Arc::new(Gcp::connect(gcp.clone()).await?))),
+    }
+}
+
+/// The adapter named by `kind`: the local one from the data directory
+/// settings, the gcp one from `LEDGERLAKE_GCP_*`.
 pub fn config_for(kind: AdapterKind, local: LocalConfig) -> Result<CloudConfig, OpenError> {
     match kind {
         AdapterKind::Local => Ok(CloudConfig::Local(local)),
-        AdapterKind::Gcp => Err(OpenError::Unavailable(kind)),
+        AdapterKind::Gcp => Ok(CloudConfig::Gcp(GcpConfig::from_env()?)),
     }
 }
 
@@ -101,9 +134,26 @@ mod tests {
     }
 
     #[test]
-    fn the_gcp_adapter_is_refused_until_it_exists() {
-        let dir = std::env::temp_dir();
-        let err = config_for(AdapterKind::Gcp, LocalConfig::new(dir)).expect_err("gcp");
-        assert!(matches!(err, OpenError::Unavailable(AdapterKind::Gcp)));
+    fn the_gcp_adapter_needs_its_settings_and_is_opened_per_cell() {
+        // Without LEDGERLAKE_GCP_PLATFORM_PROJECT the settings are refused,
+        // naming the variable (this test's environment never sets it).
+        if std::env::var_os("LEDGERLAKE_GCP_PLATFORM_PROJECT").is_none() {
+            let dir = std::env::temp_dir();
+            let err = config_for(AdapterKind::Gcp, LocalConfig::new(dir)).expect_err("gcp");
+            assert!(
+                err.to_string().contains("LEDGERLAKE_GCP_PLATFORM_PROJECT"),
+                "{err}"
+            );
+        }
+        let gcp = GcpConfig::from_lookup(|name| match name {
+            "LEDGERLAKE_GCP_PLATFORM_PROJECT" => Some("ledgerlake-platform".into()),
+            "LEDGERLAKE_GCP_TENANT_JOB_IMAGE" => Some("img".into()),
+            _ => None,
+        })
+        .expect("settings");
+        match open(&CloudConfig::Gcp(gcp)) {
+            Err(err) => assert!(err.to_string().contains("per cell"), "{err}"),
+            Ok(_) => panic!("the gcp adapter has no single Cloud"),
+        }
     }
 }

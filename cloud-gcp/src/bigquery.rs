@@ -153,6 +153,62 @@ fn access_for(policy: &Policy, current: &Value) -> Vec<Value> {
     access
 }
 
+/// The load's schema, from the records themselves: each top-level field
+/// typed by the JSON values it holds (text STRING, whole numbers INT64, other
+/// numbers FLOAT64, booleans BOOL, objects and arrays JSON, only nulls
+/// STRING; a field seen with two kinds is STRING unless they are both numbers). BigQuery's autodetect
+/// samples rows and guesses from text (a UUID, a date), so the same records
+/// could load with other types from one batch to the next.
+fn schema_of_ndjson(ndjson: &[u8]) -> Vec<Value> {
+    let mut fields: Vec<(String, &'static str)> = Vec::new();
+    for line in ndjson.split(|&b| b == b'\n') {
+        let Ok(Value::Object(record)) = serde_json::from_slice::<Value>(line) else {
+            continue;
+        };
+        for (name, value) in record {
+            let kind = match value {
+                Value::Null => "NULL",
+                Value::String(_) => "STRING",
+                Value::Bool(_) => "BOOL",
+                Value::Number(n) if n.is_i64() || n.is_u64() => "INT64",
+                Value::Number(_) => "FLOAT64",
+                Value::Object(_) | Value::Array(_) => "JSON",
+            };
+            match fields.iter_mut().find(|(n, _)| *n == name) {
+                None => fields.push((name, kind)),
+                Some((_, seen)) if *seen == kind || kind == "NULL" => {}
+                Some((_, seen)) if *seen == "NULL" => *seen = kind,
+                Some((_, seen)) => {
+                    let numbers = ["INT64", "FLOAT64"];
+                    *seen = if numbers.contains(seen) && numbers.contains(&kind) {
+                        "FLOAT64"
+                    } else {
+                        "STRING"
+                    };
+                }
+            }
+        }
+    }
+    // A field only ever null still exists: text until a value says otherwise.
+    fields
+        .into_iter()
+        .map(|(name, kind)| (name, if kind == "NULL" { "STRING" } else { kind }))
+        .map(|(name, kind)| json!({"name": name, "type": kind, "mode": "NULLABLE"}))
+        .collect()
+}
+
+/// GoogleSQL's name of a type the REST API names in its legacy way
+/// (`INTEGER`, `FLOAT`, `BOOLEAN`, `RECORD`), as the SQL and the models do.
+fn googlesql_type(rest: &str) -> &str {
+    match rest {
+        "INTEGER" => "INT64",
+        "FLOAT" => "FLOAT64",
+        "BOOLEAN" => "BOOL",
+        "RECORD" => "STRUCT",
+        other => other,
+    }
+}
+
 /// A cell of a query result, typed by its column's BigQuery type.
 fn typed(value: &Value, data_type: &str) -> Value {
     let Some(s) = value.as_str() else {
@@ -542,7 +598,7 @@ impl Warehouse for CellAdapter {
             "configuration": {"load": {
                 "destinationTable": {"projectId": self.project, "datasetId": dataset, "tableId": table},
                 "sourceFormat": "NEWLINE_DELIMITED_JSON",
-                "autodetect": true,
+                "schema": {"fields": schema_of_ndjson(&ndjson)},
                 "writeDisposition": match mode { WriteMode::Append => "WRITE_APPEND", WriteMode::Truncate => "WRITE_TRUNCATE" },
                 "createDisposition": "CREATE_IF_NEEDED",
             }},
@@ -732,7 +788,10 @@ impl Warehouse for CellAdapter {
         Ok(QueryResult {
             columns: fields
                 .into_iter()
-                .map(|(name, data_type)| Column { name, data_type })
+                .map(|(name, data_type)| Column {
+                    name,
+                    data_type: googlesql_type(&data_type).to_owned(),
+                })
                 .collect(),
             rows,
             truncated,
@@ -772,6 +831,38 @@ mod tests {
             "the authorized view stays"
         );
         assert!(access.contains(&json!({"role": "roles/bigquery.dataViewer", "userByEmail": "reader@p.iam.gserviceaccount.com"})));
+    }
+
+    #[test]
+    fn a_loads_schema_comes_from_its_records_not_from_guesses() {
+        let ndjson = b"{\"id\":\"6f1c0e1e-8a5c-4c1e-9e41-3b1a2f0c9d11\",\"seq\":1,\"total\":2,\"ok\":true,\"raw\":{\"a\":1}}\n\
+{\"id\":\"x\",\"seq\":2,\"total\":2.5,\"ok\":null,\"extra\":\"e\",\"never\":null}\n";
+        let schema = schema_of_ndjson(ndjson);
+        let types: Vec<(String, String)> = schema
+            .iter()
+            .map(|f| {
+                (
+                    f["name"].as_str().unwrap_or_default().to_owned(),
+                    f["type"].as_str().unwrap_or_default().to_owned(),
+                )
+            })
+            .collect();
+        let expected = [
+            ("id", "STRING"),
+            ("seq", "INT64"),
+            ("total", "FLOAT64"),
+            ("ok", "BOOL"),
+            ("raw", "JSON"),
+            ("extra", "STRING"),
+        ];
+        assert_eq!(types, expected.map(|(n, t)| (n.to_owned(), t.to_owned())));
+    }
+
+    #[test]
+    fn column_types_are_named_as_googlesql_names_them() {
+        assert_eq!(googlesql_type("INTEGER"), "INT64");
+        assert_eq!(googlesql_type("BOOLEAN"), "BOOL");
+        assert_eq!(googlesql_type("NUMERIC"), "NUMERIC");
     }
 
     #[test]

@@ -173,6 +173,8 @@ pub const CONTROL_PLANE_URL: &str = "LEDGERLAKE_GCP_CONTROL_PLANE_URL";
 pub const ACCESS_TOKEN: &str = "LEDGERLAKE_GCP_ACCESS_TOKEN";
 pub const SERVICE_ACCOUNT: &str = "LEDGERLAKE_GCP_SERVICE_ACCOUNT";
 pub const QUOTA_SCALE: &str = "LEDGERLAKE_GCP_QUOTA_SCALE";
+/// A tenant job's cell project (written into its job definition).
+pub const CELL_PROJECT: &str = "LEDGERLAKE_GCP_CELL_PROJECT";
 /// `NAME=projects/P/secrets/S[,NAME=…]`: see [`GcpConfig::secret_env`].
 pub const SECRET_ENV: &str = "LEDGERLAKE_GCP_SECRET_ENV";
 

@@ -284,6 +284,11 @@ impl Identity for CellAdapter {
                         self.shared
                             .secrets
                             .get_iam_policy()
+                            // Version 3 shows conditional bindings as such, so
+                            // writing the policy back keeps them.
+                            .set_options(
+                                iam_model::GetPolicyOptions::new().set_requested_policy_version(3),
+                            )
                             .set_resource(self.secret_path(name))
                             .send()
                             .await
@@ -300,6 +305,11 @@ impl Identity for CellAdapter {
                         self.shared
                             .projects
                             .get_iam_policy()
+                            // Version 3 shows conditional bindings as such, so
+                            // writing the policy back keeps them.
+                            .set_options(
+                                iam_model::GetPolicyOptions::new().set_requested_policy_version(3),
+                            )
                             .set_resource(format!("projects/{}", self.project))
                             .send()
                             .await

@@ -40,12 +40,7 @@ pub use limiter::{Limiter, QuotaClass, Quotas};
 
 use auth::Auth;
 
-/// Where a cell's resources live.
-#[derive(Debug, Clone, PartialEq, Eq, Hash)]
-pub struct CellRef {
-    pub project: String,
-    pub region: String,
-}
+pub use cloud::CellLocation;
 
 /// What every cell shares.
 struct Shared {
@@ -144,7 +139,7 @@ impl Gcp {
     }
 
     /// The adapters of one cell: everything they create lives in its project.
-    pub fn cloud_for(&self, cell: &CellRef) -> Cloud {
+    pub fn cloud_for(&self, cell: &CellLocation) -> Cloud {
         let adapter = Arc::new(CellAdapter {
             shared: self.shared.clone(),
             project: cell.project.clone(),
@@ -157,6 +152,12 @@ impl Gcp {
             secrets: adapter.clone(),
             jobs: adapter,
         }
+    }
+}
+
+impl cloud::CellClouds for Gcp {
+    fn cloud_for(&self, cell: &CellLocation) -> Cloud {
+        Gcp::cloud_for(self, cell)
     }
 }
 

@@ -17,6 +17,13 @@ use crate::{errors, CellAdapter};
 
 const CONTAINER: &str = "tenant-job";
 
+/// Whether the adapter owns a job variable: `LEDGERLAKE_CLOUD` and
+/// `LEDGERLAKE_GCP_*` say where the job runs, and are written by the adapter
+/// into every definition, never taken from a spec.
+fn is_adapter_variable(name: &str) -> bool {
+    name == "LEDGERLAKE_CLOUD" || name.starts_with("LEDGERLAKE_GCP_")
+}
+
 fn env_vars(
     env: &BTreeMap<String, String>,
     secret_env: &BTreeMap<String, String>,
@@ -55,6 +62,7 @@ fn spec_of(job: &run::Job) -> JobSpec {
             .map(|c| {
                 c.env
                     .iter()
+                    .filter(|e| !is_adapter_variable(&e.name))
                     .filter_map(|e| e.value().map(|v| (e.name.clone(), v.clone())))
                     .collect()
             })
@@ -116,8 +124,42 @@ impl CellAdapter {
         format!("{}/jobs/{name}", self.jobs_parent())
     }
 
+    /// What a tenant job needs to open its own cell as its own account: the
+    /// adapter's settings (never a credential) and the cell.
+    fn job_settings(&self, spec: &JobSpec) -> BTreeMap<String, String> {
+        use crate::config as c;
+        let config = &self.shared.config;
+        let mut env = BTreeMap::from([
+            ("LEDGERLAKE_CLOUD".to_owned(), "gcp".to_owned()),
+            (
+                c::PLATFORM_PROJECT.to_owned(),
+                config.platform_project.clone(),
+            ),
+            (c::CELL_PROJECT.to_owned(), self.project.clone()),
+            (c::REGION.to_owned(), self.region.clone()),
+            (c::LOCATION.to_owned(), config.location.clone()),
+            (c::TENANT_JOB_IMAGE.to_owned(), spec.image.clone()),
+            (c::SERVICE_ACCOUNT.to_owned(), spec.service_account.clone()),
+        ]);
+        // Endpoints pointed elsewhere (emulators) go along; Google's are the default.
+        for api in crate::Api::ALL {
+            let url = config.endpoints.get(api);
+            if url != api.default_endpoint() {
+                env.insert(api.endpoint_variable().to_owned(), url.to_owned());
+            }
+        }
+        env
+    }
+
     fn job_definition(&self, spec: &JobSpec) -> run::Job {
         let secret_env = &self.shared.config.secret_env;
+        let mut all_env: BTreeMap<String, String> = spec
+            .env
+            .iter()
+            .filter(|(name, _)| !is_adapter_variable(name))
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        all_env.extend(self.job_settings(spec));
         run::Job::new()
             .set_labels(spec.labels.clone())
             .set_template(
@@ -129,7 +171,7 @@ impl CellAdapter {
                                 .set_name(CONTAINER)
                                 .set_image(spec.image.clone())
                                 .set_args(spec.args.clone())
-                                .set_env(env_vars(&spec.env, secret_env))])
+                                .set_env(env_vars(&all_env, secret_env))])
                             .set_service_account(spec.service_account.clone())
                             .set_timeout(google_cloud_wkt::Duration::clamp(
                                 spec.timeout_seconds as i64,
@@ -271,7 +313,10 @@ impl JobRunner for CellAdapter {
             .set_env(
                 env_vars(&overrides.env, &BTreeMap::new())
                     .into_iter()
-                    .filter(|e| !self.shared.config.secret_env.contains_key(&e.name)),
+                    .filter(|e| {
+                        !self.shared.config.secret_env.contains_key(&e.name)
+                            && !is_adapter_variable(&e.name)
+                    }),
             );
         if let Some(args) = &overrides.args {
             container = container.set_args(args.clone());

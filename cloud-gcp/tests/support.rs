@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use cloud_gcp::{Api, CellRef, Gcp, GcpConfig};
+use cloud_gcp::{Api, CellLocation, Gcp, GcpConfig};
 
 pub const PLATFORM_TOKEN: &str = "platform-test-token";
 pub const CELL_PROJECT: &str = "ledgerlake-cell-001";
@@ -177,8 +177,8 @@ impl Drop for ContractServer {
     }
 }
 
-pub fn cell() -> CellRef {
-    CellRef {
+pub fn cell() -> CellLocation {
+    CellLocation {
         project: CELL_PROJECT.into(),
         region: "europe-west1".into(),
     }

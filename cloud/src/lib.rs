@@ -3,9 +3,10 @@
 //! The control plane and the tenant job talk to storage, the warehouse, IAM,
 //! secrets and jobs only through the traits in [`ports`]. The adapters live in
 //! their own crates: `cloud-local` (the embedded default: folders, DuckDB,
-//! encrypted files, child processes) and, later, `cloud-gcp`; so nothing that
-//! only needs the ports links DuckDB.
+//! encrypted files, child processes) and `cloud-gcp` (Google Cloud, a Cloud per
+//! cell: see [`cells`]); so nothing that only needs the ports links DuckDB.
 
+pub mod cells;
 pub mod error;
 #[cfg(feature = "test-utils")]
 pub mod faulty;
@@ -16,6 +17,7 @@ pub mod retry;
 
 use std::sync::Arc;
 
+pub use cells::{CellClouds, CellLocation, Clouds};
 pub use error::{CloudError, CloudResult};
 pub use naming::{DeploymentPrefix, Labels, TenantId};
 pub use ports::Credential;

@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
+use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 
 use cloud::naming::{DeploymentPrefix, TenantId};
@@ -432,6 +433,10 @@ pub enum TenantsCommand {
     Provision {
         #[arg(required = true, value_name = "ID")]
         ids: Vec<TenantId>,
+        /// Tenants provisioned at once. Every cloud call is paced by its
+        /// project's quotas whatever this is, so more only helps up to them.
+        #[arg(long, default_value_t = 4, value_parser = clap::value_parser!(u16).range(1..=512))]
+        concurrency: u16,
     },
     /// Remove a tenant's resources and then the tenant. With a Xero app
     /// configured, the tenant's Xero connections are deleted and its refresh
@@ -646,7 +651,7 @@ async fn ask(
     let model = query::semantic::SemanticModel::builtin()
         .map_err(|e| CliFailure::Failed(anyhow::Error::new(e)))?;
     let service = QueryService::new(
-        platform.cloud.clone(),
+        platform.clouds.clone(),
         platform.store.clone(),
         Arc::new(model),
         &settings,
@@ -856,7 +861,7 @@ async fn serve(platform: Platform, settings: Settings, args: ServeArgs) -> Resul
         }
     };
     server::serve(
-        platform.cloud.clone(),
+        platform.clouds.clone(),
         platform.store.clone(),
         reconciler,
         config,
@@ -908,23 +913,27 @@ async fn tenants(
     format: OutputFormat,
 ) -> Result<(), CliFailure> {
     match cmd {
-        TenantsCommand::Provision { ids } => {
+        TenantsCommand::Provision { ids, concurrency } => {
             let reconciler = platform.reconciler(settings.clone());
-            let steps: usize = ids
-                .iter()
-                .map(|id| reconciler.plan(id).resources().count())
-                .sum();
+            let steps: usize = ids.iter().map(|id| reconciler.plan_size(id)).sum();
             let progress = progress_bar(format, steps as u64);
             let reconciler = reconciler.with_events(progress_sink(progress.clone()));
-            let mut reports = Vec::new();
-            for id in &ids {
-                progress.set_message(format!("provisioning {id}"));
-                let report = service::tenants::provision(&reconciler, id, &actor())
-                    .await
-                    .with_context(|| format!("tenant {id}: provisioning failed"))?;
-                reports.push(report);
-            }
+            progress.set_message(format!("provisioning {} tenant(s)", ids.len()));
+            let actor = actor();
+            // In order of the arguments; one tenant's failure does not stop the others.
+            let outcomes: Vec<_> = futures::stream::iter(ids.iter())
+                .map(|id| {
+                    let (reconciler, actor) = (&reconciler, &actor);
+                    async move { service::tenants::provision(reconciler, id, actor).await }
+                })
+                .buffered(usize::from(concurrency))
+                .collect()
+                .await;
             progress.finish_and_clear();
+            let mut reports = Vec::new();
+            for (id, outcome) in ids.iter().zip(outcomes) {
+                reports.push(outcome.with_context(|| format!("tenant {id}: provisioning failed"))?);
+            }
             let mut views = Vec::new();
             for id in &ids {
                 views.push(view(platform, id).await?);
@@ -944,7 +953,7 @@ async fn tenants(
             let oauth = xero.oauth_client(TEARDOWN_REDIRECT_BASE)?;
             let runs = platform.runs(RunSettings::default());
             let reconciler = platform.reconciler(settings.clone());
-            let progress = progress_bar(format, reconciler.plan(&id).resources().count() as u64);
+            let progress = progress_bar(format, reconciler.plan_size(&id) as u64);
             progress.set_message(format!("tearing down {id}"));
             let reconciler = reconciler.with_events(progress_sink(progress.clone()));
             let torn_down = service::tenants::teardown(

@@ -3,6 +3,7 @@
 //! webhooks, the operator API) and the operator CLI.
 
 pub mod cli;
+pub mod clouds;
 pub mod controller;
 pub mod logging;
 pub mod metrics;

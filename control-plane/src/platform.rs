@@ -5,8 +5,8 @@
 use std::path::PathBuf;
 
 use cloud::naming::DeploymentPrefix;
-use cloud::Cloud;
-use cloud_adapters::{AdapterKind, LocalConfig};
+use cloud::{CellLocation, Cloud, Clouds};
+use cloud_adapters::{AdapterKind, CloudConfig, LocalConfig};
 
 use crate::reconciler::{Reconciler, Settings};
 use crate::runs::{RunSettings, Runs};
@@ -52,7 +52,14 @@ pub enum OpenError {
 }
 
 pub struct Platform {
+    /// Locally, the one Cloud of every tenant; on Google Cloud, the platform
+    /// project's own (no tenant lives there: tenants' work goes through
+    /// `clouds`, by their cell).
     pub cloud: Cloud,
+    /// The adapters of each cell (one shared Cloud locally).
+    pub clouds: Clouds,
+    /// The tenant-job image of the gcp adapter's settings.
+    tenant_job_image: Option<String>,
     pub store: Store,
     pub config: PlatformConfig,
 }
@@ -67,16 +74,36 @@ impl Platform {
             master_key: config.master_key.clone(),
             ..LocalConfig::new(&config.data_dir)
         };
-        let cloud = cloud_adapters::config_for(config.cloud, local)
-            .and_then(|c| cloud_adapters::open(&c))
-            .map_err(|source| OpenError::Cloud {
-                kind: config.cloud,
-                path: config.data_dir.clone(),
-                source,
-            })?;
+        let failed = |source| OpenError::Cloud {
+            kind: config.cloud,
+            path: config.data_dir.clone(),
+            source,
+        };
+        let adapter = cloud_adapters::config_for(config.cloud, local).map_err(failed)?;
+        let clouds = cloud_adapters::open_clouds(&adapter)
+            .await
+            .map_err(failed)?;
+        let (cloud, tenant_job_image) = match (&clouds, &adapter) {
+            (Clouds::PerCell(cells), CloudConfig::Gcp(gcp)) => (
+                cells.cloud_for(&CellLocation {
+                    project: gcp.platform_project.clone(),
+                    region: gcp.region.clone(),
+                }),
+                Some(gcp.tenant_job_image.clone()),
+            ),
+            (Clouds::Shared(cloud), _) => (cloud.clone(), None),
+            (Clouds::PerCell(_), CloudConfig::Local(_)) => {
+                return Err(failed(cloud_adapters::OpenError::Unavailable(
+                    config.cloud,
+                    "the local adapter has no cells",
+                )))
+            }
+        };
         let store = Store::open(&config.database_url()).await?;
         Ok(Platform {
             cloud,
+            clouds,
+            tenant_job_image,
             store,
             config,
         })
@@ -89,13 +116,16 @@ impl Platform {
             AdapterKind::Local => WithoutCells::Unplaced,
             AdapterKind::Gcp => WithoutCells::Refuse,
         };
-        Reconciler::new(self.cloud.clone(), self.store.clone(), settings)
+        if let Some(image) = &self.tenant_job_image {
+            settings.jobs.image = image.clone();
+        }
+        Reconciler::new(self.clouds.clone(), self.store.clone(), settings)
     }
 
     /// Starting and following runs of the tenants' jobs.
     pub fn runs(&self, settings: RunSettings) -> Runs {
         Runs::new(
-            self.cloud.clone(),
+            self.clouds.clone(),
             self.store.clone(),
             self.config.bucket_prefix.clone(),
             settings,

@@ -10,7 +10,7 @@ use std::time::Duration;
 use cloud::error::CloudError;
 use cloud::naming::{self, DeploymentPrefix, TenantId};
 use cloud::ports::{Credential, ExecutionOverrides, ExecutionState};
-use cloud::Cloud;
+use cloud::{Cloud, Clouds};
 use job_contract::summary::{read_summary, RunOutcome};
 use job_contract::{JobEnvironment, RunCommand};
 use time::OffsetDateTime;
@@ -44,6 +44,8 @@ impl std::fmt::Debug for RunSettings {
 pub enum RunError {
     #[error("tenant {0} does not exist")]
     UnknownTenant(TenantId),
+    #[error(transparent)]
+    Cell(#[from] crate::clouds::TenantCloudError),
     #[error("tenant {tenant} is {phase}, not Ready")]
     NotReady { tenant: TenantId, phase: Phase },
     #[error("tenant {0} must connect Xero again before its data can sync")]
@@ -92,21 +94,22 @@ impl From<StoreError> for RunError {
 
 #[derive(Clone)]
 pub struct Runs {
-    cloud: Cloud,
+    clouds: Clouds,
     store: Store,
     prefix: Option<DeploymentPrefix>,
     settings: RunSettings,
 }
 
 impl Runs {
+    /// `cloud`: one shared Cloud, or a Cloud per cell.
     pub fn new(
-        cloud: Cloud,
+        cloud: impl Into<Clouds>,
         store: Store,
         prefix: Option<DeploymentPrefix>,
         settings: RunSettings,
     ) -> Self {
         Runs {
-            cloud,
+            clouds: cloud.into(),
             store,
             prefix,
             settings,
@@ -117,9 +120,14 @@ impl Runs {
         &self.store
     }
 
-    /// The cloud the runs' jobs run in.
-    pub fn cloud(&self) -> &Cloud {
-        &self.cloud
+    /// The adapters of each cell.
+    pub fn clouds(&self) -> &Clouds {
+        &self.clouds
+    }
+
+    /// The Cloud `tenant`'s jobs run in (its cell's).
+    pub async fn cloud_of(&self, tenant: &TenantId) -> Result<Cloud, RunError> {
+        Ok(crate::clouds::of_tenant_id(&self.clouds, &self.store, tenant).await?)
     }
 
     /// Records and starts a run. Refuses an unknown or unready tenant, a
@@ -146,6 +154,7 @@ impl Runs {
         if reads_xero && self.store.needs_consent(tenant).await? {
             return Err(RunError::NeedsConsent(tenant.clone()));
         }
+        let cloud = crate::clouds::of_tenant(&self.clouds, &self.store, &record).await?;
         let run = self.store.create_run(tenant, command, trigger).await?;
         let job = command.job_name(tenant);
         // The run's own part of the job's environment; the job definition
@@ -160,7 +169,7 @@ impl Runs {
             args: Some(command.args(tenant)),
             env: env.to_env_map(),
         };
-        match self.cloud.jobs.run_job(&job, &overrides).await {
+        match cloud.jobs.run_job(&job, &overrides).await {
             Ok(execution) => {
                 if let Err(e) = self
                     .store
@@ -169,8 +178,7 @@ impl Runs {
                 {
                     // The run ended meanwhile (a teardown cancelled it while
                     // it was queued): its execution must not run untracked.
-                    if let Err(cancel) = self.cloud.jobs.cancel_execution(&job, &execution.id).await
-                    {
+                    if let Err(cancel) = cloud.jobs.cancel_execution(&job, &execution.id).await {
                         tracing::warn!(%tenant, run = %run.id, error = %cancel, "could not cancel the execution of a run that ended before it started");
                     }
                     return Err(e.into());
@@ -230,7 +238,27 @@ impl Runs {
             }
             return self.get(&run.id).await;
         };
-        let failed_message = match self.cloud.jobs.get_execution(job, execution_id).await {
+        let cloud = match self.cloud_of(&run.tenant).await {
+            Ok(cloud) => cloud,
+            // Torn down and forgotten: its execution went with its jobs.
+            Err(RunError::Cell(crate::clouds::TenantCloudError::UnknownTenant(_))) => {
+                if self
+                    .store
+                    .finish_run(
+                        &run.id,
+                        RunStatus::Failed,
+                        Some("its tenant no longer exists"),
+                        None,
+                    )
+                    .await?
+                {
+                    record_end(run, RunStatus::Failed);
+                }
+                return self.get(&run.id).await;
+            }
+            Err(e) => return Err(e),
+        };
+        let failed_message = match cloud.jobs.get_execution(job, execution_id).await {
             Ok(execution) => match execution.state {
                 ExecutionState::Running => return Ok(run.clone()),
                 ExecutionState::Succeeded => None,
@@ -246,7 +274,7 @@ impl Runs {
             }
         };
         let bucket = naming::bucket_name(self.prefix.as_ref(), &run.tenant);
-        let summary = read_summary(&self.cloud, &Credential::Platform, &bucket, &run.id)
+        let summary = read_summary(&cloud, &Credential::Platform, &bucket, &run.id)
             .await
             .ok()
             .filter(|s| s.run_id == run.id);
@@ -315,7 +343,8 @@ impl Runs {
                 return Err(RunError::CancelTimeout(run.id));
             }
             if let (Some(job), Some(execution)) = (&run.job, &run.execution_id) {
-                self.cancel_execution(&run.id, job, execution, deadline)
+                let cloud = self.cloud_of(tenant).await?;
+                self.cancel_execution(&cloud, &run.id, job, execution, deadline)
                     .await?;
             }
             if self
@@ -334,12 +363,13 @@ impl Runs {
     /// Cancels one execution and follows it until it has ended or `deadline`.
     async fn cancel_execution(
         &self,
+        cloud: &Cloud,
         run: &str,
         job: &str,
         execution: &str,
         deadline: tokio::time::Instant,
     ) -> Result<(), RunError> {
-        match self.cloud.jobs.cancel_execution(job, execution).await {
+        match cloud.jobs.cancel_execution(job, execution).await {
             Ok(_) | Err(CloudError::NotFound { .. }) => {}
             Err(source) => {
                 return Err(RunError::Cancel {
@@ -350,7 +380,7 @@ impl Runs {
         }
         let mut poll = Duration::from_millis(50);
         loop {
-            match self.cloud.jobs.get_execution(job, execution).await {
+            match cloud.jobs.get_execution(job, execution).await {
                 Ok(e) if e.state != ExecutionState::Running => return Ok(()),
                 Err(CloudError::NotFound { .. }) => return Ok(()),
                 Ok(_) => {}

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use cloud::naming::{DeploymentPrefix, TenantId};
 use cloud::ports::Credential;
-use cloud::Cloud;
+use cloud::{Cloud, Clouds};
 use xero::oauth::OAuthClient;
 use xero::refresh::RefreshingTokenProvider;
 use xero::token::TokenError;
@@ -102,7 +102,7 @@ pub struct KeepaliveReport {
 /// Tenants being deleted or already needing consent are skipped; one tenant's
 /// failure does not stop the others.
 pub async fn refresh_idle_token_sets(
-    cloud: &Cloud,
+    clouds: &Clouds,
     store: &Store,
     oauth: &OAuthClient,
     prefix: Option<&DeploymentPrefix>,
@@ -120,6 +120,15 @@ pub async fn refresh_idle_token_sets(
             continue;
         }
         report.checked += 1;
+        let cloud = match crate::clouds::of_tenant(clouds, store, &tenant).await {
+            Ok(cloud) => cloud,
+            Err(e) => {
+                tracing::warn!(tenant = %id, error = %e, "cannot find the tenant's cell");
+                report.failed += 1;
+                continue;
+            }
+        };
+        let cloud = &cloud;
         let tokens = match read_token_set(cloud, &Credential::Platform, id).await {
             Ok((_, tokens)) => tokens,
             Err(e) => {
@@ -155,7 +164,7 @@ pub const TOKEN_VERSIONS_KEPT: usize = 2;
 /// is a dead credential kept for nothing). One tenant's failure does not stop
 /// the others; returns the number of versions destroyed.
 pub async fn prune_token_versions(
-    cloud: &Cloud,
+    clouds: &Clouds,
     store: &Store,
     older_than: Duration,
 ) -> Result<usize, StoreError> {
@@ -164,6 +173,14 @@ pub async fn prune_token_versions(
     let mut destroyed = 0;
     for tenant in store.list_tenants().await? {
         let secret = cloud::naming::secret_name(&tenant.id);
+        let cloud = match crate::clouds::of_tenant(clouds, store, &tenant).await {
+            Ok(cloud) => cloud,
+            // Not placed: nothing provisioned to prune.
+            Err(e) => {
+                tracing::debug!(tenant = %tenant.id, error = %e, "no cell to prune in");
+                continue;
+            }
+        };
         match cloud
             .secrets
             .destroy_old_versions(&secret, TOKEN_VERSIONS_KEPT, before)

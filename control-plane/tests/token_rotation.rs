@@ -290,7 +290,7 @@ async fn the_keepalive_refreshes_idle_connected_tenants_only() {
         .expect("age it");
 
     let report = refresh_idle_token_sets(
-        &platform.cloud,
+        &platform.clouds,
         &platform.store,
         &oauth(&sandbox),
         None,
@@ -341,7 +341,7 @@ async fn old_token_set_versions_are_destroyed_and_the_current_one_stays() {
     }
     // Retained for a week: nothing is that old yet.
     let kept = control_plane::tokens::prune_token_versions(
-        &platform.cloud,
+        &platform.clouds,
         &platform.store,
         Duration::from_secs(7 * 24 * 3600),
     )
@@ -350,7 +350,7 @@ async fn old_token_set_versions_are_destroyed_and_the_current_one_stays() {
     assert_eq!(kept, 0);
     // Past the retention: five versions, the newest two stay.
     let destroyed = control_plane::tokens::prune_token_versions(
-        &platform.cloud,
+        &platform.clouds,
         &platform.store,
         Duration::ZERO,
     )

@@ -62,6 +62,19 @@ pub struct TenantScope {
     pub project: Option<String>,
     /// Never send this tenant's questions to an LLM.
     pub offline_only: bool,
+    /// The warehouse of the tenant's cell, where it is not the engine's own
+    /// (Google Cloud keeps each cell's datasets in the cell's project).
+    pub warehouse: Option<CellWarehouse>,
+}
+
+/// A cell's warehouse, carried by a [`TenantScope`].
+#[derive(Clone)]
+pub struct CellWarehouse(pub Arc<dyn Warehouse>);
+
+impl std::fmt::Debug for CellWarehouse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CellWarehouse")
+    }
 }
 
 /// Which generator to use.
@@ -156,6 +169,14 @@ impl QueryEngine {
         &self.config
     }
 
+    /// The warehouse a tenant's questions run on: its cell's, else the engine's.
+    fn warehouse_of<'a>(&'a self, scope: &'a TenantScope) -> &'a dyn Warehouse {
+        match &scope.warehouse {
+            Some(CellWarehouse(w)) => w.as_ref(),
+            None => self.warehouse.as_ref(),
+        }
+    }
+
     pub fn model(&self) -> &SemanticModel {
         &self.model
     }
@@ -191,7 +212,7 @@ impl QueryEngine {
         }
         let loaded = Arc::new(
             Vocabulary::load(
-                self.warehouse.as_ref(),
+                self.warehouse_of(scope),
                 &scope.credential,
                 &scope.dataset,
                 self.config.timeout,
@@ -521,7 +542,10 @@ impl QueryEngine {
             timeout: self.config.timeout,
             max_bytes: self.config.max_bytes,
         };
-        let result = self.warehouse.query(&scope.credential, &request).await;
+        let result = self
+            .warehouse_of(scope)
+            .query(&scope.credential, &request)
+            .await;
         let execute_ms = millis(started);
         let timings = Timings {
             plan_ms: prepared.plan_ms,
@@ -604,7 +628,7 @@ impl QueryEngine {
             max_bytes: self.config.max_bytes,
         };
         let mut result = self
-            .warehouse
+            .warehouse_of(scope)
             .query(&scope.credential, &request)
             .await
             .map_err(QueryError::Warehouse)?;

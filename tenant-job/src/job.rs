@@ -122,29 +122,63 @@ impl JobError {
     }
 }
 
+/// The adapter `LEDGERLAKE_CLOUD` names (local unless set). On Google Cloud
+/// the job runs in its tenant's cell, which the job definition names
+/// (`LEDGERLAKE_GCP_CELL_PROJECT`, written by the gcp adapter with the rest of
+/// its settings), as the account Cloud Run runs it as.
+async fn open_cloud(config: &JobConfig) -> Result<(Cloud, Dialect), JobError> {
+    let kind = match std::env::var(cloud_adapters::CLOUD_VARIABLE) {
+        Ok(name) if !name.is_empty() => name
+            .parse::<cloud_adapters::AdapterKind>()
+            .map_err(|e| JobError::Config(e.to_string()))?,
+        _ => cloud_adapters::AdapterKind::Local,
+    };
+    let local = cloud_adapters::LocalConfig {
+        master_key: config.master_key.clone(),
+        ..cloud_adapters::LocalConfig::new(&config.data_dir)
+    };
+    // The one factory the control plane uses too.
+    let adapter = cloud_adapters::config_for(kind, local).map_err(JobError::Open)?;
+    let clouds = cloud_adapters::open_clouds(&adapter)
+        .await
+        .map_err(JobError::Open)?;
+    let cell = match &adapter {
+        cloud_adapters::CloudConfig::Gcp(gcp) => Some(cloud::CellLocation {
+            project: std::env::var(cloud_adapters::GCP_CELL_PROJECT_VARIABLE)
+                .ok()
+                .filter(|p| !p.is_empty())
+                .ok_or_else(|| {
+                    JobError::Config(format!(
+                        "{} must name the tenant's cell project",
+                        cloud_adapters::GCP_CELL_PROJECT_VARIABLE
+                    ))
+                })?,
+            region: gcp.region.clone(),
+        }),
+        cloud_adapters::CloudConfig::Local(_) => None,
+    };
+    let dialect = match kind {
+        cloud_adapters::AdapterKind::Local => Dialect::DuckDb,
+        cloud_adapters::AdapterKind::Gcp => Dialect::BigQuery,
+    };
+    let cloud = clouds.for_cell(cell.as_ref()).map_err(JobError::Cloud)?;
+    Ok((cloud, dialect))
+}
+
 /// An opened run: the cloud and the tenant's credential.
 pub struct Job {
     pub config: JobConfig,
     pub cloud: Cloud,
     pub cred: Credential,
+    /// The warehouse's SQL dialect (BigQuery on Google Cloud).
+    pub dialect: Dialect,
 }
 
 impl Job {
     /// Opens the local cloud and takes on the tenant's identity. Refuses any
     /// identity but the tenant's own.
     pub async fn open(config: JobConfig) -> Result<Job, JobError> {
-        let local = cloud_adapters::LocalConfig {
-            master_key: config.master_key.clone(),
-            ..cloud_adapters::LocalConfig::new(&config.data_dir)
-        };
-        // The one factory the control plane uses too; the job runs on the
-        // local adapter until the gcp adapter exists.
-        let adapter = cloud_adapters::config_for(cloud_adapters::AdapterKind::Local, local)
-            .map_err(JobError::Open)?;
-        let cloud = tokio::task::spawn_blocking(move || cloud_adapters::open(&adapter))
-            .await
-            .map_err(|e| JobError::Config(format!("opening the data directory: {e}")))?
-            .map_err(JobError::Open)?;
+        let (cloud, dialect) = open_cloud(&config).await?;
         let expected = cloud
             .identity
             .email_for(&naming::service_account_id(&config.tenant));
@@ -168,6 +202,7 @@ impl Job {
             config,
             cloud,
             cred,
+            dialect,
         })
     }
 
@@ -257,7 +292,7 @@ impl Job {
             raw_dataset: naming::raw_dataset(&self.config.tenant),
             transformed_dataset: naming::transformed_dataset(&self.config.tenant),
             run_id: self.config.run_id.clone(),
-            dialect: Dialect::DuckDb,
+            dialect: self.dialect,
         };
         Ok(transform::run(&ctx).await?)
     }

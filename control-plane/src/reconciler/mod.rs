@@ -22,7 +22,7 @@ use tracing::Instrument;
 
 use cloud::error::CloudError;
 use cloud::naming::{self, DeploymentPrefix, Labels, TenantId};
-use cloud::Cloud;
+use cloud::{Cloud, Clouds};
 
 use crate::store::{
     Desired, Phase, ResourceRecord, ResourceStatus, Store, StoreError, TenantRecord, WithoutCells,
@@ -43,6 +43,9 @@ pub enum ReconcileError {
     /// holder took it) and stopped, so two processes never act at once.
     #[error("lost the lease on tenant {0} during a pass; the pass stopped")]
     LeaseLost(TenantId),
+    /// The tenant's cell has no Cloud (it has no cell where tenants need one).
+    #[error(transparent)]
+    Cell(#[from] crate::clouds::TenantCloudError),
 }
 
 /// How transient cloud errors are retried (the one policy of `cloud::retry`).
@@ -143,7 +146,7 @@ impl TenantReport {
 
 #[derive(Clone)]
 pub struct Reconciler {
-    cloud: Cloud,
+    clouds: Clouds,
     store: Store,
     settings: Settings,
     holder: String,
@@ -151,9 +154,10 @@ pub struct Reconciler {
 }
 
 impl Reconciler {
-    pub fn new(cloud: Cloud, store: Store, settings: Settings) -> Self {
+    /// `cloud`: one shared Cloud, or a Cloud per cell.
+    pub fn new(cloud: impl Into<Clouds>, store: Store, settings: Settings) -> Self {
         Reconciler {
-            cloud,
+            clouds: cloud.into(),
             store,
             settings,
             holder: format!("pid{}-{}", std::process::id(), uuid::Uuid::new_v4()),
@@ -180,18 +184,32 @@ impl Reconciler {
         self.settings.prefix.as_ref()
     }
 
-    /// The plan of a tenant under these settings.
-    pub fn plan(&self, id: &TenantId) -> TenantPlan {
-        let email = self
-            .cloud
-            .identity
-            .email_for(&naming::service_account_id(id));
+    /// The adapters of each cell.
+    pub fn clouds(&self) -> &Clouds {
+        &self.clouds
+    }
+
+    /// The plan of a tenant on `cloud` (its cell's) under these settings.
+    pub fn plan(&self, cloud: &Cloud, id: &TenantId) -> TenantPlan {
+        let email = cloud.identity.email_for(&naming::service_account_id(id));
         TenantPlan::new(
             id,
             self.settings.prefix.as_ref(),
             email,
             &self.settings.jobs,
         )
+    }
+
+    /// How many resources a tenant consists of (the same in every cell).
+    pub fn plan_size(&self, id: &TenantId) -> usize {
+        TenantPlan::new(
+            id,
+            self.settings.prefix.as_ref(),
+            String::new(),
+            &self.settings.jobs,
+        )
+        .resources()
+        .count()
     }
 
     /// Records the tenant as wanted (a no-op when it already is), placed in
@@ -284,7 +302,10 @@ impl Reconciler {
         {
             return false;
         }
-        let plan = self.plan(&tenant.id);
+        let Ok(cloud) = crate::clouds::of_tenant(&self.clouds, &self.store, tenant).await else {
+            return false;
+        };
+        let plan = self.plan(&cloud, &tenant.id);
         let recorded = plan.resources().all(|p| {
             find(rows, p).is_some_and(|r| {
                 r.status == ResourceStatus::Ready
@@ -298,7 +319,7 @@ impl Reconciler {
         let labels = naming::tenant_labels(&tenant.id);
         let checks: Vec<_> = plan
             .resources()
-            .map(|p| self.check_in_place(p, &labels))
+            .map(|p| self.check_in_place(&cloud, p, &labels))
             .collect();
         let observed: Vec<(&Planned, Result<bool, CloudError>)> = stream::iter(checks)
             .buffer_unordered(self.settings.resource_concurrency.max(1))
@@ -405,26 +426,31 @@ impl Reconciler {
             .get_tenant(id)
             .await?
             .ok_or_else(|| ReconcileError::UnknownTenant(id.clone()))?;
+        let cloud = crate::clouds::of_tenant(&self.clouds, &self.store, &tenant).await?;
         match tenant.desired {
             Desired::Present => {
                 let span =
                     tracing::info_span!("provision", tenant = %id, generation = tenant.generation);
-                self.provision_pass(&tenant).instrument(span).await
+                self.provision_pass(&cloud, &tenant).instrument(span).await
             }
             Desired::Absent => {
                 let span =
                     tracing::info_span!("teardown", tenant = %id, keep_data = tenant.keep_data);
-                self.teardown_pass(&tenant).instrument(span).await
+                self.teardown_pass(&cloud, &tenant).instrument(span).await
             }
         }
     }
 
-    async fn provision_pass(&self, tenant: &TenantRecord) -> Result<TenantReport, ReconcileError> {
+    async fn provision_pass(
+        &self,
+        cloud: &Cloud,
+        tenant: &TenantRecord,
+    ) -> Result<TenantReport, ReconcileError> {
         let id = &tenant.id;
         if matches!(tenant.phase, Phase::Pending | Phase::Failed) {
             self.store.set_phase(id, Phase::Provisioning, None).await?;
         }
-        let plan = self.plan(id);
+        let plan = self.plan(cloud, id);
         let labels = naming::tenant_labels(id);
         let rows = self.store.list_resources(id).await?;
         let mut report = TenantReport {
@@ -473,7 +499,7 @@ impl Reconciler {
             }
             let pending: Vec<_> = level
                 .iter()
-                .map(|p| self.ensure_planned(p, &labels))
+                .map(|p| self.ensure_planned(cloud, p, &labels))
                 .collect();
             let results: Vec<(&Planned, Result<Change, CloudError>)> = stream::iter(pending)
                 .buffer_unordered(self.settings.resource_concurrency.max(1))
@@ -562,9 +588,13 @@ impl Reconciler {
         Ok(report)
     }
 
-    async fn teardown_pass(&self, tenant: &TenantRecord) -> Result<TenantReport, ReconcileError> {
+    async fn teardown_pass(
+        &self,
+        cloud: &Cloud,
+        tenant: &TenantRecord,
+    ) -> Result<TenantReport, ReconcileError> {
         let id = &tenant.id;
-        let plan = self.plan(id);
+        let plan = self.plan(cloud, id);
         let mut report = TenantReport {
             tenant: id.clone(),
             phase: Some(Phase::Deleting),
@@ -584,7 +614,7 @@ impl Reconciler {
             }
             let pending: Vec<_> = to_remove
                 .into_iter()
-                .map(|p| self.remove_planned(p))
+                .map(|p| self.remove_planned(cloud, p))
                 .collect();
             let results: Vec<(&Planned, Result<(), CloudError>)> = stream::iter(pending)
                 .buffer_unordered(self.settings.resource_concurrency.max(1))
@@ -630,7 +660,10 @@ impl Reconciler {
             }
         }
         if report.failures.is_empty() {
-            if let Err(e) = self.sweep_orphans(id, tenant.keep_data, &mut report).await {
+            if let Err(e) = self
+                .sweep_orphans(cloud, id, tenant.keep_data, &mut report)
+                .await
+            {
                 report.failures.push(ResourceFailure {
                     kind: "tenant",
                     name: id.to_string(),
@@ -662,12 +695,12 @@ impl Reconciler {
     /// (left by an older plan or another prefix), so teardown leaves no orphan.
     async fn sweep_orphans(
         &self,
+        cloud: &Cloud,
         id: &TenantId,
         keep_data: bool,
         report: &mut TenantReport,
     ) -> Result<(), CloudError> {
         let labels: Labels = naming::tenant_labels(id);
-        let cloud = &self.cloud;
         let mut leftovers: Vec<Planned> = Vec::new();
         for s in cloud.secrets.list_secrets(&labels).await? {
             leftovers.push(Planned::Secret { name: s.name });
@@ -701,26 +734,31 @@ impl Reconciler {
     // futures Send for any lifetime, so a pass can run on a spawned task.
     async fn ensure_planned<'p>(
         &self,
+        cloud: &Cloud,
         p: &'p Planned,
         labels: &Labels,
     ) -> (&'p Planned, Result<Change, CloudError>) {
         (
             p,
-            self.with_retry(|| ensure::ensure(&self.cloud, p, labels))
-                .await,
+            self.with_retry(|| ensure::ensure(cloud, p, labels)).await,
         )
     }
 
     async fn check_in_place<'p>(
         &self,
+        cloud: &Cloud,
         p: &'p Planned,
         labels: &Labels,
     ) -> (&'p Planned, Result<bool, CloudError>) {
-        (p, ensure::is_in_place(&self.cloud, p, labels).await)
+        (p, ensure::is_in_place(cloud, p, labels).await)
     }
 
-    async fn remove_planned<'p>(&self, p: &'p Planned) -> (&'p Planned, Result<(), CloudError>) {
-        (p, self.with_retry(|| ensure::remove(&self.cloud, p)).await)
+    async fn remove_planned<'p>(
+        &self,
+        cloud: &Cloud,
+        p: &'p Planned,
+    ) -> (&'p Planned, Result<(), CloudError>) {
+        (p, self.with_retry(|| ensure::remove(cloud, p)).await)
     }
 
     async fn with_retry<T, F, Fut>(&self, op: F) -> Result<T, CloudError>

@@ -131,6 +131,15 @@ impl From<RunError> for ApiError {
                 ApiError::unavailable("timeout", e.to_string())
             }
             RunError::Store(inner) => ApiError::internal("the state store failed", inner),
+            RunError::Cell(crate::clouds::TenantCloudError::UnknownTenant(_)) => {
+                ApiError::not_found("tenant_not_found", e.to_string())
+            }
+            RunError::Cell(crate::clouds::TenantCloudError::Store(inner)) => {
+                ApiError::internal("the state store failed", inner)
+            }
+            RunError::Cell(crate::clouds::TenantCloudError::Cloud { .. }) => {
+                ApiError::conflict("tenant_not_placed", e.to_string())
+            }
         }
     }
 }

@@ -31,7 +31,7 @@ use tower_http::timeout::TimeoutLayer;
 use tower_http::trace::TraceLayer;
 
 use cloud::naming::TenantId;
-use cloud::Cloud;
+use cloud::Clouds;
 use xero::oauth::OAuthClient;
 use xero::secret::SecretString;
 use xero::webhook::WebhookKey;
@@ -94,7 +94,8 @@ impl ServeConfig {
 }
 
 pub struct AppState {
-    pub cloud: Cloud,
+    /// The adapters of each cell (one shared Cloud locally).
+    pub clouds: Clouds,
     pub store: Store,
     pub reconciler: Reconciler,
     pub runs: Runs,
@@ -172,7 +173,7 @@ pub fn router(state: Arc<AppState>) -> Router {
 
 /// Binds, starts the workers and serves until `shutdown` resolves.
 pub async fn serve(
-    cloud: Cloud,
+    cloud: impl Into<Clouds>,
     store: Store,
     reconciler: Reconciler,
     config: ServeConfig,
@@ -192,15 +193,16 @@ pub async fn serve(
 
 /// Builds the shared state and starts the background workers.
 pub fn start(
-    cloud: Cloud,
+    cloud: impl Into<Clouds>,
     store: Store,
     reconciler: Reconciler,
     config: ServeConfig,
 ) -> (Arc<AppState>, tokio::task::JoinHandle<()>) {
+    let clouds: Clouds = cloud.into();
     let (controller, controller_task) =
         Controller::start(reconciler.clone(), config.workers, Backoff::default());
     let runs = Runs::new(
-        cloud.clone(),
+        clouds.clone(),
         store.clone(),
         reconciler.prefix().cloned(),
         config.run_settings.clone(),
@@ -212,10 +214,10 @@ pub fn start(
         .ok()
         .map(Arc::new);
     let query = config.query.as_ref().zip(model).map(|(q, model)| {
-        crate::service::questions::QueryService::new(cloud.clone(), store.clone(), model, q)
+        crate::service::questions::QueryService::new(clouds.clone(), store.clone(), model, q)
     });
     let state = Arc::new(AppState {
-        cloud,
+        clouds,
         store,
         reconciler,
         runs,
@@ -279,7 +281,7 @@ async fn run_token_keepalive(state: Arc<AppState>) {
     loop {
         tick.tick().await;
         match tokens::refresh_idle_token_sets(
-            &state.cloud,
+            &state.clouds,
             &state.store,
             &oauth,
             state.reconciler.prefix(),
@@ -321,7 +323,7 @@ async fn run_resync(state: Arc<AppState>) {
                 Ok(_) => {}
                 Err(e) => tracing::warn!(error = %e, "pruning old records failed"),
             }
-            match tokens::prune_token_versions(&state.cloud, &state.store, TOKEN_VERSION_RETENTION)
+            match tokens::prune_token_versions(&state.clouds, &state.store, TOKEN_VERSION_RETENTION)
                 .await
             {
                 Ok(0) => {}

@@ -89,7 +89,7 @@ pub async fn callback(
         error: params.error,
     };
     let connected = onboarding::complete_consent(
-        &state.cloud,
+        &state.clouds,
         &state.store,
         state.config.oauth.as_ref(),
         state.reconciler.without_cells(),

@@ -90,6 +90,15 @@ impl From<ReconcileError> for ServiceError {
                 ServiceError::conflict("tenant_busy", e.to_string())
             }
             ReconcileError::Store(inner) => ServiceError::Store(inner),
+            ReconcileError::Cell(crate::clouds::TenantCloudError::UnknownTenant(id)) => {
+                ServiceError::tenant_not_found(&id)
+            }
+            ReconcileError::Cell(crate::clouds::TenantCloudError::Store(inner)) => {
+                ServiceError::Store(inner)
+            }
+            ReconcileError::Cell(e @ crate::clouds::TenantCloudError::Cloud { .. }) => {
+                ServiceError::conflict("tenant_not_placed", e.to_string())
+            }
         }
     }
 }

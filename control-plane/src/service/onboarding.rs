@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use cloud::naming::TenantId;
 use cloud::ports::Credential;
-use cloud::Cloud;
+use cloud::Clouds;
 use xero::oauth::OAuthClient;
 use xero::secret::SecretString;
 
@@ -246,7 +246,7 @@ fn bounded(value: &str) -> String {
 /// the token set into the tenant's secret before anything else, records the
 /// tenant as wanted with its organisations, and audits it.
 pub async fn complete_consent(
-    cloud: &Cloud,
+    clouds: &Clouds,
     store: &Store,
     oauth: Option<&OAuthClient>,
     without_cells: WithoutCells,
@@ -339,17 +339,33 @@ pub async fn complete_consent(
         return Err(invalid_link());
     }
 
-    // The token set is written before anything else: once Xero has issued it,
-    // losing it would cost the client another consent.
-    crate::tokens::write_token_set(cloud, &Credential::Platform, &id, &tokens)
-        .await
-        .map_err(|e| ServiceError::internal("storing the Xero token set failed", e))?;
-    // A new tenant is placed in a cell here. When none has room, the token
-    // set written above stays in the tenant's secret for its provisioning.
-    match store.want_tenant_placed(&id, without_cells).await {
-        Ok(_) => {}
+    let write_tokens = |cloud: cloud::Cloud| {
+        let (id, tokens) = (id.clone(), tokens.clone());
+        async move {
+            crate::tokens::write_token_set(&cloud, &Credential::Platform, &id, &tokens)
+                .await
+                .map_err(|e| ServiceError::internal("storing the Xero token set failed", e))
+        }
+    };
+    if let Clouds::Shared(cloud) = clouds {
+        // The token set is written before anything else: once Xero has issued
+        // it, losing it would cost the client another consent. A new tenant is
+        // placed in a cell after; when none has room, the token set stays in
+        // the tenant's secret for its provisioning.
+        write_tokens(cloud.clone()).await?;
+    }
+    let placed = match store.want_tenant_placed(&id, without_cells).await {
+        Ok((tenant, _)) => tenant,
         Err(StoreError::TenantDeleting(_)) => return Err(deleting(&id)),
         Err(e) => return Err(e.into()),
+    };
+    if clouds.needs_cells() {
+        // Per cell, the secret lives in the tenant's cell: placed first (the
+        // room was checked above), then written.
+        let cloud = crate::clouds::of_tenant(clouds, store, &placed)
+            .await
+            .map_err(|e| ServiceError::internal("finding the tenant's cell", e))?;
+        write_tokens(cloud).await?;
     }
     let organisations: Vec<(String, Option<String>)> = connections
         .iter()

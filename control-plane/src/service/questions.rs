@@ -5,7 +5,7 @@
 use std::sync::Arc;
 
 use cloud::naming::{self, TenantId};
-use cloud::{Cloud, CloudError};
+use cloud::{CloudError, Clouds};
 use query::answer::Answer;
 use query::engine::{Ask, EngineConfig, GeneratorChoice, QueryEngine, QueryError, TenantScope};
 use query::llm::LlmProvider;
@@ -62,7 +62,8 @@ pub struct QuerySettings {
 #[derive(Clone)]
 pub struct QueryService {
     pub engine: Arc<QueryEngine>,
-    pub cloud: Cloud,
+    /// The adapters of each cell (one shared Cloud locally).
+    pub clouds: Clouds,
     pub store: Store,
     /// Tenants whose questions never go to an LLM.
     pub offline_only: Arc<std::collections::BTreeSet<String>>,
@@ -95,21 +96,29 @@ fn query_error(e: QueryError) -> ServiceError {
 }
 
 impl QueryService {
-    /// The service over `cloud` and `store`, answering by `model` and `settings`.
+    /// The service over `cloud` (one shared Cloud, or a Cloud per cell) and
+    /// `store`, answering by `model` and `settings`.
     pub fn new(
-        cloud: Cloud,
+        cloud: impl Into<Clouds>,
         store: Store,
         model: Arc<SemanticModel>,
         settings: &QuerySettings,
     ) -> QueryService {
+        let clouds = cloud.into();
+        // The engine's own warehouse is the shared one; per cell, each
+        // tenant's scope carries its cell's (see `scope`).
+        let warehouse = match &clouds {
+            Clouds::Shared(cloud) => cloud.warehouse.clone(),
+            Clouds::PerCell(_) => Arc::new(NoSharedWarehouse),
+        };
         QueryService {
             engine: Arc::new(QueryEngine::new(
                 model,
-                cloud.warehouse.clone(),
+                warehouse,
                 settings.engine.clone(),
                 settings.llm.clone(),
             )),
-            cloud,
+            clouds,
             store,
             offline_only: Arc::new(settings.offline_only.clone()),
         }
@@ -128,11 +137,13 @@ impl QueryService {
                 format!("tenant {tenant} is being deleted or was deleted"),
             ));
         }
-        let email = self
-            .cloud
+        let cloud = crate::clouds::of_tenant(&self.clouds, &self.store, &record)
+            .await
+            .map_err(|e| ServiceError::conflict("tenant_not_ready", e.to_string()))?;
+        let email = cloud
             .identity
             .email_for(&naming::service_account_id(tenant));
-        let credential = match self.cloud.identity.credential_for(&email).await {
+        let credential = match cloud.identity.credential_for(&email).await {
             Ok(c) => c,
             Err(CloudError::NotFound { .. }) => {
                 return Err(ServiceError::conflict(
@@ -148,6 +159,10 @@ impl QueryService {
             dataset: naming::transformed_dataset(tenant),
             project: None,
             offline_only: self.offline_only.contains(tenant.as_str()),
+            warehouse: self
+                .clouds
+                .needs_cells()
+                .then(|| query::engine::CellWarehouse(cloud.warehouse.clone())),
         })
     }
 
@@ -395,6 +410,80 @@ fn csv_value(value: &serde_json::Value) -> String {
         serde_json::Value::String(s) => csv_field(s),
         other => csv_field(&other.to_string()),
     }
+}
+
+/// The engine's warehouse where every tenant's scope names its cell's: any
+/// question reaching it is a bug, refused rather than run in the wrong place.
+struct NoSharedWarehouse;
+
+#[async_trait::async_trait]
+impl cloud::ports::Warehouse for NoSharedWarehouse {
+    async fn ensure_dataset(
+        &self,
+        spec: &cloud::ports::DatasetSpec,
+    ) -> cloud::CloudResult<cloud::ports::Dataset> {
+        Err(no_cell(&spec.name))
+    }
+    async fn get_dataset(&self, name: &str) -> cloud::CloudResult<cloud::ports::Dataset> {
+        Err(no_cell(name))
+    }
+    async fn list_datasets(
+        &self,
+        _labels: &cloud::Labels,
+    ) -> cloud::CloudResult<Vec<cloud::ports::Dataset>> {
+        Err(no_cell("datasets"))
+    }
+    async fn delete_dataset(&self, name: &str) -> cloud::CloudResult<()> {
+        Err(no_cell(name))
+    }
+    async fn list_tables(
+        &self,
+        _cred: &cloud::Credential,
+        dataset: &str,
+    ) -> cloud::CloudResult<Vec<cloud::ports::TableInfo>> {
+        Err(no_cell(dataset))
+    }
+    async fn load_ndjson(
+        &self,
+        _cred: &cloud::Credential,
+        dataset: &str,
+        _table: &str,
+        _ndjson: Vec<u8>,
+        _mode: cloud::ports::WriteMode,
+    ) -> cloud::CloudResult<u64> {
+        Err(no_cell(dataset))
+    }
+    async fn execute(
+        &self,
+        _cred: &cloud::Credential,
+        dataset: &str,
+        _sql: &str,
+    ) -> cloud::CloudResult<()> {
+        Err(no_cell(dataset))
+    }
+    async fn execute_reading(
+        &self,
+        _cred: &cloud::Credential,
+        dataset: &str,
+        _sql: &str,
+        _sources: &[String],
+    ) -> cloud::CloudResult<()> {
+        Err(no_cell(dataset))
+    }
+    async fn query(
+        &self,
+        _cred: &cloud::Credential,
+        req: &cloud::ports::QueryRequest,
+    ) -> cloud::CloudResult<cloud::ports::QueryResult> {
+        Err(no_cell(&req.dataset))
+    }
+}
+
+fn no_cell(resource: &str) -> CloudError {
+    CloudError::permanent(
+        format!("dataset {resource}"),
+        "no cell was given: every tenant's questions run on its cell's warehouse",
+    )
 }
 
 #[cfg(test)]

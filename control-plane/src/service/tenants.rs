@@ -139,7 +139,13 @@ pub async fn teardown(
             )
             .await?;
     }
-    let told = disconnect_xero(runs.cloud(), store, xero, id, reconciler.prefix()).await?;
+    let told = match runs.cloud_of(id).await {
+        Ok(cloud) => disconnect_xero(&cloud, store, xero, id, reconciler.prefix()).await?,
+        Err(e) => XeroDisconnect {
+            problems: vec![format!("finding the tenant's cell: {e}")],
+            ..XeroDisconnect::default()
+        },
+    };
     if !told.problems.is_empty() {
         tracing::warn!(tenant = %id, problems = ?told.problems, "Xero was not wholly told of the teardown");
     }

@@ -1,0 +1,231 @@
+//! A tenant's whole life on the gcp adapter, on one machine: the Cloud
+//! Storage and BigQuery emulators, a contract server for IAM, IAM
+//! Credentials, Secret Manager, Cloud Run and Resource Manager (checking every
+//! request against Google's discovery documents), and the real `tenant-job`
+//! binary, which the contract server runs for each Cloud Run execution with
+//! a token minted for the job's service account, as Cloud Run's metadata
+//! server would hand it over. Provisioning in a cell, the consent's token set
+//! written into the tenant's secret in that cell, a sync whose job reads the
+//! secret and writes the bucket as the tenant and builds the tables on
+//! BigQuery, a question as the tenant, and a teardown that leaves nothing
+//! labelled with the tenant. Skipped, saying so, without the emulators.
+
+#[path = "../control-plane/tests/support/mod.rs"]
+mod support;
+
+#[path = "../cloud-gcp/tests/support.rs"]
+mod gcp;
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use cloud::naming::{self, tenant_labels, TenantId};
+use cloud::ports::{Credential, QueryRequest};
+use cloud::Clouds;
+use control_plane::reconciler::{Reconciler, Settings};
+use control_plane::runs::{RunSettings, Runs};
+use control_plane::store::{NewCell, RunStatus, RunTrigger, WithoutCells};
+use control_plane::tokens::write_token_set;
+use job_contract::RunCommand;
+use xero::secret::SecretString;
+use xero_sandbox::{Sandbox, SandboxConfig, SandboxLimits};
+
+const CLIENT_ID: &str = "gcp-client";
+const CLIENT_SECRET: &str = "gcp-client-secret";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcp_emulators_and_contract_server_a_tenant_from_provisioning_through_a_sync_and_a_question_to_teardown(
+) {
+    if !gcp::emulators() {
+        return;
+    }
+    let sandbox = Sandbox::start(
+        SandboxConfig::new(CLIENT_ID, CLIENT_SECRET)
+            .invoices(40)
+            .seed(11)
+            .auto_approve(true)
+            .limits(SandboxLimits {
+                per_minute: 100_000,
+                ..SandboxLimits::default()
+            }),
+    )
+    .await
+    .expect("sandbox");
+    let jobs = common::job_template(&sandbox);
+    // Cloud Run's stand-in runs the tenant-job binary for each execution.
+    let server = gcp::ContractServer::start(&[
+        "--sa-visibility-delay",
+        "0.3",
+        "--lro-delay",
+        "0.1",
+        "--executor",
+        &jobs.image,
+    ]);
+    let gcp_adapter = server.gcp().await;
+    let image = gcp_adapter.config().tenant_job_image.clone();
+    let clouds = Clouds::PerCell(Arc::new(gcp_adapter.clone()));
+    let cloud = gcp_adapter.cloud_for(&gcp::cell());
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let platform = support::platform(dir.path()).await;
+    let store = platform.store.clone();
+    store
+        .add_cell(&NewCell {
+            id: "cell-001".into(),
+            project: gcp::CELL_PROJECT.into(),
+            region: "europe-west1".into(),
+            capacity: 100,
+        })
+        .await
+        .expect("cell");
+    let reconciler = Reconciler::new(
+        clouds.clone(),
+        store.clone(),
+        Settings {
+            without_cells: WithoutCells::Refuse,
+            jobs: control_plane::reconciler::JobTemplate { image, ..jobs },
+            ..support::fast_settings()
+        },
+    );
+    let id = TenantId::parse(&format!(
+        "l{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    ))
+    .expect("id");
+
+    let report = reconciler.provision(&id, "test").await.expect("provision");
+    assert!(report.is_success(), "{}", report.failure_summary());
+    let tenant = store.get_tenant(&id).await.expect("read").expect("tenant");
+    assert_eq!(tenant.cell.as_deref(), Some("cell-001"));
+
+    // Consent's part: the token set into the tenant's secret, in its cell.
+    let tokens = sandbox.issue_tokens(None);
+    write_token_set(&cloud, &Credential::Platform, &id, &tokens)
+        .await
+        .expect("tokens");
+    let orgs: Vec<(String, Option<String>)> = tokens
+        .tenant_ids
+        .iter()
+        .map(|t| (t.clone(), None))
+        .collect();
+    store
+        .record_connections(&id, &orgs)
+        .await
+        .expect("connections");
+
+    let runs = Runs::new(
+        clouds.clone(),
+        store.clone(),
+        None,
+        RunSettings {
+            xero_client_id: Some(CLIENT_ID.to_owned()),
+            xero_client_secret: Some(SecretString::new(CLIENT_SECRET)),
+        },
+    );
+    let run = runs
+        .start(&id, RunCommand::Sync, RunTrigger::Operator)
+        .await
+        .expect("start");
+    let run = runs
+        .wait(&run.id, Duration::from_secs(300))
+        .await
+        .expect("wait");
+    assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
+
+    // The job ran as the tenant: its secret read and its writes were the
+    // tenant account's, by the token minted for it.
+    let sa = cloud::ports::member_for(&cloud.identity.email_for(&naming::service_account_id(&id)));
+    let accesses: Vec<String> = server
+        .requests("secretmanager")
+        .await
+        .into_iter()
+        .filter(|r| r["method"] == "secretmanager.projects.secrets.versions.access")
+        .filter_map(|r| r["principal"].as_str().map(str::to_owned))
+        .collect();
+    assert!(accesses.contains(&sa), "{accesses:?}");
+    let bucket = naming::bucket_name(None, &id);
+    let raw = cloud
+        .objects
+        .list_objects(&Credential::Platform, &bucket, "")
+        .await
+        .expect("objects");
+    assert!(
+        raw.iter().any(|o| o.key.contains("invoices")),
+        "{:?}",
+        raw.iter().map(|o| &o.key).collect::<Vec<_>>()
+    );
+
+    // A question as the tenant, on its transformed dataset in its cell.
+    let tenant_cred = cloud
+        .identity
+        .credential_for(&cloud.identity.email_for(&naming::service_account_id(&id)))
+        .await
+        .expect("cred");
+    let books = sandbox.books(None, false).expect("books");
+    for (table, key) in [
+        ("fct_invoices", "Invoices"),
+        ("fct_payments", "Payments"),
+        ("dim_contacts", "Contacts"),
+        ("fct_journal_lines", "JournalLines"),
+    ] {
+        let answer = cloud
+            .warehouse
+            .query(
+                &tenant_cred,
+                &QueryRequest {
+                    dataset: naming::transformed_dataset(&id),
+                    sql: format!("SELECT COUNT(*) AS n FROM {table}"),
+                    max_rows: 10,
+                    timeout: Duration::from_secs(30),
+                    max_bytes: Some(1_000_000_000),
+                },
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{table}: {e}"));
+        assert_eq!(
+            answer.rows[0][0].as_i64(),
+            books["counts"][key].as_i64(),
+            "{table} against the books"
+        );
+    }
+
+    let report = reconciler
+        .teardown(&id, false, "test")
+        .await
+        .expect("teardown");
+    assert!(report.is_success(), "{}", report.failure_summary());
+    let labels = tenant_labels(&id);
+    assert!(cloud
+        .identity
+        .list_service_accounts(&labels)
+        .await
+        .expect("accounts")
+        .is_empty());
+    assert!(cloud
+        .secrets
+        .list_secrets(&labels)
+        .await
+        .expect("secrets")
+        .is_empty());
+    assert!(cloud
+        .jobs
+        .list_jobs(&labels)
+        .await
+        .expect("jobs")
+        .is_empty());
+    assert!(cloud
+        .objects
+        .list_buckets(&labels)
+        .await
+        .expect("buckets")
+        .is_empty());
+    assert!(cloud
+        .warehouse
+        .list_datasets(&labels)
+        .await
+        .expect("datasets")
+        .is_empty());
+    server.assert_on_contract().await;
+}
