@@ -191,6 +191,33 @@ async fn gcp_emulators_and_contract_server_a_tenant_from_provisioning_through_a_
         );
     }
 
+    // And in plain language, through the query service: planned offline,
+    // compiled for BigQuery, guarded, dry-run, then run as the tenant.
+    let service = control_plane::service::questions::QueryService::new(
+        clouds.clone(),
+        store.clone(),
+        Arc::new(query::semantic::SemanticModel::builtin().expect("model")),
+        &control_plane::service::questions::QuerySettings::default(),
+    );
+    let answer = service
+        .ask(
+            &id,
+            &control_plane::service::questions::Asker {
+                actor: "test".into(),
+                token_id: None,
+            },
+            &control_plane::service::questions::Question {
+                text: "how many invoices do we have".into(),
+                as_of: None,
+                generator: query::engine::GeneratorChoice::Offline,
+                conversation: None,
+            },
+        )
+        .await
+        .expect("answered");
+    assert!(answer.answer.answered, "{:?}", answer.answer.explanation);
+    assert!(!answer.answer.rows.is_empty(), "{:?}", answer.answer);
+
     let report = reconciler
         .teardown(&id, false, "test")
         .await

@@ -847,13 +847,15 @@ mod tests {
                 )
             })
             .collect();
+        // A record's fields in name order, then fields first seen later.
         let expected = [
             ("id", "STRING"),
-            ("seq", "INT64"),
-            ("total", "FLOAT64"),
             ("ok", "BOOL"),
             ("raw", "JSON"),
+            ("seq", "INT64"),
+            ("total", "FLOAT64"),
             ("extra", "STRING"),
+            ("never", "STRING"),
         ];
         assert_eq!(types, expected.map(|(n, t)| (n.to_owned(), t.to_owned())));
     }

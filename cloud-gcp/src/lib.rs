@@ -138,6 +138,11 @@ impl Gcp {
         &self.shared.config
     }
 
+    /// The calls made so far through this adapter, by quota (every attempt).
+    pub fn calls(&self) -> std::collections::BTreeMap<QuotaClass, u64> {
+        self.shared.limiter.calls()
+    }
+
     /// The adapters of one cell: everything they create lives in its project.
     pub fn cloud_for(&self, cell: &CellLocation) -> Cloud {
         let adapter = Arc::new(CellAdapter {

@@ -7,6 +7,7 @@
 use std::collections::BTreeMap;
 use std::future::Future;
 use std::num::NonZeroU32;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -105,6 +106,8 @@ type Keyed = RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock>;
 #[derive(Clone)]
 pub struct Limiter {
     by_class: Arc<BTreeMap<QuotaClass, Keyed>>,
+    /// Calls made (every attempt), by quota: what a tenant costs.
+    calls: Arc<BTreeMap<QuotaClass, AtomicU64>>,
     retries: usize,
 }
 
@@ -127,10 +130,24 @@ impl Limiter {
             .keys()
             .map(|&class| (class, RateLimiter::keyed(quotas.rate(class))))
             .collect();
+        let calls = quotas
+            .per_minute
+            .keys()
+            .map(|&class| (class, AtomicU64::new(0)))
+            .collect();
         Limiter {
             by_class: Arc::new(by_class),
+            calls: Arc::new(calls),
             retries: RATE_LIMIT_RETRIES,
         }
+    }
+
+    /// The calls made so far (every attempt, throttled ones too), by quota.
+    pub fn calls(&self) -> BTreeMap<QuotaClass, u64> {
+        self.calls
+            .iter()
+            .map(|(class, n)| (*class, n.load(Ordering::Relaxed)))
+            .collect()
     }
 
     /// Waits for `project`'s token of `class`.
@@ -155,6 +172,9 @@ impl Limiter {
         let mut attempt = 0;
         loop {
             self.ready(project, class).await;
+            if let Some(count) = self.calls.get(&class) {
+                count.fetch_add(1, Ordering::Relaxed);
+            }
             match op().await {
                 Err(e) if attempt < self.retries && is_throttled(&e) => {
                     let wait = e.retry_after().unwrap_or_else(|| backoff(attempt));
@@ -242,5 +262,10 @@ mod tests {
             })
             .await;
         assert!(refused.is_err());
+        assert_eq!(
+            limiter.calls().get(&QuotaClass::Storage),
+            Some(&4),
+            "every attempt is counted"
+        );
     }
 }

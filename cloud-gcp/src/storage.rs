@@ -72,7 +72,27 @@ fn object_path(bucket: &str, key: &str) -> String {
     format!("{}/o/{}", bucket_path(bucket), Rest::segment(key))
 }
 
+/// Uniform bucket-level access on and public access prevention enforced.
+fn is_locked_down(bucket: &Value) -> bool {
+    let iam = &bucket["iamConfiguration"];
+    iam["uniformBucketLevelAccess"]["enabled"] == Value::Bool(true)
+        && iam["publicAccessPrevention"] == "enforced"
+}
+
 impl CellAdapter {
+    async fn bucket_json(&self, name: &str) -> CloudResult<Value> {
+        let resource = format!("bucket {name}");
+        self.paced(QuotaClass::Storage, || async {
+            self.rest()
+                .json(
+                    &resource,
+                    self.rest().storage(Method::GET, &bucket_path(name)),
+                )
+                .await
+        })
+        .await
+    }
+
     pub(crate) async fn bucket_policy(&self, bucket: &str) -> CloudResult<Policy> {
         let resource = format!("policy of bucket {bucket}");
         let v = self
@@ -200,56 +220,53 @@ impl ObjectStore for CellAdapter {
                 self.rest().json(&resource, req).await
             })
             .await;
-        let bucket = match created {
-            Ok(v) => bucket_of(&v),
+        let current = match created {
+            Ok(v) => v,
             Err(CloudError::AlreadyExists { .. }) => {
-                let found = self.get_bucket(&spec.name).await?;
+                let found = self.bucket_json(&spec.name).await?;
                 // Bucket names are global: one that exists without our labels
                 // is someone else's (or another deployment's).
-                if !crate::has_labels(&found.labels, &spec.labels) {
+                let labels = labels_in(&found);
+                if !crate::has_labels(&labels, &spec.labels) {
                     return Err(CloudError::AlreadyExists {
                         resource,
-                        owner: found.labels.get(cloud::naming::TENANT_LABEL).map_or_else(
+                        owner: labels.get(cloud::naming::TENANT_LABEL).map_or_else(
                             || "someone else (bucket names are global)".to_owned(),
                             |t| format!("tenant {t}"),
                         ),
                     });
                 }
-                return Ok(found);
+                found
             }
             Err(e) => return Err(e),
         };
-        if crate::has_labels(&bucket.labels, &spec.labels) {
-            return Ok(bucket);
+        if crate::has_labels(&labels_in(&current), &spec.labels) && is_locked_down(&current) {
+            return Ok(bucket_of(&current));
         }
-        // Created by this call but answered without its labels (some
-        // emulators drop them on insert): set them, or teardown's listing by
-        // label would miss the bucket.
+        // Answered without its labels or its access settings (some emulators
+        // drop them on insert; a bucket of an older release may lack them):
+        // set them, or teardown's listing by label would miss the bucket and
+        // its objects could be reached other than through its own policy.
         let patched = self
             .paced(QuotaClass::Storage, || async {
                 let req = self
                     .rest()
                     .storage(Method::PATCH, &bucket_path(&spec.name))
-                    .json(&json!({"labels": spec.labels}));
+                    .json(&json!({"labels": spec.labels, "iamConfiguration": body["iamConfiguration"]}));
                 self.rest().json(&resource, req).await
             })
             .await?;
+        if !is_locked_down(&patched) {
+            return Err(CloudError::permanent(
+                resource,
+                "uniform bucket-level access and public access prevention could not be set",
+            ));
+        }
         Ok(bucket_of(&patched))
     }
 
     async fn get_bucket(&self, name: &str) -> CloudResult<Bucket> {
-        let resource = format!("bucket {name}");
-        let v = self
-            .paced(QuotaClass::Storage, || async {
-                self.rest()
-                    .json(
-                        &resource,
-                        self.rest().storage(Method::GET, &bucket_path(name)),
-                    )
-                    .await
-            })
-            .await?;
-        Ok(bucket_of(&v))
+        Ok(bucket_of(&self.bucket_json(name).await?))
     }
 
     async fn list_buckets(&self, labels: &Labels) -> CloudResult<Vec<Bucket>> {

@@ -48,6 +48,24 @@ async fn emulator_buckets_carry_their_labels_and_policy_and_hold_objects() {
             .labels,
         labels
     );
+    // Read back through the emulator's own API: locked down as created.
+    let raw: serde_json::Value = reqwest::get(format!(
+        "{}/storage/v1/b/{name}",
+        std::env::var("LEDGERLAKE_GCP_STORAGE_ENDPOINT").unwrap_or_default()
+    ))
+    .await
+    .expect("get")
+    .json()
+    .await
+    .expect("json");
+    assert_eq!(
+        raw["iamConfiguration"]["uniformBucketLevelAccess"]["enabled"], true,
+        "{raw}"
+    );
+    assert_eq!(
+        raw["iamConfiguration"]["publicAccessPrevention"], "enforced",
+        "{raw}"
+    );
     let foreign = BucketSpec {
         name: name.clone(),
         labels: tenant_labels(&TenantId::parse("other").expect("id")),

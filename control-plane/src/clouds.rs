@@ -21,6 +21,20 @@ pub enum TenantCloudError {
     },
 }
 
+/// Where a tenant's cell is (`None`: not placed, or its cell is gone).
+pub async fn location(
+    store: &Store,
+    tenant: &TenantRecord,
+) -> Result<Option<CellLocation>, StoreError> {
+    Ok(match &tenant.cell {
+        Some(cell) => store.get_cell(cell).await?.map(|c| CellLocation {
+            project: c.project,
+            region: c.region,
+        }),
+        None => None,
+    })
+}
+
 /// The Cloud of a tenant already read.
 pub async fn of_tenant(
     clouds: &Clouds,
@@ -30,13 +44,7 @@ pub async fn of_tenant(
     if let Clouds::Shared(cloud) = clouds {
         return Ok(cloud.clone());
     }
-    let location = match &tenant.cell {
-        Some(cell) => store.get_cell(cell).await?.map(|c| CellLocation {
-            project: c.project,
-            region: c.region,
-        }),
-        None => None,
-    };
+    let location = location(store, tenant).await?;
     clouds
         .for_cell(location.as_ref())
         .map_err(|source| TenantCloudError::Cloud {

@@ -213,3 +213,187 @@ async fn gcp_emulators_and_contract_server_provision_resume_after_failures_and_t
     );
     server.assert_on_contract().await;
 }
+
+/// A process killed right after any one of provisioning's mutating calls took
+/// effect (before the store recorded it): a new process resumes, and the
+/// tenant ends with each resource exactly once in Google's APIs; a teardown
+/// then leaves nothing labelled with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcp_emulators_and_contract_server_a_crash_after_any_provisioning_step_resumes_without_duplicates_or_orphans(
+) {
+    use cloud::faulty::{self, Faults};
+    use std::sync::Arc;
+
+    if !gcp::emulators() {
+        return;
+    }
+    let server = gcp::ContractServer::start(&["--lro-delay", "0.05"]);
+    let gcp_adapter = server.gcp().await;
+    let cloud = gcp_adapter.cloud_for(&gcp::cell());
+    let clouds = cloud::Clouds::PerCell(Arc::new(gcp_adapter.clone()));
+    let dir = tempfile::tempdir().expect("tmp");
+    let platform = support::platform(dir.path()).await;
+    let store = platform.store.clone();
+    store
+        .add_cell(&NewCell {
+            id: "cell-001".into(),
+            project: gcp::CELL_PROJECT.into(),
+            region: "europe-west1".into(),
+            capacity: 1_000,
+        })
+        .await
+        .expect("cell");
+    let settings = Settings {
+        without_cells: WithoutCells::Refuse,
+        jobs: JobTemplate {
+            image: gcp_adapter.config().tenant_job_image.clone(),
+            ..JobTemplate::beside_current_exe()
+        },
+        ..support::fast_settings()
+    };
+
+    // The mutating calls of one clean provisioning.
+    let counter = Faults::crash_after(usize::MAX);
+    let probe = unique_tenant();
+    let report = Reconciler::new(
+        faulty::wrap(&cloud, counter.clone()),
+        store.clone(),
+        settings.clone(),
+    )
+    .provision(&probe, "test")
+    .await
+    .expect("clean run");
+    assert!(report.is_success(), "{}", report.failure_summary());
+    let steps = counter.count();
+    assert!(steps >= 13, "every resource is a mutating call: {steps}");
+
+    for crash_at in 1..=steps {
+        let id = unique_tenant();
+        let labels = tenant_labels(&id);
+        let faults = Faults::crash_after(crash_at);
+        let crashing = Reconciler::new(
+            faulty::wrap(&cloud, faults.clone()),
+            store.clone(),
+            settings.clone(),
+        );
+        tokio::select! {
+            result = crashing.provision(&id, "test") => {
+                assert!(faults.count() < crash_at, "step {crash_at}: the run should have crashed: {result:?}");
+            }
+            _ = faults.crashed.notified() => {}
+        }
+        // The crashed holder's lease expires; another process finishes.
+        let resumed = Reconciler::new(clouds.clone(), store.clone(), settings.clone());
+        let report = resumed
+            .reconcile(&id)
+            .await
+            .unwrap_or_else(|e| panic!("step {crash_at}: {e}"));
+        assert!(
+            report.is_success(),
+            "step {crash_at}: {}",
+            report.failure_summary()
+        );
+        assert_eq!(
+            cloud
+                .identity
+                .list_service_accounts(&labels)
+                .await
+                .expect("accounts")
+                .len(),
+            1,
+            "step {crash_at}"
+        );
+        assert_eq!(
+            cloud
+                .secrets
+                .list_secrets(&labels)
+                .await
+                .expect("secrets")
+                .len(),
+            1,
+            "step {crash_at}"
+        );
+        assert_eq!(
+            cloud.jobs.list_jobs(&labels).await.expect("jobs").len(),
+            2,
+            "step {crash_at}"
+        );
+        assert_eq!(
+            cloud
+                .objects
+                .list_buckets(&labels)
+                .await
+                .expect("buckets")
+                .len(),
+            1,
+            "step {crash_at}"
+        );
+        assert_eq!(
+            cloud
+                .warehouse
+                .list_datasets(&labels)
+                .await
+                .expect("datasets")
+                .len(),
+            2,
+            "step {crash_at}"
+        );
+        let member = member_for(&cloud.identity.email_for(&naming::service_account_id(&id)));
+        let project = cloud
+            .identity
+            .get_iam_policy(&ResourceRef::Project)
+            .await
+            .expect("policy");
+        assert_eq!(
+            project.roles_of(&member).count(),
+            1,
+            "step {crash_at}: one grant, once"
+        );
+        assert_eq!(
+            resumed.reconcile(&id).await.expect("again").changed,
+            0,
+            "step {crash_at}"
+        );
+
+        let report = resumed
+            .teardown(&id, false, "test")
+            .await
+            .expect("teardown");
+        assert!(
+            report.is_success(),
+            "step {crash_at}: {}",
+            report.failure_summary()
+        );
+        assert!(cloud
+            .identity
+            .list_service_accounts(&labels)
+            .await
+            .expect("accounts")
+            .is_empty());
+        assert!(cloud
+            .secrets
+            .list_secrets(&labels)
+            .await
+            .expect("secrets")
+            .is_empty());
+        assert!(cloud
+            .jobs
+            .list_jobs(&labels)
+            .await
+            .expect("jobs")
+            .is_empty());
+        assert!(cloud
+            .objects
+            .list_buckets(&labels)
+            .await
+            .expect("buckets")
+            .is_empty());
+        assert!(cloud
+            .warehouse
+            .list_datasets(&labels)
+            .await
+            .expect("datasets")
+            .is_empty());
+    }
+    server.assert_on_contract().await;
+}

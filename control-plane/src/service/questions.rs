@@ -111,11 +111,16 @@ impl QueryService {
             Clouds::Shared(cloud) => cloud.warehouse.clone(),
             Clouds::PerCell(_) => Arc::new(NoSharedWarehouse),
         };
+        let mut engine = settings.engine.clone();
+        if clouds.needs_cells() {
+            // Cells are Google Cloud projects: questions compile for BigQuery.
+            engine.dialect = query::guard::Dialect::BigQuery;
+        }
         QueryService {
             engine: Arc::new(QueryEngine::new(
                 model,
                 warehouse,
-                settings.engine.clone(),
+                engine,
                 settings.llm.clone(),
             )),
             clouds,
@@ -140,6 +145,12 @@ impl QueryService {
         let cloud = crate::clouds::of_tenant(&self.clouds, &self.store, &record)
             .await
             .map_err(|e| ServiceError::conflict("tenant_not_ready", e.to_string()))?;
+        let project = match &self.clouds {
+            Clouds::PerCell(_) => crate::clouds::location(&self.store, &record)
+                .await?
+                .map(|l| l.project),
+            Clouds::Shared(_) => None,
+        };
         let email = cloud
             .identity
             .email_for(&naming::service_account_id(tenant));
@@ -157,7 +168,7 @@ impl QueryService {
             tenant: tenant.clone(),
             credential,
             dataset: naming::transformed_dataset(tenant),
-            project: None,
+            project,
             offline_only: self.offline_only.contains(tenant.as_str()),
             warehouse: self
                 .clouds
