@@ -67,7 +67,7 @@ async fn main() -> anyhow::Result<()> {
         data_dir: dir.path().to_path_buf(),
         database_url: None,
         bucket_prefix: None,
-        master_key: Some("bench-master-key-0123456789abcdef0123456789abcdef".into()),
+        master_key: Some("0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef".into()),
     })
     .await?;
     let store = platform.store.clone();
@@ -104,7 +104,18 @@ async fn main() -> anyhow::Result<()> {
             let reconciler = &reconciler;
             async move {
                 let t = Instant::now();
-                let ok = matches!(reconciler.provision(id, "bench").await, Ok(r) if r.is_success());
+                let outcome = reconciler.provision(id, "bench").await;
+                let ok = match &outcome {
+                    Ok(r) if r.is_success() => true,
+                    Ok(r) => {
+                        eprintln!("provision_gcp: {}", r.failure_summary());
+                        false
+                    }
+                    Err(e) => {
+                        eprintln!("provision_gcp: tenant {id}: {e}");
+                        false
+                    }
+                };
                 (t.elapsed(), ok)
             }
         })
