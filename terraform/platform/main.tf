@@ -92,6 +92,7 @@ module "cell" {
   region                        = each.value.region
   capacity                      = each.value.capacity
   control_service_account_email = module.control_plane.control_service_account_email
+  query_service_account_email   = module.control_plane.query_service_account_email
   labels                        = var.labels
   artifact_registry = {
     project    = var.project_id

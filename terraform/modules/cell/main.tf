@@ -69,6 +69,25 @@ resource "google_project_iam_member" "control_accounts" {
   depends_on = [google_project_service.cell]
 }
 
+# Tenants' data is read and written as the tenant: the services mint a token
+# for the tenant's account (IAM Credentials' generateAccessToken) and call
+# with it, so each tenant's own grants, not the services', decide what a call
+# may touch. Both services impersonate: the control service for a tenant's
+# token set and runs, the query service for every question.
+resource "google_project_iam_member" "impersonate_tenants" {
+  # checkov:skip=CKV_GCP_41:The tenants' accounts are created at run time by the control plane and cannot be named here; the cell project holds only tenants' accounts, and impersonating them is how the services act as each tenant.
+  # checkov:skip=CKV_GCP_49:As CKV_GCP_41.
+  for_each = {
+    control = var.control_service_account_email
+    query   = var.query_service_account_email
+  }
+  project = var.project_id
+  role    = "roles/iam.serviceAccountTokenCreator"
+  member  = "serviceAccount:${each.value}"
+
+  depends_on = [google_project_service.cell]
+}
+
 # The plan binds bigquery.jobUser on the cell to each tenant's account. The
 # control service may change the project's policy for that role only: the
 # condition stops it from granting itself (or anyone) anything else.

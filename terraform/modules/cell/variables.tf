@@ -34,6 +34,11 @@ variable "control_service_account_email" {
   type        = string
 }
 
+variable "query_service_account_email" {
+  description = "The query service's account, which runs each tenant's questions as that tenant (impersonating its account)."
+  type        = string
+}
+
 variable "artifact_registry" {
   description = "The platform's Artifact Registry repository holding the tenant-job image: project, location and repository id."
   type = object({
