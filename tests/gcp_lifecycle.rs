@@ -224,35 +224,10 @@ async fn gcp_emulators_and_contract_server_a_tenant_from_provisioning_through_a_
         .expect("teardown");
     assert!(report.is_success(), "{}", report.failure_summary());
     let labels = tenant_labels(&id);
-    assert!(cloud
-        .identity
-        .list_service_accounts(&labels)
-        .await
-        .expect("accounts")
-        .is_empty());
-    assert!(cloud
-        .secrets
-        .list_secrets(&labels)
-        .await
-        .expect("secrets")
-        .is_empty());
-    assert!(cloud
-        .jobs
-        .list_jobs(&labels)
-        .await
-        .expect("jobs")
-        .is_empty());
-    assert!(cloud
-        .objects
-        .list_buckets(&labels)
-        .await
-        .expect("buckets")
-        .is_empty());
-    assert!(cloud
-        .warehouse
-        .list_datasets(&labels)
-        .await
-        .expect("datasets")
-        .is_empty());
+    assert_eq!(
+        gcp::labelled(&cloud, &labels).await,
+        [0; 5],
+        "nothing labelled with the tenant is left"
+    );
     server.assert_on_contract().await;
 }

@@ -473,17 +473,8 @@ impl Warehouse for CellAdapter {
             Ok(v) => Ok(dataset_of(&v)),
             Err(CloudError::AlreadyExists { .. }) => {
                 let found = self.get_dataset(&spec.name).await?;
-                if crate::has_labels(&found.labels, &spec.labels) {
-                    Ok(found)
-                } else {
-                    Err(CloudError::AlreadyExists {
-                        resource,
-                        owner: found.labels.get(cloud::naming::TENANT_LABEL).map_or_else(
-                            || "a resource ledgerlake does not manage".to_owned(),
-                            |t| format!("tenant {t}"),
-                        ),
-                    })
-                }
+                crate::check_owner(resource, &found.labels, &spec.labels)?;
+                Ok(found)
             }
             Err(e) => Err(e),
         }
@@ -495,35 +486,24 @@ impl Warehouse for CellAdapter {
 
     async fn list_datasets(&self, labels: &Labels) -> CloudResult<Vec<Dataset>> {
         let resource = format!("datasets of project {}", self.project);
-        let mut found = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let v = self
-                .paced(QuotaClass::BigQuery, || async {
-                    let mut query = vec![("maxResults", "1000".to_owned())];
-                    if let Some(t) = &token {
-                        query.push(("pageToken", t.clone()));
-                    }
-                    let req = self
-                        .rest()
-                        .bigquery(Method::GET, &self.datasets_path())
-                        .query(&query);
-                    self.rest().json(&resource, req).await
-                })
-                .await?;
-            found.extend(
-                v.get("datasets")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .map(dataset_of)
-                    .filter(|d| crate::has_labels(&d.labels, labels)),
-            );
-            match v.get("nextPageToken").and_then(Value::as_str) {
-                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
-                _ => return Ok(found),
-            }
-        }
+        let items = crate::rest::all_pages("datasets", |token| {
+            let resource = &resource;
+            self.paced(QuotaClass::BigQuery, move || {
+                let mut query = vec![("maxResults", "1000".to_owned())];
+                query.extend(token.clone().map(|t| ("pageToken", t)));
+                let req = self
+                    .rest()
+                    .bigquery(Method::GET, &self.datasets_path())
+                    .query(&query);
+                async move { self.rest().json(resource, req).await }
+            })
+        })
+        .await?;
+        Ok(items
+            .iter()
+            .map(dataset_of)
+            .filter(|d| crate::has_labels(&d.labels, labels))
+            .collect())
     }
 
     async fn delete_dataset(&self, name: &str) -> CloudResult<()> {
@@ -540,47 +520,38 @@ impl Warehouse for CellAdapter {
 
     async fn list_tables(&self, cred: &Credential, dataset: &str) -> CloudResult<Vec<TableInfo>> {
         let resource = format!("tables of dataset {dataset}");
-        let mut found = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let v = self
-                .paced_as(cred, QuotaClass::BigQuery, || async {
-                    let mut query = vec![("maxResults", "1000".to_owned())];
-                    if let Some(t) = &token {
-                        query.push(("pageToken", t.clone()));
-                    }
-                    let req = self
-                        .rest()
-                        .bigquery(
-                            Method::GET,
-                            &format!("{}/tables", self.dataset_path(dataset)),
-                        )
-                        .query(&query);
-                    self.rest().json(&resource, req).await
-                })
-                .await?;
-            for t in v
-                .get("tables")
-                .and_then(Value::as_array)
-                .into_iter()
-                .flatten()
-            {
-                let name = t
-                    .get("tableReference")
-                    .and_then(|r| r.get("tableId"))
-                    .and_then(Value::as_str)
+        let listing = crate::rest::all_pages("tables", |token| {
+            let resource = &resource;
+            self.paced(QuotaClass::BigQuery, move || {
+                let mut query = vec![("maxResults", "1000".to_owned())];
+                query.extend(token.clone().map(|t| ("pageToken", t)));
+                let req = self
+                    .rest()
+                    .bigquery(
+                        Method::GET,
+                        &format!("{}/tables", self.dataset_path(dataset)),
+                    )
+                    .query(&query);
+                async move { self.rest().json(resource, req).await }
+            })
+        });
+        let items = self
+            .shared
+            .auth
+            .acting_as(crate::auth::Principal::from(cred), listing)
+            .await?;
+        let mut found: Vec<TableInfo> = items
+            .iter()
+            .map(|t| TableInfo {
+                name: t["tableReference"]["tableId"]
+                    .as_str()
                     .unwrap_or_default()
-                    .to_owned();
-                found.push(TableInfo { name, rows: None });
-            }
-            match v.get("nextPageToken").and_then(Value::as_str) {
-                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
-                _ => {
-                    found.sort_by(|a, b| a.name.cmp(&b.name));
-                    return Ok(found);
-                }
-            }
-        }
+                    .to_owned(),
+                rows: None,
+            })
+            .collect();
+        found.sort_by(|a, b| a.name.cmp(&b.name));
+        Ok(found)
     }
 
     async fn load_ndjson(

@@ -197,17 +197,8 @@ impl Identity for CellAdapter {
             Ok(_) => self.wait_until_visible(&email).await,
             Err(CloudError::AlreadyExists { .. }) => {
                 let found = self.wait_until_visible(&email).await?;
-                if crate::has_labels(&found.labels, &spec.labels) {
-                    Ok(found)
-                } else {
-                    Err(CloudError::AlreadyExists {
-                        resource,
-                        owner: found.labels.get(cloud::naming::TENANT_LABEL).map_or_else(
-                            || "a resource ledgerlake does not manage".to_owned(),
-                            |t| format!("tenant {t}"),
-                        ),
-                    })
-                }
+                crate::check_owner(resource, &found.labels, &spec.labels)?;
+                Ok(found)
             }
             Err(e) => Err(e),
         }

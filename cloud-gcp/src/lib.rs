@@ -210,10 +210,7 @@ impl CellAdapter {
     }
 }
 
-/// Whether every wanted label is on a resource.
-fn has_labels(found: &cloud::naming::Labels, wanted: &cloud::naming::Labels) -> bool {
-    wanted.iter().all(|(k, v)| found.get(k) == Some(v))
-}
+use cloud::naming::{check_owner, has_labels};
 
 fn now() -> time::OffsetDateTime {
     time::OffsetDateTime::now_utc()

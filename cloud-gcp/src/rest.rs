@@ -107,6 +107,34 @@ impl Rest {
     }
 }
 
+/// The items of a JSON API listing, every page of it: `request` makes the
+/// request for a page (with the `pageToken` of the page before, if any) and
+/// `items` names the answer's list (`items`, `datasets`, `tables`).
+pub(crate) async fn all_pages<F, Fut>(
+    items: &str,
+    mut page: F,
+) -> CloudResult<Vec<serde_json::Value>>
+where
+    F: FnMut(Option<String>) -> Fut,
+    Fut: std::future::Future<Output = CloudResult<serde_json::Value>>,
+{
+    let mut found = Vec::new();
+    let mut token: Option<String> = None;
+    loop {
+        let answer = page(token.take()).await?;
+        if let Some(list) = answer.get(items).and_then(serde_json::Value::as_array) {
+            found.extend(list.iter().cloned());
+        }
+        match answer
+            .get("nextPageToken")
+            .and_then(serde_json::Value::as_str)
+        {
+            Some(t) if !t.is_empty() => token = Some(t.to_owned()),
+            _ => return Ok(found),
+        }
+    }
+}
+
 /// A transport error's text without its URL (which may carry a query string).
 fn without_url(e: reqwest::Error) -> String {
     let kind = if e.is_timeout() {

@@ -207,19 +207,7 @@ impl JobRunner for CellAdapter {
             Ok(job) => Ok(job_of(&job)),
             Err(CloudError::AlreadyExists { .. }) => {
                 let found = self.get_job(&spec.name).await?;
-                if !crate::has_labels(&found.spec.labels, &spec.labels) {
-                    return Err(CloudError::AlreadyExists {
-                        resource,
-                        owner: found
-                            .spec
-                            .labels
-                            .get(cloud::naming::TENANT_LABEL)
-                            .map_or_else(
-                                || "a resource ledgerlake does not manage".to_owned(),
-                                |t| format!("tenant {t}"),
-                            ),
-                    });
-                }
+                crate::check_owner(resource.as_str(), &found.spec.labels, &spec.labels)?;
                 if found.spec == *spec {
                     return Ok(found);
                 }

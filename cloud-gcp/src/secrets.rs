@@ -94,17 +94,8 @@ impl SecretStore for CellAdapter {
             Ok(s) => Ok(self.info(s, None)),
             Err(CloudError::AlreadyExists { .. }) => {
                 let found = self.get_secret(&spec.name).await?;
-                if crate::has_labels(&found.labels, &spec.labels) {
-                    Ok(found)
-                } else {
-                    Err(CloudError::AlreadyExists {
-                        resource,
-                        owner: found.labels.get(cloud::naming::TENANT_LABEL).map_or_else(
-                            || "a resource ledgerlake does not manage".to_owned(),
-                            |t| format!("tenant {t}"),
-                        ),
-                    })
-                }
+                crate::check_owner(resource, &found.labels, &spec.labels)?;
+                Ok(found)
             }
             Err(e) => Err(e),
         }

@@ -226,16 +226,7 @@ impl ObjectStore for CellAdapter {
                 let found = self.bucket_json(&spec.name).await?;
                 // Bucket names are global: one that exists without our labels
                 // is someone else's (or another deployment's).
-                let labels = labels_in(&found);
-                if !crate::has_labels(&labels, &spec.labels) {
-                    return Err(CloudError::AlreadyExists {
-                        resource,
-                        owner: labels.get(cloud::naming::TENANT_LABEL).map_or_else(
-                            || "someone else (bucket names are global)".to_owned(),
-                            |t| format!("tenant {t}"),
-                        ),
-                    });
-                }
+                crate::check_owner(resource.as_str(), &labels_in(&found), &spec.labels)?;
                 found
             }
             Err(e) => return Err(e),
@@ -271,38 +262,27 @@ impl ObjectStore for CellAdapter {
 
     async fn list_buckets(&self, labels: &Labels) -> CloudResult<Vec<Bucket>> {
         let resource = format!("buckets of project {}", self.project);
-        let mut found = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let v = self
-                .paced(QuotaClass::Storage, || async {
-                    let mut query = vec![
-                        ("project", self.project.clone()),
-                        ("maxResults", "500".to_owned()),
-                    ];
-                    if let Some(t) = &token {
-                        query.push(("pageToken", t.clone()));
-                    }
-                    let req = self
-                        .rest()
-                        .storage(Method::GET, "/storage/v1/b")
-                        .query(&query);
-                    self.rest().json(&resource, req).await
-                })
-                .await?;
-            found.extend(
-                v.get("items")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .map(bucket_of)
-                    .filter(|b| crate::has_labels(&b.labels, labels)),
-            );
-            match v.get("nextPageToken").and_then(Value::as_str) {
-                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
-                _ => return Ok(found),
-            }
-        }
+        let items = crate::rest::all_pages("items", |token| {
+            let resource = &resource;
+            self.paced(QuotaClass::Storage, move || {
+                let mut query = vec![
+                    ("project", self.project.clone()),
+                    ("maxResults", "500".to_owned()),
+                ];
+                query.extend(token.clone().map(|t| ("pageToken", t)));
+                let req = self
+                    .rest()
+                    .storage(Method::GET, "/storage/v1/b")
+                    .query(&query);
+                async move { self.rest().json(resource, req).await }
+            })
+        })
+        .await?;
+        Ok(items
+            .iter()
+            .map(bucket_of)
+            .filter(|b| crate::has_labels(&b.labels, labels))
+            .collect())
     }
 
     async fn delete_bucket(&self, name: &str) -> CloudResult<()> {
@@ -398,40 +378,29 @@ impl ObjectStore for CellAdapter {
         prefix: &str,
     ) -> CloudResult<Vec<ObjectInfo>> {
         let resource = format!("objects in bucket {bucket}");
-        let mut found = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let v = self
-                .paced_as(cred, QuotaClass::Storage, || async {
-                    let mut query = vec![
-                        ("prefix", prefix.to_owned()),
-                        ("maxResults", "1000".to_owned()),
-                    ];
-                    if let Some(t) = &token {
-                        query.push(("pageToken", t.clone()));
-                    }
-                    let req = self
-                        .rest()
-                        .storage(Method::GET, &format!("{}/o", bucket_path(bucket)))
-                        .query(&query);
-                    self.rest().json(&resource, req).await
-                })
-                .await?;
-            found.extend(
-                v.get("items")
-                    .and_then(Value::as_array)
-                    .into_iter()
-                    .flatten()
-                    .map(object_of),
-            );
-            match v.get("nextPageToken").and_then(Value::as_str) {
-                Some(t) if !t.is_empty() => token = Some(t.to_owned()),
-                _ => {
-                    found.sort_by(|a, b| a.key.cmp(&b.key));
-                    return Ok(found);
-                }
-            }
-        }
+        let listing = crate::rest::all_pages("items", |token| {
+            let resource = &resource;
+            self.paced(QuotaClass::Storage, move || {
+                let mut query = vec![
+                    ("prefix", prefix.to_owned()),
+                    ("maxResults", "1000".to_owned()),
+                ];
+                query.extend(token.clone().map(|t| ("pageToken", t)));
+                let req = self
+                    .rest()
+                    .storage(Method::GET, &format!("{}/o", bucket_path(bucket)))
+                    .query(&query);
+                async move { self.rest().json(resource, req).await }
+            })
+        });
+        let items = self
+            .shared
+            .auth
+            .acting_as(crate::auth::Principal::from(cred), listing)
+            .await?;
+        let mut found: Vec<ObjectInfo> = items.iter().map(object_of).collect();
+        found.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(found)
     }
 
     async fn delete_object(&self, cred: &Credential, bucket: &str, key: &str) -> CloudResult<()> {

@@ -200,3 +200,39 @@ pub fn emulators() -> bool {
     }
     up
 }
+
+/// What each API lists under `labels`: service accounts, secrets, jobs,
+/// buckets, datasets.
+pub async fn labelled(cloud: &cloud::Cloud, labels: &cloud::naming::Labels) -> [usize; 5] {
+    [
+        cloud
+            .identity
+            .list_service_accounts(labels)
+            .await
+            .expect("accounts")
+            .len(),
+        cloud
+            .secrets
+            .list_secrets(labels)
+            .await
+            .expect("secrets")
+            .len(),
+        cloud.jobs.list_jobs(labels).await.expect("jobs").len(),
+        cloud
+            .objects
+            .list_buckets(labels)
+            .await
+            .expect("buckets")
+            .len(),
+        cloud
+            .warehouse
+            .list_datasets(labels)
+            .await
+            .expect("datasets")
+            .len(),
+    ]
+}
+
+/// A tenant's whole set (one account, secret and bucket, two jobs and two
+/// datasets), as [`labelled`] counts it.
+pub const ONE_TENANT: [usize; 5] = [1, 1, 2, 1, 2];

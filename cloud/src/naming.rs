@@ -205,6 +205,32 @@ pub fn tenant_labels(id: &TenantId) -> Labels {
     ])
 }
 
+/// Whether every label of `wanted` is on a resource.
+pub fn has_labels(found: &Labels, wanted: &Labels) -> bool {
+    wanted.iter().all(|(k, v)| found.get(k) == Some(v))
+}
+
+/// Refuses a resource that exists under our name but belongs to someone else
+/// (another tenant, or nothing ledgerlake manages): create-or-get adopts only
+/// what carries the owner's labels.
+pub fn check_owner(
+    resource: impl Into<String>,
+    found: &Labels,
+    wanted: &Labels,
+) -> Result<(), crate::CloudError> {
+    if has_labels(found, wanted) {
+        return Ok(());
+    }
+    let owner = match found.get(TENANT_LABEL) {
+        Some(t) => format!("tenant {t}"),
+        None => "a resource ledgerlake does not manage".to_owned(),
+    };
+    Err(crate::CloudError::AlreadyExists {
+        resource: resource.into(),
+        owner,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -3,7 +3,7 @@
 //! and never writes.
 
 use cloud::error::{CloudError, CloudResult};
-use cloud::naming::Labels;
+use cloud::naming::{check_owner, Labels};
 use cloud::ports::{identity, BucketSpec, DatasetSpec, SecretSpec, ServiceAccountSpec};
 use cloud::Cloud;
 
@@ -14,19 +14,6 @@ use super::plan::Planned;
 pub enum Change {
     Created,
     Unchanged,
-}
-
-/// Refuses a resource that exists under our name but belongs to someone else.
-fn check_owner(resource: String, found: &Labels, wanted: &Labels) -> CloudResult<()> {
-    let owned = wanted.iter().all(|(k, v)| found.get(k) == Some(v));
-    if owned {
-        return Ok(());
-    }
-    let owner = match found.get(cloud::naming::TENANT_LABEL) {
-        Some(t) => format!("tenant {t}"),
-        None => "a resource ledgerlake does not manage".to_owned(),
-    };
-    Err(CloudError::AlreadyExists { resource, owner })
 }
 
 /// Creates the resource when absent; an existing one with our labels is success.
