@@ -63,7 +63,40 @@ async fn gcp_emulators_and_contract_server_a_tenant_from_provisioning_through_a_
         "--executor",
         &jobs.image,
     ]);
-    let gcp_adapter = server.gcp().await;
+    // The Xero app's client secret lives in the platform project's Secret
+    // Manager; job definitions reference it and Cloud Run (here, the contract
+    // server) fills it in for the job's account: it never travels with a run.
+    let mut config = server.config();
+    config.secret_env.insert(
+        "LEDGERLAKE_XERO_CLIENT_SECRET".into(),
+        format!(
+            "projects/{}/secrets/xero-client-secret",
+            config.platform_project
+        ),
+    );
+    let platform_cell = cloud::CellLocation {
+        project: config.platform_project.clone(),
+        region: config.region.clone(),
+    };
+    let gcp_adapter = cloud_gcp::Gcp::connect(config).await.expect("connect");
+    let platform_cloud = gcp_adapter.cloud_for(&platform_cell);
+    platform_cloud
+        .secrets
+        .ensure_secret(&cloud::ports::SecretSpec {
+            name: "xero-client-secret".into(),
+            labels: [("managed-by".to_owned(), "ledgerlake".to_owned())].into(),
+        })
+        .await
+        .expect("the app's secret");
+    platform_cloud
+        .secrets
+        .add_version(
+            &Credential::Platform,
+            "xero-client-secret",
+            &cloud::ports::SecretPayload::new(CLIENT_SECRET.as_bytes().to_vec()),
+        )
+        .await
+        .expect("its value");
     let image = gcp_adapter.config().tenant_job_image.clone();
     let clouds = Clouds::PerCell(Arc::new(gcp_adapter.clone()));
     let cloud = gcp_adapter.cloud_for(&gcp::cell());
@@ -97,6 +130,18 @@ async fn gcp_emulators_and_contract_server_a_tenant_from_provisioning_through_a_
 
     let report = reconciler.provision(&id, "test").await.expect("provision");
     assert!(report.is_success(), "{}", report.failure_summary());
+    // The tenant's account may read the app's secret (on Google, granted to
+    // the cell's accounts through a group or a per-cell copy: one policy
+    // holds at most 1,500 principals).
+    let account = cloud.identity.email_for(&naming::service_account_id(&id));
+    cloud::ports::identity::grant(
+        platform_cloud.identity.as_ref(),
+        &cloud::ports::ResourceRef::Secret("xero-client-secret".into()),
+        cloud::ports::roles::SECRET_ACCESSOR,
+        &cloud::ports::member_for(&account),
+    )
+    .await
+    .expect("grant");
     let tenant = store.get_tenant(&id).await.expect("read").expect("tenant");
     assert_eq!(tenant.cell.as_deref(), Some("cell-001"));
 
@@ -133,6 +178,36 @@ async fn gcp_emulators_and_contract_server_a_tenant_from_provisioning_through_a_
         .await
         .expect("wait");
     assert_eq!(run.status, RunStatus::Succeeded, "{run:#?}");
+    // The execution Cloud Run's stand-in ran (its definition with the run's
+    // overrides merged in) names the client secret by reference only.
+    let run_state = server.state("run").await;
+    let executions = run_state["run"]["executions"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert!(!executions.is_empty(), "{run_state}");
+    for execution in &executions {
+        for container in execution["template"]["containers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+        {
+            for var in container["env"].as_array().into_iter().flatten() {
+                assert_ne!(
+                    var["value"], CLIENT_SECRET,
+                    "a secret's value in an execution: {var}"
+                );
+                if var["name"] == "LEDGERLAKE_XERO_CLIENT_SECRET" {
+                    assert!(
+                        var["valueSource"]["secretKeyRef"]["secret"]
+                            .as_str()
+                            .is_some_and(|s| s.ends_with("/secrets/xero-client-secret")),
+                        "{var}"
+                    );
+                }
+            }
+        }
+    }
 
     // The job ran as the tenant: its secret read and its writes were the
     // tenant account's, by the token minted for it.

@@ -119,20 +119,51 @@ fn open_read_only(resource: &str, path: &Path) -> CloudResult<Connection> {
     Connection::open_with_flags(path, config).map_err(|e| duck_err(resource, &e))
 }
 
+/// How long a writer, its notice up, waits for readers in other processes to
+/// let go of the file: they close their kept opens within about
+/// [`crate::readers::SWEEP`] of seeing the notice, and a query already
+/// running finishes first. Waiting with the notice up, rather than failing and
+/// retrying later, keeps readers from taking the file back in between.
+const WRITER_WAIT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Opens `path` read-write with a fresh `config` for each try, waiting (up to
+/// [`WRITER_WAIT`]) while another process holds the file.
+fn open_read_write(
+    resource: &str,
+    path: &Path,
+    config: impl Fn() -> CloudResult<Config>,
+) -> CloudResult<Connection> {
+    let started = std::time::Instant::now();
+    loop {
+        match Connection::open_with_flags(path, config()?) {
+            Ok(conn) => return Ok(conn),
+            Err(e) => {
+                let err = duck_err(resource, &e);
+                if !err.is_retryable() || started.elapsed() >= WRITER_WAIT {
+                    return Err(err);
+                }
+                std::thread::sleep(crate::readers::SWEEP);
+            }
+        }
+    }
+}
+
 /// Opens the dataset for writing, confined to its own file, configuration locked.
 fn open_writer(resource: &str, path: &Path) -> CloudResult<Connection> {
-    let config = base_config(resource, AccessMode::ReadWrite)?
-        .with("lock_configuration", "true")
-        .map_err(|e| duck_err(resource, &e))?;
-    Connection::open_with_flags(path, config).map_err(|e| duck_err(resource, &e))
+    open_read_write(resource, path, || {
+        base_config(resource, AccessMode::ReadWrite)?
+            .with("lock_configuration", "true")
+            .map_err(|e| duck_err(resource, &e))
+    })
 }
 
 /// Opens the dataset for writing with read access to exactly one more file,
 /// `allowed` (the NDJSON being loaded): external access is disabled right
 /// after opening, with that one path excepted, and the configuration locked.
 fn open_loader(resource: &str, path: &Path, allowed: &Path) -> CloudResult<Connection> {
-    let config = config_with_access(resource, AccessMode::ReadWrite, true)?;
-    let conn = Connection::open_with_flags(path, config).map_err(|e| duck_err(resource, &e))?;
+    let conn = open_read_write(resource, path, || {
+        config_with_access(resource, AccessMode::ReadWrite, true)
+    })?;
     let allowed = allowed
         .to_str()
         .ok_or_else(|| CloudError::permanent(resource, "the data directory's path is not UTF-8"))?;
@@ -154,8 +185,9 @@ fn open_with_sources(
     path: &Path,
     sources: &[(String, std::path::PathBuf)],
 ) -> CloudResult<Connection> {
-    let config = config_with_access(resource, AccessMode::ReadWrite, true)?;
-    let conn = Connection::open_with_flags(path, config).map_err(|e| duck_err(resource, &e))?;
+    let conn = open_read_write(resource, path, || {
+        config_with_access(resource, AccessMode::ReadWrite, true)
+    })?;
     let mut setup = String::new();
     for (name, file) in sources {
         let file = file.to_str().ok_or_else(|| {

@@ -158,11 +158,17 @@ impl Runs {
         let run = self.store.create_run(tenant, command, trigger).await?;
         let job = command.job_name(tenant);
         // The run's own part of the job's environment; the job definition
-        // holds the plain part.
+        // holds the plain part. In cells (Google Cloud) the Xero app's secret
+        // never travels with a run: the job definition references it in
+        // Secret Manager (LEDGERLAKE_GCP_SECRET_ENV), and Cloud Run fills it in.
         let env = JobEnvironment {
             run_id: Some(run.id.clone()),
             xero_client_id: self.settings.xero_client_id.clone(),
-            xero_client_secret: self.settings.xero_client_secret.clone(),
+            xero_client_secret: if self.clouds.needs_cells() {
+                None
+            } else {
+                self.settings.xero_client_secret.clone()
+            },
             ..JobEnvironment::new(tenant.clone())
         };
         let overrides = ExecutionOverrides {
