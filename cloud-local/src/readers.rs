@@ -9,11 +9,12 @@
 //! lock on the file, and a writer in another process (a `tenant-job`
 //! transforming the tenant) needs it exclusive. So a writer first leaves a
 //! notice beside the file (`<file>.writing`, holding its process id); from
-//! then readers wait (within their queries' time) instead of opening it, and a sweeper drops kept
-//! opens that have a notice or were idle for [`IDLE`], so the writer gets the
-//! file within about [`SWEEP`] (its first open may still meet the lock, a
-//! `Transient` error its caller retries, as with any reader in another
-//! process). A notice left by a process that no longer runs is ignored.
+//! then readers wait (within their queries' time) instead of opening it, and
+//! a sweeper drops kept opens that have a notice or were idle for [`IDLE`], so
+//! the writer gets the file within about [`SWEEP`]. The writer waits for that
+//! with its notice up (a query already running finishes first; see the
+//! warehouse's `WRITER_WAIT`), so readers cannot take the file back between
+//! its tries. A notice left by a process that no longer runs is ignored.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
