@@ -221,33 +221,31 @@ impl Identity for CellAdapter {
 
     async fn list_service_accounts(&self, labels: &Labels) -> CloudResult<Vec<ServiceAccount>> {
         let resource = format!("service accounts of project {}", self.project);
-        let mut found = Vec::new();
-        let mut page_token = String::new();
-        loop {
-            let page = self
-                .paced(QuotaClass::IamAdmin, || async {
-                    self.shared
-                        .iam
-                        .list_service_accounts()
-                        .set_name(format!("projects/{}", self.project))
-                        .set_page_size(100)
-                        .set_page_token(page_token.clone())
+        let accounts = crate::pages::every_page(|token| {
+            let resource = &resource;
+            self.paced(QuotaClass::IamAdmin, move || {
+                let request = self
+                    .shared
+                    .iam
+                    .list_service_accounts()
+                    .set_name(format!("projects/{}", self.project))
+                    .set_page_size(100)
+                    .set_page_token(token.clone());
+                async move {
+                    request
                         .send()
                         .await
-                        .map_err(|e| errors::from_gax(&resource, &e))
-                })
-                .await?;
-            found.extend(
-                page.accounts
-                    .into_iter()
-                    .map(account_of)
-                    .filter(|sa| crate::has_labels(&sa.labels, labels)),
-            );
-            if page.next_page_token.is_empty() {
-                return Ok(found);
-            }
-            page_token = page.next_page_token;
-        }
+                        .map(|page| (page.accounts, page.next_page_token))
+                        .map_err(|e| errors::from_gax(resource, &e))
+                }
+            })
+        })
+        .await?;
+        Ok(accounts
+            .into_iter()
+            .map(account_of)
+            .filter(|sa| crate::has_labels(&sa.labels, labels))
+            .collect())
     }
 
     async fn delete_service_account(&self, email: &str) -> CloudResult<()> {

@@ -25,6 +25,7 @@ pub mod config;
 mod errors;
 mod iam;
 pub mod limiter;
+mod pages;
 mod rest;
 mod run;
 mod secrets;

@@ -107,7 +107,7 @@ impl Rest {
     }
 }
 
-/// The items of a JSON API listing, every page of it: `request` makes the
+/// The items of a JSON API listing, every page of it: `page` makes the
 /// request for a page (with the `pageToken` of the page before, if any) and
 /// `items` names the answer's list (`items`, `datasets`, `tables`).
 pub(crate) async fn all_pages<F, Fut>(
@@ -118,21 +118,24 @@ where
     F: FnMut(Option<String>) -> Fut,
     Fut: std::future::Future<Output = CloudResult<serde_json::Value>>,
 {
-    let mut found = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
-        let answer = page(token.take()).await?;
-        if let Some(list) = answer.get(items).and_then(serde_json::Value::as_array) {
-            found.extend(list.iter().cloned());
+    crate::pages::every_page(|token| {
+        let answer = page((!token.is_empty()).then_some(token));
+        async move {
+            let answer = answer.await?;
+            let list = answer
+                .get(items)
+                .and_then(serde_json::Value::as_array)
+                .cloned()
+                .unwrap_or_default();
+            let next = answer
+                .get("nextPageToken")
+                .and_then(serde_json::Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            Ok((list, next))
         }
-        match answer
-            .get("nextPageToken")
-            .and_then(serde_json::Value::as_str)
-        {
-            Some(t) if !t.is_empty() => token = Some(t.to_owned()),
-            _ => return Ok(found),
-        }
-    }
+    })
+    .await
 }
 
 /// A transport error's text without its URL (which may carry a query string).

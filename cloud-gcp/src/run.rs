@@ -249,33 +249,31 @@ impl JobRunner for CellAdapter {
 
     async fn list_jobs(&self, labels: &Labels) -> CloudResult<Vec<Job>> {
         let resource = format!("jobs of {}", self.jobs_parent());
-        let mut found = Vec::new();
-        let mut token = String::new();
-        loop {
-            let page = self
-                .paced(QuotaClass::RunAdmin, || async {
-                    self.shared
-                        .run_jobs
-                        .list_jobs()
-                        .set_parent(self.jobs_parent())
-                        .set_page_size(100)
-                        .set_page_token(token.clone())
+        let jobs = crate::pages::every_page(|token| {
+            let resource = &resource;
+            self.paced(QuotaClass::RunAdmin, move || {
+                let request = self
+                    .shared
+                    .run_jobs
+                    .list_jobs()
+                    .set_parent(self.jobs_parent())
+                    .set_page_size(100)
+                    .set_page_token(token.clone());
+                async move {
+                    request
                         .send()
                         .await
-                        .map_err(|e| errors::from_gax(&resource, &e))
-                })
-                .await?;
-            found.extend(
-                page.jobs
-                    .iter()
-                    .map(job_of)
-                    .filter(|j| crate::has_labels(&j.spec.labels, labels)),
-            );
-            if page.next_page_token.is_empty() {
-                return Ok(found);
-            }
-            token = page.next_page_token;
-        }
+                        .map(|page| (page.jobs, page.next_page_token))
+                        .map_err(|e| errors::from_gax(resource, &e))
+                }
+            })
+        })
+        .await?;
+        Ok(jobs
+            .iter()
+            .map(job_of)
+            .filter(|j| crate::has_labels(&j.spec.labels, labels))
+            .collect())
     }
 
     async fn delete_job(&self, name: &str) -> CloudResult<()> {

@@ -23,37 +23,34 @@ impl CellAdapter {
         format!("projects/{}/secrets/{name}", self.project)
     }
 
-    async fn secret_versions(
+    /// One page of the secret's versions (newest first).
+    async fn versions_page(
         &self,
         name: &str,
         filter: &str,
         page_size: i32,
-        all: bool,
-    ) -> CloudResult<Vec<sm::SecretVersion>> {
+        token: String,
+    ) -> CloudResult<(Vec<sm::SecretVersion>, String)> {
         let resource = format!("versions of secret {name}");
-        let mut versions = Vec::new();
-        let mut token = String::new();
-        loop {
-            let page = self
-                .paced(QuotaClass::SecretAdmin, || async {
-                    self.shared
-                        .secrets
-                        .list_secret_versions()
-                        .set_parent(self.secret_name(name))
-                        .set_filter(filter)
-                        .set_page_size(page_size)
-                        .set_page_token(token.clone())
-                        .send()
-                        .await
-                        .map_err(|e| errors::from_gax(&resource, &e))
-                })
-                .await?;
-            versions.extend(page.versions);
-            if !all || page.next_page_token.is_empty() {
-                return Ok(versions);
+        self.paced(QuotaClass::SecretAdmin, || {
+            let request = self
+                .shared
+                .secrets
+                .list_secret_versions()
+                .set_parent(self.secret_name(name))
+                .set_filter(filter)
+                .set_page_size(page_size)
+                .set_page_token(token.clone());
+            let resource = &resource;
+            async move {
+                request
+                    .send()
+                    .await
+                    .map(|page| (page.versions, page.next_page_token))
+                    .map_err(|e| errors::from_gax(resource, &e))
             }
-            token = page.next_page_token;
-        }
+        })
+        .await
     }
 
     fn info(&self, s: sm::Secret, latest_version: Option<u64>) -> SecretInfo {
@@ -115,11 +112,10 @@ impl SecretStore for CellAdapter {
             })
             .await?;
         // Versions are listed newest first.
-        let latest = self
-            .secret_versions(name, "state:ENABLED", 1, false)
-            .await?
-            .first()
-            .and_then(|v| version_number(&v.name));
+        let (newest, _) = self
+            .versions_page(name, "state:ENABLED", 1, String::new())
+            .await?;
+        let latest = newest.first().and_then(|v| version_number(&v.name));
         Ok(self.info(secret, latest))
     }
 
@@ -131,34 +127,32 @@ impl SecretStore for CellAdapter {
             .get(cloud::naming::TENANT_LABEL)
             .map(|t| format!("labels.{}={t}", cloud::naming::TENANT_LABEL))
             .unwrap_or_default();
-        let mut found = Vec::new();
-        let mut token = String::new();
-        loop {
-            let page = self
-                .paced(QuotaClass::SecretAdmin, || async {
-                    self.shared
-                        .secrets
-                        .list_secrets()
-                        .set_parent(format!("projects/{}", self.project))
-                        .set_filter(filter.clone())
-                        .set_page_size(100)
-                        .set_page_token(token.clone())
+        let secrets = crate::pages::every_page(|token| {
+            let (resource, filter) = (&resource, &filter);
+            self.paced(QuotaClass::SecretAdmin, move || {
+                let request = self
+                    .shared
+                    .secrets
+                    .list_secrets()
+                    .set_parent(format!("projects/{}", self.project))
+                    .set_filter(filter.clone())
+                    .set_page_size(100)
+                    .set_page_token(token.clone());
+                async move {
+                    request
                         .send()
                         .await
-                        .map_err(|e| errors::from_gax(&resource, &e))
-                })
-                .await?;
-            for s in page.secrets {
-                let info = self.info(s, None);
-                if crate::has_labels(&info.labels, labels) {
-                    found.push(info);
+                        .map(|page| (page.secrets, page.next_page_token))
+                        .map_err(|e| errors::from_gax(resource, &e))
                 }
-            }
-            if page.next_page_token.is_empty() {
-                return Ok(found);
-            }
-            token = page.next_page_token;
-        }
+            })
+        })
+        .await?;
+        Ok(secrets
+            .into_iter()
+            .map(|s| self.info(s, None))
+            .filter(|info| crate::has_labels(&info.labels, labels))
+            .collect())
     }
 
     async fn delete_secret(&self, name: &str) -> CloudResult<()> {
@@ -242,7 +236,8 @@ impl SecretStore for CellAdapter {
         keep: usize,
         before: OffsetDateTime,
     ) -> CloudResult<usize> {
-        let mut versions = self.secret_versions(name, "", 100, true).await?;
+        let mut versions =
+            crate::pages::every_page(|token| self.versions_page(name, "", 100, token)).await?;
         versions.sort_by_key(|v| std::cmp::Reverse(version_number(&v.name).unwrap_or(0)));
         let mut enabled_kept = 0;
         let mut destroyed = 0;
