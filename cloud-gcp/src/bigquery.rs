@@ -18,31 +18,11 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::limiter::QuotaClass;
-use crate::rest::Rest;
+use crate::rest::{int64, labels_in, Rest};
 use crate::CellAdapter;
 
 /// How long a statement or load may run before it is reported as failed.
 const JOB_WAIT: Duration = Duration::from_secs(600);
-
-fn labels_in(v: &Value) -> Labels {
-    v.get("labels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
-/// BigQuery's int64 fields come as strings.
-fn int64(v: Option<&Value>) -> Option<i64> {
-    match v? {
-        Value::String(s) => s.parse().ok(),
-        Value::Number(n) => n.as_i64(),
-        _ => None,
-    }
-}
 
 fn dataset_of(v: &Value) -> Dataset {
     let reference = v.get("datasetReference");
@@ -53,7 +33,7 @@ fn dataset_of(v: &Value) -> Dataset {
             .unwrap_or_default()
             .to_owned(),
         labels: labels_in(v),
-        created_at: int64(v.get("creationTime"))
+        created_at: int64::<i64>(v.get("creationTime"))
             .and_then(|ms| {
                 time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
             })

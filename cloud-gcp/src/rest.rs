@@ -138,6 +138,28 @@ where
     .await
 }
 
+/// A resource's `labels` in a JSON API answer.
+pub(crate) fn labels_in(v: &serde_json::Value) -> cloud::naming::Labels {
+    v.get("labels")
+        .and_then(serde_json::Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// A 64-bit integer field: Google's JSON APIs send them as strings (a plain
+/// number is taken too).
+pub(crate) fn int64<T: std::str::FromStr>(v: Option<&serde_json::Value>) -> Option<T> {
+    match v? {
+        serde_json::Value::String(s) => s.parse().ok(),
+        serde_json::Value::Number(n) => n.to_string().parse().ok(),
+        _ => None,
+    }
+}
+
 /// A transport error's text without its URL (which may carry a query string).
 fn without_url(e: reqwest::Error) -> String {
     let kind = if e.is_timeout() {

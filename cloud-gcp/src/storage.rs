@@ -14,19 +14,8 @@ use reqwest::Method;
 use serde_json::{json, Value};
 
 use crate::limiter::QuotaClass;
-use crate::rest::Rest;
+use crate::rest::{int64, labels_in, Rest};
 use crate::CellAdapter;
-
-fn labels_in(v: &Value) -> Labels {
-    v.get("labels")
-        .and_then(Value::as_object)
-        .map(|m| {
-            m.iter()
-                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 fn bucket_of(v: &Value) -> Bucket {
     Bucket {
@@ -40,15 +29,6 @@ fn bucket_of(v: &Value) -> Bucket {
     }
 }
 
-/// Storage sends int64 fields as strings.
-fn int64(v: &Value, field: &str) -> Option<u64> {
-    match v.get(field)? {
-        Value::String(s) => s.parse().ok(),
-        Value::Number(n) => n.as_u64(),
-        _ => None,
-    }
-}
-
 fn object_of(v: &Value) -> ObjectInfo {
     ObjectInfo {
         key: v
@@ -56,8 +36,8 @@ fn object_of(v: &Value) -> ObjectInfo {
             .and_then(Value::as_str)
             .unwrap_or_default()
             .to_owned(),
-        size: int64(v, "size").unwrap_or(0),
-        generation: int64(v, "generation")
+        size: int64::<u64>(v.get("size")).unwrap_or(0),
+        generation: int64::<u64>(v.get("generation"))
             .map(|g| g.to_string())
             .unwrap_or_default(),
         updated_at: crate::parse_time(v.get("updated").and_then(Value::as_str)),
