@@ -19,14 +19,21 @@ fn unique_tenant() -> TenantId {
     TenantId::parse(&id).expect("id")
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn gcp_emulators_and_contract_server_provision_resume_after_failures_and_teardown_leave_nothing(
-) {
-    if !gcp::emulators() {
-        return;
-    }
-    let server =
-        gcp::ContractServer::start(&["--sa-visibility-delay", "0.5", "--lro-delay", "0.1"]);
+/// A contract server started with `server_args`, the gcp adapter on it, a
+/// store with one cell (its project, room for `capacity`), and settings that
+/// keep tenants in cells with jobs from the adapter's image.
+struct World {
+    server: gcp::ContractServer,
+    gcp_adapter: cloud_gcp::Gcp,
+    cloud: cloud::Cloud,
+    store: control_plane::store::Store,
+    settings: Settings,
+    _platform: control_plane::platform::Platform,
+    _dir: tempfile::TempDir,
+}
+
+async fn world(server_args: &[&str], capacity: i64) -> World {
+    let server = gcp::ContractServer::start(server_args);
     let gcp_adapter = server.gcp().await;
     let cloud = gcp_adapter.cloud_for(&gcp::cell());
     let dir = tempfile::tempdir().expect("tmp");
@@ -37,7 +44,7 @@ async fn gcp_emulators_and_contract_server_provision_resume_after_failures_and_t
             id: "cell-001".into(),
             project: gcp::CELL_PROJECT.into(),
             region: "europe-west1".into(),
-            capacity: 100,
+            capacity,
         })
         .await
         .expect("cell");
@@ -49,6 +56,33 @@ async fn gcp_emulators_and_contract_server_provision_resume_after_failures_and_t
         },
         ..support::fast_settings()
     };
+    World {
+        server,
+        gcp_adapter,
+        cloud,
+        store,
+        settings,
+        _platform: platform,
+        _dir: dir,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn gcp_emulators_and_contract_server_provision_resume_after_failures_and_teardown_leave_nothing(
+) {
+    if !gcp::emulators() {
+        return;
+    }
+    let World {
+        server,
+        cloud,
+        store,
+        settings,
+        // Kept alive: the store lives in this directory.
+        _platform,
+        _dir,
+        ..
+    } = world(&["--sa-visibility-delay", "0.5", "--lro-delay", "0.1"], 100).await;
     let reconciler = Reconciler::new(cloud.clone(), store.clone(), settings);
     let id = unique_tenant();
     let labels = tenant_labels(&id);
@@ -202,28 +236,19 @@ async fn gcp_emulators_and_contract_server_a_crash_after_any_provisioning_step_r
     if !gcp::emulators() {
         return;
     }
-    let server = gcp::ContractServer::start(&["--lro-delay", "0.05"]);
-    let gcp_adapter = server.gcp().await;
-    let cloud = gcp_adapter.cloud_for(&gcp::cell());
-    let clouds = cloud::Clouds::PerCell(Arc::new(gcp_adapter.clone()));
-    let dir = tempfile::tempdir().expect("tmp");
-    let platform = support::platform(dir.path()).await;
-    let store = platform.store.clone();
-    store
-        .add_cell(&NewCell {
-            id: "cell-001".into(),
-            project: gcp::CELL_PROJECT.into(),
-            region: "europe-west1".into(),
-            capacity: 1_000,
-        })
-        .await
-        .expect("cell");
+    let World {
+        server,
+        gcp_adapter,
+        cloud,
+        store,
+        settings,
+        // Kept alive: the store lives in this directory.
+        _platform,
+        _dir,
+        ..
+    } = world(&["--lro-delay", "0.05"], 1_000).await;
+    let clouds = cloud::Clouds::PerCell(Arc::new(gcp_adapter));
     let settings = Settings {
-        without_cells: WithoutCells::Refuse,
-        jobs: JobTemplate {
-            image: gcp_adapter.config().tenant_job_image.clone(),
-            ..JobTemplate::beside_current_exe()
-        },
         // One call at a time, so that the crash falls between two calls, as
         // the scenario says. With calls side by side the crash would also
         // cut one short half-way, which Google's calls do not suffer (each is
@@ -231,7 +256,7 @@ async fn gcp_emulators_and_contract_server_a_crash_after_any_provisioning_step_r
         // labels on insert, and the adapter's label patch after it is a
         // second call (see infra/local/gcp/EMULATORS.md).
         resource_concurrency: 1,
-        ..support::fast_settings()
+        ..settings
     };
 
     // The mutating calls of one clean provisioning.
