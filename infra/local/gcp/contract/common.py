@@ -121,6 +121,19 @@ def paginate(items, page_size, page_token, default_size, max_size):
     return page, nxt
 
 
+def listing(key, items, call, default_size, max_size, **fields):
+    """A list method's answer: one page of `items` under `key` (left out when
+    empty, as Google does), `nextPageToken` when more follow, and `fields`."""
+    page, nxt = paginate(items, call.query.get("pageSize"), call.query.get("pageToken"),
+                         default_size, max_size)
+    out = dict(fields)
+    if page:
+        out[key] = page
+    if nxt:
+        out["nextPageToken"] = nxt
+    return out
+
+
 def _crc32c_table():
     table = []
     for i in range(256):

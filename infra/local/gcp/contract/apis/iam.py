@@ -3,7 +3,7 @@
 import random
 import re
 
-from ..common import ApiError, now, paginate, parse_duration, rfc3339
+from ..common import ApiError, now, listing, parse_duration, rfc3339
 from . import handler
 
 MAX_SERVICE_ACCOUNTS = 100  # Google's default per-project cap
@@ -108,13 +108,7 @@ def list_(world, call):
         items = sorted((public(s) for s in world.service_accounts.values()
                         if s["projectId"] == project and s["_visible_at"] <= now()),
                        key=lambda s: s["email"])
-    page, nxt = paginate(items, call.query.get("pageSize"), call.query.get("pageToken"), 20, 100)
-    out = {}
-    if page:
-        out["accounts"] = page
-    if nxt:
-        out["nextPageToken"] = nxt
-    return out
+    return listing("accounts", items, call, 20, 100)
 
 
 @handler("iam.projects.serviceAccounts.delete")

@@ -3,7 +3,7 @@
 import copy
 import re
 
-from ..common import ApiError, now, paginate, project_number, rfc3339
+from ..common import ApiError, now, listing, project_number, rfc3339
 from ..world import Policy
 from . import handler
 from .iam import sa_exists
@@ -93,14 +93,7 @@ def scheduler_list(world, call):
     with world.lock:
         items = [copy.deepcopy(j) for n, j in sorted(world.scheduler_jobs.items())
                  if n.startswith(parent + "/jobs/")]
-    page, nxt = paginate(items, call.query.get("pageSize"), call.query.get("pageToken"),
-                         500, 500)
-    out = {}
-    if page:
-        out["jobs"] = page
-    if nxt:
-        out["nextPageToken"] = nxt
-    return out
+    return listing("jobs", items, call, 500, 500)
 
 
 @handler("cloudscheduler.projects.locations.jobs.patch")
@@ -285,14 +278,7 @@ def su_list(world, call):
         names = sorted(s for (p, s), st in world.services.items()
                        if p == project and (not flt or st == flt.split(":")[1]))
     items = [_service_json(world, project, s) for s in names]
-    page, nxt = paginate(items, call.query.get("pageSize"), call.query.get("pageToken"),
-                         50, 200)
-    out = {}
-    if page:
-        out["services"] = page
-    if nxt:
-        out["nextPageToken"] = nxt
-    return out
+    return listing("services", items, call, 50, 200)
 
 
 @handler("serviceusage.operations.get")

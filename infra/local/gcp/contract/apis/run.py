@@ -15,7 +15,7 @@ import sys
 import threading
 import uuid
 
-from ..common import ApiError, now, paginate, project_number, quoted_etag, random_suffix, rfc3339
+from ..common import ApiError, now, listing, project_number, quoted_etag, random_suffix, rfc3339
 from . import handler
 from .iam import sa_exists
 from .ops import get_operation, new_operation, operation_id, wait_operation
@@ -161,14 +161,7 @@ def list_(world, call):
     with world.lock:
         items = [_job_json(j) for (p, l, _), j in sorted(world.run_jobs.items())
                  if p == project and (l == location or location == "-")]
-    page, nxt = paginate(items, call.query.get("pageSize"), call.query.get("pageToken"),
-                         100, 1000)
-    out = {}
-    if page:
-        out["jobs"] = page
-    if nxt:
-        out["nextPageToken"] = nxt
-    return out
+    return listing("jobs", items, call, 100, 1000)
 
 
 @handler("run.projects.locations.jobs.patch")
@@ -545,14 +538,7 @@ def execution_list(world, call):
         items = sorted((ex for ex in world.run_executions.values() if ex["_job_name"] == parent),
                        key=lambda ex: ex["createTime"], reverse=True)
         items = [_execution_json(ex) for ex in items]
-    page, nxt = paginate(items, call.query.get("pageSize"), call.query.get("pageToken"),
-                         100, 1000)
-    out = {}
-    if page:
-        out["executions"] = page
-    if nxt:
-        out["nextPageToken"] = nxt
-    return out
+    return listing("executions", items, call, 100, 1000)
 
 
 @handler("run.projects.locations.jobs.executions.cancel")

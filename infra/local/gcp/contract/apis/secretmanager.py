@@ -8,7 +8,7 @@ import base64
 import re
 import shlex
 
-from ..common import (ApiError, b64decode_any, crc32c, now, paginate, parse_duration,
+from ..common import (ApiError, b64decode_any, crc32c, now, listing, parse_duration,
                       project_number, quoted_etag, rfc3339)
 from . import handler
 from .iam import sa_exists
@@ -138,14 +138,7 @@ def list_(world, call):
     with world.lock:
         items = [_public(s) for (p, _), s in sorted(world.secrets.items())
                  if p == project and all(f(s) for f in preds)]
-    page, nxt = paginate(items, call.query.get("pageSize"), call.query.get("pageToken"),
-                         25000, 25000)
-    out = {"totalSize": len(items)}
-    if page:
-        out["secrets"] = page
-    if nxt:
-        out["nextPageToken"] = nxt
-    return out
+    return listing("secrets", items, call, 25000, 25000, totalSize=len(items))
 
 
 @handler("secretmanager.projects.secrets.patch")
@@ -302,14 +295,7 @@ def version_list(world, call):
         # Newest first, as Google lists versions.
         items = [_version_json(secret, v) for v in reversed(secret["_versions"])
                  if not m or v["state"] == m.group(1)]
-    page, nxt = paginate(items, call.query.get("pageSize"), call.query.get("pageToken"),
-                         25000, 25000)
-    out = {"totalSize": len(items)}
-    if page:
-        out["versions"] = page
-    if nxt:
-        out["nextPageToken"] = nxt
-    return out
+    return listing("versions", items, call, 25000, 25000, totalSize=len(items))
 
 
 def access_payload(world, principal, project, secret_id, ref):
