@@ -142,15 +142,16 @@ impl QueryService {
                 format!("tenant {tenant} is being deleted or was deleted"),
             ));
         }
-        let cloud = crate::clouds::of_tenant(&self.clouds, &self.store, &record)
-            .await
-            .map_err(|e| ServiceError::conflict("tenant_not_ready", e.to_string()))?;
-        let project = match &self.clouds {
-            Clouds::PerCell(_) => crate::clouds::location(&self.store, &record)
-                .await?
-                .map(|l| l.project),
+        // The cell is read once: its Cloud answers, and on BigQuery its
+        // project scopes the guard.
+        let location = match &self.clouds {
+            Clouds::PerCell(_) => crate::clouds::location(&self.store, &record).await?,
             Clouds::Shared(_) => None,
         };
+        let cloud = self.clouds.for_cell(location.as_ref()).map_err(|e| {
+            ServiceError::conflict("tenant_not_ready", format!("tenant {tenant}: {e}"))
+        })?;
+        let project = location.map(|l| l.project);
         let email = cloud
             .identity
             .email_for(&naming::service_account_id(tenant));
