@@ -139,7 +139,9 @@ pub enum Preparation {
 
 pub struct QueryEngine {
     model: Arc<SemanticModel>,
-    warehouse: Arc<dyn Warehouse>,
+    /// The warehouse every tenant shares; `None` where each tenant's scope
+    /// names its cell's ([`QueryEngine::per_cell`]).
+    warehouse: Option<Arc<dyn Warehouse>>,
     config: EngineConfig,
     llm: Option<Arc<dyn LlmProvider>>,
     vocabularies: Mutex<HashMap<String, (Instant, Arc<Vocabulary>)>>,
@@ -158,7 +160,24 @@ impl QueryEngine {
     ) -> QueryEngine {
         QueryEngine {
             model,
-            warehouse,
+            warehouse: Some(warehouse),
+            config,
+            llm,
+            vocabularies: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// An engine with no warehouse of its own: each tenant's scope carries
+    /// its cell's, and a scope without one is refused rather than run
+    /// anywhere else.
+    pub fn per_cell(
+        model: Arc<SemanticModel>,
+        config: EngineConfig,
+        llm: Option<Arc<dyn LlmProvider>>,
+    ) -> QueryEngine {
+        QueryEngine {
+            model,
+            warehouse: None,
             config,
             llm,
             vocabularies: Mutex::new(HashMap::new()),
@@ -170,10 +189,13 @@ impl QueryEngine {
     }
 
     /// The warehouse a tenant's questions run on: its cell's, else the engine's.
-    fn warehouse_of<'a>(&'a self, scope: &'a TenantScope) -> &'a dyn Warehouse {
-        match &scope.warehouse {
-            Some(CellWarehouse(w)) => w.as_ref(),
-            None => self.warehouse.as_ref(),
+    fn warehouse_of<'a>(&'a self, scope: &'a TenantScope) -> Result<&'a dyn Warehouse, CloudError> {
+        match (&scope.warehouse, &self.warehouse) {
+            (Some(CellWarehouse(w)), _) | (None, Some(w)) => Ok(w.as_ref()),
+            (None, None) => Err(CloudError::permanent(
+                format!("dataset {}", scope.dataset),
+                "no cell was given: every tenant's questions run on its cell's warehouse",
+            )),
         }
     }
 
@@ -212,7 +234,7 @@ impl QueryEngine {
         }
         let loaded = Arc::new(
             Vocabulary::load(
-                self.warehouse_of(scope),
+                self.warehouse_of(scope)?,
                 &scope.credential,
                 &scope.dataset,
                 self.config.timeout,
@@ -542,10 +564,10 @@ impl QueryEngine {
             timeout: self.config.timeout,
             max_bytes: self.config.max_bytes,
         };
-        let result = self
-            .warehouse_of(scope)
-            .query(&scope.credential, &request)
-            .await;
+        let result = match self.warehouse_of(scope) {
+            Ok(warehouse) => warehouse.query(&scope.credential, &request).await,
+            Err(e) => Err(e),
+        };
         let execute_ms = millis(started);
         let timings = Timings {
             plan_ms: prepared.plan_ms,
@@ -629,6 +651,7 @@ impl QueryEngine {
         };
         let mut result = self
             .warehouse_of(scope)
+            .map_err(QueryError::Warehouse)?
             .query(&scope.credential, &request)
             .await
             .map_err(QueryError::Warehouse)?;

@@ -105,24 +105,20 @@ impl QueryService {
         settings: &QuerySettings,
     ) -> QueryService {
         let clouds = cloud.into();
-        // The engine's own warehouse is the shared one; per cell, each
-        // tenant's scope carries its cell's (see `scope`).
-        let warehouse = match &clouds {
-            Clouds::Shared(cloud) => cloud.warehouse.clone(),
-            Clouds::PerCell(_) => Arc::new(NoSharedWarehouse),
+        let mut config = settings.engine.clone();
+        let llm = settings.llm.clone();
+        let engine = match &clouds {
+            Clouds::Shared(cloud) => QueryEngine::new(model, cloud.warehouse.clone(), config, llm),
+            Clouds::PerCell(_) => {
+                // Cells are Google Cloud projects: questions compile for
+                // BigQuery, and each tenant's scope carries its cell's
+                // warehouse (see `scope`).
+                config.dialect = query::guard::Dialect::BigQuery;
+                QueryEngine::per_cell(model, config, llm)
+            }
         };
-        let mut engine = settings.engine.clone();
-        if clouds.needs_cells() {
-            // Cells are Google Cloud projects: questions compile for BigQuery.
-            engine.dialect = query::guard::Dialect::BigQuery;
-        }
         QueryService {
-            engine: Arc::new(QueryEngine::new(
-                model,
-                warehouse,
-                engine,
-                settings.llm.clone(),
-            )),
+            engine: Arc::new(engine),
             clouds,
             store,
             offline_only: Arc::new(settings.offline_only.clone()),
@@ -422,80 +418,6 @@ fn csv_value(value: &serde_json::Value) -> String {
         serde_json::Value::String(s) => csv_field(s),
         other => csv_field(&other.to_string()),
     }
-}
-
-/// The engine's warehouse where every tenant's scope names its cell's: any
-/// question reaching it is a bug, refused rather than run in the wrong place.
-struct NoSharedWarehouse;
-
-#[async_trait::async_trait]
-impl cloud::ports::Warehouse for NoSharedWarehouse {
-    async fn ensure_dataset(
-        &self,
-        spec: &cloud::ports::DatasetSpec,
-    ) -> cloud::CloudResult<cloud::ports::Dataset> {
-        Err(no_cell(&spec.name))
-    }
-    async fn get_dataset(&self, name: &str) -> cloud::CloudResult<cloud::ports::Dataset> {
-        Err(no_cell(name))
-    }
-    async fn list_datasets(
-        &self,
-        _labels: &cloud::Labels,
-    ) -> cloud::CloudResult<Vec<cloud::ports::Dataset>> {
-        Err(no_cell("datasets"))
-    }
-    async fn delete_dataset(&self, name: &str) -> cloud::CloudResult<()> {
-        Err(no_cell(name))
-    }
-    async fn list_tables(
-        &self,
-        _cred: &cloud::Credential,
-        dataset: &str,
-    ) -> cloud::CloudResult<Vec<cloud::ports::TableInfo>> {
-        Err(no_cell(dataset))
-    }
-    async fn load_ndjson(
-        &self,
-        _cred: &cloud::Credential,
-        dataset: &str,
-        _table: &str,
-        _ndjson: Vec<u8>,
-        _mode: cloud::ports::WriteMode,
-    ) -> cloud::CloudResult<u64> {
-        Err(no_cell(dataset))
-    }
-    async fn execute(
-        &self,
-        _cred: &cloud::Credential,
-        dataset: &str,
-        _sql: &str,
-    ) -> cloud::CloudResult<()> {
-        Err(no_cell(dataset))
-    }
-    async fn execute_reading(
-        &self,
-        _cred: &cloud::Credential,
-        dataset: &str,
-        _sql: &str,
-        _sources: &[String],
-    ) -> cloud::CloudResult<()> {
-        Err(no_cell(dataset))
-    }
-    async fn query(
-        &self,
-        _cred: &cloud::Credential,
-        req: &cloud::ports::QueryRequest,
-    ) -> cloud::CloudResult<cloud::ports::QueryResult> {
-        Err(no_cell(&req.dataset))
-    }
-}
-
-fn no_cell(resource: &str) -> CloudError {
-    CloudError::permanent(
-        format!("dataset {resource}"),
-        "no cell was given: every tenant's questions run on its cell's warehouse",
-    )
 }
 
 #[cfg(test)]
