@@ -1,9 +1,12 @@
 #!/usr/bin/env python3
-"""Structural checks of terraform/ that need no terraform binary (none can be
-installed here): every file parses as HCL (python-hcl2, which checkov brings);
-every variable has a description and a type and is used; every output has a
-description; every module pins its providers; every module under modules/ is
-called by a root, with only the variables it declares and all it requires;
+"""Structural checks of terraform/ and the environments' roots
+(infra/environments/*) that need no terraform binary (none can be installed
+here): every file parses as HCL (python-hcl2, which checkov brings); every
+variable has a description and a type and is used; every output has a
+description; every module pins its providers; only roots configure providers,
+and each environment keeps its state in a GCS backend under a prefix of its
+own; every module under modules/ is called by a root (an environment, or a
+module's example/), with only the variables it declares and all it requires;
 README.md's tables list every variable and output; and no state, plan or
 credentials are in the tree.
 
@@ -17,8 +20,20 @@ import sys
 import hcl2
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+REPO = ROOT.parent
 MODULES = ROOT / "modules"
-ROOTS = [ROOT / "platform"]
+ENVIRONMENTS = REPO / "infra" / "environments"
+
+
+def tf_dirs(candidates):
+    return sorted(p for p in candidates if p.is_dir() and any(p.glob("*.tf")))
+
+
+# The roots: each environment, and each module's example (a root that calls
+# the module as its users would, e.g. the rendered tenant template).
+ENV_ROOTS = tf_dirs(ENVIRONMENTS.iterdir()) if ENVIRONMENTS.is_dir() else []
+EXAMPLES = tf_dirs(MODULES.glob("*/example"))
+ROOTS = ENV_ROOTS + EXAMPLES
 
 failures = []
 passed = 0
@@ -70,10 +85,23 @@ def module_dirs():
     return sorted(p for p in MODULES.iterdir() if p.is_dir())
 
 
+def label(directory):
+    """A directory as README.md's headings and the messages name it: from
+    terraform/ (modules/cell), else from the repository (infra/environments/dev)."""
+    try:
+        return directory.relative_to(ROOT).as_posix()
+    except ValueError:
+        return directory.relative_to(REPO).as_posix()
+
+
+check(len(ENV_ROOTS) >= 2, f"no environments' roots under {ENVIRONMENTS.relative_to(REPO)} (dev, prod)")
+backend_prefixes = {}  # prefix -> environment
+
+
 declared = {}  # module dir name -> (all variables, required variables)
 
 for directory in module_dirs() + ROOTS:
-    rel = directory.relative_to(ROOT)
+    rel = label(directory)
     parsed, text = parse_dir(directory)
     check(parsed, f"{rel}: no .tf files")
     variables = dict(blocks(parsed, "variable"))
@@ -104,12 +132,45 @@ for directory in module_dirs() + ROOTS:
                     isinstance(spec, dict) and unquote(spec.get("version")),
                     f"{rel}: provider {provider} has no version constraint",
                 )
-    # No credentials in provider blocks.
+    # No credentials in provider blocks; providers configured by roots only
+    # (a module with its own provider blocks cannot take for_each or
+    # depends_on, and would pin its callers to one configuration).
     for name, body in blocks(parsed, "provider"):
         check(
             "credentials" not in body and "access_token" not in body,
             f"{rel}: provider {name} carries credentials",
         )
+        check(
+            directory.parent != MODULES,
+            f"{rel}: a module configures provider {name}; its root must",
+        )
+    # Each environment's state: a GCS backend, under a prefix of its own
+    # (the bucket is given at init); modules and examples have no backend.
+    backends = [
+        (kind, scalar(config))
+        for t in terraform_blocks
+        for backend in t.get("backend", [])
+        for kind, config in scalar(backend).items()
+    ]
+    if directory in ENV_ROOTS:
+        check(
+            [kind for kind, _ in backends] == ["gcs"],
+            f"{rel}: an environment keeps its state in one gcs backend",
+        )
+        for _, config in backends:
+            prefix = unquote(config.get("prefix", "")) if isinstance(config, dict) else ""
+            check(bool(prefix), f"{rel}: its gcs backend names no prefix")
+            check(
+                prefix not in backend_prefixes,
+                f"{rel}: backend prefix {prefix} is {backend_prefixes.get(prefix)}'s too",
+            )
+            backend_prefixes.setdefault(prefix, rel)
+            check(
+                "bucket" not in config,
+                f"{rel}: the state bucket is given at init (-backend-config), not in the repository",
+            )
+    else:
+        check(not backends, f"{rel}: only an environment's root has a backend")
     if directory.parent == MODULES:
         required = {
             name for name, body in variables.items() if "default" not in body
@@ -119,8 +180,8 @@ for directory in module_dirs() + ROOTS:
 # terraform/README.md's tables name every variable and output of each module
 # (regenerate a table when a module changes).
 readme = (ROOT / "README.md").read_text()
-for directory in module_dirs() + ROOTS:
-    rel = directory.relative_to(ROOT).as_posix()
+for directory in module_dirs() + ENV_ROOTS:
+    rel = label(directory)
     section = readme.split(f"#### `{rel}`", 1)
     check(len(section) == 2, f"README.md has no section for {rel}")
     if len(section) < 2:
@@ -144,7 +205,7 @@ for directory in ROOTS + module_dirs():
         module = target.name
         check(
             target.parent == MODULES and module in declared,
-            f"{directory.relative_to(ROOT)}: module {name} calls {source}, not a module here",
+            f"{label(directory)}: module {name} calls {source}, not a module here",
         )
         if module not in declared:
             continue
@@ -165,7 +226,7 @@ for module in declared:
     check(module in called, f"modules/{module} is not used by any root")
 
 # Nothing that belongs in a state bucket or a secret store.
-for path in ROOT.rglob("*"):
+for path in [*ROOT.rglob("*"), *(ENVIRONMENTS.rglob("*") if ENVIRONMENTS.is_dir() else [])]:
     name = path.name
     check(
         not (
@@ -176,7 +237,7 @@ for path in ROOT.rglob("*"):
             or (name.endswith(".tfvars") and not name.endswith(".example"))
             or name.endswith(".json") and "credentials" in name
         ),
-        f"{path.relative_to(ROOT)}: state, plans, real variables or credentials do not belong in the repository",
+        f"{label(path)}: state, plans, real variables or credentials do not belong in the repository",
     )
 
 for message in failures:

@@ -12,12 +12,17 @@ terraform {
     }
   }
 
-  # State in a GCS bucket of the platform team's, named at init time:
-  #   terraform init -backend-config="bucket=<state bucket>" -backend-config="prefix=ledgerlake/platform"
+  # State in a GCS bucket of the platform team's, named at init time; the
+  # prefix is this environment's own:
+  #   terraform init -backend-config="bucket=<state bucket>"
   # Nothing of the state is in this repository.
-  backend "gcs" {}
+  backend "gcs" {
+    prefix = "ledgerlake/dev"
+  }
 }
 
+# Credentials come from the environment (the deployer's gcloud login or the
+# pipeline's identity), never from this configuration.
 provider "google" {
   project = var.project_id
   region  = var.region

@@ -60,6 +60,23 @@ variable "deletion_protection" {
   default     = true
 }
 
+variable "database_tier" {
+  description = "The Cloud SQL machine tier of the state store."
+  type        = string
+  default     = "db-custom-2-7680"
+}
+
+variable "database_availability" {
+  description = "The state store's availability: REGIONAL (a standby in another zone) or ZONAL."
+  type        = string
+  default     = "REGIONAL"
+
+  validation {
+    condition     = contains(["REGIONAL", "ZONAL"], var.database_availability)
+    error_message = "database_availability: REGIONAL or ZONAL."
+  }
+}
+
 variable "alert_notification_channels" {
   description = "Cloud Monitoring notification channel ids for the alerts."
   type        = list(string)

@@ -1,7 +1,9 @@
 # The platform: the APIs it uses, the image registry, the control plane
 # (modules/control_plane), the one Scheduler job (modules/scheduler) and the
-# cells (modules/cell). See terraform/README.md for the order of a first
-# deployment and docs/runbook.md for operating it.
+# cells (modules/cell). Each environment is a root that calls this module
+# with its own backend, provider and choices (infra/environments/dev, prod).
+# See terraform/README.md for the order of a first deployment and
+# docs/runbook.md for operating it.
 
 locals {
   services = [
@@ -54,7 +56,7 @@ resource "google_service_account" "scheduler" {
 }
 
 module "control_plane" {
-  source = "../modules/control_plane"
+  source = "../control_plane"
 
   project_id                      = var.project_id
   region                          = var.region
@@ -66,6 +68,8 @@ module "control_plane" {
   xero_client_id                  = var.xero_client_id
   xero_secrets_ready              = var.xero_secrets_ready
   deletion_protection             = var.deletion_protection
+  database_tier                   = var.database_tier
+  database_availability           = var.database_availability
   alert_notification_channels     = var.alert_notification_channels
   labels                          = var.labels
 
@@ -73,7 +77,7 @@ module "control_plane" {
 }
 
 module "scheduler" {
-  source = "../modules/scheduler"
+  source = "../scheduler"
 
   project_id            = var.project_id
   region                = var.region
@@ -84,7 +88,7 @@ module "scheduler" {
 }
 
 module "cell" {
-  source   = "../modules/cell"
+  source   = "../cell"
   for_each = var.cells
 
   project_id                    = each.value.project_id
