@@ -26,8 +26,10 @@ use cloud::ports::{Credential, QueryRequest};
 use cloud::Clouds;
 use control_plane::reconciler::{Reconciler, Settings};
 use control_plane::runs::{RunSettings, Runs};
+use control_plane::service::cells::AppSecretChange;
 use control_plane::store::{NewCell, RunStatus, RunTrigger, WithoutCells};
 use control_plane::tokens::write_token_set;
+use job_contract::plan::XERO_APP_SECRET;
 use job_contract::RunCommand;
 use xero::secret::SecretString;
 use xero_sandbox::{Sandbox, SandboxConfig, SandboxLimits};
@@ -63,40 +65,9 @@ async fn gcp_emulators_and_contract_server_a_tenant_from_provisioning_through_a_
         "--executor",
         &jobs.image,
     ]);
-    // The Xero app's client secret lives in the platform project's Secret
-    // Manager; job definitions reference it and Cloud Run (here, the contract
-    // server) fills it in for the job's account: it never travels with a run.
-    let mut config = server.config();
-    config.secret_env.insert(
-        "LEDGERLAKE_XERO_CLIENT_SECRET".into(),
-        format!(
-            "projects/{}/secrets/xero-client-secret",
-            config.platform_project
-        ),
-    );
-    let platform_cell = cloud::CellLocation {
-        project: config.platform_project.clone(),
-        region: config.region.clone(),
-    };
-    let gcp_adapter = cloud_gcp::Gcp::connect(config).await.expect("connect");
-    let platform_cloud = gcp_adapter.cloud_for(&platform_cell);
-    platform_cloud
-        .secrets
-        .ensure_secret(&cloud::ports::SecretSpec {
-            name: "xero-client-secret".into(),
-            labels: [("managed-by".to_owned(), "ledgerlake".to_owned())].into(),
-        })
+    let gcp_adapter = cloud_gcp::Gcp::connect(server.config())
         .await
-        .expect("the app's secret");
-    platform_cloud
-        .secrets
-        .add_version(
-            &Credential::Platform,
-            "xero-client-secret",
-            &cloud::ports::SecretPayload::new(CLIENT_SECRET.as_bytes().to_vec()),
-        )
-        .await
-        .expect("its value");
+        .expect("connect");
     let image = gcp_adapter.config().tenant_job_image.clone();
     let clouds = Clouds::PerCell(Arc::new(gcp_adapter.clone()));
     let cloud = gcp_adapter.cloud_for(&gcp::cell());
@@ -104,21 +75,35 @@ async fn gcp_emulators_and_contract_server_a_tenant_from_provisioning_through_a_
     let dir = tempfile::tempdir().expect("tmp");
     let platform = support::platform(dir.path()).await;
     let store = platform.store.clone();
-    store
-        .add_cell(&NewCell {
+    // Registering the cell writes the Xero app's client secret into it,
+    // where its tenants' jobs read it by reference: it never travels with a
+    // run, and one copy per cell keeps each policy within Google's 1,500
+    // principals.
+    let added = control_plane::service::cells::add(
+        &store,
+        &clouds,
+        NewCell {
             id: "cell-001".into(),
             project: gcp::CELL_PROJECT.into(),
             region: "europe-west1".into(),
             capacity: 100,
-        })
-        .await
-        .expect("cell");
+        },
+        Some(&SecretString::new(CLIENT_SECRET)),
+        "test",
+    )
+    .await
+    .expect("cell");
+    assert_eq!(added.app_secret, Some(AppSecretChange::Created));
     let reconciler = Reconciler::new(
         clouds.clone(),
         store.clone(),
         Settings {
             without_cells: WithoutCells::Refuse,
-            jobs: control_plane::reconciler::JobTemplate { image, ..jobs },
+            jobs: control_plane::reconciler::JobTemplate {
+                image,
+                app_secret: Some(XERO_APP_SECRET.into()),
+                ..jobs
+            },
             ..support::fast_settings()
         },
     );
@@ -130,18 +115,19 @@ async fn gcp_emulators_and_contract_server_a_tenant_from_provisioning_through_a_
 
     let report = reconciler.provision(&id, "test").await.expect("provision");
     assert!(report.is_success(), "{}", report.failure_summary());
-    // The tenant's account may read the app's secret (on Google, granted to
-    // the cell's accounts through a group or a per-cell copy: one policy
-    // holds at most 1,500 principals).
-    let account = cloud.identity.email_for(&naming::service_account_id(&id));
-    cloud::ports::identity::grant(
-        platform_cloud.identity.as_ref(),
-        &cloud::ports::ResourceRef::Secret("xero-client-secret".into()),
-        cloud::ports::roles::SECRET_ACCESSOR,
-        &cloud::ports::member_for(&account),
-    )
-    .await
-    .expect("grant");
+    // Its account may read the cell's copy, and only read it.
+    let app_secret = cloud::ports::ResourceRef::Secret(XERO_APP_SECRET.into());
+    let member =
+        cloud::ports::member_for(&cloud.identity.email_for(&naming::service_account_id(&id)));
+    let policy = cloud
+        .identity
+        .get_iam_policy(&app_secret)
+        .await
+        .expect("policy");
+    assert!(
+        policy.has(cloud::ports::roles::SECRET_ACCESSOR, &member),
+        "{policy:?}"
+    );
     let tenant = store.get_tenant(&id).await.expect("read").expect("tenant");
     assert_eq!(tenant.cell.as_deref(), Some("cell-001"));
 
@@ -199,9 +185,11 @@ async fn gcp_emulators_and_contract_server_a_tenant_from_provisioning_through_a_
                 );
                 if var["name"] == "LEDGERLAKE_XERO_CLIENT_SECRET" {
                     assert!(
-                        var["valueSource"]["secretKeyRef"]["secret"]
-                            .as_str()
-                            .is_some_and(|s| s.ends_with("/secrets/xero-client-secret")),
+                        var["valueSource"]["secretKeyRef"]["secret"].as_str()
+                            == Some(
+                                format!("projects/{}/secrets/{XERO_APP_SECRET}", gcp::CELL_PROJECT)
+                                    .as_str()
+                            ),
                         "{var}"
                     );
                 }
@@ -211,7 +199,7 @@ async fn gcp_emulators_and_contract_server_a_tenant_from_provisioning_through_a_
 
     // The job ran as the tenant: its secret read and its writes were the
     // tenant account's, by the token minted for it.
-    let sa = cloud::ports::member_for(&cloud.identity.email_for(&naming::service_account_id(&id)));
+    let sa = member.clone();
     let accesses: Vec<String> = server
         .requests("secretmanager")
         .await
@@ -304,5 +292,17 @@ async fn gcp_emulators_and_contract_server_a_tenant_from_provisioning_through_a_
         [0; 5],
         "nothing labelled with the tenant is left"
     );
+    // Its grant on the cell's copy of the app's secret went with it; the
+    // copy stays for the cell's other tenants.
+    let policy = cloud
+        .identity
+        .get_iam_policy(&app_secret)
+        .await
+        .expect("policy");
+    assert!(
+        !policy.has(cloud::ports::roles::SECRET_ACCESSOR, &member),
+        "{policy:?}"
+    );
+    assert!(cloud.secrets.get_secret(XERO_APP_SECRET).await.is_ok());
     server.assert_on_contract().await;
 }

@@ -143,11 +143,6 @@ pub struct GcpConfig {
     /// of impersonating it.
     pub ambient_service_account: Option<String>,
     pub quotas: Quotas,
-    /// Job variables filled from Secret Manager by Cloud Run (name → secret
-    /// resource, e.g. the Xero app's client secret in the platform project):
-    /// written into job definitions as references, never as values, and
-    /// dropped from a run's overrides.
-    pub secret_env: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -175,8 +170,6 @@ pub const SERVICE_ACCOUNT: &str = "LEDGERLAKE_GCP_SERVICE_ACCOUNT";
 pub const QUOTA_SCALE: &str = "LEDGERLAKE_GCP_QUOTA_SCALE";
 /// A tenant job's cell project (written into its job definition).
 pub const CELL_PROJECT: &str = "LEDGERLAKE_GCP_CELL_PROJECT";
-/// `NAME=projects/P/secrets/S[,NAME=…]`: see [`GcpConfig::secret_env`].
-pub const SECRET_ENV: &str = "LEDGERLAKE_GCP_SECRET_ENV";
 
 impl GcpConfig {
     /// Reads the settings through `lookup` (the process environment in the
@@ -220,30 +213,6 @@ impl GcpConfig {
             }
             quotas = quotas.scaled(factor);
         }
-        let mut secret_env = std::collections::BTreeMap::new();
-        for pair in get(SECRET_ENV)
-            .unwrap_or_default()
-            .split(',')
-            .filter(|p| !p.trim().is_empty())
-        {
-            let (name, secret) = pair.split_once('=').ok_or_else(|| ConfigError::Invalid {
-                name: SECRET_ENV,
-                what: "list of NAME=projects/P/secrets/S",
-                reason: "an entry has no '='".into(),
-            })?;
-            let secret = secret.trim();
-            if !(secret.starts_with("projects/") && secret.contains("/secrets/")) {
-                return Err(ConfigError::Invalid {
-                    name: SECRET_ENV,
-                    what: "list of NAME=projects/P/secrets/S",
-                    reason: format!(
-                        "{} does not name a secret as projects/P/secrets/S",
-                        name.trim()
-                    ),
-                });
-            }
-            secret_env.insert(name.trim().to_owned(), secret.to_owned());
-        }
         Ok(GcpConfig {
             platform_project,
             region,
@@ -254,7 +223,6 @@ impl GcpConfig {
             access_token: get(ACCESS_TOKEN).map(StaticToken),
             ambient_service_account: get(SERVICE_ACCOUNT),
             quotas,
-            secret_env,
         })
     }
 

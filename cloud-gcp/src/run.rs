@@ -24,9 +24,12 @@ fn is_adapter_variable(name: &str) -> bool {
     name == "LEDGERLAKE_CLOUD" || name.starts_with("LEDGERLAKE_GCP_")
 }
 
+/// `env` as plain values and `secret_env` (variable → secret name) as
+/// references to the newest version of secrets of `project`.
 fn env_vars(
     env: &BTreeMap<String, String>,
     secret_env: &BTreeMap<String, String>,
+    project: &str,
 ) -> Vec<run::EnvVar> {
     let plain = env
         .iter()
@@ -37,17 +40,30 @@ fn env_vars(
                 .set_value(value.clone())
         });
     // Secrets reach the container as Secret Manager references, resolved by
-    // Cloud Run at start; their values never enter a job definition.
+    // Cloud Run at start as the job's account; their values never enter a
+    // job definition.
     let secret = secret_env.iter().map(|(name, secret)| {
         run::EnvVar::new().set_name(name.clone()).set_value_source(
             run::EnvVarSource::new().set_secret_key_ref(
                 run::SecretKeySelector::new()
-                    .set_secret(secret.clone())
+                    .set_secret(format!("projects/{project}/secrets/{secret}"))
                     .set_version("latest"),
             ),
         )
     });
     plain.chain(secret).collect()
+}
+
+/// The secret references of a container, as a spec's `secret_env` (the
+/// secret's name without its project).
+fn secret_env_of(env: &[run::EnvVar]) -> BTreeMap<String, String> {
+    env.iter()
+        .filter_map(|e| {
+            let secret = &e.value_source()?.secret_key_ref.as_ref()?.secret;
+            let name = secret.rsplit('/').next().unwrap_or(secret);
+            Some((e.name.clone(), name.to_owned()))
+        })
+        .collect()
 }
 
 fn spec_of(job: &run::Job) -> JobSpec {
@@ -67,6 +83,7 @@ fn spec_of(job: &run::Job) -> JobSpec {
                     .collect()
             })
             .unwrap_or_default(),
+        secret_env: container.map(|c| secret_env_of(&c.env)).unwrap_or_default(),
         service_account: task.map(|t| t.service_account.clone()).unwrap_or_default(),
         timeout_seconds: task
             .and_then(|t| t.timeout.as_ref())
@@ -152,7 +169,6 @@ impl CellAdapter {
     }
 
     fn job_definition(&self, spec: &JobSpec) -> run::Job {
-        let secret_env = &self.shared.config.secret_env;
         let mut all_env: BTreeMap<String, String> = spec
             .env
             .iter()
@@ -171,7 +187,7 @@ impl CellAdapter {
                                 .set_name(CONTAINER)
                                 .set_image(spec.image.clone())
                                 .set_args(spec.args.clone())
-                                .set_env(env_vars(&all_env, secret_env))])
+                                .set_env(env_vars(&all_env, &spec.secret_env, &self.project))])
                             .set_service_account(spec.service_account.clone())
                             .set_timeout(google_cloud_wkt::Duration::clamp(
                                 spec.timeout_seconds as i64,
@@ -297,12 +313,9 @@ impl JobRunner for CellAdapter {
         let mut container = run::run_job_request::overrides::ContainerOverride::new()
             .set_name(CONTAINER)
             .set_env(
-                env_vars(&overrides.env, &BTreeMap::new())
+                env_vars(&overrides.env, &BTreeMap::new(), &self.project)
                     .into_iter()
-                    .filter(|e| {
-                        !self.shared.config.secret_env.contains_key(&e.name)
-                            && !is_adapter_variable(&e.name)
-                    }),
+                    .filter(|e| !is_adapter_variable(&e.name)),
             );
         if let Some(args) = &overrides.args {
             container = container.set_args(args.clone());

@@ -381,6 +381,7 @@ fn job(name: &str, sa: &str) -> JobSpec {
         env: [("LEDGERLAKE_TENANT".to_owned(), "acme".to_owned())].into(),
         service_account: sa.into(),
         timeout_seconds: 3600,
+        secret_env: Default::default(),
     }
 }
 
@@ -404,13 +405,39 @@ async fn contract_server_jobs_are_created_once_updated_on_change_and_run_with_ov
         cloud.jobs.ensure_job(&spec).await.expect("again").spec,
         spec
     );
+    // A changed definition, now with a secret reference (in the job's own
+    // project, read back as it was given).
     let changed = JobSpec {
         args: vec!["transform".into()],
+        secret_env: [(
+            "LEDGERLAKE_XERO_CLIENT_SECRET".to_owned(),
+            "xero-app-client-secret".to_owned(),
+        )]
+        .into(),
         ..spec.clone()
     };
     assert_eq!(
         cloud.jobs.ensure_job(&changed).await.expect("update").spec,
         changed
+    );
+    let definitions = server.state("run").await;
+    let reference = definitions["run"]["jobs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|job| job["template"]["template"]["containers"][0]["env"].as_array())
+        .flatten()
+        .find(|var| var["name"] == "LEDGERLAKE_XERO_CLIENT_SECRET")
+        .cloned();
+    assert_eq!(
+        reference
+            .as_ref()
+            .map(|v| &v["valueSource"]["secretKeyRef"]),
+        Some(&serde_json::json!({
+            "secret": format!("projects/{}/secrets/xero-app-client-secret", cell().project),
+            "version": "latest",
+        })),
+        "{definitions}"
     );
     let listed = cloud
         .jobs

@@ -46,7 +46,10 @@ use super::layout::Layout;
 use super::secrets::MASTER_KEY_ENV;
 use cloud::error::{CloudError, CloudResult};
 use cloud::naming::Labels;
-use cloud::ports::{Execution, ExecutionOverrides, ExecutionState, Job, JobRunner, JobSpec};
+use cloud::ports::{
+    Execution, ExecutionOverrides, ExecutionState, Identity, Job, JobRunner, JobSpec,
+    SecretPayload, SecretStore,
+};
 
 const JOBS_LOCK: &str = "jobs";
 /// The message of an execution whose process vanished without a recorded end.
@@ -281,6 +284,16 @@ pub struct LocalJobRunner {
     /// The master key the runner was configured with, passed to every
     /// execution; `None`: the jobs read the key file of the data directory.
     master_key: Option<Arc<str>>,
+    /// Where a job's secret references are read, as its account.
+    secret_source: Option<SecretSource>,
+}
+
+/// The identities and secrets of the same local cloud, for the secret
+/// references of job definitions (`JobSpec::secret_env`).
+#[derive(Clone)]
+struct SecretSource {
+    identity: Arc<crate::LocalIdentity>,
+    secrets: Arc<crate::LocalSecretStore>,
 }
 
 // The master key is a secret: never print it.
@@ -311,7 +324,44 @@ impl LocalJobRunner {
             running: Arc::new(StdMutex::new(HashSet::new())),
             slots: Arc::new(Semaphore::new(max)),
             master_key: None,
+            secret_source: None,
         }
+    }
+
+    /// Resolves the secret references of job definitions from `secrets`, as
+    /// the job's service account (its key from `identity`), at each start.
+    /// Without it, a job with secret references does not start.
+    pub fn with_secrets(
+        mut self,
+        identity: Arc<crate::LocalIdentity>,
+        secrets: Arc<crate::LocalSecretStore>,
+    ) -> Self {
+        self.secret_source = Some(SecretSource { identity, secrets });
+        self
+    }
+
+    /// The values of `spec`'s secret references, read as its account; a
+    /// reference the account may not read stops the start, as on Cloud Run.
+    async fn resolve_secrets(&self, spec: &JobSpec) -> CloudResult<Vec<(String, SecretPayload)>> {
+        if spec.secret_env.is_empty() {
+            return Ok(Vec::new());
+        }
+        let Some(source) = &self.secret_source else {
+            return Err(CloudError::permanent(
+                job_resource(&spec.name),
+                "its definition references secrets, and this runner reads no secrets",
+            ));
+        };
+        let cred = source
+            .identity
+            .credential_for(&spec.service_account)
+            .await?;
+        let mut values = Vec::with_capacity(spec.secret_env.len());
+        for (variable, secret) in &spec.secret_env {
+            let (_, payload) = source.secrets.access_latest(&cred, secret).await?;
+            values.push((variable.clone(), payload));
+        }
+        Ok(values)
     }
 
     /// Passes `master_key` (the value of `LEDGERLAKE_MASTER_KEY` the local
@@ -577,6 +627,7 @@ impl JobRunner for LocalJobRunner {
         fsio::validate_name("job", name)?;
         let job = self.get_job(name).await?;
         let spec = job.spec;
+        let secret_values = self.resolve_secrets(&spec).await?;
         let started_at = fsio::now();
         let id = format!(
             "{}-{}",
@@ -619,6 +670,17 @@ impl JobRunner for LocalJobRunner {
             .env(SERVICE_ACCOUNT_ENV, &spec.service_account);
         if let Some(key) = &self.master_key {
             command.env(MASTER_KEY_ENV, key.as_ref());
+        }
+        // After the overrides: a run cannot replace what the definition
+        // references.
+        for (variable, payload) in &secret_values {
+            let value = std::str::from_utf8(payload.expose()).map_err(|_| {
+                CloudError::permanent(
+                    job_resource(name),
+                    format!("the secret behind {variable} is not UTF-8 text"),
+                )
+            })?;
+            command.env(variable, value);
         }
         command
             .stdin(Stdio::null())

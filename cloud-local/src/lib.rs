@@ -190,18 +190,23 @@ impl LocalAdapters {
         clean_tmp(&layout);
         let policies = Arc::new(PolicyCache::new());
         let auth = Authoriser::new(layout.clone(), policies.clone());
-        let secrets =
-            LocalSecretStore::open(layout.clone(), auth.clone(), config.master_key.as_deref())?;
+        let secrets = Arc::new(LocalSecretStore::open(
+            layout.clone(),
+            auth.clone(),
+            config.master_key.as_deref(),
+        )?);
+        let identity = Arc::new(LocalIdentity::new(layout.clone(), policies));
         tracing::debug!(data_dir = %config.data_dir.display(), project = %config.project, "opened the local cloud");
         Ok(LocalAdapters {
             objects: Arc::new(LocalObjectStore::new(layout.clone(), auth.clone())),
             warehouse: Arc::new(LocalWarehouse::new(layout.clone(), auth.clone())),
-            identity: Arc::new(LocalIdentity::new(layout.clone(), policies)),
-            secrets: Arc::new(secrets),
             jobs: Arc::new(
                 LocalJobRunner::with_max_running(layout.clone(), max_jobs)
-                    .with_master_key(config.master_key.as_deref()),
+                    .with_master_key(config.master_key.as_deref())
+                    .with_secrets(identity.clone(), secrets.clone()),
             ),
+            identity,
+            secrets,
             layout,
         })
     }

@@ -39,6 +39,7 @@ fn sleeper() -> JobSpec {
         args: vec!["3".to_owned()],
         env: BTreeMap::from([("LEDGERLAKE_TENANT".to_owned(), "aaa".to_owned())]),
         service_account: SERVICE_ACCOUNT.to_owned(),
+        secret_env: BTreeMap::new(),
         timeout_seconds: 60,
     }
 }

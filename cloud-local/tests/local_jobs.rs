@@ -18,6 +18,7 @@ fn spec(name: &str, tenant: &str, image: &str, args: &[&str]) -> JobSpec {
         args: args.iter().map(|s| (*s).to_owned()).collect(),
         env: BTreeMap::from([("MODE".to_owned(), "spec".to_owned())]),
         service_account: "client-aaa-sa@local.iam.local".to_owned(),
+        secret_env: BTreeMap::new(),
         timeout_seconds: 60,
     }
 }
@@ -151,6 +152,89 @@ async fn a_run_succeeds_or_fails_with_its_exit_code() {
             .await,
         Err(CloudError::Permanent { .. })
     ));
+}
+
+#[tokio::test]
+async fn secret_references_are_read_as_the_jobs_account_at_each_start_and_refused_without_a_grant()
+{
+    use cloud::ports::{roles, Credential, ResourceRef, SecretPayload, SecretSpec, SecretStore};
+    let (dir, cloud) = open_temp();
+    let cred = common::service_account(&cloud, "aaa").await;
+    cloud
+        .secrets
+        .ensure_secret(&SecretSpec {
+            name: "app-secret".into(),
+            labels: BTreeMap::from([("managed-by".to_owned(), "ledgerlake".to_owned())]),
+        })
+        .await
+        .expect("secret");
+    cloud
+        .secrets
+        .add_version(
+            &Credential::Platform,
+            "app-secret",
+            &SecretPayload::new(b"first-value".to_vec()),
+        )
+        .await
+        .expect("version");
+    let script = "echo app=$APP";
+    let job = JobSpec {
+        secret_env: BTreeMap::from([("APP".to_owned(), "app-secret".to_owned())]),
+        service_account: common::email(&cred),
+        ..spec("refs", "aaa", "/bin/sh", &["-c", script])
+    };
+    cloud.jobs.ensure_job(&job).await.expect("create");
+    // The definition holds the reference, never the value.
+    let stored = std::fs::read_to_string(dir.path().join("jobs/refs.json")).expect("definition");
+    assert!(stored.contains("app-secret") && !stored.contains("first-value"));
+
+    // Without a grant the job does not start.
+    let refused = cloud
+        .jobs
+        .run_job("refs", &ExecutionOverrides::default())
+        .await;
+    assert!(common::is_denied(&refused), "{refused:?}");
+
+    common::grant_to(
+        &cloud,
+        &cred,
+        ResourceRef::Secret("app-secret".into()),
+        roles::SECRET_ACCESSOR,
+    )
+    .await;
+    // A new version is what the next start reads; a run's overrides cannot
+    // replace a referenced variable.
+    cloud
+        .secrets
+        .add_version(
+            &Credential::Platform,
+            "app-secret",
+            &SecretPayload::new(b"second-value".to_vec()),
+        )
+        .await
+        .expect("version");
+    let overrides = ExecutionOverrides {
+        args: None,
+        env: BTreeMap::from([("APP".to_owned(), "from-the-run".to_owned())]),
+    };
+    let run = cloud.jobs.run_job("refs", &overrides).await.expect("run");
+    let done = wait_done(cloud.jobs.as_ref(), "refs", &run.id).await;
+    assert_eq!(done.state, ExecutionState::Succeeded);
+    let log = std::fs::read_to_string(
+        dir.path()
+            .join(format!("jobs/executions/refs/{}.log", run.id)),
+    )
+    .expect("log");
+    assert_eq!(log.trim(), "app=second-value");
+
+    // A runner that reads no secrets refuses such a job rather than start it
+    // without its secrets.
+    let bare = LocalJobRunner::new(cloud.layout.clone());
+    let refused = bare.run_job("refs", &ExecutionOverrides::default()).await;
+    assert!(
+        matches!(&refused, Err(CloudError::Permanent { message, .. }) if message.contains("references secrets")),
+        "{refused:?}"
+    );
 }
 
 #[tokio::test]

@@ -21,9 +21,12 @@ use std::time::{Duration, Instant};
 use cloud::naming::TenantId;
 use cloud::Clouds;
 use control_plane::platform::{Platform, PlatformConfig};
-use control_plane::reconciler::{Reconciler, Settings};
+use control_plane::reconciler::{JobTemplate, Reconciler, Settings};
+use control_plane::service::cells;
 use control_plane::store::{NewCell, WithoutCells};
 use futures::StreamExt;
+use job_contract::plan::XERO_APP_SECRET;
+use xero::secret::SecretString;
 
 fn var<T: std::str::FromStr>(name: &str, default: T) -> T {
     std::env::var(name)
@@ -72,24 +75,37 @@ async fn main() -> anyhow::Result<()> {
     .await?;
     let store = platform.store.clone();
     let run = uuid::Uuid::new_v4().simple().to_string();
+    let clouds = Clouds::PerCell(Arc::new(adapter.clone()));
+    // Registering a cell writes the Xero app's client secret into it, which
+    // each tenant's jobs are granted to read.
+    let app_secret = SecretString::new("bench-client-secret");
     for c in 0..cells {
-        store
-            .add_cell(&NewCell {
+        cells::add(
+            &store,
+            &clouds,
+            NewCell {
                 id: format!("bench-{}-{c:03}", &run[..6]),
                 project: format!("bench-{}-{c:03}", &run[..6]),
                 region: "europe-west1".into(),
                 capacity: capacity as i64,
-            })
-            .await?;
+            },
+            Some(&app_secret),
+            "bench",
+        )
+        .await?;
         // "The oldest cell with the most room" needs distinct creation times.
         tokio::time::sleep(Duration::from_millis(3)).await;
     }
     let reconciler = Reconciler::new(
-        Clouds::PerCell(Arc::new(adapter.clone())),
+        clouds.clone(),
         store.clone(),
         Settings {
             without_cells: WithoutCells::Refuse,
             lease_ttl: Duration::from_secs(120),
+            jobs: JobTemplate {
+                app_secret: Some(XERO_APP_SECRET.into()),
+                ..JobTemplate::beside_current_exe()
+            },
             ..Settings::default()
         },
     );
@@ -136,14 +152,19 @@ async fn main() -> anyhow::Result<()> {
     // and secret at once, then grants at once, then the two jobs at once
     // (each a long-running operation of 0.5 s).
     let lone_cell = format!("bench-{}-lone", &run[..6]);
-    store
-        .add_cell(&NewCell {
+    cells::add(
+        &store,
+        &clouds,
+        NewCell {
             id: lone_cell.clone(),
             project: lone_cell.clone(),
             region: "europe-west1".into(),
             capacity: 1,
-        })
-        .await?;
+        },
+        Some(&app_secret),
+        "bench",
+    )
+    .await?;
     let lone = TenantId::parse(&format!("l{}", &run[..10]))?;
     let t = Instant::now();
     let lone_ok = matches!(reconciler.provision(&lone, "bench").await, Ok(r) if r.is_success());

@@ -107,6 +107,14 @@ pub enum CellsCommand {
     Drain { id: String },
     /// Open a cell to new tenants again (one without room stays full).
     Activate { id: String },
+    /// Write the Xero app's client secret (LEDGERLAKE_XERO_CLIENT_SECRET) into
+    /// every cell, or one, where tenant jobs read it: after a rotation, or
+    /// when a cell was added without it. Unchanged cells are left alone.
+    SyncSecret {
+        /// Only this cell.
+        #[arg(long)]
+        cell: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -602,14 +610,30 @@ async fn cells(
                 region,
                 capacity,
             };
-            let added = cells::add(store, cell, &actor()).await.map_err(fail)?;
+            let secret = run_settings().xero_client_secret;
+            let added = cells::add(store, &platform.clouds, cell, secret.as_ref(), &actor())
+                .await
+                .map_err(fail)?;
             if !added.created && format != OutputFormat::Json {
                 eprintln!(
                     "cell {} was registered already; nothing changed",
                     added.cell.id
                 );
             }
+            if platform.clouds.needs_cells() && secret.is_none() {
+                eprintln!(
+                    "warning: {} is not set, so the Xero app's client secret was not written \
+                     into cell {}: its tenants' jobs cannot sync until \
+                     `control-plane cells sync-secret --cell {}` runs with it set",
+                    job_env::XERO_CLIENT_SECRET,
+                    added.cell.id,
+                    added.cell.id
+                );
+            }
             output::print_cell(&added.cell, &added, format)?;
+            if let (Some(change), false) = (added.app_secret, format == OutputFormat::Json) {
+                println!("  Xero app secret {change}");
+            }
         }
         CellsCommand::List => {
             let list = cells::list(store).await.map_err(fail)?;
@@ -626,6 +650,26 @@ async fn cells(
         CellsCommand::Activate { id } => {
             let cell = cells::activate(store, &id, &actor()).await.map_err(fail)?;
             output::print_cell(&cell, &cell, format)?;
+        }
+        CellsCommand::SyncSecret { cell } => {
+            if !platform.clouds.needs_cells() {
+                return Err(CliFailure::Usage(
+                    "this cloud keeps no tenants in cells (--cloud local): each run carries \
+                     the Xero app's client secret"
+                        .into(),
+                ));
+            }
+            let Some(secret) = run_settings().xero_client_secret else {
+                return Err(CliFailure::Usage(format!(
+                    "{} must be set: it is the value written into the cells",
+                    job_env::XERO_CLIENT_SECRET
+                )));
+            };
+            let synced =
+                cells::sync_app_secret(store, &platform.clouds, cell.as_deref(), &secret, &actor())
+                    .await
+                    .map_err(fail)?;
+            output::print_app_secret_syncs(&synced, format)?;
         }
     }
     Ok(())

@@ -571,6 +571,27 @@ pub fn print_cell<T: Serialize>(
     Ok(())
 }
 
+/// `cells sync-secret`: what writing the Xero app's client secret did in each cell.
+pub fn print_app_secret_syncs(
+    synced: &[crate::service::cells::AppSecretSync],
+    format: OutputFormat,
+) -> anyhow::Result<()> {
+    if format == OutputFormat::Json {
+        return print_json(synced);
+    }
+    if synced.is_empty() {
+        println!("no cells (`cells add` registers one)");
+        return Ok(());
+    }
+    for s in synced {
+        println!(
+            "cell {}  project {}  Xero app secret {}",
+            s.cell, s.project, s.change
+        );
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -119,6 +119,12 @@ impl Platform {
         if let Some(image) = &self.tenant_job_image {
             settings.jobs.image = image.clone();
         }
+        // In cells, jobs read the Xero app's client secret from their own
+        // cell's copy (written by `cells add` / `cells sync-secret`); runs
+        // never carry it.
+        if self.clouds.needs_cells() {
+            settings.jobs.app_secret = Some(job_contract::plan::XERO_APP_SECRET.to_owned());
+        }
         Reconciler::new(self.clouds.clone(), self.store.clone(), settings)
     }
 

@@ -121,6 +121,12 @@ impl Runs {
     }
 
     /// The adapters of each cell.
+    /// The Xero app's client secret this process passes on (to runs, or to
+    /// the cells' copies), if it has one.
+    pub fn xero_client_secret(&self) -> Option<&SecretString> {
+        self.settings.xero_client_secret.as_ref()
+    }
+
     pub fn clouds(&self) -> &Clouds {
         &self.clouds
     }

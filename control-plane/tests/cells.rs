@@ -152,6 +152,7 @@ both_backends!(
     the_cell_routes_register_list_show_drain_and_activate,
     a_consent_no_cell_has_room_for_is_refused_before_xero,
     cells_through_the_cli,
+    the_app_secret_is_written_once_rotated_and_kept_to_two_versions,
 );
 
 // ----------------------------------------------------------------- helpers
@@ -541,6 +542,17 @@ async fn the_cell_routes_register_list_show_drain_and_activate(env: Env) {
         .await
         .expect("again");
     assert_eq!(r.status(), 200, "the same cell again changes nothing");
+    assert!(
+        added.get("app_secret").is_none(),
+        "locally runs carry the app's secret: no cell copy"
+    );
+    let r = call(Method::POST, "/v1/cells/sync-secret")
+        .send()
+        .await
+        .expect("sync");
+    assert_eq!(r.status(), 409);
+    let refused: Value = r.json().await.expect("json");
+    assert_eq!(refused["code"], "no_cells", "{refused}");
     for (bad, status, code) in [
         (
             json!({"id": "cell-eu1-002", "project": "ll-eu1-001", "region": "europe-west1"}),
@@ -879,5 +891,104 @@ async fn cells_through_the_cli(env: Env) {
         text(&out.stdout).contains("state active"),
         "{}",
         text(&out.stdout)
+    );
+    // Locally each run carries the Xero app's secret: no cell copy to sync.
+    let out = go(&["cells", "sync-secret"]).await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("keeps no tenants in cells"),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+// ----------------------------------------------------------------- the app's secret
+
+/// The cells' copy of the Xero app's client secret (`cells add`, `cells
+/// sync-secret`), on the local cloud: the first write makes it, the same
+/// value again changes nothing, a rotation adds a version and destroys all
+/// but the newest two, and it carries no tenant's label.
+async fn the_app_secret_is_written_once_rotated_and_kept_to_two_versions(env: Env) {
+    use cloud::ports::Credential;
+    use control_plane::service::cells::{sync_app_secret, write_app_secret, AppSecretChange};
+    use job_contract::plan::XERO_APP_SECRET;
+    use xero::secret::SecretString;
+
+    let cloud = &env.platform.cloud;
+    let value = |s: &str| SecretString::new(s);
+    let newest = || async {
+        let (version, payload) = cloud
+            .secrets
+            .access_latest(&Credential::Platform, XERO_APP_SECRET)
+            .await
+            .expect("access");
+        (
+            version,
+            String::from_utf8(payload.expose().to_vec()).expect("utf-8"),
+        )
+    };
+    assert_eq!(
+        write_app_secret(cloud, &value("one")).await.expect("write"),
+        AppSecretChange::Created
+    );
+    let info = cloud
+        .secrets
+        .get_secret(XERO_APP_SECRET)
+        .await
+        .expect("get");
+    assert!(
+        !info.labels.contains_key(cloud::naming::TENANT_LABEL),
+        "{info:?}"
+    );
+    assert_eq!(newest().await, (1, "one".to_owned()));
+    assert_eq!(
+        write_app_secret(cloud, &value("one")).await.expect("again"),
+        AppSecretChange::Unchanged
+    );
+    assert_eq!(newest().await.0, 1, "no version for the same value");
+    for (n, v) in [(2, "two"), (3, "three")] {
+        assert_eq!(
+            write_app_secret(cloud, &value(v)).await.expect("rotate"),
+            AppSecretChange::Rotated
+        );
+        assert_eq!(newest().await, (n, v.to_owned()));
+    }
+    // Version 1 went with the second rotation: nothing older than the newest
+    // two is left to destroy.
+    let left = cloud
+        .secrets
+        .destroy_old_versions(XERO_APP_SECRET, 2, time::OffsetDateTime::now_utc())
+        .await
+        .expect("destroy");
+    assert_eq!(left, 0);
+
+    // Through the cells: one cell, audited when it changed; an unknown one refused.
+    let store = env.store();
+    add_cells(store, &[("cell-eu1-001", 10)]).await;
+    let clouds = cloud::Clouds::Shared(cloud.clone());
+    let synced = sync_app_secret(store, &clouds, Some("cell-eu1-001"), &value("four"), "test")
+        .await
+        .expect("sync");
+    assert_eq!(synced.len(), 1);
+    assert_eq!(
+        (synced[0].cell.as_str(), synced[0].change),
+        ("cell-eu1-001", AppSecretChange::Rotated)
+    );
+    let audited = store.list_audit(None, 10).await.expect("audit");
+    assert!(
+        audited.iter().any(|a| a.action == "cell.app_secret"),
+        "{audited:?}"
+    );
+    assert!(
+        !format!("{audited:?}").contains("four"),
+        "the secret's value is never audited"
+    );
+    let unknown = sync_app_secret(store, &clouds, Some("cell-none"), &value("four"), "test").await;
+    assert!(
+        matches!(
+            unknown,
+            Err(control_plane::service::ServiceError::NotFound { .. })
+        ),
+        "{unknown:?}"
     );
 }

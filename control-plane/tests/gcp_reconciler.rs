@@ -48,10 +48,19 @@ async fn world(server_args: &[&str], capacity: i64) -> World {
         })
         .await
         .expect("cell");
+    // The cell's copy of the Xero app's client secret, which every tenant's
+    // plan grants its account to read (as `cells add` writes it).
+    control_plane::service::cells::write_app_secret(
+        &cloud,
+        &xero::secret::SecretString::new("test-client-secret"),
+    )
+    .await
+    .expect("the app's secret");
     let settings = Settings {
         without_cells: WithoutCells::Refuse,
         jobs: JobTemplate {
             image: gcp_adapter.config().tenant_job_image.clone(),
+            app_secret: Some(job_contract::plan::XERO_APP_SECRET.into()),
             ..JobTemplate::beside_current_exe()
         },
         ..support::fast_settings()
@@ -127,7 +136,11 @@ async fn gcp_emulators_and_contract_server_provision_resume_after_failures_and_t
         }
     };
     assert_eq!(created("iam.projects.serviceAccounts.create").await, 1);
-    assert_eq!(created("secretmanager.projects.secrets.create").await, 1);
+    assert_eq!(
+        created("secretmanager.projects.secrets.create").await,
+        2,
+        "the tenant's, once, and the cell's copy of the app's secret at set-up"
+    );
     assert_eq!(
         created("run.projects.locations.jobs.create").await,
         2,
@@ -182,6 +195,18 @@ async fn gcp_emulators_and_contract_server_provision_resume_after_failures_and_t
         .expect("policy");
     assert!(secret_policy.has(roles::SECRET_ACCESSOR, &member));
     assert!(secret_policy.has(roles::SECRET_VERSION_ADDER, &member));
+    // The cell's copy of the Xero app's secret: read only.
+    let app_policy = cloud
+        .identity
+        .get_iam_policy(&ResourceRef::Secret(
+            job_contract::plan::XERO_APP_SECRET.into(),
+        ))
+        .await
+        .expect("policy");
+    assert_eq!(
+        app_policy.roles_of(&member).collect::<Vec<_>>(),
+        [roles::SECRET_ACCESSOR]
+    );
     let project = cloud
         .identity
         .get_iam_policy(&ResourceRef::Project)
@@ -219,6 +244,18 @@ async fn gcp_emulators_and_contract_server_provision_resume_after_failures_and_t
         project.roles_of(&member).count(),
         0,
         "the project grant is revoked"
+    );
+    let app_policy = cloud
+        .identity
+        .get_iam_policy(&ResourceRef::Secret(
+            job_contract::plan::XERO_APP_SECRET.into(),
+        ))
+        .await
+        .expect("policy");
+    assert_eq!(
+        app_policy.roles_of(&member).count(),
+        0,
+        "the grant on the app's secret is revoked; the secret stays"
     );
     server.assert_on_contract().await;
 }

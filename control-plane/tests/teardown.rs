@@ -61,6 +61,7 @@ fn settings(image: &Path) -> Settings {
             timeout_seconds: 300,
             xero_endpoint: None,
             xero_per_minute: None,
+            app_secret: None,
         },
         ..support::fast_settings()
     }

@@ -4,14 +4,22 @@
 //! `cloud::naming`, so the plan of a tenant is a pure function of its id and
 //! the deployment settings.
 
+use std::collections::BTreeMap;
 use std::fmt;
 
 use cloud::naming::{self, DeploymentPrefix, TenantId};
 use cloud::ports::{JobSpec, ResourceRef};
 
 use crate::command::RunCommand;
-use crate::env::JobEnvironment;
+use crate::env::{self as job_env, JobEnvironment};
 use crate::grants::{self, Grant};
+
+/// The secret, in each project tenants live in (each cell), that holds the
+/// Xero app's client secret when jobs read it by reference
+/// ([`JobTemplate::app_secret`]). The control plane writes it
+/// (`control-plane cells add`, `cells sync-secret`); each tenant's account
+/// may only read it.
+pub const XERO_APP_SECRET: &str = "xero-app-client-secret";
 
 /// How a tenant's jobs are defined: the program (the `tenant-job` binary
 /// locally, its image on Cloud Run) and the plain settings every run gets
@@ -19,6 +27,13 @@ use crate::grants::{self, Grant};
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct JobTemplate {
     pub image: String,
+    /// Where the Xero app's client secret reaches the jobs from. `Some(name)`:
+    /// the secret of that name in the tenant's own project, which the job
+    /// definitions reference and the tenant's account is granted to read
+    /// (Google Cloud: one copy per cell, since one policy names at most 1,500
+    /// principals and a cell holds at most 100 tenants). `None`: each run
+    /// carries it (the local adapter, where runs are child processes).
+    pub app_secret: Option<String>,
     pub timeout_seconds: u64,
     /// One base URL for every Xero host (the sandbox); Xero's own when unset.
     pub xero_endpoint: Option<String>,
@@ -41,6 +56,7 @@ impl JobTemplate {
         });
         JobTemplate {
             image: found.map_or_else(|| "tenant-job".to_owned(), |p| p.display().to_string()),
+            app_secret: None,
             timeout_seconds: 3600,
             xero_endpoint: None,
             xero_per_minute: None,
@@ -173,6 +189,11 @@ impl TenantPlan {
         let member = cloud::ports::member_for(&sa_email);
         // Plain settings only: secrets reach each execution, never a definition.
         let env = jobs.environment(id, prefix).without_secrets().to_env_map();
+        let secret_env: BTreeMap<String, String> = jobs
+            .app_secret
+            .iter()
+            .map(|name| (job_env::XERO_CLIENT_SECRET.to_owned(), name.clone()))
+            .collect();
         let job = |command: RunCommand| Planned::Job {
             spec: JobSpec {
                 name: command.job_name(id),
@@ -180,6 +201,7 @@ impl TenantPlan {
                 image: jobs.image.clone(),
                 args: command.args(id),
                 env: env.clone(),
+                secret_env: secret_env.clone(),
                 service_account: sa_email.clone(),
                 timeout_seconds: jobs.timeout_seconds,
             },
@@ -201,7 +223,7 @@ impl TenantPlan {
                     Planned::Dataset { name: transformed },
                     Planned::Secret { name: secret },
                 ],
-                grants::tenant_grants(id, prefix)
+                grants::tenant_grants(id, prefix, jobs.app_secret.as_deref())
                     .into_iter()
                     .map(binding)
                     .collect(),
@@ -252,6 +274,50 @@ mod tests {
         // Jobs come last, after the grants their runs rely on.
         let last: Vec<String> = plan.levels[3].iter().map(Planned::name).collect();
         assert_eq!(last, ["ingest-acme", "transform-acme"]);
+    }
+
+    #[test]
+    fn with_the_app_secret_by_reference_jobs_name_it_and_the_account_may_read_it() {
+        let id = TenantId::parse("acme").expect("id");
+        let jobs = JobTemplate {
+            app_secret: Some(XERO_APP_SECRET.into()),
+            ..JobTemplate::beside_current_exe()
+        };
+        let plan = TenantPlan::new(&id, None, "sa@local".into(), &jobs);
+        let member = cloud::ports::member_for("sa@local");
+        assert!(plan.levels[2].contains(&Planned::Binding {
+            resource: ResourceRef::Secret(XERO_APP_SECRET.into()),
+            role: cloud::ports::roles::SECRET_ACCESSOR,
+            member,
+        }));
+        // Nothing of the platform's is the tenant's data: a --keep-data
+        // teardown removes the grant like the others.
+        assert_eq!(plan.resources().filter(|p| p.is_data()).count(), 3);
+        for p in plan.resources() {
+            if let Planned::Job { spec } = p {
+                assert_eq!(
+                    spec.secret_env,
+                    BTreeMap::from([(
+                        job_env::XERO_CLIENT_SECRET.to_owned(),
+                        XERO_APP_SECRET.to_owned()
+                    )])
+                );
+                assert!(!spec.env.contains_key(job_env::XERO_CLIENT_SECRET));
+            }
+        }
+        // Without it, runs carry the secret and the plan names none.
+        let local = TenantPlan::new(
+            &id,
+            None,
+            "sa@local".into(),
+            &JobTemplate::beside_current_exe(),
+        );
+        assert!(local.resources().all(|p| match p {
+            Planned::Job { spec } => spec.secret_env.is_empty(),
+            Planned::Binding { resource, .. } =>
+                *resource != ResourceRef::Secret(XERO_APP_SECRET.into()),
+            _ => true,
+        }));
     }
 
     #[test]

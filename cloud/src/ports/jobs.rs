@@ -16,8 +16,16 @@ pub struct JobSpec {
     /// The container image on GCP; the executable's path on the local adapter.
     pub image: String,
     pub args: Vec<String>,
-    /// Plain configuration only: secrets reach a job through the secrets port.
+    /// Plain configuration only: secrets reach a job through the secrets port
+    /// or through `secret_env`.
     pub env: BTreeMap<String, String>,
+    /// Variables filled at each start from secrets of the job's own project
+    /// (variable → secret name, its newest version), read as the job's
+    /// service account, as Cloud Run's secret references are: values never
+    /// enter the definition, and a job without access to a secret does not
+    /// start.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub secret_env: BTreeMap<String, String>,
     /// The service account email the job runs as.
     pub service_account: String,
     pub timeout_seconds: u64,

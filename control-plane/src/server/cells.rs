@@ -36,12 +36,14 @@ pub async fn add(
     let Json(body) = body.map_err(|e| ApiError::bad_request("invalid_body", e.body_text()))?;
     let added = cells::add(
         &state.store,
+        &state.clouds,
         NewCell {
             id: body.id,
             project: body.project,
             region: body.region,
             capacity: body.capacity.unwrap_or(DEFAULT_CAPACITY),
         },
+        state.runs.xero_client_secret(),
         &principal.actor(),
     )
     .await?;
@@ -81,6 +83,38 @@ pub async fn drain(
     authorize(&principal, None, Action::ManageCells)?;
     Ok(Json(
         cells::drain(&state.store, &id, &principal.actor()).await?,
+    ))
+}
+
+/// `POST /v1/cells/sync-secret`: the Xero app's client secret this service
+/// holds, written into every cell where it differs (after a rotation); 409
+/// where tenants have no cells, 503 without a client secret.
+pub async fn sync_secret(
+    State(state): State<Arc<AppState>>,
+    principal: Principal,
+) -> Result<Json<Vec<cells::AppSecretSync>>, ApiError> {
+    authorize(&principal, None, Action::ManageCells)?;
+    if !state.clouds.needs_cells() {
+        return Err(ApiError::conflict(
+            "no_cells",
+            "this cloud keeps no tenants in cells: each run carries the Xero app's client secret",
+        ));
+    }
+    let Some(secret) = state.runs.xero_client_secret() else {
+        return Err(ApiError::unavailable(
+            "xero_not_configured",
+            "this service has no Xero client secret to write",
+        ));
+    };
+    Ok(Json(
+        cells::sync_app_secret(
+            &state.store,
+            &state.clouds,
+            None,
+            secret,
+            &principal.actor(),
+        )
+        .await?,
     ))
 }
 

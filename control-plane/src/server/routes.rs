@@ -132,6 +132,7 @@ pub(super) fn table() -> Vec<Entry> {
         route(Operator, Post, "/v1/scheduler/tick", runs::tick),
         route(Operator, Get, "/v1/cells", cells::list),
         route(Operator, Post, "/v1/cells", cells::add),
+        route(Operator, Post, "/v1/cells/sync-secret", cells::sync_secret),
         route(Operator, Get, "/v1/cells/{id}", cells::show),
         route(Operator, Post, "/v1/cells/{id}/drain", cells::drain),
         route(Operator, Post, "/v1/cells/{id}/activate", cells::activate),
