@@ -168,14 +168,22 @@ impl CellAdapter {
         env
     }
 
-    fn job_definition(&self, spec: &JobSpec) -> run::Job {
-        let mut all_env: BTreeMap<String, String> = spec
+    /// The definition's plain variables: the spec's (never the adapter's
+    /// own names, nor a referenced secret's) and the adapter's settings.
+    fn plain_env(&self, spec: &JobSpec) -> BTreeMap<String, String> {
+        let mut env: BTreeMap<String, String> = spec
             .env
             .iter()
             .filter(|(name, _)| !is_adapter_variable(name))
             .map(|(k, v)| (k.clone(), v.clone()))
             .collect();
-        all_env.extend(self.job_settings(spec));
+        env.extend(self.job_settings(spec));
+        env.retain(|name, _| !spec.secret_env.contains_key(name));
+        env
+    }
+
+    fn job_definition(&self, spec: &JobSpec) -> run::Job {
+        let all_env = self.plain_env(spec);
         run::Job::new()
             .set_labels(spec.labels.clone())
             .set_template(
@@ -367,6 +375,10 @@ impl JobRunner for CellAdapter {
                 .map_err(|e| errors::from_gax(&resource, &e))
         })
         .await
+    }
+
+    fn definition_env(&self, spec: &JobSpec) -> BTreeMap<String, String> {
+        self.plain_env(spec)
     }
 
     async fn cancel_execution(&self, job: &str, id: &str) -> CloudResult<Execution> {

@@ -423,6 +423,9 @@ impl JobRunner for Faulty {
     async fn run_job(&self, name: &str, overrides: &ExecutionOverrides) -> CloudResult<Execution> {
         self.inner.jobs.run_job(name, overrides).await
     }
+    fn definition_env(&self, spec: &JobSpec) -> std::collections::BTreeMap<String, String> {
+        self.inner.jobs.definition_env(spec)
+    }
     async fn get_execution(&self, job: &str, id: &str) -> CloudResult<Execution> {
         self.inner.jobs.get_execution(job, id).await
     }

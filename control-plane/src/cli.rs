@@ -501,6 +501,23 @@ pub enum TenantsCommand {
         #[arg(long)]
         default: bool,
     },
+    /// Print a tenant's resources as Terraform: a call of
+    /// terraform/modules/tenant with the reconciler's own plan for it, and an
+    /// import block for each resource, so `terraform apply` adopts them.
+    ExportTerraform {
+        id: TenantId,
+        /// The control service's account email (the control_plane module's
+        /// control_service_account_email output), owner of the datasets.
+        #[arg(long, env = "LEDGERLAKE_PLATFORM_ACCOUNT")]
+        platform_account: String,
+        /// The module's source, from the root the output goes into.
+        #[arg(long, default_value = service::terraform::DEFAULT_MODULE_SOURCE)]
+        module_source: String,
+        /// Buckets' and datasets' location (default: the gcp adapter's,
+        /// LEDGERLAKE_GCP_LOCATION).
+        #[arg(long)]
+        location: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -1138,6 +1155,31 @@ async fn tenants(
             println!(
                 "tenant {id} disconnected from Xero; its next consent may name any organisation"
             );
+            Ok(())
+        }
+        TenantsCommand::ExportTerraform {
+            id,
+            platform_account,
+            module_source,
+            location,
+        } => {
+            let Some(location) = location.or_else(|| platform.gcp_location().map(str::to_owned))
+            else {
+                return Err(CliFailure::Usage(
+                    "--location is needed with --cloud local (the gcp adapter's is the default)"
+                        .into(),
+                ));
+            };
+            let options = service::terraform::ExportOptions {
+                module_source,
+                location,
+                platform_member: cloud::ports::member_for(&platform_account),
+            };
+            let reconciler = platform.reconciler(settings.clone());
+            let rendered = service::terraform::export_tenant(&reconciler, &id, &options)
+                .await
+                .map_err(|e| service_failure(e, "exporting the tenant as Terraform"))?;
+            print!("{rendered}");
             Ok(())
         }
         TenantsCommand::Show { id } => {

@@ -60,6 +60,8 @@ pub struct Platform {
     pub clouds: Clouds,
     /// The tenant-job image of the gcp adapter's settings.
     tenant_job_image: Option<String>,
+    /// Where the gcp adapter puts buckets and datasets.
+    gcp_location: Option<String>,
     pub store: Store,
     pub config: PlatformConfig,
 }
@@ -83,15 +85,16 @@ impl Platform {
         let clouds = cloud_adapters::open_clouds(&adapter)
             .await
             .map_err(failed)?;
-        let (cloud, tenant_job_image) = match (&clouds, &adapter) {
+        let (cloud, tenant_job_image, gcp_location) = match (&clouds, &adapter) {
             (Clouds::PerCell(cells), CloudConfig::Gcp(gcp)) => (
                 cells.cloud_for(&CellLocation {
                     project: gcp.platform_project.clone(),
                     region: gcp.region.clone(),
                 }),
                 Some(gcp.tenant_job_image.clone()),
+                Some(gcp.location.clone()),
             ),
-            (Clouds::Shared(cloud), _) => (cloud.clone(), None),
+            (Clouds::Shared(cloud), _) => (cloud.clone(), None, None),
             (Clouds::PerCell(_), CloudConfig::Local(_)) => {
                 return Err(failed(cloud_adapters::OpenError::Unavailable(
                     config.cloud,
@@ -104,6 +107,7 @@ impl Platform {
             cloud,
             clouds,
             tenant_job_image,
+            gcp_location,
             store,
             config,
         })
@@ -126,6 +130,11 @@ impl Platform {
             settings.jobs.app_secret = Some(job_contract::plan::XERO_APP_SECRET.to_owned());
         }
         Reconciler::new(self.clouds.clone(), self.store.clone(), settings)
+    }
+
+    /// Where buckets and datasets live on Google Cloud (`None` locally).
+    pub fn gcp_location(&self) -> Option<&str> {
+        self.gcp_location.as_deref()
     }
 
     /// Starting and following runs of the tenants' jobs.

@@ -892,6 +892,48 @@ async fn cells_through_the_cli(env: Env) {
         "{}",
         text(&out.stdout)
     );
+    // A tenant in a cell as Terraform: its module call and imports.
+    let out = go(&[
+        "tenants",
+        "export-terraform",
+        "second",
+        "--platform-account",
+        "ledgerlake-control@ll-platform.iam.gserviceaccount.com",
+        "--location",
+        "EU",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let hcl = text(&out.stdout);
+    assert!(
+        hcl.contains("module \"tenant_second\"") && hcl.contains("\"ll-eu1-002\""),
+        "{hcl}"
+    );
+    assert_eq!(hcl.matches("import {").count(), 15, "{hcl}");
+    // One without a cell has nothing Terraform could manage; the location
+    // is needed where no gcp adapter gives it.
+    let out = go(&[
+        "tenants",
+        "export-terraform",
+        "first",
+        "--platform-account",
+        "ledgerlake-control@ll-platform.iam.gserviceaccount.com",
+        "--location",
+        "EU",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    assert!(text(&out.stderr).contains("has no cell"), "{}", text(&out.stderr));
+    let out = go(&[
+        "tenants",
+        "export-terraform",
+        "second",
+        "--platform-account",
+        "ledgerlake-control@ll-platform.iam.gserviceaccount.com",
+    ])
+    .await;
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+
     // Locally each run carries the Xero app's secret: no cell copy to sync.
     let out = go(&["cells", "sync-secret"]).await;
     assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));

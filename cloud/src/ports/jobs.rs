@@ -88,4 +88,12 @@ pub trait JobRunner: Send + Sync {
     /// `NotFound` for an unknown execution. The stop may take a while (a
     /// grace period, then a kill): follow `get_execution` until it has ended.
     async fn cancel_execution(&self, job: &str, id: &str) -> CloudResult<Execution>;
+
+    /// The plain environment a definition of `spec` gets on this cloud: the
+    /// spec's, and what the adapter adds to every definition (on Google
+    /// Cloud, where the job finds its cell). What `tenants export-terraform`
+    /// writes, so that a job Terraform manages is the job the reconciler made.
+    fn definition_env(&self, spec: &JobSpec) -> BTreeMap<String, String> {
+        spec.env.clone()
+    }
 }

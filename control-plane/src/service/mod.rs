@@ -6,6 +6,7 @@
 pub mod cells;
 pub mod onboarding;
 pub mod questions;
+pub mod terraform;
 pub mod tenants;
 pub mod tokens;
 
