@@ -923,7 +923,11 @@ async fn cells_through_the_cli(env: Env) {
     ])
     .await;
     assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
-    assert!(text(&out.stderr).contains("has no cell"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("has no cell"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = go(&[
         "tenants",
         "export-terraform",

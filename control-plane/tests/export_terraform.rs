@@ -25,7 +25,8 @@ use serde_json::{json, Value};
 
 const CELL_PROJECT: &str = "ledgerlake-cell-007";
 const REGION: &str = "europe-west4";
-const PLATFORM_MEMBER: &str = "serviceAccount:ledgerlake-control@ledgerlake-prod.iam.gserviceaccount.com";
+const PLATFORM_MEMBER: &str =
+    "serviceAccount:ledgerlake-control@ledgerlake-prod.iam.gserviceaccount.com";
 /// A setting with HCL's template sequences in it: written as text, never
 /// read as an interpolation.
 const HOSTILE_ENDPOINT: &str = "http://127.0.0.1:9/${oops}%{if x}";
@@ -156,18 +157,27 @@ async fn the_exported_module_call_and_imports_are_the_reconcilers_plan_for_the_t
     assert_eq!(call["service_account_id"], account_id.as_str());
     assert_eq!(
         json!([call["bucket_name"].clone()]),
-        json!(planned("bucket").into_iter().map(name_of).collect::<Vec<_>>())
+        json!(planned("bucket")
+            .into_iter()
+            .map(name_of)
+            .collect::<Vec<_>>())
     );
     assert_eq!(
         json!([
             call["raw_dataset_id"].clone(),
             call["transformed_dataset_id"].clone()
         ]),
-        json!(planned("dataset").into_iter().map(name_of).collect::<Vec<_>>())
+        json!(planned("dataset")
+            .into_iter()
+            .map(name_of)
+            .collect::<Vec<_>>())
     );
     assert_eq!(
         json!([call["token_secret_id"].clone()]),
-        json!(planned("secret").into_iter().map(name_of).collect::<Vec<_>>())
+        json!(planned("secret")
+            .into_iter()
+            .map(name_of)
+            .collect::<Vec<_>>())
     );
     assert_eq!(call["secret_replica_location"], Value::Null);
     assert_eq!(call["platform_member"], PLATFORM_MEMBER);
@@ -214,7 +224,11 @@ async fn the_exported_module_call_and_imports_are_the_reconcilers_plan_for_the_t
     assert_eq!(call["jobs"], Value::Object(jobs));
     // The environment is the whole definition's: where the job finds its
     // cell, as the gcp adapter writes it; the app's secret by reference only.
-    for job in call["jobs"].as_object().into_iter().flat_map(|j| j.values()) {
+    for job in call["jobs"]
+        .as_object()
+        .into_iter()
+        .flat_map(|j| j.values())
+    {
         assert_eq!(job["env"]["LEDGERLAKE_CLOUD"], "gcp");
         assert_eq!(job["env"]["LEDGERLAKE_GCP_CELL_PROJECT"], CELL_PROJECT);
         assert_eq!(job["env"]["LEDGERLAKE_GCP_SERVICE_ACCOUNT"], email.as_str());
@@ -299,7 +313,11 @@ async fn the_exported_module_call_and_imports_are_the_reconcilers_plan_for_the_t
             &format!("${{local.grants_by_kind[\"{kind}\"]}}"),
         );
         expect(resource, "role", "${each.value.role}");
-        expect(resource, "member", "${google_service_account.tenant.member}");
+        expect(
+            resource,
+            "member",
+            "${google_service_account.tenant.member}",
+        );
     }
 
     // One import for every resource of the plan (and the platform's two

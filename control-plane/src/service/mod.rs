@@ -6,8 +6,8 @@
 pub mod cells;
 pub mod onboarding;
 pub mod questions;
-pub mod terraform;
 pub mod tenants;
+pub mod terraform;
 pub mod tokens;
 
 use crate::reconciler::ReconcileError;

@@ -189,11 +189,8 @@ pub async fn export_tenant(
         labels: naming::tenant_labels(id),
         service_account: ServiceAccountContext {
             account_id: naming::service_account_id(id),
-            email: email.unwrap_or_else(|| {
-                cloud
-                    .identity
-                    .email_for(&naming::service_account_id(id))
-            }),
+            email: email
+                .unwrap_or_else(|| cloud.identity.email_for(&naming::service_account_id(id))),
         },
         bucket: naming::bucket_name(reconciler.prefix(), id),
         raw_dataset: naming::raw_dataset(id),
