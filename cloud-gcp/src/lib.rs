@@ -165,6 +165,10 @@ impl cloud::CellClouds for Gcp {
     fn cloud_for(&self, cell: &CellLocation) -> Cloud {
         Gcp::cloud_for(self, cell)
     }
+
+    fn usage(&self) -> Vec<cloud::ApiUsage> {
+        self.shared.limiter.usage()
+    }
 }
 
 /// The five ports for one cell.

@@ -42,6 +42,24 @@ pub enum QuotaClass {
     ProjectAdmin,
 }
 
+impl QuotaClass {
+    /// The quota's name in metrics.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            QuotaClass::BucketCreate => "bucket_create",
+            QuotaClass::Storage => "storage",
+            QuotaClass::BigQuery => "bigquery",
+            QuotaClass::IamAdmin => "iam_admin",
+            QuotaClass::PolicyWrite => "policy_write",
+            QuotaClass::TokenMint => "token_mint",
+            QuotaClass::SecretAdmin => "secret_admin",
+            QuotaClass::SecretAccess => "secret_access",
+            QuotaClass::RunAdmin => "run_admin",
+            QuotaClass::ProjectAdmin => "project_admin",
+        }
+    }
+}
+
 /// Calls per minute allowed per project, by quota.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Quotas {
@@ -108,6 +126,8 @@ pub struct Limiter {
     by_class: Arc<BTreeMap<QuotaClass, Keyed>>,
     /// Calls made (every attempt), by quota: what a tenant costs.
     calls: Arc<BTreeMap<QuotaClass, AtomicU64>>,
+    /// Attempts repeated after a 429 or 503, by quota.
+    retried: Arc<BTreeMap<QuotaClass, AtomicU64>>,
     retries: usize,
 }
 
@@ -130,14 +150,17 @@ impl Limiter {
             .keys()
             .map(|&class| (class, RateLimiter::keyed(quotas.rate(class))))
             .collect();
-        let calls = quotas
-            .per_minute
-            .keys()
-            .map(|&class| (class, AtomicU64::new(0)))
-            .collect();
+        let counters = || -> BTreeMap<QuotaClass, AtomicU64> {
+            quotas
+                .per_minute
+                .keys()
+                .map(|&class| (class, AtomicU64::new(0)))
+                .collect()
+        };
         Limiter {
             by_class: Arc::new(by_class),
-            calls: Arc::new(calls),
+            calls: Arc::new(counters()),
+            retried: Arc::new(counters()),
             retries: RATE_LIMIT_RETRIES,
         }
     }
@@ -147,6 +170,21 @@ impl Limiter {
         self.calls
             .iter()
             .map(|(class, n)| (*class, n.load(Ordering::Relaxed)))
+            .collect()
+    }
+
+    /// Calls and retries so far, by quota.
+    pub fn usage(&self) -> Vec<cloud::ApiUsage> {
+        self.calls
+            .iter()
+            .map(|(class, n)| cloud::ApiUsage {
+                quota: class.as_str(),
+                calls: n.load(Ordering::Relaxed),
+                retries: self
+                    .retried
+                    .get(class)
+                    .map_or(0, |r| r.load(Ordering::Relaxed)),
+            })
             .collect()
     }
 
@@ -179,6 +217,9 @@ impl Limiter {
                 Err(e) if attempt < self.retries && is_throttled(&e) => {
                     let wait = e.retry_after().unwrap_or_else(|| backoff(attempt));
                     tracing::debug!(project, ?class, attempt, wait_ms = wait.as_millis() as u64, error = %e, "throttled; waiting");
+                    if let Some(count) = self.retried.get(&class) {
+                        count.fetch_add(1, Ordering::Relaxed);
+                    }
                     tokio::time::sleep(wait).await;
                     attempt += 1;
                 }
@@ -267,5 +308,11 @@ mod tests {
             Some(&4),
             "every attempt is counted"
         );
+        let storage = limiter
+            .usage()
+            .into_iter()
+            .find(|u| u.quota == "storage")
+            .expect("storage");
+        assert_eq!((storage.calls, storage.retries), (4, 2), "two 429s retried");
     }
 }

@@ -20,6 +20,23 @@ pub struct CellLocation {
 /// The adapters of each cell, from its location.
 pub trait CellClouds: Send + Sync {
     fn cloud_for(&self, cell: &CellLocation) -> Cloud;
+
+    /// The calls this process made to the cloud's APIs so far, by quota (for
+    /// `/metrics`); none where nothing is counted.
+    fn usage(&self) -> Vec<ApiUsage> {
+        Vec::new()
+    }
+}
+
+/// Calls to one quota of a cloud's APIs since the process started.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiUsage {
+    /// The quota the calls count against, e.g. `policy_write`.
+    pub quota: &'static str,
+    /// Every attempt, retries included.
+    pub calls: u64,
+    /// Attempts repeated because the API answered 429 or 503.
+    pub retries: u64,
 }
 
 /// The adapters of a deployment.
@@ -62,5 +79,14 @@ impl Clouds {
     /// Whether tenants need a cell here.
     pub fn needs_cells(&self) -> bool {
         matches!(self, Clouds::PerCell(_))
+    }
+
+    /// The API calls made so far (none counted for the local adapter, whose
+    /// calls are file and DuckDB operations).
+    pub fn usage(&self) -> Vec<ApiUsage> {
+        match self {
+            Clouds::Shared(_) => Vec::new(),
+            Clouds::PerCell(cells) => cells.usage(),
+        }
     }
 }

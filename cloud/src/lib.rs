@@ -17,7 +17,7 @@ pub mod retry;
 
 use std::sync::Arc;
 
-pub use cells::{CellClouds, CellLocation, Clouds};
+pub use cells::{ApiUsage, CellClouds, CellLocation, Clouds};
 pub use error::{CloudError, CloudResult};
 pub use naming::{DeploymentPrefix, Labels, TenantId};
 pub use ports::Credential;

@@ -40,6 +40,11 @@ struct HttpDurationLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct QuotaLabels {
+    quota: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct OutcomeLabels {
     outcome: &'static str,
 }
@@ -113,6 +118,15 @@ pub struct Metrics {
     controller_tenants: Family<StateLabels, Gauge>,
     scheduler_ticks: Counter,
     scheduled_tenants: Family<OutcomeLabels, Counter>,
+    cloud_calls: Family<QuotaLabels, Counter>,
+    cloud_retries: Family<QuotaLabels, Counter>,
+    /// Serialises copying the cloud adapter's counts (two scrapes at once
+    /// would add the same calls twice).
+    cloud_sync: std::sync::Mutex<()>,
+    xero_calls: Counter,
+    xero_rate_limited: Counter,
+    xero_day_limit_stops: Counter,
+    xero_day_remaining: Histogram,
 }
 
 /// The process's metrics, created on first use.
@@ -181,6 +195,16 @@ impl Metrics {
             controller_tenants: Family::default(),
             scheduler_ticks: Counter::default(),
             scheduled_tenants: Family::default(),
+            cloud_calls: Family::default(),
+            cloud_retries: Family::default(),
+            cloud_sync: std::sync::Mutex::new(()),
+            xero_calls: Counter::default(),
+            xero_rate_limited: Counter::default(),
+            xero_day_limit_stops: Counter::default(),
+            // An organisation's day is 5,000 calls: how close runs end to it.
+            xero_day_remaining: Histogram::new([
+                0.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0,
+            ]),
             registry: Registry::default(),
         };
         let build = Family::<BuildLabels, Gauge>::default();
@@ -269,6 +293,36 @@ impl Metrics {
             "scheduler_tenants",
             "Due tenants seen by the scheduler's ticks, by outcome: started, deferred (the Xero call budget was spent) or skipped (not ready, needs consent, a run in progress)",
             m.scheduled_tenants.clone(),
+        );
+        registry.register(
+            "cloud_api_calls",
+            "Calls this process made to the cloud's APIs (every attempt), by the quota they count against (gcp adapter only)",
+            m.cloud_calls.clone(),
+        );
+        registry.register(
+            "cloud_api_retries",
+            "Calls repeated because the cloud answered 429 or 503, by quota (gcp adapter only)",
+            m.cloud_retries.clone(),
+        );
+        registry.register(
+            "xero_calls",
+            "Xero API calls made by the tenants' ingest runs that ended here (from their summaries)",
+            m.xero_calls.clone(),
+        );
+        registry.register(
+            "xero_rate_limited",
+            "429 answers Xero gave those runs",
+            m.xero_rate_limited.clone(),
+        );
+        registry.register(
+            "xero_day_limit_stops",
+            "Ingest runs an organisation's Xero day limit ended early",
+            m.xero_day_limit_stops.clone(),
+        );
+        registry.register(
+            "xero_day_remaining_calls",
+            "Calls an organisation had left of its Xero day limit when an ingest run ended",
+            m.xero_day_remaining.clone(),
         );
         m.zero_known_series();
         Metrics { registry, ..m }
@@ -412,6 +466,40 @@ impl Metrics {
             .inc();
     }
 
+    /// What an ended ingest run's summary says of its Xero calls.
+    pub fn xero_ingest(&self, report: &job_contract::summary::IngestReport) {
+        self.xero_calls.inc_by(report.calls);
+        self.xero_rate_limited.inc_by(report.rate_limited);
+        if report.stopped_by_day_limit.is_some() {
+            self.xero_day_limit_stops.inc();
+        }
+        if let Some(remaining) = report.day_remaining {
+            self.xero_day_remaining.observe(remaining as f64);
+        }
+    }
+
+    /// Brings the cloud API counters up to the adapter's own counts, read
+    /// at scrape time (they only grow).
+    pub fn set_cloud_usage(&self, usage: &[cloud::ApiUsage]) {
+        let _one_at_a_time = self
+            .cloud_sync
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        for u in usage {
+            let labels = QuotaLabels { quota: u.quota };
+            for (family, total) in [
+                (&self.cloud_calls, u.calls),
+                (&self.cloud_retries, u.retries),
+            ] {
+                let counter = family.get_or_create(&labels);
+                let counted = counter.get();
+                if total > counted {
+                    counter.inc_by(total - counted);
+                }
+            }
+        }
+    }
+
     /// One scheduler tick: how many due tenants it started, deferred for the
     /// Xero budget, and skipped.
     pub fn scheduler_tick(&self, started: usize, deferred: usize, skipped: usize) {
@@ -503,7 +591,40 @@ mod tests {
         m.token_refresh("needs_consent");
         m.set_controller(2, 1, 0);
         m.scheduler_tick(1, 2, 0);
+        let usage = |calls, retries| {
+            [cloud::ApiUsage {
+                quota: "policy_write",
+                calls,
+                retries,
+            }]
+        };
+        m.set_cloud_usage(&usage(7, 1));
+        m.set_cloud_usage(&usage(7, 1));
+        m.set_cloud_usage(&usage(9, 2));
+        m.xero_ingest(&job_contract::summary::IngestReport {
+            calls: 120,
+            rate_limited: 3,
+            day_remaining: Some(80),
+            stopped_by_day_limit: Some(job_contract::summary::DayLimitStop {
+                resource: "Invoices".into(),
+                retry_after_secs: 3600,
+            }),
+            ..Default::default()
+        });
         let text = m.render();
+        assert!(
+            text.contains(r#"ledgerlake_cloud_api_calls_total{quota="policy_write"} 9"#),
+            "the adapter's counts, not their sum over scrapes: {text}"
+        );
+        assert!(text.contains(r#"ledgerlake_cloud_api_retries_total{quota="policy_write"} 2"#));
+        assert!(text.contains("ledgerlake_xero_calls_total 120"), "{text}");
+        assert!(text.contains("ledgerlake_xero_rate_limited_total 3"));
+        assert!(text.contains("ledgerlake_xero_day_limit_stops_total 1"));
+        assert!(
+            text.contains(r#"ledgerlake_xero_day_remaining_calls_bucket{le="100"} 1"#),
+            "{text}"
+        );
+        assert!(text.contains(r#"ledgerlake_xero_day_remaining_calls_bucket{le="50"} 0"#));
         assert!(
             text.contains(
                 r#"ledgerlake_http_requests_total{class="operator",route="/v1/tenants/{id}",method="GET",status="200"} 1"#

@@ -308,6 +308,7 @@ impl Runs {
         if summary.as_ref().is_some_and(|s| s.needs_consent) {
             self.store.mark_needs_consent(&run.tenant).await?;
         }
+        let ingest = summary.as_ref().and_then(|s| s.ingest.clone());
         let summary_json = summary.and_then(|s| serde_json::to_value(s).ok());
         if self
             .store
@@ -315,6 +316,9 @@ impl Runs {
             .await?
         {
             record_end(run, status);
+            if let Some(ingest) = &ingest {
+                crate::metrics::metrics().xero_ingest(ingest);
+            }
             tracing::info!(tenant = %run.tenant, run = %run.id, status = %status, "run ended");
         }
         self.get(&run.id).await

@@ -100,6 +100,13 @@ pub struct IngestReport {
     pub resources: BTreeMap<String, ResourceCounts>,
     /// Xero API calls made.
     pub calls: u64,
+    /// 429 answers Xero gave (waited out, or the day limit's).
+    #[serde(default)]
+    pub rate_limited: u64,
+    /// Calls the organisation had left of its day limit when the ingest
+    /// ended (absent in summaries of older jobs).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub day_remaining: Option<u64>,
     /// Set when the organisation's day limit ended the run early: resources
     /// not yet ingested are picked up by the next run.
     pub stopped_by_day_limit: Option<DayLimitStop>,

@@ -124,6 +124,7 @@ pub async fn run(ctx: &IngestContext) -> Result<IngestReport, IngestError> {
     let mut cursors = read_cursors(&ctx.cloud.objects, &ctx.cred, &ctx.bucket).await?;
     let mut report = IngestReport::default();
     let calls_before = ctx.client.calls_made();
+    let rate_limited_before = ctx.client.rate_limited_responses();
     // Never-finished resources first, then those finished longest ago (a
     // stable sort keeps the catalogue order among equals).
     let mut order = ctx.resources.clone();
@@ -155,6 +156,11 @@ pub async fn run(ctx: &IngestContext) -> Result<IngestReport, IngestError> {
         }
     }
     report.calls = ctx.client.calls_made().saturating_sub(calls_before);
+    report.rate_limited = ctx
+        .client
+        .rate_limited_responses()
+        .saturating_sub(rate_limited_before);
+    report.day_remaining = Some(u64::from(ctx.client.limiter().day_remaining()));
     Ok(report)
 }
 

@@ -258,6 +258,10 @@ async fn a_day_limit_ends_the_run_cleanly_and_the_next_run_resumes() {
         .expect("stopped by the day limit");
     assert!(first.resources.len() < Resource::ALL.len(), "{first:?}");
     assert!(!first.resources.contains_key(&stop.resource));
+    // What the summary tells the control plane's metrics: the day's calls
+    // are spent, and they were all this run's.
+    assert_eq!(first.day_remaining, Some(0), "{first:?}");
+    assert!(first.calls <= 6, "{first:?}");
 
     tokio::time::sleep(Duration::from_millis(2_100)).await;
     let job = Job::open(support::job_config(dir.path(), &sandbox, &id, "r2"))

@@ -173,6 +173,7 @@ impl XeroClientBuilder {
                 limiter,
                 retry: self.retry,
                 calls: AtomicU64::new(0),
+                rate_limited: AtomicU64::new(0),
             }),
         })
     }
@@ -188,6 +189,8 @@ struct Inner {
     clock: Arc<dyn Clock>,
     retry: RetryPolicy,
     calls: AtomicU64,
+    /// 429 answers met (minute, app and day alike).
+    rate_limited: AtomicU64,
 }
 
 /// The Accounting API for one organisation. Cheap to clone; clones share
@@ -243,6 +246,11 @@ impl XeroClient {
     /// HTTP requests sent so far (retries included).
     pub fn calls_made(&self) -> u64 {
         self.inner.calls.load(Ordering::Relaxed)
+    }
+
+    /// 429 answers met so far (each one waited out, or the day's end).
+    pub fn rate_limited_responses(&self) -> u64 {
+        self.inner.rate_limited.load(Ordering::Relaxed)
     }
 
     /// The organisation's limiter.
@@ -357,6 +365,7 @@ impl XeroClient {
                 });
             }
             if status == StatusCode::TOO_MANY_REQUESTS {
+                inner.rate_limited.fetch_add(1, Ordering::Relaxed);
                 let problem = RateLimitProblem::from_headers(&headers);
                 if problem == RateLimitProblem::Day {
                     let wait = retry_after(&headers).unwrap_or(retry.default_day_retry_after);

@@ -456,6 +456,16 @@ impl OrgLimiter {
         }
     }
 
+    /// Calls the organisation may still make in its rolling day, as far as
+    /// this process knows (its own calls, tightened by Xero's
+    /// `X-DayLimit-Remaining`).
+    pub fn day_remaining(&self) -> u32 {
+        let now = self.clock.now();
+        let mut org = lock(&self.windows);
+        let used = org.day.used(now);
+        org.day.limit.saturating_sub(used)
+    }
+
     /// Records a 429: the named window is closed for `retry_after`.
     pub fn rate_limited(&self, problem: &RateLimitProblem, retry_after: Duration) {
         let until = self.clock.now() + retry_after;

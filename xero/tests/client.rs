@@ -447,6 +447,7 @@ async fn app_minute_429_also_waits() {
         .await
         .unwrap();
     assert_eq!(h.client.calls_made(), 3);
+    assert_eq!(h.client.rate_limited_responses(), 2);
     assert!(h.clock.elapsed() >= Duration::from_secs(10));
 }
 
@@ -473,6 +474,7 @@ async fn day_429_is_a_typed_error_without_retry() {
     );
     assert_eq!(err.day_limit_retry_after(), Some(Duration::from_secs(5400)));
     assert_eq!(h.client.calls_made(), 1);
+    assert_eq!(h.client.rate_limited_responses(), 1);
     assert_eq!(h.clock.elapsed(), Duration::ZERO);
     // The next call does not even reach Xero.
     let again = h.client.organisation().await.unwrap_err();

@@ -29,6 +29,7 @@ pub async fn metrics(State(state): State<Arc<AppState>>, headers: HeaderMap) -> 
     };
     let metrics = metrics::metrics();
     metrics.set_tenants(counts.as_deref());
+    metrics.set_cloud_usage(&state.clouds.usage());
     if state.config.control {
         let (queued, running, backing_off) = state.controller.depth();
         metrics.set_controller(queued, running, backing_off);
