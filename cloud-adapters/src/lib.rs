@@ -12,6 +12,8 @@ use cloud::{Cloud, CloudError, Clouds};
 use cloud_gcp::Gcp;
 pub use cloud_gcp::GcpConfig;
 pub use cloud_local::LocalConfig;
+/// Rotating the local cloud's master key (`control-plane secrets rotate-master-key`).
+pub use cloud_local::{rotate_master_key, KeyRotation, NEW_MASTER_KEY_ENV};
 
 /// The variable naming the adapter (`--cloud` of the control plane).
 pub const CLOUD_VARIABLE: &str = "LEDGERLAKE_CLOUD";

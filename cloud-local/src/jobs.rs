@@ -148,6 +148,43 @@ fn process_alive(pid: u32, recorded_start: Option<u64>) -> bool {
     }
 }
 
+/// Executions recorded as running, by `job/id`, whose process still exists
+/// or has not started yet (a queued one holds its environment already):
+/// they were given this data directory's master key when they started.
+pub(crate) fn running_executions(layout: &Layout) -> CloudResult<Vec<String>> {
+    let root = layout.executions_root();
+    let jobs = match fs::read_dir(&root) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(fsio::io_err("executions", &root, &e)),
+    };
+    let mut running = Vec::new();
+    for job in jobs {
+        let dir = job
+            .map_err(|e| fsio::io_err("executions", &root, &e))?
+            .path();
+        let Ok(records) = fs::read_dir(&dir) else {
+            continue;
+        };
+        for record in records.flatten() {
+            let path = record.path();
+            if path.extension().and_then(|e| e.to_str()) != Some("json") {
+                continue;
+            }
+            let Some(r) = fsio::read_json::<ExecutionRecord>("execution", &path)? else {
+                continue;
+            };
+            let live = r.state == ExecutionState::Running
+                && r.pid.is_none_or(|pid| process_alive(pid, r.pid_start));
+            if live {
+                running.push(format!("{}/{}", r.job, r.id));
+            }
+        }
+    }
+    running.sort();
+    Ok(running)
+}
+
 /// Whether the execution's process still runs: a zombie has stopped.
 fn process_running(pid: u32, recorded_start: Option<u64>) -> bool {
     match proc_stat(pid) {

@@ -66,7 +66,9 @@ pub use jobs::{LocalJobRunner, CANCELLED, INHERITED_ENV, MAX_JOBS_ENV, PROCESS_D
 pub use layout::Layout;
 pub use objects::LocalObjectStore;
 pub use policies::PolicyCache;
-pub use secrets::{parse_master_key, LocalSecretStore, MASTER_KEY_ENV};
+pub use secrets::{
+    parse_master_key, KeyRotation, LocalSecretStore, MASTER_KEY_ENV, NEW_MASTER_KEY_ENV,
+};
 pub use warehouse::{LocalWarehouse, TABLE_RULE};
 
 use cloud::error::{CloudError, CloudResult};
@@ -220,6 +222,18 @@ impl LocalAdapters {
             jobs: self.jobs,
         }
     }
+}
+
+/// Re-encrypts the secrets of `config.data_dir` under a new master key
+/// (`new_key`: the value of `LEDGERLAKE_NEW_MASTER_KEY`; generated when the
+/// key lives in the data directory's key file). Safe to run again after a
+/// crash. Blocking. See `secrets::rotate_master_key`.
+pub fn rotate_master_key(config: &LocalConfig, new_key: Option<&str>) -> CloudResult<KeyRotation> {
+    validate_project(&config.project)?;
+    let root = std::fs::canonicalize(&config.data_dir)
+        .map_err(|e| fsio::io_fail("data directory", &config.data_dir, &e))?;
+    let layout = Layout::new(root, config.project.clone());
+    secrets::rotate_master_key(&layout, config.master_key.as_deref(), new_key)
 }
 
 /// Opens the local adapter on `config.data_dir` (see [`LocalAdapters::open`]).

@@ -191,9 +191,33 @@ fn open_sealed(cipher: &Aes256Gcm, magic: &[u8; 4], sealed: &[u8], aad: &[u8]) -
         .ok()
 }
 
+/// The key check of the key a rotation moves to, present while it runs.
+fn next_keycheck(layout: &Layout) -> std::path::PathBuf {
+    layout.secrets_dir().join(".keycheck.next")
+}
+
+/// The key file a rotation moves to (when the key lives in a file).
+fn next_key_file(layout: &Layout) -> std::path::PathBuf {
+    layout.master_key().with_file_name("master.key.next")
+}
+
 /// Fails clearly when `cipher` is not the key the existing secrets were
 /// encrypted with; records a key check on first use.
 fn verify_master_key(layout: &Layout, cipher: &Aes256Gcm) -> CloudResult<()> {
+    let next = next_keycheck(layout);
+    if next.exists() {
+        return Err(CloudError::permanent(
+            master_key_resource(),
+            format!(
+                "a master-key rotation of this data directory was interrupted ({} exists): \
+                 some secrets are under the new key, some under the old; run `control-plane \
+                 secrets rotate-master-key` again to finish it (with the same \
+                 {NEW_MASTER_KEY_ENV} when the key is set in the environment). Nothing was \
+                 changed.",
+                next.display()
+            ),
+        ));
+    }
     let check = layout.keycheck();
     match fs::read(&check) {
         Ok(bytes) => {
@@ -219,6 +243,207 @@ fn verify_master_key(layout: &Layout, cipher: &Aes256Gcm) -> CloudResult<()> {
         return verify_master_key(layout, cipher);
     }
     Ok(())
+}
+
+/// Where a rotation takes the new master key from when the current one is
+/// set in the environment.
+pub const NEW_MASTER_KEY_ENV: &str = "LEDGERLAKE_NEW_MASTER_KEY";
+
+/// What [`rotate_master_key`] did.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct KeyRotation {
+    /// Secret versions re-encrypted with the new key by this call.
+    pub reencrypted: usize,
+    /// Versions already under the new key (an interrupted rotation resumed).
+    pub already_new: usize,
+    /// The key file now holding the new key; `None` when the key is set in
+    /// the environment (the operator sets the new one there).
+    pub key_file: Option<std::path::PathBuf>,
+}
+
+/// Whether `cipher` opens the key check at `path`; `None` without one.
+fn opens_keycheck(cipher: &Aes256Gcm, path: &Path) -> CloudResult<Option<bool>> {
+    match fs::read(path) {
+        Ok(bytes) => Ok(Some(
+            open_sealed(cipher, KEYCHECK_MAGIC, &bytes, KEYCHECK_AAD).as_deref()
+                == Some(KEYCHECK_PLAINTEXT),
+        )),
+        Err(e) if e.kind() == ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(fsio::io_fail(master_key_resource(), path, &e)),
+    }
+}
+
+fn rename(from: &Path, to: &Path) -> CloudResult<()> {
+    fs::rename(from, to).map_err(|e| fsio::io_fail(master_key_resource(), from, &e))?;
+    if let Some(dir) = to.parent() {
+        // The rename must survive a crash before the next step relies on it.
+        if let Ok(d) = fs::File::open(dir) {
+            let _ = d.sync_all();
+        }
+    }
+    Ok(())
+}
+
+/// Re-encrypts every secret version of the data directory under a new master
+/// key. `current`: the value of `LEDGERLAKE_MASTER_KEY` (`None`: the key
+/// file); `new`: the value of [`NEW_MASTER_KEY_ENV`] (`None`: generated, and
+/// only when the key lives in the key file). Holds the secrets' lock
+/// throughout, and refuses while any execution that was handed the current
+/// key may still write. Each version is replaced atomically, and the key
+/// check and key file last, so a crash anywhere leaves a state that opening
+/// refuses clearly and that running the rotation again (with the same new
+/// key) finishes. Blocking (file I/O).
+pub(crate) fn rotate_master_key(
+    layout: &Layout,
+    current: Option<&str>,
+    new: Option<&str>,
+) -> CloudResult<KeyRotation> {
+    let resource = master_key_resource();
+    let _lock = fsio::lock(resource, &layout.lock_file(SECRETS_LOCK))?;
+    let running = super::jobs::running_executions(layout)?;
+    if !running.is_empty() {
+        return Err(CloudError::permanent(
+            resource,
+            format!(
+                "{} execution(s) were handed the current key and may still write a secret ({}): \
+                 stop the service and wait until they end (`control-plane runs list`), then \
+                 rotate. Nothing was changed.",
+                running.len(),
+                running.join(", ")
+            ),
+        ));
+    }
+    let in_file = current.is_none();
+    let key_file = layout.master_key();
+    let next_file = next_key_file(layout);
+    let old_key = match current {
+        Some(value) => parse_master_key(value, MASTER_KEY_ENV)?,
+        None if key_file.exists() => read_key_file(&key_file)?,
+        None => {
+            return Err(CloudError::permanent(
+                resource,
+                format!(
+                    "there is no master key to rotate: {MASTER_KEY_ENV} is not set and {} does \
+                     not exist",
+                    key_file.display()
+                ),
+            ))
+        }
+    };
+    let new_key = match new {
+        Some(value) => parse_master_key(value, NEW_MASTER_KEY_ENV)?,
+        None if in_file && next_file.exists() => read_key_file(&next_file)?,
+        None if in_file => {
+            let mut key = [0u8; 32];
+            rand::thread_rng().fill_bytes(&mut key);
+            key
+        }
+        None => {
+            return Err(CloudError::permanent(
+                resource,
+                format!(
+                    "the master key is set by {MASTER_KEY_ENV}, so the new one must be given in \
+                     {NEW_MASTER_KEY_ENV} ({KEY_FORMAT}): generate it, keep it where the current \
+                     one is kept, then rotate"
+                ),
+            ))
+        }
+    };
+    if new_key == old_key {
+        return Err(CloudError::permanent(
+            resource,
+            "the new master key is the current one; nothing was changed",
+        ));
+    }
+    let old = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&old_key));
+    let new = Aes256Gcm::new(Key::<Aes256Gcm>::from_slice(&new_key));
+    let check = layout.keycheck();
+    let next_check = next_keycheck(layout);
+    match (opens_keycheck(&old, &check)?, opens_keycheck(&new, &check)?) {
+        // Interrupted after the key check moved: only the key file is left.
+        (_, Some(true)) => {
+            if in_file && next_file.exists() {
+                rename(&next_file, &key_file)?;
+            }
+            return Ok(KeyRotation {
+                reencrypted: 0,
+                already_new: versions_count(layout)?,
+                key_file: in_file.then(|| key_file.clone()),
+            });
+        }
+        (Some(false), _) => return Err(wrong_key(layout, &check)),
+        _ => {}
+    }
+    if opens_keycheck(&new, &next_check)? == Some(false) {
+        return Err(CloudError::permanent(
+            resource,
+            format!(
+                "an interrupted rotation to another key is under way ({} does not open with the \
+                 new key given): give the same new key. Nothing was changed.",
+                next_check.display()
+            ),
+        ));
+    }
+    // Where the new key will be, before any secret depends on it.
+    if in_file {
+        fsio::create_new_atomic(
+            resource,
+            &layout.tmp_dir(),
+            &next_file,
+            hex::encode(new_key).as_bytes(),
+        )?;
+    }
+    let sealed = seal(&new, KEYCHECK_MAGIC, KEYCHECK_PLAINTEXT, KEYCHECK_AAD)?;
+    fsio::create_new_atomic(resource, &layout.tmp_dir(), &next_check, &sealed)?;
+    let mut done = KeyRotation {
+        reencrypted: 0,
+        already_new: 0,
+        key_file: in_file.then(|| key_file.clone()),
+    };
+    for name in secret_names(layout)? {
+        for version in versions(layout, &name)? {
+            let path = layout.secret_version(&name, version);
+            let bytes = fs::read(&path).map_err(|e| fsio::io_fail(resource, &path, &e))?;
+            let aad = aad(&name, version);
+            if open_sealed(&new, VERSION_MAGIC, &bytes, &aad).is_some() {
+                done.already_new += 1;
+                continue;
+            }
+            let Some(plain) = open_sealed(&old, VERSION_MAGIC, &bytes, &aad) else {
+                return Err(CloudError::permanent(
+                    secret_resource(&name),
+                    format!(
+                        "version {version} ({}) opens with neither the current nor the new key \
+                         (altered or moved): the rotation stopped there; restore or remove the \
+                         file, then run it again to finish",
+                        path.display()
+                    ),
+                ));
+            };
+            let sealed = seal(&new, VERSION_MAGIC, &plain, &aad)?;
+            fsio::write_atomic(&secret_resource(&name), &layout.tmp_dir(), &path, &sealed)?;
+            done.reencrypted += 1;
+        }
+    }
+    // The key check moves first: from here the new key is the one.
+    rename(&next_check, &check)?;
+    if in_file {
+        rename(&next_file, &key_file)?;
+    }
+    tracing::info!(
+        reencrypted = done.reencrypted,
+        already_new = done.already_new,
+        "rotated the master key"
+    );
+    Ok(done)
+}
+
+fn versions_count(layout: &Layout) -> CloudResult<usize> {
+    let mut n = 0;
+    for name in secret_names(layout)? {
+        n += versions(layout, &name)?.len();
+    }
+    Ok(n)
 }
 
 /// `secrets/<name>/meta.json`.

@@ -81,6 +81,20 @@ pub enum Command {
     /// list them; close them to new tenants or open them again.
     #[command(subcommand)]
     Cells(CellsCommand),
+    /// The local cloud's encryption of secrets at rest.
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum SecretsCommand {
+    /// Re-encrypt every secret of the data directory under a new master key.
+    /// The key file's key is replaced by a generated one; a key set in
+    /// LEDGERLAKE_MASTER_KEY is replaced by LEDGERLAKE_NEW_MASTER_KEY (then
+    /// set that everywhere the data directory is opened). Stop the service
+    /// first; refused while a run may still write. Run it again to finish
+    /// an interrupted rotation.
+    RotateMasterKey,
 }
 
 #[derive(Debug, Subcommand)]
@@ -577,6 +591,9 @@ pub async fn run(cli: Cli) -> Result<(), CliFailure> {
             "refusing to tear down tenant {id} without --yes"
         )));
     }
+    if let Command::Secrets(SecretsCommand::RotateMasterKey) = &cli.command {
+        return rotate_master_key(config, cli.output).await;
+    }
     let platform = Platform::open(config)
         .await
         .context("cannot open the platform; nothing was changed")?;
@@ -603,6 +620,8 @@ pub async fn run(cli: Cli) -> Result<(), CliFailure> {
         Command::Tokens(cmd) => tokens(&platform, cmd, cli.output).await,
         Command::Query(args) => ask(&platform, args, cli.output).await,
         Command::Cells(cmd) => cells(&platform, cmd, cli.output).await,
+        // Answered before the platform opened (see above).
+        Command::Secrets(_) => Ok(()),
     }
 }
 
@@ -688,6 +707,70 @@ async fn cells(
                     .map_err(fail)?;
             output::print_app_secret_syncs(&synced, format)?;
         }
+    }
+    Ok(())
+}
+
+/// `secrets rotate-master-key`, before anything opens the data directory
+/// (an interrupted rotation must be finishable, and nothing else may hold
+/// the old key meanwhile).
+async fn rotate_master_key(config: PlatformConfig, format: OutputFormat) -> Result<(), CliFailure> {
+    if config.cloud == AdapterKind::Gcp {
+        return Err(CliFailure::Usage(
+            "on Google Cloud the tenants' secrets are in Secret Manager, encrypted by Google: \
+             the master key encrypts nothing stored (docs/runbook.md, Rotating the master key)"
+                .into(),
+        ));
+    }
+    let local = cloud_adapters::LocalConfig {
+        master_key: config.master_key.clone(),
+        ..cloud_adapters::LocalConfig::new(&config.data_dir)
+    };
+    let new_key = std::env::var(cloud_adapters::NEW_MASTER_KEY_ENV).ok();
+    let rotation = tokio::task::spawn_blocking(move || {
+        cloud_adapters::rotate_master_key(&local, new_key.as_deref())
+    })
+    .await
+    .context("rotating the master key")?
+    .context("rotating the master key")?;
+    // Recorded where operators look for what was done; the rotation stands
+    // even if the store cannot say so.
+    match crate::store::Store::open(&config.database_url()).await {
+        Ok(store) => {
+            let detail = serde_json::json!({
+                "reencrypted": rotation.reencrypted,
+                "already_new": rotation.already_new,
+            });
+            if let Err(e) = store
+                .audit(&actor(), "master_key.rotate", None, &detail)
+                .await
+            {
+                eprintln!(
+                    "warning: the rotation is done, but the audit log could not record it: {e}"
+                );
+            }
+        }
+        Err(e) => {
+            eprintln!(
+                "warning: the rotation is done, but the state store did not open to record it: {e}"
+            )
+        }
+    }
+    if format == OutputFormat::Json {
+        output::print_json(&rotation)?;
+        return Ok(());
+    }
+    println!(
+        "re-encrypted {} secret version(s) under the new master key ({} already were)",
+        rotation.reencrypted, rotation.already_new
+    );
+    match &rotation.key_file {
+        Some(file) => println!("the new key is in {}", file.display()),
+        None => println!(
+            "set LEDGERLAKE_MASTER_KEY to the value of {} wherever this data directory is opened \
+             (the service, and the jobs it starts)",
+            cloud_adapters::NEW_MASTER_KEY_ENV
+        ),
     }
     Ok(())
 }

@@ -181,6 +181,51 @@ fn a_wrong_master_key_is_a_clear_error_and_destroys_nothing() {
     assert!(dir.path().join("secrets/xero_token_acme").is_dir());
 }
 
+#[test]
+fn the_master_key_is_rotated_and_only_the_new_one_opens_the_data_directory_after() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let out = run(dir.path(), &["tenants", "provision", "acme"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // The key is set in the environment: its successor must be given.
+    let out = run(dir.path(), &["secrets", "rotate-master-key"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        text(&out.stderr).contains("LEDGERLAKE_NEW_MASTER_KEY"),
+        "{}",
+        text(&out.stderr)
+    );
+    let new_key = "5a".repeat(32);
+    let out = cli(dir.path())
+        .env("LEDGERLAKE_NEW_MASTER_KEY", &new_key)
+        .args(["secrets", "rotate-master-key", "--output", "json"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let done = json(&out);
+    assert_eq!(done["key_file"], Value::Null, "{done}");
+    assert!(
+        !text(&out.stdout).contains(&new_key),
+        "the key is never echoed"
+    );
+    // The old key no longer opens it; the new one does, and nothing is lost.
+    let out = run(dir.path(), &["tenants", "show", "acme"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).to_lowercase().contains("master key"));
+    let out = cli(dir.path())
+        .env("LEDGERLAKE_MASTER_KEY", &new_key)
+        .args(["tenants", "show", "acme", "--output", "json"])
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(json(&out)["phase"], "Ready");
+    // On Google Cloud the key encrypts nothing stored: there is nothing to rotate.
+    let out = run(
+        dir.path(),
+        &["--cloud", "gcp", "secrets", "rotate-master-key"],
+    );
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+}
+
 /// Kills the provisioning process at several points with SIGKILL, then checks
 /// that a reconcile ends every tenant Ready with no duplicate resource.
 #[test]
