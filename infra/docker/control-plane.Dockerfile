@@ -6,7 +6,7 @@
 #
 # Build from the repository's root (the whole workspace is the context):
 #   docker build -f infra/docker/control-plane.Dockerfile -t control-plane .
-# cloudbuild.yaml builds and pushes it with the commit SHA as its tag. The
+# infra/cloudbuild.yaml builds and pushes it with the commit SHA as its tag. The
 # templates (SQL models, semantic model, prompts) are compiled into the
 # binary, so the runtime image carries the binary alone. No secret is baked
 # in: they reach the service as environment variables from Secret Manager.

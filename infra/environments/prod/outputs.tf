@@ -9,7 +9,7 @@ output "query_url" {
 }
 
 output "image_registry" {
-  description = "Where cloudbuild.yaml pushes the images (_REGION and _REPOSITORY)."
+  description = "Where infra/cloudbuild.yaml pushes the images (_REGION and _REPOSITORY)."
   value       = module.platform.image_registry
 }
 

@@ -10,7 +10,7 @@ variable "region" {
 }
 
 variable "image_tag" {
-  description = "The images' tag: the commit SHA cloudbuild.yaml built and pushed."
+  description = "The images' tag: the commit SHA infra/cloudbuild.yaml built and pushed."
   type        = string
 }
 

@@ -21,7 +21,7 @@ variable "name_prefix" {
 }
 
 variable "image_tag" {
-  description = "The images' tag: the commit SHA cloudbuild.yaml built and pushed."
+  description = "The images' tag: the commit SHA infra/cloudbuild.yaml built and pushed."
   type        = string
 
   validation {
