@@ -478,8 +478,17 @@ pub enum TenantsCommand {
         #[command(flatten)]
         xero: XeroAppArgs,
     },
-    /// List tenants with their phase.
-    List,
+    /// List tenants with their phase, by id (every tenant, or one page of
+    /// them with --limit or --after).
+    List {
+        /// Tenants in the page (1 to 1,000).
+        #[arg(long)]
+        limit: Option<u32>,
+        /// Start the page after this tenant id (the cursor the previous
+        /// page printed).
+        #[arg(long)]
+        after: Option<TenantId>,
+    },
     /// Show a tenant and the condition of each of its resources.
     Show { id: TenantId },
     /// Drive tenants to their desired state again (repairs drift, resumes crashes).
@@ -1154,11 +1163,22 @@ async fn tenants(
             output::print_teardown(&outcome.report, format)?;
             check_reports(std::slice::from_ref(&outcome.report))
         }
-        TenantsCommand::List => {
-            let views = service::tenants::list(&platform.store)
+        TenantsCommand::List { limit, after } => {
+            if limit.is_none() && after.is_none() {
+                let views = service::tenants::list(&platform.store)
+                    .await
+                    .context("listing tenants")?;
+                output::print_list(&views, format)?;
+                return Ok(());
+            }
+            let limit = limit.unwrap_or(service::tenants::PAGE_DEFAULT);
+            let page = service::tenants::list_page(&platform.store, after.as_ref(), limit)
                 .await
                 .context("listing tenants")?;
-            output::print_list(&views, format)?;
+            output::print_list(&page.tenants, format)?;
+            if let Some(next) = page.next {
+                eprintln!("more tenants follow: --after {next}");
+            }
             Ok(())
         }
         TenantsCommand::Schedule { id, schedule, .. } => {

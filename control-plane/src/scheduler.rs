@@ -135,8 +135,11 @@ pub async fn tick(
         .into_iter()
         .map(|t| (t, RunTrigger::Webhook))
         .collect();
+    // Only the tenants whose schedule came round (or was never computed)
+    // are read: an index on next_run_at keeps this to the due ones however
+    // many tenants there are.
     let mut schedules = std::collections::HashMap::new();
-    for (tenant, schedule, next_run_at) in store.schedules().await? {
+    for (tenant, schedule, next_run_at) in store.due_schedules(now_ms).await? {
         let cron = match schedule.as_deref().map(parse_schedule) {
             None => default.clone(),
             Some(Ok(c)) => c,
@@ -165,9 +168,13 @@ pub async fn tick(
         let result = runs.start(&tenant, RunCommand::Sync, trigger).await;
         if trigger == RunTrigger::Schedule || result.is_ok() {
             // The schedule moves on whether this run started or not, so a
-            // tenant that cannot run is not retried every tick.
-            let cron = schedules.get(&tenant).unwrap_or(&default);
-            if let Some(next) = next_after(cron, now) {
+            // tenant that cannot run is not retried every tick. A tenant
+            // started by a webhook whose schedule is not due keeps its next
+            // time, which is already the schedule's next after now.
+            if let Some(next) = schedules
+                .get(&tenant)
+                .and_then(|cron| next_after(cron, now))
+            {
                 store.set_next_run_at(&tenant, next).await?;
             }
         }

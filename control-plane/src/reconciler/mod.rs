@@ -48,6 +48,9 @@ pub enum ReconcileError {
     Cell(#[from] crate::clouds::TenantCloudError),
 }
 
+/// Tenants read at a time by [`Reconciler::reconcile_all`].
+pub const PASS_PAGE: u32 = 1_000;
+
 /// How transient cloud errors are retried (the one policy of `cloud::retry`).
 pub use cloud::retry::RetryPolicy;
 
@@ -262,13 +265,40 @@ impl Reconciler {
     }
 
     /// One pass over every tenant; a tenant's failure does not stop the others.
+    /// Tenants are read a page at a time ([`PASS_PAGE`], by id), each page's
+    /// resources in one query over its id range, so memory and every query
+    /// stay bounded by the page, not by the number of tenants.
     pub async fn reconcile_all(
         &self,
     ) -> Result<Vec<Result<TenantReport, ReconcileError>>, ReconcileError> {
-        let tenants = self.store.list_tenants().await?;
-        let resources = self.store.list_all_resources().await?;
+        let mut reports = Vec::new();
+        let mut after: Option<TenantId> = None;
+        loop {
+            let tenants = self
+                .store
+                .list_tenants_page(after.as_ref(), PASS_PAGE)
+                .await?;
+            let (Some(first), Some(last)) = (tenants.first(), tenants.last()) else {
+                break;
+            };
+            let resources = self.store.resources_in_range(&first.id, &last.id).await?;
+            let last_page = tenants.len() < PASS_PAGE as usize;
+            after = Some(last.id.clone());
+            reports.extend(self.reconcile_page(tenants, &resources).await);
+            if last_page {
+                break;
+            }
+        }
+        Ok(reports)
+    }
+
+    async fn reconcile_page(
+        &self,
+        tenants: Vec<TenantRecord>,
+        resources: &std::collections::HashMap<TenantId, Vec<ResourceRecord>>,
+    ) -> Vec<Result<TenantReport, ReconcileError>> {
         let none = Vec::new();
-        Ok(stream::iter(tenants)
+        stream::iter(tenants)
             .map(|t| {
                 let rows = resources.get(&t.id).unwrap_or(&none);
                 async move {
@@ -286,7 +316,7 @@ impl Reconciler {
             })
             .buffer_unordered(self.settings.tenant_concurrency.max(1))
             .collect()
-            .await)
+            .await
     }
 
     /// Whether a pass over the tenant would change nothing: it is wanted and

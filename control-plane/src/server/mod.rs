@@ -346,7 +346,11 @@ async fn run_resync(state: Arc<AppState>) {
             .filter(|t| !matches!(t.phase, Phase::Ready))
             .collect();
         let failed_rows = if unsettled.iter().any(|t| t.phase == Phase::Failed) {
-            state.store.list_all_resources().await.unwrap_or_default()
+            state
+                .store
+                .resources_of_failed_tenants()
+                .await
+                .unwrap_or_default()
         } else {
             Default::default()
         };

@@ -105,6 +105,7 @@ pub(super) fn table() -> Vec<Entry> {
         route(Public, Get, "/oauth/xero/callback", onboarding::callback),
         route(Public, Get, "/onboarding/{id}/status", onboarding::status),
         route(Public, Post, "/webhooks/xero", webhooks::receive),
+        route(Operator, Get, "/v1/tenants", tenants::list),
         route(Operator, Get, "/v1/tenants/{id}", tenants::view),
         route(
             Operator,

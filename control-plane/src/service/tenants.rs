@@ -11,7 +11,7 @@ use serde::Serialize;
 use xero::oauth::OAuthClient;
 
 use super::ServiceError;
-use crate::output::TenantView;
+use crate::output::{TenantView, XeroView};
 use crate::reconciler::{Reconciler, TenantReport};
 use crate::runs::Runs;
 use crate::store::{RunRecord, Store, StoreError};
@@ -33,17 +33,61 @@ pub async fn view(store: &Store, id: &TenantId) -> Result<TenantView, ServiceErr
         .ok_or_else(|| ServiceError::tenant_not_found(id))
 }
 
-/// Every tenant, oldest first.
+/// Tenants a page holds when the caller does not say.
+pub const PAGE_DEFAULT: u32 = 100;
+/// Tenants a page holds at most.
+pub const PAGE_MAX: u32 = 1_000;
+
+/// A page of tenants by id, and the cursor of the next one.
+#[derive(Debug, Clone, Serialize)]
+pub struct TenantListPage {
+    pub tenants: Vec<TenantView>,
+    /// Pass as `after` for the next page; `None` on the last page.
+    pub next: Option<TenantId>,
+}
+
+/// Up to `limit` (1 to [`PAGE_MAX`]) tenants after `after`, by id: three
+/// queries, whatever the page's size and however many tenants there are.
+pub async fn list_page(
+    store: &Store,
+    after: Option<&TenantId>,
+    limit: u32,
+) -> Result<TenantListPage, ServiceError> {
+    if !(1..=PAGE_MAX).contains(&limit) {
+        return Err(ServiceError::invalid(
+            "invalid_limit",
+            format!("a page holds 1 to {PAGE_MAX} tenants, not {limit}"),
+        ));
+    }
+    let page = store.tenant_page(after, limit).await?;
+    Ok(TenantListPage {
+        tenants: page
+            .tenants
+            .iter()
+            .map(|t| {
+                let xero = XeroView {
+                    organisations: t.organisations.clone(),
+                    needs_consent: t.needs_consent,
+                };
+                TenantView::new(&t.tenant, &t.resources, xero)
+            })
+            .collect(),
+        next: page.next,
+    })
+}
+
+/// Every tenant, by id, read a page at a time.
 pub async fn list(store: &Store) -> Result<Vec<TenantView>, ServiceError> {
-    let tenants = store.list_tenants().await?;
-    let mut views = Vec::with_capacity(tenants.len());
-    for t in &tenants {
-        // A tenant torn down between the two reads is simply not listed.
-        if let Some(v) = TenantView::load(store, &t.id).await? {
-            views.push(v);
+    let mut views = Vec::new();
+    let mut after: Option<TenantId> = None;
+    loop {
+        let page = list_page(store, after.as_ref(), PAGE_MAX).await?;
+        views.extend(page.tenants);
+        match page.next {
+            Some(next) => after = Some(next),
+            None => return Ok(views),
         }
     }
-    Ok(views)
 }
 
 /// Records the tenant as wanted (audited by `actor`) and runs one pass.

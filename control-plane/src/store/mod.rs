@@ -16,7 +16,8 @@
 //!
 //! Each entity's methods live in a module of their own (`tenants`, `cells`,
 //! `resources`, `runs`, `onboarding`, `audit`, `leases`, `api_tokens`,
-//! `query_audit`; `opening` for connecting and migrating); they run
+//! `query_audit`, `retention`; `opening` for connecting and migrating;
+//! `hot` lists the queries of the hot paths for the EXPLAIN test); they run
 //! statements through the private `execute`, `fetch_optional` and
 //! `fetch_all`, which map errors the same way everywhere, and decode rows
 //! with the getters below.
@@ -26,6 +27,7 @@ mod audit;
 mod cells;
 mod connect_links;
 mod error;
+mod hot;
 mod leases;
 mod onboarding;
 mod opening;
@@ -51,11 +53,13 @@ pub use api_tokens::{ApiTokenRecord, Revocation, TOKEN_PREFIX};
 pub use cells::{CellRecord, NewCell, WithoutCells};
 pub use connect_links::ConnectLinkRecord;
 pub use error::StoreError;
+pub use hot::{HotQuery, Sample, HOT_QUERIES};
 pub use onboarding::{PendingConsent, WebhookEventRecord};
 pub use opening::{redact_url, sqlite_url};
 pub use query_audit::{ConversationTurn, NewQueryAudit, QueryAuditRecord, QueryOutcome};
-pub use retention::{Pruned, Retention};
+pub use retention::{Pruned, Retention, PRUNE_BATCH};
 pub use runs::{RunCommand, RunRecord, RunStatus, RunTrigger};
+pub use tenants::{ListedTenant, TenantPage};
 pub use types::{
     AuditEntry, CellState, Desired, ParseEnumError, Phase, ResourceRecord, ResourceStatus,
     TenantRecord,

@@ -1,11 +1,34 @@
 //! Onboarding state: single-use OAuth states, the Xero organisations each
 //! tenant connected, and webhook events with the sync requests they raise.
 
+use std::collections::HashMap;
 use std::time::Duration;
 
 use cloud::TenantId;
 
-use super::{get, get_bool, get_parsed, ms_after, now_ms, Store, StoreError};
+use super::tenants::{tenant_columns, tenant_from_row};
+use super::{get, get_bool, get_parsed, ms_after, now_ms, Store, StoreError, TenantRecord};
+
+/// The tenants a webhook marked for a sync, oldest mark first.
+pub(super) const SYNC_REQUESTED: &str = "SELECT id FROM tenants \
+     WHERE sync_requested_at IS NOT NULL ORDER BY sync_requested_at, id";
+
+pub(super) const NEEDS_CONSENT: &str = "SELECT needs_consent FROM tenants WHERE id = $1";
+
+/// The token keep-alive's scan, in one query: wanted tenants that have a
+/// Xero organisation connected and whose refresh token was not refused.
+pub(super) const KEEPALIVE_TENANTS: &str = concat!(
+    "SELECT ",
+    tenant_columns!(),
+    " FROM tenants t WHERE t.desired = 'present' AND NOT t.needs_consent \
+     AND EXISTS (SELECT 1 FROM xero_connections c WHERE c.tenant_id = t.id) \
+     ORDER BY t.id"
+);
+
+/// The connections of the tenants with ids from `$1` to `$2` (a page).
+pub(super) const CONNECTIONS_IN_RANGE: &str = "SELECT tenant_id, xero_tenant_id \
+     FROM xero_connections WHERE tenant_id >= $1 AND tenant_id <= $2 \
+     ORDER BY tenant_id, xero_tenant_id";
 
 /// A consent in flight, as the callback finds it.
 #[derive(Clone, PartialEq, Eq)]
@@ -148,6 +171,41 @@ impl Store {
         .await
     }
 
+    /// The tenants whose Xero token sets the keep-alive looks after: wanted,
+    /// connected to at least one organisation, and not needing consent, by
+    /// id. One query for every tenant (not two reads per tenant).
+    pub async fn tenants_to_keep_alive(&self) -> Result<Vec<TenantRecord>, StoreError> {
+        self.fetch_all(sqlx::query(KEEPALIVE_TENANTS), tenant_from_row)
+            .await
+    }
+
+    /// The organisations connected to each tenant whose id is from `first`
+    /// to `last` (both included): one query for a page of tenants.
+    pub async fn connections_in_range(
+        &self,
+        first: &TenantId,
+        last: &TenantId,
+    ) -> Result<HashMap<TenantId, Vec<String>>, StoreError> {
+        let rows = self
+            .fetch_all(
+                sqlx::query(CONNECTIONS_IN_RANGE)
+                    .bind(first.as_str())
+                    .bind(last.as_str()),
+                |row| {
+                    Ok((
+                        get_parsed::<TenantId>(row, "tenant_id")?,
+                        get::<String>(row, "xero_tenant_id")?,
+                    ))
+                },
+            )
+            .await?;
+        let mut grouped: HashMap<TenantId, Vec<String>> = HashMap::new();
+        for (tenant, organisation) in rows {
+            grouped.entry(tenant).or_default().push(organisation);
+        }
+        Ok(grouped)
+    }
+
     /// The tenants connected to a Xero organisation.
     pub async fn tenants_of_organisation(
         &self,
@@ -251,13 +309,8 @@ impl Store {
 
     /// Tenants with an incremental sync requested (by a webhook), oldest first.
     pub async fn tenants_with_sync_requested(&self) -> Result<Vec<TenantId>, StoreError> {
-        self.fetch_all(
-            sqlx::query(
-                "SELECT id FROM tenants WHERE sync_requested_at IS NOT NULL ORDER BY sync_requested_at, id",
-            ),
-            |row| get_parsed(row, "id"),
-        )
-        .await
+        self.fetch_all(sqlx::query(SYNC_REQUESTED), |row| get_parsed(row, "id"))
+            .await
     }
 
     /// Marks a tenant whose refresh token is dead: a person must consent again.
@@ -274,10 +327,9 @@ impl Store {
     }
 
     pub async fn needs_consent(&self, tenant: &TenantId) -> Result<bool, StoreError> {
-        self.fetch_optional(
-            sqlx::query("SELECT needs_consent FROM tenants WHERE id = $1").bind(tenant.as_str()),
-            |row| get_bool(row, "needs_consent"),
-        )
+        self.fetch_optional(sqlx::query(NEEDS_CONSENT).bind(tenant.as_str()), |row| {
+            get_bool(row, "needs_consent")
+        })
         .await?
         .ok_or_else(|| StoreError::TenantNotFound(tenant.clone()))
     }

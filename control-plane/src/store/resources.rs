@@ -8,8 +8,46 @@ use sqlx::any::AnyRow;
 use super::{get, get_parsed, get_time, now_ms, tenant_write_err, Store, StoreError};
 use super::{ResourceRecord, ResourceStatus};
 
-const RESOURCE_COLUMNS: &str =
-    "kind, name, status, message, observed_generation, attempts, last_error, last_transition";
+/// The columns of a [`ResourceRecord`], as a literal for `concat!`.
+macro_rules! resource_columns {
+    () => {
+        "kind, name, status, message, observed_generation, attempts, last_error, last_transition"
+    };
+}
+
+const RESOURCE_COLUMNS: &str = resource_columns!();
+
+/// One tenant's resources (every full pass).
+pub(super) const LIST_RESOURCES: &str = concat!(
+    "SELECT ",
+    resource_columns!(),
+    " FROM resources WHERE tenant_id = $1 ORDER BY created_at, kind, name"
+);
+
+/// One resource (every status a pass records).
+pub(super) const GET_RESOURCE: &str = concat!(
+    "SELECT ",
+    resource_columns!(),
+    " FROM resources WHERE tenant_id = $1 AND kind = $2 AND name = $3"
+);
+
+/// The resources of the tenants with ids from `$1` to `$2`: those of a page
+/// of tenants, read through the primary key's leading column.
+pub(super) const RESOURCES_IN_RANGE: &str = concat!(
+    "SELECT tenant_id, ",
+    resource_columns!(),
+    " FROM resources WHERE tenant_id >= $1 AND tenant_id <= $2 \
+     ORDER BY tenant_id, created_at, kind, name"
+);
+
+/// The resources of Failed tenants (the service's resync reads their
+/// backoff), without reading anyone else's.
+pub(super) const RESOURCES_OF_FAILED: &str = concat!(
+    "SELECT tenant_id, ",
+    resource_columns!(),
+    " FROM resources WHERE tenant_id IN (SELECT id FROM tenants WHERE phase = 'Failed') \
+     ORDER BY tenant_id, created_at, kind, name"
+);
 
 fn resource_from_row(row: &AnyRow) -> Result<ResourceRecord, StoreError> {
     Ok(ResourceRecord {
@@ -28,12 +66,56 @@ impl Store {
     /// The tenant's resources, in a stable order: by when each was first
     /// recorded, then kind, then name. Empty for an unknown tenant.
     pub async fn list_resources(&self, id: &TenantId) -> Result<Vec<ResourceRecord>, StoreError> {
-        let sql = format!(
-            "SELECT {RESOURCE_COLUMNS} FROM resources WHERE tenant_id = $1 \
-             ORDER BY created_at, kind, name"
-        );
-        self.fetch_all(sqlx::query(&sql).bind(id.as_str()), resource_from_row)
+        self.fetch_all(
+            sqlx::query(LIST_RESOURCES).bind(id.as_str()),
+            resource_from_row,
+        )
+        .await
+    }
+
+    /// The resources of every tenant whose id is from `first` to `last`
+    /// (both included), grouped by tenant in the order of
+    /// [`Store::list_resources`]: one query for a page of tenants.
+    pub async fn resources_in_range(
+        &self,
+        first: &TenantId,
+        last: &TenantId,
+    ) -> Result<HashMap<TenantId, Vec<ResourceRecord>>, StoreError> {
+        self.grouped_resources(
+            sqlx::query(RESOURCES_IN_RANGE)
+                .bind(first.as_str())
+                .bind(last.as_str()),
+        )
+        .await
+    }
+
+    /// The resources of every Failed tenant, grouped by tenant: what the
+    /// service's resync needs to time their retries, in one query that
+    /// reads no settled tenant's rows.
+    pub async fn resources_of_failed_tenants(
+        &self,
+    ) -> Result<HashMap<TenantId, Vec<ResourceRecord>>, StoreError> {
+        self.grouped_resources(sqlx::query(RESOURCES_OF_FAILED))
             .await
+    }
+
+    async fn grouped_resources(
+        &self,
+        query: super::Query<'_>,
+    ) -> Result<HashMap<TenantId, Vec<ResourceRecord>>, StoreError> {
+        let rows = self
+            .fetch_all(query, |row| {
+                Ok((
+                    get_parsed::<TenantId>(row, "tenant_id")?,
+                    resource_from_row(row)?,
+                ))
+            })
+            .await?;
+        let mut grouped: HashMap<TenantId, Vec<ResourceRecord>> = HashMap::new();
+        for (tenant, resource) in rows {
+            grouped.entry(tenant).or_default().push(resource);
+        }
+        Ok(grouped)
     }
 
     /// Every tenant's resources in one query, grouped by tenant (in the order
@@ -67,12 +149,11 @@ impl Store {
         kind: &str,
         name: &str,
     ) -> Result<Option<ResourceRecord>, StoreError> {
-        let sql = format!(
-            "SELECT {RESOURCE_COLUMNS} FROM resources \
-             WHERE tenant_id = $1 AND kind = $2 AND name = $3"
-        );
         self.fetch_optional(
-            sqlx::query(&sql).bind(id.as_str()).bind(kind).bind(name),
+            sqlx::query(GET_RESOURCE)
+                .bind(id.as_str())
+                .bind(kind)
+                .bind(name),
             resource_from_row,
         )
         .await

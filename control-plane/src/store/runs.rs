@@ -101,8 +101,71 @@ pub struct RunRecord {
     pub finished_at: Option<OffsetDateTime>,
 }
 
-const RUN_COLUMNS: &str = "id, tenant_id, command, trigger, status, job, execution_id, message, \
-                           summary, created_at, started_at, finished_at";
+/// The columns of a [`RunRecord`], as a literal for `concat!`.
+macro_rules! run_columns {
+    () => {
+        "id, tenant_id, command, trigger, status, job, execution_id, message, \
+         summary, created_at, started_at, finished_at"
+    };
+}
+
+/// A queued run, recorded only if its tenant exists (`$1` id, `$2` tenant,
+/// `$3` command, `$4` trigger, `$5` now).
+pub(super) const CREATE_RUN: &str =
+    "INSERT INTO runs (id, tenant_id, command, trigger, status, created_at) \
+     SELECT $1, $2, $3, $4, 'queued', $5 \
+     WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $2)";
+
+pub(super) const GET_RUN: &str = concat!("SELECT ", run_columns!(), " FROM runs WHERE id = $1");
+
+/// The tenant's queued or running run (the partial unique index's rows).
+pub(super) const ACTIVE_RUN: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM runs WHERE tenant_id = $1 AND status IN ('queued', 'running')"
+);
+
+/// Every queued or running run, oldest first (every tick follows them).
+pub(super) const ACTIVE_RUNS: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM runs WHERE status IN ('queued', 'running') ORDER BY created_at"
+);
+
+/// The newest `$2` runs of tenant `$1`.
+pub(super) const TENANT_RUNS: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM runs WHERE tenant_id = $1 ORDER BY created_at DESC, id DESC LIMIT $2"
+);
+
+/// The newest `$1` runs of all tenants.
+pub(super) const ALL_RUNS: &str = concat!(
+    "SELECT ",
+    run_columns!(),
+    " FROM runs ORDER BY created_at DESC, id DESC LIMIT $1"
+);
+
+pub(super) const MARK_RUN_RUNNING: &str =
+    "UPDATE runs SET status = 'running', job = $2, execution_id = $3, started_at = $4 \
+     WHERE id = $1 AND status = 'queued'";
+
+pub(super) const FINISH_RUN: &str =
+    "UPDATE runs SET status = $2, message = $3, summary = $4, finished_at = $5 \
+     WHERE id = $1 AND status IN ('queued', 'running')";
+
+/// The wanted tenants whose schedule came round by `$1` (ms), or was never
+/// computed: the tick's choice among every tenant, read through an index so
+/// that it costs the due tenants, not all of them. Longest due first, so a
+/// tenant deferred by the call budget goes before those due after it.
+pub(super) const DUE_SCHEDULES: &str = "SELECT id, schedule, next_run_at FROM tenants \
+     WHERE desired = 'present' AND (next_run_at IS NULL OR next_run_at <= $1) \
+     ORDER BY next_run_at NULLS FIRST, id";
+
+pub(super) const SET_NEXT_RUN_AT: &str = "UPDATE tenants SET next_run_at = $2 WHERE id = $1";
+
+pub(super) const CLEAR_SYNC_REQUESTED: &str =
+    "UPDATE tenants SET sync_requested_at = NULL WHERE id = $1";
 
 fn run_from_row(row: &AnyRow) -> Result<RunRecord, StoreError> {
     let summary: Option<String> = get(row, "summary")?;
@@ -142,16 +205,12 @@ impl Store {
         let id = format!("run-{}", uuid::Uuid::new_v4().simple());
         let inserted = self
             .execute(
-                sqlx::query(
-                    "INSERT INTO runs (id, tenant_id, command, trigger, status, created_at) \
-                     SELECT $1, $2, $3, $4, 'queued', $5 \
-                     WHERE EXISTS (SELECT 1 FROM tenants WHERE id = $2)",
-                )
-                .bind(&id)
-                .bind(tenant.as_str())
-                .bind(command.as_str())
-                .bind(trigger.as_str())
-                .bind(now_ms()),
+                sqlx::query(CREATE_RUN)
+                    .bind(&id)
+                    .bind(tenant.as_str())
+                    .bind(command.as_str())
+                    .bind(trigger.as_str())
+                    .bind(now_ms()),
             )
             .await;
         match inserted {
@@ -172,26 +231,19 @@ impl Store {
     }
 
     pub async fn get_run(&self, id: &str) -> Result<Option<RunRecord>, StoreError> {
-        let sql = format!("SELECT {RUN_COLUMNS} FROM runs WHERE id = $1");
-        self.fetch_optional(sqlx::query(&sql).bind(id), run_from_row)
+        self.fetch_optional(sqlx::query(GET_RUN).bind(id), run_from_row)
             .await
     }
 
     /// The tenant's queued or running run, if any.
     pub async fn active_run(&self, tenant: &TenantId) -> Result<Option<RunRecord>, StoreError> {
-        let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = $1 AND status IN ('queued', 'running')"
-        );
-        self.fetch_optional(sqlx::query(&sql).bind(tenant.as_str()), run_from_row)
+        self.fetch_optional(sqlx::query(ACTIVE_RUN).bind(tenant.as_str()), run_from_row)
             .await
     }
 
     /// Every queued or running run (to follow them up).
     pub async fn active_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
-        let sql = format!(
-            "SELECT {RUN_COLUMNS} FROM runs WHERE status IN ('queued', 'running') ORDER BY created_at"
-        );
-        self.fetch_all(sqlx::query(&sql), run_from_row).await
+        self.fetch_all(sqlx::query(ACTIVE_RUNS), run_from_row).await
     }
 
     /// The newest runs first, of one tenant or all, at most `limit`.
@@ -200,19 +252,10 @@ impl Store {
         tenant: Option<&TenantId>,
         limit: u32,
     ) -> Result<Vec<RunRecord>, StoreError> {
-        let sql = match tenant {
-            Some(_) => format!(
-                "SELECT {RUN_COLUMNS} FROM runs WHERE tenant_id = $1 \
-                 ORDER BY created_at DESC, id DESC LIMIT $2"
-            ),
-            None => {
-                format!("SELECT {RUN_COLUMNS} FROM runs ORDER BY created_at DESC, id DESC LIMIT $1")
-            }
+        let query = match tenant {
+            Some(t) => sqlx::query(TENANT_RUNS).bind(t.as_str()),
+            None => sqlx::query(ALL_RUNS),
         };
-        let mut query = sqlx::query(&sql);
-        if let Some(t) = tenant {
-            query = query.bind(t.as_str());
-        }
         self.fetch_all(query.bind(i64::from(limit)), run_from_row)
             .await
     }
@@ -226,14 +269,11 @@ impl Store {
     ) -> Result<(), StoreError> {
         let updated = self
             .execute(
-                sqlx::query(
-                    "UPDATE runs SET status = 'running', job = $2, execution_id = $3, started_at = $4 \
-                     WHERE id = $1 AND status = 'queued'",
-                )
-                .bind(id)
-                .bind(job)
-                .bind(execution_id)
-                .bind(now_ms()),
+                sqlx::query(MARK_RUN_RUNNING)
+                    .bind(id)
+                    .bind(job)
+                    .bind(execution_id)
+                    .bind(now_ms()),
             )
             .await?;
         if updated == 0 {
@@ -254,15 +294,12 @@ impl Store {
         let summary = summary.map(serde_json::Value::to_string);
         let updated = self
             .execute(
-                sqlx::query(
-                    "UPDATE runs SET status = $2, message = $3, summary = $4, finished_at = $5 \
-                     WHERE id = $1 AND status IN ('queued', 'running')",
-                )
-                .bind(id)
-                .bind(status.as_str())
-                .bind(message)
-                .bind(summary)
-                .bind(now_ms()),
+                sqlx::query(FINISH_RUN)
+                    .bind(id)
+                    .bind(status.as_str())
+                    .bind(message)
+                    .bind(summary)
+                    .bind(now_ms()),
             )
             .await?;
         Ok(updated > 0)
@@ -309,10 +346,27 @@ impl Store {
         .await
     }
 
+    /// The wanted tenants whose schedule is due at `now_ms` (or was never
+    /// computed), longest due first: (tenant, schedule, next_run_at ms).
+    /// What the scheduler tick chooses from; it reads only those rows.
+    pub async fn due_schedules(
+        &self,
+        now_ms: i64,
+    ) -> Result<Vec<(TenantId, Option<String>, Option<i64>)>, StoreError> {
+        self.fetch_all(sqlx::query(DUE_SCHEDULES).bind(now_ms), |r| {
+            Ok((
+                get_parsed(r, "id")?,
+                get(r, "schedule")?,
+                get(r, "next_run_at")?,
+            ))
+        })
+        .await
+    }
+
     /// Records when the tenant's schedule next wants a run.
     pub async fn set_next_run_at(&self, tenant: &TenantId, at_ms: i64) -> Result<(), StoreError> {
         self.execute(
-            sqlx::query("UPDATE tenants SET next_run_at = $2 WHERE id = $1")
+            sqlx::query(SET_NEXT_RUN_AT)
                 .bind(tenant.as_str())
                 .bind(at_ms),
         )
@@ -322,11 +376,8 @@ impl Store {
 
     /// Clears a webhook's sync request once a run that ingests has started.
     pub async fn clear_sync_requested(&self, tenant: &TenantId) -> Result<(), StoreError> {
-        self.execute(
-            sqlx::query("UPDATE tenants SET sync_requested_at = NULL WHERE id = $1")
-                .bind(tenant.as_str()),
-        )
-        .await?;
+        self.execute(sqlx::query(CLEAR_SYNC_REQUESTED).bind(tenant.as_str()))
+            .await?;
         Ok(())
     }
 }

@@ -4,12 +4,54 @@ use cloud::TenantId;
 use sqlx::any::AnyRow;
 
 use super::{get, get_bool, get_parsed, get_time, now_ms, Store, StoreError};
-use super::{Desired, Phase, TenantRecord, WithoutCells};
+use super::{Desired, Phase, ResourceRecord, TenantRecord, WithoutCells};
 
-const TENANT_COLUMNS: &str =
-    "id, desired, generation, phase, keep_data, message, cell_id, created_at, updated_at";
+/// The columns of a [`TenantRecord`], as a literal for `concat!`.
+macro_rules! tenant_columns {
+    () => {
+        "id, desired, generation, phase, keep_data, message, cell_id, created_at, updated_at"
+    };
+}
+pub(super) use tenant_columns;
 
-fn tenant_from_row(row: &AnyRow) -> Result<TenantRecord, StoreError> {
+const TENANT_COLUMNS: &str = tenant_columns!();
+
+/// One tenant by id (every run start, every pass, every view).
+pub(super) const GET_TENANT: &str =
+    concat!("SELECT ", tenant_columns!(), " FROM tenants WHERE id = $1");
+
+/// A page of tenants after `$1` in id order, `$2` rows at most: a range of
+/// the primary key, however many tenants come before it.
+pub(super) const TENANT_PAGE: &str = concat!(
+    "SELECT ",
+    tenant_columns!(),
+    ", needs_consent FROM tenants WHERE id > $1 ORDER BY id LIMIT $2"
+);
+
+/// A page of tenants as `tenants list` and `GET /v1/tenants` show them: each
+/// tenant with its resources and Xero connections, read in three queries
+/// whatever the page's size (the tenants, then the resources and the
+/// connections of the page's id range).
+#[derive(Debug, Clone, PartialEq)]
+pub struct TenantPage {
+    pub tenants: Vec<ListedTenant>,
+    /// The cursor of the next page (the last id of this one); `None` when
+    /// this page is the last. Stable: a page starts after an id, so tenants
+    /// created or deleted meanwhile shift nothing.
+    pub next: Option<TenantId>,
+}
+
+/// One tenant of a [`TenantPage`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListedTenant {
+    pub tenant: TenantRecord,
+    pub resources: Vec<ResourceRecord>,
+    /// Connected Xero organisations, by id.
+    pub organisations: Vec<String>,
+    pub needs_consent: bool,
+}
+
+pub(super) fn tenant_from_row(row: &AnyRow) -> Result<TenantRecord, StoreError> {
     Ok(TenantRecord {
         id: get_parsed(row, "id")?,
         desired: get_parsed(row, "desired")?,
@@ -99,9 +141,71 @@ impl Store {
     }
 
     pub async fn get_tenant(&self, id: &TenantId) -> Result<Option<TenantRecord>, StoreError> {
-        let sql = format!("SELECT {TENANT_COLUMNS} FROM tenants WHERE id = $1");
-        self.fetch_optional(sqlx::query(&sql).bind(id.as_str()), tenant_from_row)
+        self.fetch_optional(sqlx::query(GET_TENANT).bind(id.as_str()), tenant_from_row)
             .await
+    }
+
+    /// Up to `limit` tenants after `after` (from the first without), by id.
+    pub async fn list_tenants_page(
+        &self,
+        after: Option<&TenantId>,
+        limit: u32,
+    ) -> Result<Vec<TenantRecord>, StoreError> {
+        Ok(self
+            .tenant_rows_page(after, limit)
+            .await?
+            .into_iter()
+            .map(|(t, _)| t)
+            .collect())
+    }
+
+    async fn tenant_rows_page(
+        &self,
+        after: Option<&TenantId>,
+        limit: u32,
+    ) -> Result<Vec<(TenantRecord, bool)>, StoreError> {
+        // No tenant id is empty, so "" comes before every one.
+        let after = after.map(TenantId::as_str).unwrap_or("");
+        self.fetch_all(
+            sqlx::query(TENANT_PAGE).bind(after).bind(i64::from(limit)),
+            |row| Ok((tenant_from_row(row)?, get_bool(row, "needs_consent")?)),
+        )
+        .await
+    }
+
+    /// A page of at most `limit` (at least 1) tenants after `after`, with
+    /// their resources and connections: see [`TenantPage`].
+    pub async fn tenant_page(
+        &self,
+        after: Option<&TenantId>,
+        limit: u32,
+    ) -> Result<TenantPage, StoreError> {
+        let limit = limit.max(1);
+        // One more than asked tells whether another page follows.
+        let mut rows = self
+            .tenant_rows_page(after, limit.saturating_add(1))
+            .await?;
+        let more = rows.len() > limit as usize;
+        rows.truncate(limit as usize);
+        let (Some((first, _)), Some((last, _))) = (rows.first(), rows.last()) else {
+            return Ok(TenantPage {
+                tenants: Vec::new(),
+                next: None,
+            });
+        };
+        let mut resources = self.resources_in_range(&first.id, &last.id).await?;
+        let mut organisations = self.connections_in_range(&first.id, &last.id).await?;
+        let next = more.then(|| last.id.clone());
+        let tenants = rows
+            .into_iter()
+            .map(|(tenant, needs_consent)| ListedTenant {
+                resources: resources.remove(&tenant.id).unwrap_or_default(),
+                organisations: organisations.remove(&tenant.id).unwrap_or_default(),
+                needs_consent,
+                tenant,
+            })
+            .collect();
+        Ok(TenantPage { tenants, next })
     }
 
     /// Every tenant, ordered by id.
