@@ -389,6 +389,34 @@ async fn retries_give_up_and_the_tenant_fails_with_the_cause() {
 }
 
 #[tokio::test]
+async fn without_the_cells_copy_of_the_app_secret_provisioning_says_how_to_write_it() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let platform = support::platform(dir.path()).await;
+    let mut settings = support::fast_settings();
+    settings.jobs.app_secret = Some(job_contract::plan::XERO_APP_SECRET.into());
+    let r = Reconciler::new(platform.cloud.clone(), platform.store.clone(), settings);
+    let id = tid("acme");
+    let report = r.provision(&id, "test").await.expect("pass");
+    assert_eq!(report.failures.len(), 1, "{}", report.failure_summary());
+    assert_eq!(report.failures[0].kind, "iam_binding");
+    assert!(
+        report.failures[0].message.contains("cells sync-secret"),
+        "{}",
+        report.failure_summary()
+    );
+    // Written (as `cells sync-secret` does), the next pass finishes.
+    control_plane::service::cells::write_app_secret(
+        &platform.cloud,
+        &xero::secret::SecretString::new("app-secret"),
+    )
+    .await
+    .expect("write");
+    let report = r.provision(&id, "test").await.expect("pass");
+    assert!(report.is_success(), "{}", report.failure_summary());
+    assert_ready_without_duplicates(&platform.cloud, &r, &id).await;
+}
+
+#[tokio::test]
 async fn a_permanent_error_fails_that_tenant_only() {
     let dir = tempfile::tempdir().expect("tmp");
     let platform = support::platform(dir.path()).await;

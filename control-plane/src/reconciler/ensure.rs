@@ -4,8 +4,11 @@
 
 use cloud::error::{CloudError, CloudResult};
 use cloud::naming::{check_owner, Labels};
-use cloud::ports::{identity, BucketSpec, DatasetSpec, SecretSpec, ServiceAccountSpec};
+use cloud::ports::{
+    identity, BucketSpec, DatasetSpec, ResourceRef, SecretSpec, ServiceAccountSpec,
+};
 use cloud::Cloud;
+use job_contract::plan::XERO_APP_SECRET;
 
 use super::plan::Planned;
 
@@ -81,7 +84,22 @@ pub async fn ensure(cloud: &Cloud, p: &Planned, labels: &Labels) -> CloudResult<
             role,
             member,
         } => {
-            let changed = identity::grant(cloud.identity.as_ref(), resource, role, member).await?;
+            let changed = identity::grant(cloud.identity.as_ref(), resource, role, member)
+                .await
+                .map_err(|e| match (e, resource) {
+                    // The cell's copy of the app's secret is the operator's to write.
+                    (CloudError::NotFound { .. }, ResourceRef::Secret(name))
+                        if name == XERO_APP_SECRET =>
+                    {
+                        CloudError::permanent(
+                            format!("secret {name}"),
+                            "this cell holds no copy of the Xero app's client secret yet: write \
+                             it with `control-plane cells sync-secret` (or POST \
+                             /v1/cells/sync-secret), then provision again",
+                        )
+                    }
+                    (e, _) => e,
+                })?;
             Ok(if changed {
                 Change::Created
             } else {
