@@ -11,11 +11,12 @@ use async_trait::async_trait;
 use cloud::error::{CloudError, CloudResult};
 use cloud::naming::Labels;
 use cloud::ports::{
-    Binding, Column, Credential, Dataset, DatasetSpec, Policy, QueryRequest, QueryResult,
-    TableInfo, Warehouse, WriteMode,
+    Binding, Column, Credential, Dataset, DatasetSpec, LoadedObject, ObjectStore, Policy,
+    QueryRequest, QueryResult, TableInfo, Warehouse, WriteMode,
 };
 use reqwest::Method;
 use serde_json::{json, Value};
+use sha2::{Digest, Sha256};
 
 use crate::limiter::QuotaClass;
 use crate::rest::{int64, labels_in, Rest};
@@ -23,6 +24,9 @@ use crate::CellAdapter;
 
 /// How long a statement or load may run before it is reported as failed.
 const JOB_WAIT: Duration = Duration::from_secs(600);
+
+/// Bytes of lines `load_lines` uploads in one load job.
+const LINES_UPLOAD_BYTES: usize = 32 * 1024 * 1024;
 
 fn dataset_of(v: &Value) -> Dataset {
     let reference = v.get("datasetReference");
@@ -342,6 +346,73 @@ impl CellAdapter {
         }
     }
 
+    /// Loads NDJSON by media upload into `table` with the given schema.
+    async fn load_by_upload(
+        &self,
+        cred: &Credential,
+        dataset: &str,
+        table: &str,
+        ndjson: Vec<u8>,
+        schema: Vec<Value>,
+        mode: WriteMode,
+    ) -> CloudResult<u64> {
+        let resource = format!("table {table} of dataset {dataset}");
+        let job_id = format!("ledgerlake_load_{}", uuid::Uuid::new_v4().simple());
+        let metadata = json!({
+            "jobReference": {"projectId": self.project, "jobId": job_id, "location": self.shared.config.location},
+            "configuration": {"load": {
+                "destinationTable": {"projectId": self.project, "datasetId": dataset, "tableId": table},
+                "sourceFormat": "NEWLINE_DELIMITED_JSON",
+                "schema": {"fields": schema},
+                "writeDisposition": match mode { WriteMode::Append => "WRITE_APPEND", WriteMode::Truncate => "WRITE_TRUNCATE" },
+                "createDisposition": "CREATE_IF_NEEDED",
+            }},
+        });
+        let boundary = format!("ledgerlake-{}", uuid::Uuid::new_v4().simple());
+        let mut body = Vec::with_capacity(ndjson.len() + 1024);
+        body.extend_from_slice(
+            format!("--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{metadata}\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n")
+                .as_bytes(),
+        );
+        body.extend_from_slice(&ndjson);
+        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
+        let body = bytes::Bytes::from(body);
+        let principal = crate::auth::Principal::from(cred);
+        self.shared
+            .auth
+            .acting_as(principal, async {
+                let inserted = self
+                    .paced(QuotaClass::BigQuery, || async {
+                        let req = self
+                            .rest()
+                            .bigquery(
+                                Method::POST,
+                                &format!(
+                                    "/upload/bigquery/v2/projects/{}/jobs",
+                                    Rest::segment(&self.project)
+                                ),
+                            )
+                            .query(&[("uploadType", "multipart")])
+                            .header(
+                                http::header::CONTENT_TYPE,
+                                format!("multipart/related; boundary={boundary}"),
+                            )
+                            .body(body.clone());
+                        self.rest().json(&resource, req).await
+                    })
+                    .await?;
+                let done = self.wait_for_job(&resource, inserted, &job_id).await?;
+                Ok(int64(
+                    done.get("statistics")
+                        .and_then(|s| s.get("load"))
+                        .and_then(|l| l.get("outputRows")),
+                )
+                .unwrap_or(0)
+                .max(0) as u64)
+            })
+            .await
+    }
+
     fn default_dataset(&self, dataset: &str) -> Value {
         json!({"projectId": self.project, "datasetId": dataset})
     }
@@ -542,61 +613,75 @@ impl Warehouse for CellAdapter {
         ndjson: Vec<u8>,
         mode: WriteMode,
     ) -> CloudResult<u64> {
-        let resource = format!("table {table} of dataset {dataset}");
-        let job_id = format!("ledgerlake_load_{}", uuid::Uuid::new_v4().simple());
-        let metadata = json!({
-            "jobReference": {"projectId": self.project, "jobId": job_id, "location": self.shared.config.location},
-            "configuration": {"load": {
-                "destinationTable": {"projectId": self.project, "datasetId": dataset, "tableId": table},
-                "sourceFormat": "NEWLINE_DELIMITED_JSON",
-                "schema": {"fields": schema_of_ndjson(&ndjson)},
-                "writeDisposition": match mode { WriteMode::Append => "WRITE_APPEND", WriteMode::Truncate => "WRITE_TRUNCATE" },
-                "createDisposition": "CREATE_IF_NEEDED",
-            }},
-        });
-        let boundary = format!("ledgerlake-{}", uuid::Uuid::new_v4().simple());
-        let mut body = Vec::with_capacity(ndjson.len() + 1024);
-        body.extend_from_slice(
-            format!("--{boundary}\r\nContent-Type: application/json; charset=UTF-8\r\n\r\n{metadata}\r\n--{boundary}\r\nContent-Type: application/octet-stream\r\n\r\n")
-                .as_bytes(),
-        );
-        body.extend_from_slice(&ndjson);
-        body.extend_from_slice(format!("\r\n--{boundary}--\r\n").as_bytes());
-        let body = bytes::Bytes::from(body);
-        let principal = crate::auth::Principal::from(cred);
-        self.shared
-            .auth
-            .acting_as(principal, async {
-                let inserted = self
-                    .paced(QuotaClass::BigQuery, || async {
-                        let req = self
-                            .rest()
-                            .bigquery(
-                                Method::POST,
-                                &format!(
-                                    "/upload/bigquery/v2/projects/{}/jobs",
-                                    Rest::segment(&self.project)
-                                ),
-                            )
-                            .query(&[("uploadType", "multipart")])
-                            .header(
-                                http::header::CONTENT_TYPE,
-                                format!("multipart/related; boundary={boundary}"),
-                            )
-                            .body(body.clone());
-                        self.rest().json(&resource, req).await
-                    })
-                    .await?;
-                let done = self.wait_for_job(&resource, inserted, &job_id).await?;
-                Ok(int64(
-                    done.get("statistics")
-                        .and_then(|s| s.get("load"))
-                        .and_then(|l| l.get("outputRows")),
-                )
-                .unwrap_or(0)
-                .max(0) as u64)
-            })
+        let schema = schema_of_ndjson(&ndjson);
+        self.load_by_upload(cred, dataset, table, ndjson, schema, mode)
             .await
+    }
+
+    async fn load_lines(
+        &self,
+        cred: &Credential,
+        dataset: &str,
+        table: &str,
+        bucket: &str,
+        keys: &[String],
+        mode: WriteMode,
+    ) -> CloudResult<Vec<LoadedObject>> {
+        // A load job straight from Cloud Storage cannot say which object and
+        // line a row came from, so the objects are read here and their lines
+        // uploaded as NDJSON, in parts of about LINES_UPLOAD_BYTES: memory
+        // stays bounded whatever the objects hold.
+        let schema = vec![
+            json!({"name": "object", "type": "STRING", "mode": "REQUIRED"}),
+            json!({"name": "line", "type": "INT64", "mode": "REQUIRED"}),
+            json!({"name": "text", "type": "STRING", "mode": "REQUIRED"}),
+        ];
+        let mut mode = mode;
+        let mut read = Vec::with_capacity(keys.len());
+        let mut part: Vec<u8> = Vec::new();
+        let mut sent_any = false;
+        for key in keys {
+            let data = <Self as ObjectStore>::get_object(self, cred, bucket, key).await?;
+            let sha256 = hex::encode(Sha256::digest(&data));
+            let text = std::str::from_utf8(&data).map_err(|e| {
+                CloudError::permanent(
+                    format!("object {key} in bucket {bucket}"),
+                    format!("not UTF-8: {e}"),
+                )
+            })?;
+            let mut lines = 0u64;
+            for (i, line) in text.split('\n').enumerate() {
+                if line.is_empty() {
+                    continue;
+                }
+                lines += 1;
+                serde_json::to_writer(
+                    &mut part,
+                    &json!({"object": key, "line": i + 1, "text": line}),
+                )
+                .map_err(|e| {
+                    CloudError::permanent(format!("object {key} in bucket {bucket}"), e.to_string())
+                })?;
+                part.push(b'\n');
+            }
+            read.push(LoadedObject {
+                key: key.clone(),
+                sha256,
+                lines,
+            });
+            if part.len() >= LINES_UPLOAD_BYTES {
+                let chunk = std::mem::take(&mut part);
+                self.load_by_upload(cred, dataset, table, chunk, schema.clone(), mode)
+                    .await?;
+                mode = WriteMode::Append;
+                sent_any = true;
+            }
+        }
+        if !part.is_empty() || !sent_any {
+            self.load_by_upload(cred, dataset, table, part, schema, mode)
+                .await?;
+        }
+        Ok(read)
     }
 
     async fn execute(&self, cred: &Credential, dataset: &str, sql: &str) -> CloudResult<()> {

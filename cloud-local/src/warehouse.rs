@@ -20,7 +20,7 @@
 use std::collections::HashMap;
 use std::fs;
 use std::io::{ErrorKind, Write};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex as StdMutex};
 use std::time::Duration;
@@ -38,8 +38,8 @@ use super::sqlvalue;
 use cloud::error::{CloudError, CloudResult};
 use cloud::naming::Labels;
 use cloud::ports::{
-    Column, Credential, Dataset, DatasetSpec, Permission, QueryRequest, QueryResult, ResourceRef,
-    TableInfo, Warehouse, WriteMode,
+    Column, Credential, Dataset, DatasetSpec, LoadedObject, Permission, QueryRequest, QueryResult,
+    ResourceRef, TableInfo, Warehouse, WriteMode,
 };
 
 /// How often a timed-out query is interrupted again until it stops.
@@ -157,19 +157,24 @@ fn open_writer(resource: &str, path: &Path) -> CloudResult<Connection> {
     })
 }
 
-/// Opens the dataset for writing with read access to exactly one more file,
+/// Opens the dataset for writing with read access to exactly the files
 /// `allowed` (the NDJSON being loaded): external access is disabled right
-/// after opening, with that one path excepted, and the configuration locked.
-fn open_loader(resource: &str, path: &Path, allowed: &Path) -> CloudResult<Connection> {
+/// after opening, with those paths excepted, and the configuration locked.
+fn open_loader(resource: &str, path: &Path, allowed: &[&Path]) -> CloudResult<Connection> {
     let conn = open_read_write(resource, path, || {
         config_with_access(resource, AccessMode::ReadWrite, true)
     })?;
     let allowed = allowed
-        .to_str()
-        .ok_or_else(|| CloudError::permanent(resource, "the data directory's path is not UTF-8"))?;
+        .iter()
+        .map(|p| {
+            p.to_str().map(quote_literal).ok_or_else(|| {
+                CloudError::permanent(resource, "the data directory's path is not UTF-8")
+            })
+        })
+        .collect::<CloudResult<Vec<_>>>()?;
     conn.execute_batch(&format!(
         "SET allowed_paths = [{}]; SET enable_external_access = false; SET lock_configuration = true;",
-        quote_literal(allowed)
+        allowed.join(", ")
     ))
     .map_err(|e| duck_err(resource, &e))?;
     Ok(conn)
@@ -304,7 +309,7 @@ fn load_blocking(
     file.write_all(ndjson)
         .and_then(|()| file.flush())
         .map_err(|e| fsio::io_fail(&resource, file.path(), &e))?;
-    let conn = open_loader(&resource, &path, file.path())?;
+    let conn = open_loader(&resource, &path, &[file.path()])?;
     let source = quote_literal(&file.path().to_string_lossy());
     let target = format!("main.{}", quote_ident(table));
     let run = |sql: &str| conn.execute_batch(sql).map_err(|e| duck_err(&resource, &e));
@@ -354,6 +359,131 @@ fn load_blocking(
             run("COMMIT")?;
             tracing::debug!(%dataset, %table, rows, "loaded NDJSON");
             Ok(rows)
+        }
+        Err(e) => {
+            let _ = conn.execute_batch("ROLLBACK");
+            Err(e)
+        }
+    }
+}
+
+/// The columns of a table `load_lines` fills.
+const LINES_COLUMNS: &str = "object VARCHAR NOT NULL, line BIGINT NOT NULL, text VARCHAR NOT NULL";
+
+/// Loads the lines of `keys` in `bucket` with DuckDB's own reader: the
+/// connection may read exactly those files and nothing else.
+fn load_lines_blocking(
+    layout: &Layout,
+    dataset: &str,
+    table: &str,
+    bucket: &str,
+    keys: &[String],
+    mode: WriteMode,
+) -> CloudResult<Vec<LoadedObject>> {
+    let resource = format!("table {table} in dataset {dataset}");
+    let path = existing_file(layout, dataset)?;
+    if !layout.bucket_meta(bucket).exists() {
+        return Err(CloudError::not_found(format!("bucket {bucket}")));
+    }
+    let root = layout.bucket_dir(bucket);
+    let mut files = Vec::with_capacity(keys.len());
+    for key in keys {
+        fsio::validate_key(bucket, key)?;
+        let file = root.join(key);
+        // A regular file of the bucket's own folder, never a link out of it.
+        match fs::symlink_metadata(&file) {
+            Ok(meta) if meta.is_file() && file.starts_with(&root) => files.push(file),
+            _ => {
+                return Err(CloudError::not_found(format!(
+                    "object {} in bucket {bucket}",
+                    shown(key)
+                )))
+            }
+        }
+    }
+    let root_text = root.to_str().ok_or_else(|| {
+        CloudError::permanent(&resource, "the data directory's path is not UTF-8")
+    })?;
+    let allowed: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+    let conn = open_loader(&resource, &path, &allowed)?;
+    let target = format!("main.{}", quote_ident(table));
+    let run = |sql: &str| conn.execute_batch(sql).map_err(|e| duck_err(&resource, &e));
+    let fail = |e: duckdb::Error| duck_err(&resource, &e);
+    // The object's key is its path after the bucket's folder.
+    let object = format!("substr(filename, {})", root_text.len() + 2);
+    let list = files
+        .iter()
+        .map(|f| quote_literal(&f.to_string_lossy()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    run("BEGIN TRANSACTION")?;
+    let result = (|| -> CloudResult<Vec<LoadedObject>> {
+        // Replaced in the same transaction as it is filled: readers see the
+        // old rows or the new, never an empty or half-loaded table.
+        run(&match mode {
+            WriteMode::Truncate => format!("CREATE OR REPLACE TABLE {target} ({LINES_COLUMNS})"),
+            WriteMode::Append => format!("CREATE TABLE IF NOT EXISTS {target} ({LINES_COLUMNS})"),
+        })?;
+        if files.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut digests: HashMap<String, String> = HashMap::with_capacity(files.len());
+        {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT {object}, sha256(content) FROM read_blob([{list}])"
+                ))
+                .map_err(fail)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
+                .map_err(fail)?;
+            for row in rows {
+                let (key, digest) = row.map_err(fail)?;
+                digests.insert(key, digest);
+            }
+        }
+        run(&format!(
+            "INSERT INTO {target} (object, line, text) \
+             SELECT object, line, text FROM ( \
+                 SELECT {object} AS object, unnest(lines) AS text, \
+                        generate_subscripts(lines, 1) AS line \
+                   FROM (SELECT filename, string_split(content, chr(10)) AS lines \
+                           FROM read_text([{list}])) \
+             ) WHERE text <> ''"
+        ))?;
+        let mut lines: HashMap<String, u64> = HashMap::with_capacity(files.len());
+        {
+            let mut stmt = conn
+                .prepare(&format!(
+                    "SELECT object, count(*) FROM {target} GROUP BY object"
+                ))
+                .map_err(fail)?;
+            let rows = stmt
+                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
+                .map_err(fail)?;
+            for row in rows {
+                let (key, n) = row.map_err(fail)?;
+                lines.insert(key, u64::try_from(n).unwrap_or(0));
+            }
+        }
+        keys.iter()
+            .map(|key| {
+                let sha256 = digests.get(key).cloned().ok_or_else(|| {
+                    CloudError::permanent(&resource, format!("object {} was not read", shown(key)))
+                })?;
+                Ok(LoadedObject {
+                    key: key.clone(),
+                    sha256: sha256.to_ascii_lowercase(),
+                    lines: lines.get(key).copied().unwrap_or(0),
+                })
+            })
+            .collect()
+    })();
+    match result {
+        Ok(read) => {
+            run("COMMIT")?;
+            tracing::debug!(%dataset, %table, %bucket, objects = keys.len(), "loaded lines");
+            Ok(read)
         }
         Err(e) => {
             let _ = conn.execute_batch("ROLLBACK");
@@ -685,6 +815,35 @@ impl Warehouse for LocalWarehouse {
         .await
     }
 
+    async fn load_lines(
+        &self,
+        cred: &Credential,
+        dataset: &str,
+        table: &str,
+        bucket: &str,
+        keys: &[String],
+        mode: WriteMode,
+    ) -> CloudResult<Vec<LoadedObject>> {
+        validate_table(dataset, table)?;
+        self.authorise(cred, dataset, Permission::Write).await?;
+        // The files are read by DuckDB, not through the object store: the
+        // credential must be one that may read them there.
+        fsio::validate_name("bucket", bucket)?;
+        self.auth
+            .authorise(
+                cred,
+                &ResourceRef::Bucket(bucket.to_owned()),
+                Permission::Read,
+            )
+            .await?;
+        let (name, table, bucket) = (dataset.to_owned(), table.to_owned(), bucket.to_owned());
+        let keys = keys.to_vec();
+        self.with_dataset(dataset, move |layout| {
+            load_lines_blocking(layout, &name, &table, &bucket, &keys, mode)
+        })
+        .await
+    }
+
     async fn execute(&self, cred: &Credential, dataset: &str, sql: &str) -> CloudResult<()> {
         self.authorise(cred, dataset, Permission::Write).await?;
         let (name, sql) = (dataset.to_owned(), sql.to_owned());
@@ -855,36 +1014,51 @@ mod tests {
     }
 
     #[test]
-    fn the_loader_reads_exactly_its_one_file() {
+    fn the_loader_reads_exactly_its_files() {
         let dir = tempfile::TempDir::new().expect("tempdir");
         let db = dir.path().join("d.duckdb");
         drop(open_writer("d", &db).expect("create"));
         let allowed = dir.path().join("in.ndjson");
+        let also = dir.path().join("also.ndjson");
         let other = dir.path().join("other.ndjson");
-        for p in [&allowed, &other] {
+        for p in [&allowed, &also, &other] {
             fs::write(p, "{\"a\": 1}\n").expect("write");
         }
-        let conn = open_loader("d", &db, &allowed).expect("loader");
-        let n: i64 = conn
-            .query_row(
-                &format!(
-                    "SELECT count(*) FROM read_json({})",
-                    quote_literal(&allowed.to_string_lossy())
-                ),
-                [],
-                |r| r.get(0),
-            )
-            .expect("reads the allowed file");
-        assert_eq!(n, 1);
+        let conn = open_loader("d", &db, &[allowed.as_path(), also.as_path()]).expect("loader");
+        let lit = |p: &Path| quote_literal(&p.to_string_lossy());
         for sql in [
+            format!("SELECT count(*) FROM read_json({})", lit(&allowed)),
             format!(
-                "SELECT * FROM read_json({})",
-                quote_literal(&other.to_string_lossy())
+                "SELECT count(*) FROM read_text([{}, {}])",
+                lit(&allowed),
+                lit(&also)
+            ),
+            format!("SELECT count(*) FROM read_blob({})", lit(&also)),
+        ] {
+            let n: i64 = conn
+                .query_row(&sql, [], |r| r.get(0))
+                .unwrap_or_else(|e| panic!("{sql}: {e}"));
+            assert!(n >= 1, "{sql}");
+        }
+        for sql in [
+            format!("SELECT * FROM read_json({})", lit(&other)),
+            format!("SELECT * FROM read_text({})", lit(&other)),
+            format!(
+                "SELECT * FROM read_blob([{}, {}])",
+                lit(&allowed),
+                lit(&other)
+            ),
+            format!(
+                "SELECT * FROM read_text({})",
+                quote_literal(&format!("{}/*.ndjson", dir.path().display()))
             ),
             "SELECT * FROM read_csv('/etc/passwd')".to_owned(),
         ] {
             let e = refusal(&conn, &sql);
-            assert!(e.contains("disabled by configuration"), "{sql}: {e}");
+            assert!(
+                e.contains("disabled by configuration") || e.contains("No files found"),
+                "{sql}: {e}"
+            );
         }
         let e = refusal(&conn, "SET enable_external_access = true");
         assert!(e.contains("locked"), "{e}");

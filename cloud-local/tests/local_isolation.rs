@@ -249,6 +249,25 @@ async fn a_tenant_reaches_its_own_resources_and_never_anothers() {
             .await
             .expect("load own");
         assert_eq!(rows, 1);
+        // A bulk load of its own bucket's objects into its own dataset.
+        let read = cloud
+            .warehouse
+            .load_lines(
+                &t.cred,
+                &t.dataset,
+                "_lines",
+                &t.bucket,
+                &["raw/x.ndjson".to_owned()],
+                WriteMode::Truncate,
+            )
+            .await
+            .expect("load own lines");
+        assert_eq!(read[0].lines, 1);
+        cloud
+            .warehouse
+            .execute(&t.cred, &t.dataset, "DROP TABLE _lines")
+            .await
+            .expect("drop own");
         cloud
             .warehouse
             .execute(
@@ -334,6 +353,21 @@ async fn a_tenant_reaches_its_own_resources_and_never_anothers() {
             .execute(c, &b.dataset, "DROP TABLE invoices")
             .await
     ));
+    // Bulk loads: not into B's dataset, and not from B's bucket into A's own
+    // dataset either (the warehouse reads the files itself).
+    let keys = ["raw/x.ndjson".to_owned()];
+    for (dataset, bucket) in [
+        (&b.dataset, &a.bucket),
+        (&a.dataset, &b.bucket),
+        (&b.dataset, &b.bucket),
+    ] {
+        assert!(is_denied(
+            &cloud
+                .warehouse
+                .load_lines(c, dataset, "_lines", bucket, &keys, WriteMode::Truncate)
+                .await
+        ));
+    }
     assert!(is_denied(&cloud.secrets.access_latest(c, &b.secret).await));
     assert!(is_denied(
         &cloud

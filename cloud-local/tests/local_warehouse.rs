@@ -4,10 +4,13 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use cloud::ports::{Credential, DatasetSpec, QueryRequest, Warehouse, WriteMode};
+use cloud::ports::{
+    BucketSpec, Credential, DatasetSpec, ObjectStore, QueryRequest, Warehouse, WriteMode,
+};
 use cloud::CloudError;
 use common::{labels, open_temp};
 use serde_json::json;
+use sha2::Digest;
 
 const P: Credential = Credential::Platform;
 
@@ -243,6 +246,137 @@ async fn loads_append_and_truncate_and_queries_convert_types() {
             )
             .await,
         Err(CloudError::Permanent { .. })
+    ));
+}
+
+#[tokio::test]
+async fn lines_of_objects_load_whole_with_their_object_and_line_and_what_was_read() {
+    let (_dir, cloud) = open_temp();
+    cloud
+        .warehouse
+        .ensure_dataset(&spec("d", "aaa"))
+        .await
+        .expect("create");
+    cloud
+        .objects
+        .ensure_bucket(&BucketSpec {
+            name: "b".into(),
+            labels: labels("aaa"),
+        })
+        .await
+        .expect("bucket");
+    let first = "{\"id\": \"a\", \"note\": \"it's\"}\n\n{\"id\":\"b\"}\n".as_bytes();
+    let second = "{\"id\": \"c\", \"x\": [1, 2]}".as_bytes();
+    for (key, bytes) in [("raw/p/1.ndjson", first), ("raw/p/2.ndjson", second)] {
+        cloud
+            .objects
+            .put_object(&P, "b", key, bytes.to_vec())
+            .await
+            .expect("put");
+    }
+    let keys = vec!["raw/p/1.ndjson".to_owned(), "raw/p/2.ndjson".to_owned()];
+    let read = cloud
+        .warehouse
+        .load_lines(&P, "d", "_lines", "b", &keys, WriteMode::Truncate)
+        .await
+        .expect("load");
+    let digest = |b: &[u8]| hex::encode(sha2::Sha256::digest(b));
+    assert_eq!(
+        read.iter()
+            .map(|o| (o.key.as_str(), o.sha256.clone(), o.lines))
+            .collect::<Vec<_>>(),
+        vec![
+            ("raw/p/1.ndjson", digest(first), 2),
+            ("raw/p/2.ndjson", digest(second), 1),
+        ]
+    );
+    let all = "SELECT object, line, text FROM _lines ORDER BY object, line";
+    let r = cloud
+        .warehouse
+        .query(&P, &req("d", all))
+        .await
+        .expect("query");
+    assert_eq!(
+        r.rows,
+        vec![
+            vec![
+                json!("raw/p/1.ndjson"),
+                json!(1),
+                json!("{\"id\": \"a\", \"note\": \"it's\"}")
+            ],
+            vec![json!("raw/p/1.ndjson"), json!(3), json!("{\"id\":\"b\"}")],
+            vec![
+                json!("raw/p/2.ndjson"),
+                json!(1),
+                json!("{\"id\": \"c\", \"x\": [1, 2]}")
+            ],
+        ]
+    );
+    // Append adds; truncate replaces; no objects leaves an empty table.
+    cloud
+        .warehouse
+        .load_lines(&P, "d", "_lines", "b", &keys[1..], WriteMode::Append)
+        .await
+        .expect("append");
+    let count = "SELECT count(*) FROM _lines";
+    let n = |r: cloud::ports::QueryResult| r.rows[0][0].clone();
+    assert_eq!(
+        n(cloud
+            .warehouse
+            .query(&P, &req("d", count))
+            .await
+            .expect("q")),
+        json!(4)
+    );
+    cloud
+        .warehouse
+        .load_lines(&P, "d", "_lines", "b", &[], WriteMode::Truncate)
+        .await
+        .expect("truncate");
+    assert_eq!(
+        n(cloud
+            .warehouse
+            .query(&P, &req("d", count))
+            .await
+            .expect("q")),
+        json!(0)
+    );
+    // A missing object, or a key out of the bucket, loads nothing.
+    cloud
+        .warehouse
+        .load_lines(&P, "d", "_lines", "b", &keys, WriteMode::Truncate)
+        .await
+        .expect("load");
+    for bad in ["raw/p/3.ndjson", "../b/raw/p/1.ndjson", "raw"] {
+        let keys = vec![keys[0].clone(), bad.to_owned()];
+        let e = cloud
+            .warehouse
+            .load_lines(&P, "d", "_lines", "b", &keys, WriteMode::Truncate)
+            .await
+            .expect_err(bad);
+        assert!(
+            matches!(
+                e,
+                CloudError::NotFound { .. } | CloudError::Permanent { .. }
+            ),
+            "{bad}: {e:?}"
+        );
+    }
+    assert_eq!(
+        n(cloud
+            .warehouse
+            .query(&P, &req("d", count))
+            .await
+            .expect("q")),
+        json!(3)
+    );
+    // Not a bucket: nothing to read.
+    assert!(matches!(
+        cloud
+            .warehouse
+            .load_lines(&P, "d", "_lines", "nope", &keys, WriteMode::Truncate)
+            .await,
+        Err(CloudError::NotFound { .. })
     ));
 }
 

@@ -284,6 +284,20 @@ impl Warehouse for Faulty {
             .load_ndjson(cred, dataset, table, ndjson, mode)
             .await
     }
+    async fn load_lines(
+        &self,
+        cred: &Credential,
+        dataset: &str,
+        table: &str,
+        bucket: &str,
+        keys: &[String],
+        mode: WriteMode,
+    ) -> CloudResult<Vec<LoadedObject>> {
+        self.inner
+            .warehouse
+            .load_lines(cred, dataset, table, bucket, keys, mode)
+            .await
+    }
     async fn execute(&self, cred: &Credential, dataset: &str, sql: &str) -> CloudResult<()> {
         self.inner.warehouse.execute(cred, dataset, sql).await
     }

@@ -2,7 +2,9 @@
 //! default 100,000) with Xero's limits off, ingested and transformed by the
 //! job's library exactly as `tenant-job sync` does, on the local cloud. Prints
 //! records per second end to end, the transform's time, and Xero calls
-//! against the minimum. Then, with Xero's real limits on, a smaller company
+//! against the minimum; then the floor: DuckDB alone loading the same NDJSON
+//! pages (each record as JSON text with its file) into a database of its
+//! own, and the transform's and its loading's ratios to it. Then, with Xero's real limits on, a smaller company
 //! (`LEDGERLAKE_BENCH_LIMITED_INVOICES`, default 2,000; 0 skips it): 429s
 //! met, and the duration against calls ÷ 60 per minute.
 //!
@@ -11,6 +13,7 @@
 #[path = "../tests/support/mod.rs"]
 mod support;
 
+use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use cloud::naming::TenantId;
@@ -48,6 +51,49 @@ fn peak_rss_mib() -> f64 {
         .unwrap_or(f64::NAN)
 }
 
+/// Every raw page under `dir` (the local cloud's buckets).
+fn pages(dir: &Path, out: &mut Vec<PathBuf>) -> std::io::Result<()> {
+    for entry in std::fs::read_dir(dir)? {
+        let path = entry?.path();
+        if path.is_dir() {
+            pages(&path, out)?;
+        } else if path.extension().is_some_and(|e| e == "ndjson")
+            && path.components().any(|c| c.as_os_str() == "raw")
+        {
+            out.push(path);
+        }
+    }
+    Ok(())
+}
+
+/// The floor: DuckDB alone (its own reader, default settings) loading the
+/// pages into a fresh database, each record kept as JSON text with its file.
+/// Returns (pages, bytes, records, seconds).
+fn floor(dir: &Path) -> anyhow::Result<(usize, u64, u64, f64)> {
+    let mut files = Vec::new();
+    pages(dir, &mut files)?;
+    files.sort();
+    let bytes = files
+        .iter()
+        .map(|f| std::fs::metadata(f).map(|m| m.len()))
+        .sum::<std::io::Result<u64>>()?;
+    let list = files
+        .iter()
+        .map(|f| format!("'{}'", f.display().to_string().replace('\'', "''")))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let db = tempfile::tempdir()?;
+    let conn = duckdb::Connection::open(db.path().join("floor.duckdb"))?;
+    let t = Instant::now();
+    conn.execute_batch(&format!(
+        "CREATE TABLE raw AS SELECT filename, json AS record \
+         FROM read_ndjson_objects([{list}], filename = true); CHECKPOINT;"
+    ))?;
+    let secs = t.elapsed().as_secs_f64();
+    let records: i64 = conn.query_row("SELECT count(*) FROM raw", [], |r| r.get(0))?;
+    Ok((files.len(), bytes, records.max(0) as u64, secs))
+}
+
 async fn company(invoices: usize, limits: SandboxLimits) -> anyhow::Result<Sandbox> {
     Ok(Sandbox::start(
         SandboxConfig::new(support::CLIENT_ID, support::CLIENT_SECRET)
@@ -60,6 +106,10 @@ async fn company(invoices: usize, limits: SandboxLimits) -> anyhow::Result<Sandb
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
+    // `RUST_LOG=tenant_job=debug` shows the phases of loading.
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .try_init();
     let invoices = env_usize("LEDGERLAKE_BENCH_INVOICES", 100_000);
     let limited = env_usize("LEDGERLAKE_BENCH_LIMITED_INVOICES", 2_000);
 
@@ -127,6 +177,21 @@ async fn main() -> anyhow::Result<()> {
     }
     println!("  peak RSS              {:.0} MiB", peak_rss_mib());
     drop(job);
+    let (files, bytes, floor_records, floor_secs) = floor(dir.path())?;
+    println!(
+        "floor: DuckDB alone loading the same {files} pages ({:.0} MiB, {floor_records} records) as JSON text",
+        bytes as f64 / (1024.0 * 1024.0)
+    );
+    println!(
+        "  floor                 {floor_secs:.2} s ({:.0} records/s)",
+        floor_records as f64 / floor_secs
+    );
+    let load_secs = transform.timings.load_ms as f64 / 1000.0;
+    println!(
+        "  transform / floor     {:.1}x (target 2x); loading alone {:.1}x",
+        transform_secs / floor_secs,
+        load_secs / floor_secs
+    );
     sandbox.shutdown().await;
 
     if limited == 0 {

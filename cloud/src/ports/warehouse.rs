@@ -31,6 +31,16 @@ pub struct TableInfo {
     pub rows: Option<u64>,
 }
 
+/// What [`Warehouse::load_lines`] read of one object.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LoadedObject {
+    pub key: String,
+    /// The SHA-256 of the object's bytes, in lower-case hex.
+    pub sha256: String,
+    /// The rows loaded from it: its lines that are not empty.
+    pub lines: u64,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WriteMode {
     Append,
@@ -84,6 +94,25 @@ pub trait Warehouse: Send + Sync {
         ndjson: Vec<u8>,
         mode: WriteMode,
     ) -> CloudResult<u64>;
+    /// Loads the lines of newline-delimited objects of `bucket` into
+    /// `table`, each line kept whole as text: one row per line that is not
+    /// empty, with the columns `object` (text: the object's key), `line`
+    /// (integer: the line's number in its object, from 1, empty lines
+    /// counted) and `text` (text: the line, without its `\n`). `keys` are
+    /// read in the order given; a missing object is `NotFound` and loads
+    /// nothing. The warehouse reads the objects itself where it can, so the
+    /// bytes need not pass through the caller. Needs write on `dataset` and
+    /// read on `bucket`. Returns what it read of each object, in the order of
+    /// `keys`, for the caller to check against what it expected.
+    async fn load_lines(
+        &self,
+        cred: &Credential,
+        dataset: &str,
+        table: &str,
+        bucket: &str,
+        keys: &[String],
+        mode: WriteMode,
+    ) -> CloudResult<Vec<LoadedObject>>;
     /// Runs statements that change the dataset (the transformation's DDL and DML).
     async fn execute(&self, cred: &Credential, dataset: &str, sql: &str) -> CloudResult<()>;
     /// Like [`Warehouse::execute`], but the statements may also read the

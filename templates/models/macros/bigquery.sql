@@ -112,21 +112,43 @@ CREATE TABLE IF NOT EXISTS {{ table }} (
 );
 {%- endmacro raw_table -%}
 
-{%- macro merge_latest(target, load, run_id, fetched_at) -%}
+{%- macro merge_lines(target, load, pages, id_field, updated_field) -%}
 {{ self::raw_table(table=target) }}
 MERGE {{ target }} AS t
 USING (
     SELECT id, updated_at, record, run_id, fetched_at FROM (
-        SELECT CAST(id AS STRING) AS id,
-               SAFE_CAST(updated_at AS TIMESTAMP) AS updated_at,
-               CAST(record AS STRING) AS record,
-               {{ self::string_literal(value=run_id) }} AS run_id,
-               TIMESTAMP({{ self::string_literal(value=fetched_at) }}) AS fetched_at,
-               seq
-          FROM {{ load }}
+        SELECT CASE
+                   WHEN STARTS_WITH(f.id_json, '"') AND JSON_VALUE(f.id_json) <> '' THEN JSON_VALUE(f.id_json)
+                   WHEN REGEXP_CONTAINS(f.id_json, r'^-?[0-9]') THEN f.id_json
+                   ELSE ERROR(CONCAT('bad raw record: ', f.object, ' line ', CAST(f.line AS STRING), ': the record has no {{ id_field }} (or is not a JSON object)'))
+               END AS id,
+               {% if updated_field -%}
+               CASE
+                   WHEN f.stamp_json IS NULL OR f.stamp_json = 'null' THEN NULL
+                   WHEN STARTS_WITH(f.stamp_json, '"') AND REGEXP_CONTAINS(JSON_VALUE(f.stamp_json), r'^\s*/Date\(-?\d+([+-]\d{4})?\)/\s*$')
+                       THEN TIMESTAMP_MILLIS(CAST(REGEXP_EXTRACT(JSON_VALUE(f.stamp_json), r'/Date\((-?\d+)') AS INT64))
+                   WHEN STARTS_WITH(f.stamp_json, '"') AND SAFE_CAST(JSON_VALUE(f.stamp_json) AS TIMESTAMP) IS NOT NULL
+                       THEN CAST(JSON_VALUE(f.stamp_json) AS TIMESTAMP)
+                   ELSE ERROR(CONCAT('bad raw record: ', f.object, ' line ', CAST(f.line AS STRING), ': {{ updated_field }} is not a date: ', f.stamp_json))
+               END
+               {%- else -%}
+               CAST(NULL AS TIMESTAMP)
+               {%- endif %} AS updated_at,
+               f.record, p.run_id, p.fetched_at, p.manifest, p.page, f.line
+          FROM (
+              SELECT l.object, l.line, l.text AS record,
+                     JSON_QUERY(l.text, '$.{{ id_field }}') AS id_json{% if updated_field %},
+                     JSON_QUERY(l.text, '$.{{ updated_field }}') AS stamp_json{% endif %}
+                FROM {{ load }} AS l
+          ) AS f
+          JOIN UNNEST([
+{% for p in pages -%}
+              STRUCT({{ self::string_literal(value=p.key) }} AS object, {{ self::string_literal(value=p.run_id) }} AS run_id, TIMESTAMP({{ self::string_literal(value=p.fetched_at) }}) AS fetched_at, {{ p.manifest }} AS manifest, {{ p.page }} AS page){% if not loop.last %},{% endif %}
+{% endfor -%}
+          ]) AS p ON p.object = f.object
     )
     WHERE TRUE
-    QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY updated_at DESC NULLS LAST, seq DESC) = 1
+    QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY updated_at DESC NULLS LAST, fetched_at DESC, manifest DESC, page DESC, line DESC) = 1
 ) AS i
 ON t.id = i.id
 WHEN MATCHED AND NOT (
@@ -136,7 +158,7 @@ WHEN MATCHED AND NOT (
     THEN UPDATE SET updated_at = i.updated_at, record = i.record, run_id = i.run_id, fetched_at = i.fetched_at
 WHEN NOT MATCHED
     THEN INSERT (id, updated_at, record, run_id, fetched_at) VALUES (i.id, i.updated_at, i.record, i.run_id, i.fetched_at);
-{%- endmacro merge_latest -%}
+{%- endmacro merge_lines -%}
 
 {#- ---- The transformed dataset (publishing) ------------------------------ -#}
 

@@ -151,28 +151,59 @@ CREATE TABLE IF NOT EXISTS {{ table }} (
 {%- endmacro raw_table -%}
 
 {#-
-  Merges the envelopes in `load` into `target`, keeping the latest version of
-  each record: newest change stamp first, then the latest fetch; a tie
-  replaces the row with the same record, so loading twice changes nothing.
-  The run id and fetch time come in as literals (not from the load table,
-  whose column types are inferred). One transaction; `load` is kept (the
-  loader drops it once every merge of the run went through, so a merge can
-  be repeated).
+  Merges the lines of raw pages in `load` (object, line, text: see the
+  warehouse's load_lines) into `target`, keeping the latest version of each
+  record: newest change stamp first, then the latest fetch, then the later
+  manifest, page and line; a tie with the row already there replaces it
+  with the same record, so loading twice changes nothing. Each record's id
+  (`id_field`) and change stamp (`updated_field`; none for a resource
+  without one) are read from the record itself. `pages` names every page of
+  the resource being loaded: its key, the run and fetch time of its
+  manifest, the manifest's place among those loaded and the page's place in
+  it (they come in as literals, not from the load table). A record with no
+  id, or a stamp that is not a date, fails the merge naming its page and
+  line. One transaction; `load` is kept (the loader drops it once every
+  merge of the run went through, so a merge can be repeated).
 -#}
-{%- macro merge_latest(target, load, run_id, fetched_at) -%}
+{%- macro merge_lines(target, load, pages, id_field, updated_field) -%}
 BEGIN TRANSACTION;
 {{ self::raw_table(table=target) }}
+CREATE TEMP TABLE ledgerlake_pages (object VARCHAR, run_id VARCHAR, fetched_at TIMESTAMP, manifest INTEGER, page INTEGER);
+INSERT INTO ledgerlake_pages VALUES
+{% for p in pages -%}
+({{ self::string_literal(value=p.key) }}, {{ self::string_literal(value=p.run_id) }}, CAST({{ self::string_literal(value=p.fetched_at) }} AS TIMESTAMP), {{ p.manifest }}, {{ p.page }}){% if not loop.last %},{% endif %}
+{% endfor -%};
 CREATE TEMP TABLE ledgerlake_incoming AS
 SELECT id, updated_at, record, run_id, fetched_at FROM (
-    SELECT CAST(id AS VARCHAR) AS id,
-           TRY_CAST(updated_at AS TIMESTAMP) AS updated_at,
-           CAST(record AS VARCHAR) AS record,
-           {{ self::string_literal(value=run_id) }} AS run_id,
-           CAST({{ self::string_literal(value=fetched_at) }} AS TIMESTAMP) AS fetched_at,
-           seq
-      FROM {{ load }}
+    SELECT CASE
+               WHEN json_type(f.id_json) = 'VARCHAR' AND (f.id_json ->> '$') <> '' THEN f.id_json ->> '$'
+               WHEN json_type(f.id_json) IN ('BIGINT', 'UBIGINT', 'HUGEINT', 'DOUBLE') THEN CAST(f.id_json AS VARCHAR)
+               ELSE error('bad raw record: ' || f.object || ' line ' || f.line || ': the record has no {{ id_field }} (or is not a JSON object)')
+           END AS id,
+           {% if updated_field -%}
+           CASE
+               WHEN f.stamp_json IS NULL OR json_type(f.stamp_json) = 'NULL' THEN NULL
+               WHEN json_type(f.stamp_json) = 'VARCHAR' AND regexp_full_match(trim(f.stamp_json ->> '$'), '/Date\(-?\d+([+-]\d{4})?\)/')
+                   THEN epoch_ms(CAST(regexp_extract(f.stamp_json ->> '$', '/Date\((-?\d+)', 1) AS BIGINT))
+               WHEN json_type(f.stamp_json) = 'VARCHAR' AND TRY_CAST(f.stamp_json ->> '$' AS TIMESTAMP) IS NOT NULL
+                   THEN CAST(f.stamp_json ->> '$' AS TIMESTAMP)
+               ELSE error('bad raw record: ' || f.object || ' line ' || f.line || ': {{ updated_field }} is not a date: ' || CAST(f.stamp_json AS VARCHAR))
+           END
+           {%- else -%}
+           CAST(NULL AS TIMESTAMP)
+           {%- endif %} AS updated_at,
+           f.record, p.run_id, p.fetched_at, p.manifest, p.page, f.line
+      FROM (
+          SELECT object, line, record, fields[1] AS id_json, fields[2] AS stamp_json FROM (
+              -- One parse of the record for both fields.
+              SELECT l.object, l.line, l.text AS record,
+                     json_extract(l.text, ['$.{{ id_field }}'{% if updated_field %}, '$.{{ updated_field }}'{% endif %}]) AS fields
+                FROM {{ load }} AS l
+          )
+      ) AS f
+      JOIN ledgerlake_pages AS p ON p.object = f.object
 ) AS l
-QUALIFY row_number() OVER (PARTITION BY id ORDER BY updated_at DESC NULLS LAST, seq DESC) = 1;
+QUALIFY row_number() OVER (PARTITION BY id ORDER BY updated_at DESC NULLS LAST, fetched_at DESC, manifest DESC, page DESC, line DESC) = 1;
 DELETE FROM ledgerlake_incoming AS i USING {{ target }} AS t
  WHERE t.id = i.id
    AND (COALESCE(t.updated_at, TIMESTAMP '0001-01-01') > COALESCE(i.updated_at, TIMESTAMP '0001-01-01')
@@ -181,8 +212,9 @@ DELETE FROM ledgerlake_incoming AS i USING {{ target }} AS t
 DELETE FROM {{ target }} AS t USING ledgerlake_incoming AS i WHERE t.id = i.id;
 INSERT INTO {{ target }} SELECT id, updated_at, record, run_id, fetched_at FROM ledgerlake_incoming;
 DROP TABLE ledgerlake_incoming;
+DROP TABLE ledgerlake_pages;
 COMMIT;
-{%- endmacro merge_latest -%}
+{%- endmacro merge_lines -%}
 
 {#- ---- The transformed dataset (publishing) ------------------------------ -#}
 

@@ -1,36 +1,35 @@
 //! Loading: raw pages named by manifests → the raw dataset.
 //!
-//! Every manifest not yet in `state/loaded.json` is read, its pages checked
-//! against their SHA-256 and record counts, each record wrapped in an
-//! envelope line (`id`, `updated_at`, the record as JSON text, `run_id`,
-//! `fetched_at`, `seq`), loaded into `_load_<resource>`, and merged into the
-//! raw table `<resource>` keeping the latest version of each record. Only
-//! then is the manifest recorded as loaded; a crash in between merges it
-//! again, which changes nothing. Keeping the record whole as text keeps the
-//! raw schema the same whatever fields Xero sends.
+//! Every manifest not yet in `state/loaded.json` is read. Then the
+//! warehouse loads every page of every such manifest in one bulk load
+//! ([`cloud::ports::Warehouse::load_lines`]: each line kept whole as text,
+//! with its page and line number, into the load table `_load_lines`),
+//! reading the pages from the bucket itself where it can (DuckDB's own
+//! reader locally), so no page passes through the job; what it read of each
+//! page (SHA-256, records) must be what the manifest lists. One script then
+//! merges each resource's lines into its raw table `<resource>`, keeping the
+//! latest version of each record; the warehouse reads each record's id and
+//! change stamp from the record. Only then are the manifests recorded as
+//! loaded; a crash in between loads and merges them again, which changes
+//! nothing. Keeping the record whole as text keeps the raw schema the same
+//! whatever fields Xero sends.
 
 use std::collections::BTreeMap;
-use std::fmt;
 use std::time::Instant;
 
-use serde::de::{DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
-use serde::Serialize;
-use serde_json::Value;
-use sha2::{Digest, Sha256};
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 use xero::resources::Resource;
 
-use cloud::ports::WriteMode;
+use cloud::ports::{LoadedObject, WriteMode};
 use cloud::CloudError;
 
-use super::render::Renderer;
+use super::render::{PageRef, Renderer};
 use super::{retrying, TransformContext, TransformError};
 use job_contract::raw::{self, Loaded, Manifest};
 
-/// Envelope bytes per load: large manifests are merged in batches of about
-/// this much, so memory stays bounded whatever a run fetched.
-const BATCH_BYTES: usize = 32 * 1024 * 1024;
+/// The one load table: every page's lines, dropped once merged.
+pub(crate) const LOAD_TABLE: &str = "_load_lines";
 
 /// What loading did.
 #[derive(Debug, Default)]
@@ -63,108 +62,6 @@ fn is_manifest_key(key: &str, resource_prefix: &str) -> bool {
     key.strip_prefix(resource_prefix)
         .and_then(|rest| rest.strip_suffix("/manifest.json"))
         .is_some_and(|run| !run.is_empty() && !run.contains('/'))
-}
-
-/// Reads a record's id and change stamp and skips every other field, so a
-/// record is never built as a whole JSON tree just to find two values.
-struct KeyFields<'f> {
-    id: &'f str,
-    updated: Option<&'f str>,
-}
-
-impl<'de> DeserializeSeed<'de> for KeyFields<'_> {
-    type Value = (Option<Value>, Option<Value>);
-
-    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
-        d.deserialize_map(self)
-    }
-}
-
-impl<'de> Visitor<'de> for KeyFields<'_> {
-    type Value = (Option<Value>, Option<Value>);
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("a JSON object")
-    }
-
-    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
-        let (mut id, mut updated) = (None, None);
-        while let Some(key) = map.next_key::<String>()? {
-            if key == self.id {
-                id = Some(map.next_value::<Value>()?);
-            } else if Some(key.as_str()) == self.updated {
-                updated = Some(map.next_value::<Value>()?);
-            } else {
-                map.next_value::<IgnoredAny>()?;
-            }
-        }
-        Ok((id, updated))
-    }
-}
-
-/// One record line as an envelope line.
-pub(crate) fn envelope(
-    resource: Resource,
-    line: &str,
-    run_id: &str,
-    fetched_at: &str,
-    seq: u64,
-) -> Result<Vec<u8>, String> {
-    let id_field = resource.id_field();
-    let seed = KeyFields {
-        id: id_field,
-        updated: resource.updated_field(),
-    };
-    let mut de = serde_json::Deserializer::from_str(line);
-    let (id, updated) = seed
-        .deserialize(&mut de)
-        .and_then(|found| de.end().map(|()| found))
-        .map_err(|e| match e.classify() {
-            serde_json::error::Category::Data => format!("not a JSON object: {e}"),
-            _ => format!("not JSON: {e}"),
-        })?;
-    let id = match id {
-        Some(Value::String(s)) if !s.is_empty() => s,
-        Some(Value::Number(n)) => n.to_string(),
-        _ => return Err(format!("the record has no {id_field}")),
-    };
-    let updated_at = match (resource.updated_field(), updated) {
-        (_, None | Some(Value::Null)) | (None, _) => None,
-        (Some(field), Some(Value::String(s))) => {
-            let t = xero::dates::parse(&s).map_err(|e| format!("{field}: {e}"))?;
-            Some(rfc3339(t)?)
-        }
-        (Some(field), Some(other)) => return Err(format!("{field} is not a date: {other}")),
-    };
-    let mut out = Vec::with_capacity(line.len() + line.len() / 4 + 160);
-    serde_json::to_writer(
-        &mut out,
-        &Envelope {
-            id: &id,
-            updated_at: updated_at.as_deref(),
-            record: line,
-            run_id,
-            fetched_at,
-            seq,
-        },
-    )
-    .map_err(|e| format!("cannot encode the envelope: {e}"))?;
-    Ok(out)
-}
-
-/// One line of a load table.
-#[derive(Serialize)]
-struct Envelope<'a> {
-    id: &'a str,
-    /// RFC 3339, UTC; null when the resource or record has no stamp.
-    updated_at: Option<&'a str>,
-    /// The record as Xero sent it, as JSON text.
-    record: &'a str,
-    run_id: &'a str,
-    fetched_at: &'a str,
-    /// Position in the manifest: of two versions with the same stamp in one
-    /// manifest, the later wins.
-    seq: u64,
 }
 
 async fn read_loaded(ctx: &TransformContext) -> Result<Loaded, TransformError> {
@@ -204,6 +101,14 @@ async fn write_loaded(ctx: &TransformContext, loaded: &Loaded) -> Result<(), Tra
     )))
 }
 
+/// One resource's manifests waiting to be loaded, their pages checked.
+#[derive(Default)]
+struct Pending {
+    /// (manifest key, records), oldest first.
+    manifests: Vec<(String, u64)>,
+    pages: Vec<PageRef>,
+}
+
 /// Creates the raw tables, then loads every manifest not loaded yet.
 pub(crate) async fn load_all(
     ctx: &TransformContext,
@@ -224,308 +129,313 @@ pub(crate) async fn load_all(
         ctx.raw_dataset
     )))?;
 
-    let mut loader = Loader {
-        ctx,
-        renderer,
-        state: read_loaded(ctx).await?,
-        staged: Vec::new(),
-        finished: Vec::new(),
-        out: LoadOutcome {
-            loaded: tables.iter().map(|t| (t.clone(), 0)).collect(),
-            manifests: Vec::new(),
-        },
+    let mut state = read_loaded(ctx).await?;
+    let mut out = LoadOutcome {
+        loaded: tables.iter().map(|t| (t.clone(), 0)).collect(),
+        manifests: Vec::new(),
     };
+    let mut pending: Vec<(Resource, Pending)> = Vec::new();
+    let mut expected: BTreeMap<String, Expected> = BTreeMap::new();
     for resource in Resource::ALL {
-        let prefix = raw::resource_prefix(resource);
-        let objects = retrying(|| {
-            ctx.cloud
-                .objects
-                .list_objects(&ctx.cred, &ctx.bucket, &prefix)
-        })
-        .await
-        .map_err(storage(format!(
-            "listing {prefix} in bucket {}",
-            ctx.bucket
-        )))?;
-        let mut pending = Vec::new();
-        for object in objects {
-            if !is_manifest_key(&object.key, &prefix)
-                || loader.state.manifests.contains(&object.key)
-            {
-                continue;
-            }
-            let bytes = retrying(|| {
-                ctx.cloud
-                    .objects
-                    .get_object(&ctx.cred, &ctx.bucket, &object.key)
-            })
-            .await
-            .map_err(storage(format!("reading {}", object.key)))?;
-            let manifest: Manifest = serde_json::from_slice(&bytes)
-                .map_err(|e| bad_raw(&object.key, format!("not a manifest: {e}")))?;
-            if !manifest.resource.eq_ignore_ascii_case(resource.name()) {
-                return Err(bad_raw(
-                    &object.key,
-                    format!(
-                        "the manifest is for {}, but lies under {prefix}",
-                        manifest.resource
-                    ),
-                ));
-            }
-            pending.push((object.key, manifest));
+        let found = pending_manifests(ctx, resource, &state).await?;
+        if found.is_empty() {
+            continue;
         }
-        // Oldest first, so that of two versions with the same change stamp
-        // the later fetch is merged last.
-        pending.sort_by(|(ka, a), (kb, b)| (a.completed_at, ka).cmp(&(b.completed_at, kb)));
-        for (key, manifest) in pending {
-            loader.manifest(resource, &key, &manifest).await?;
+        let mut p = Pending::default();
+        for (ord, (key, manifest)) in found.iter().enumerate() {
+            check_manifest(resource, key, manifest, ord, &mut p.pages, &mut expected)?;
+            p.manifests.push((key.clone(), manifest.records));
         }
+        pending.push((resource, p));
     }
-    loader.flush().await?;
-    Ok(loader.out)
-}
-
-/// A batch loaded into its load table, waiting for the merge.
-struct Staged {
-    resource: Resource,
-    manifest: String,
-    load: String,
-    merge: String,
-}
-
-/// Loads batches into the load tables and merges them all at once (one
-/// warehouse session for every resource of a run, rather than one each),
-/// recording a manifest as loaded only once all its batches are merged.
-struct Loader<'a> {
-    ctx: &'a TransformContext,
-    renderer: &'a Renderer,
-    state: Loaded,
-    staged: Vec<Staged>,
-    /// Manifests whose batches are all staged: (resource, key, records).
-    finished: Vec<(Resource, String, u64)>,
-    out: LoadOutcome,
-}
-
-impl Loader<'_> {
-    /// Reads, checks and stages one manifest's pages.
-    async fn manifest(
-        &mut self,
-        resource: Resource,
-        key: &str,
-        manifest: &Manifest,
-    ) -> Result<(), TransformError> {
-        let ctx = self.ctx;
-        let listed: u64 = manifest.pages.iter().map(|p| p.records).sum();
-        if listed != manifest.records {
-            return Err(bad_raw(
-                key,
-                format!(
-                    "the pages hold {listed} records, the manifest says {}",
-                    manifest.records
-                ),
-            ));
-        }
-        let fetched_at = rfc3339(manifest.completed_at).map_err(|e| bad_raw(key, e))?;
-        let resource_prefix = raw::resource_prefix(resource);
-        let mut batch: Vec<u8> = Vec::new();
-        let mut seq = 0u64;
-        for page in &manifest.pages {
-            if !page.key.starts_with(&resource_prefix) {
-                return Err(bad_raw(
-                    key,
-                    format!("page {} is not under {resource_prefix}", page.key),
-                ));
-            }
-            let bytes = retrying(|| {
-                ctx.cloud
-                    .objects
-                    .get_object(&ctx.cred, &ctx.bucket, &page.key)
-            })
-            .await
-            .map_err(storage(format!("reading {}", page.key)))?;
-            let digest = hex::encode(Sha256::digest(&bytes));
-            if !digest.eq_ignore_ascii_case(&page.sha256) {
-                return Err(bad_raw(
-                    &page.key,
-                    format!(
-                        "its SHA-256 is {digest}, the manifest says {}: the page changed or is damaged",
-                        page.sha256
-                    ),
-                ));
-            }
-            let text = std::str::from_utf8(&bytes)
-                .map_err(|e| bad_raw(&page.key, format!("not UTF-8: {e}")))?;
-            let mut records = 0u64;
-            for (i, line) in text.lines().enumerate() {
-                let line = line.trim();
-                if line.is_empty() {
-                    continue;
-                }
-                seq += 1;
-                records += 1;
-                let env = envelope(resource, line, &manifest.run_id, &fetched_at, seq)
-                    .map_err(|e| bad_raw(&format!("{} line {}", page.key, i + 1), e))?;
-                batch.extend_from_slice(&env);
-                batch.push(b'\n');
-            }
-            if records != page.records {
-                return Err(bad_raw(
-                    &page.key,
-                    format!(
-                        "it holds {records} records, the manifest says {}",
-                        page.records
-                    ),
-                ));
-            }
-            if batch.len() >= BATCH_BYTES {
-                self.stage(
-                    resource,
-                    key,
-                    manifest,
-                    &fetched_at,
-                    std::mem::take(&mut batch),
-                )
-                .await?;
-            }
-        }
-        if !batch.is_empty() {
-            self.stage(resource, key, manifest, &fetched_at, batch)
-                .await?;
-        }
-        self.finished.push((resource, key.to_owned(), seq));
-        Ok(())
+    if pending.is_empty() {
+        return Ok(out);
     }
 
-    /// Loads one batch into `_load_<resource>`, merging what is staged first
-    /// if that table already holds a batch.
-    async fn stage(
-        &mut self,
-        resource: Resource,
-        key: &str,
-        manifest: &Manifest,
-        fetched_at: &str,
-        batch: Vec<u8>,
-    ) -> Result<(), TransformError> {
-        let ctx = self.ctx;
-        let table = resource.storage_name();
-        let load = format!("_load_{table}");
-        if self.staged.iter().any(|s| s.load == load) {
-            self.flush().await?;
-        }
-        let (bytes, started) = (batch.len(), Instant::now());
-        let rows = retrying(|| {
-            ctx.cloud.warehouse.load_ndjson(
+    let keys: Vec<String> = pending
+        .iter()
+        .flat_map(|(_, p)| p.pages.iter().map(|page| page.key.clone()))
+        .collect();
+    let load_error = |source| TransformError::Load {
+        resource: names(pending.iter().map(|(r, _)| r.name())),
+        manifest: names(
+            pending
+                .iter()
+                .flat_map(|(_, p)| p.manifests.iter().map(|(k, _)| k.as_str())),
+        ),
+        source,
+    };
+    let t = Instant::now();
+    let read = if keys.is_empty() {
+        Vec::new()
+    } else {
+        retrying(|| {
+            ctx.cloud.warehouse.load_lines(
                 &ctx.cred,
                 &ctx.raw_dataset,
-                &load,
-                batch.clone(),
+                LOAD_TABLE,
+                &ctx.bucket,
+                &keys,
                 WriteMode::Truncate,
             )
         })
         .await
-        .map_err(|source| TransformError::Load {
-            resource: resource.name().to_owned(),
-            manifest: key.to_owned(),
-            source,
-        })?;
-        tracing::debug!(resource = %resource, rows, bytes, ms = started.elapsed().as_millis(), "staged a batch");
-        let merge = self
-            .renderer
-            .merge(&table, &load, &manifest.run_id, fetched_at)?;
-        self.staged.push(Staged {
-            resource,
-            manifest: key.to_owned(),
-            load,
-            merge,
-        });
-        Ok(())
+        .map_err(load_error)?
+    };
+    if let Err(e) = check_read(&expected, &read) {
+        // The load table is not merged; dropped now rather than kept until
+        // the next load replaces it.
+        let drop = renderer.drop_load_tables(&[LOAD_TABLE.to_owned()]);
+        let _ = ctx
+            .cloud
+            .warehouse
+            .execute(&ctx.cred, &ctx.raw_dataset, &drop)
+            .await;
+        return Err(e);
     }
+    let rows: u64 = read.iter().map(|o| o.lines).sum();
+    let loaded_ms = t.elapsed().as_millis();
 
-    /// Merges every staged batch into its raw table, drops the load tables,
-    /// and records the manifests that are now wholly merged.
-    async fn flush(&mut self) -> Result<(), TransformError> {
-        let ctx = self.ctx;
-        if !self.staged.is_empty() {
-            let started = Instant::now();
-            let mut script: String = self
-                .staged
+    // One script merges every resource and drops the load table: one
+    // warehouse session for the whole run.
+    let t = Instant::now();
+    let mut merges = Vec::new();
+    for (resource, p) in &pending {
+        if !p.pages.is_empty() {
+            merges.push((*resource, renderer.merge(*resource, LOAD_TABLE, &p.pages)?));
+        }
+    }
+    if !merges.is_empty() {
+        let mut script: String = merges.iter().map(|(_, m)| format!("{m}\n")).collect();
+        script.push_str(&renderer.drop_load_tables(&[LOAD_TABLE.to_owned()]));
+        let merged = retrying(|| {
+            ctx.cloud
+                .warehouse
+                .execute(&ctx.cred, &ctx.raw_dataset, &script)
+        })
+        .await;
+        if let Err(source) = merged {
+            return Err(blame(ctx, &pending, &merges, source).await);
+        }
+    }
+    tracing::debug!(
+        pages = keys.len(),
+        rows,
+        loaded_ms,
+        merged_ms = t.elapsed().as_millis(),
+        "loaded and merged"
+    );
+
+    for (_, p) in &pending {
+        for (key, _) in &p.manifests {
+            state.manifests.insert(key.clone());
+        }
+    }
+    write_loaded(ctx, &state).await?;
+    for (resource, p) in pending {
+        for (key, records) in p.manifests {
+            *out.loaded.entry(resource.storage_name()).or_default() += records;
+            tracing::info!(resource = %resource, manifest = %key, records, "loaded into the raw dataset");
+            out.manifests.push(key);
+        }
+    }
+    Ok(out)
+}
+
+fn names<'a>(items: impl Iterator<Item = &'a str>) -> String {
+    items.collect::<Vec<_>>().join(", ")
+}
+
+/// The resource's manifests not loaded yet, oldest first (so that of two
+/// versions with the same change stamp the later fetch wins).
+async fn pending_manifests(
+    ctx: &TransformContext,
+    resource: Resource,
+    state: &Loaded,
+) -> Result<Vec<(String, Manifest)>, TransformError> {
+    let prefix = raw::resource_prefix(resource);
+    let objects = retrying(|| {
+        ctx.cloud
+            .objects
+            .list_objects(&ctx.cred, &ctx.bucket, &prefix)
+    })
+    .await
+    .map_err(storage(format!(
+        "listing {prefix} in bucket {}",
+        ctx.bucket
+    )))?;
+    let mut pending = Vec::new();
+    for object in objects {
+        if !is_manifest_key(&object.key, &prefix) || state.manifests.contains(&object.key) {
+            continue;
+        }
+        let bytes = retrying(|| {
+            ctx.cloud
+                .objects
+                .get_object(&ctx.cred, &ctx.bucket, &object.key)
+        })
+        .await
+        .map_err(storage(format!("reading {}", object.key)))?;
+        let manifest: Manifest = serde_json::from_slice(&bytes)
+            .map_err(|e| bad_raw(&object.key, format!("not a manifest: {e}")))?;
+        if !manifest.resource.eq_ignore_ascii_case(resource.name()) {
+            return Err(bad_raw(
+                &object.key,
+                format!(
+                    "the manifest is for {}, but lies under {prefix}",
+                    manifest.resource
+                ),
+            ));
+        }
+        pending.push((object.key, manifest));
+    }
+    pending.sort_by(|(ka, a), (kb, b)| (a.completed_at, ka).cmp(&(b.completed_at, kb)));
+    Ok(pending)
+}
+
+/// Checks one manifest and adds its pages to `pages` (their SHA-256 and
+/// records are checked against what the warehouse read, after the load).
+fn check_manifest(
+    resource: Resource,
+    key: &str,
+    manifest: &Manifest,
+    ord: usize,
+    pages: &mut Vec<PageRef>,
+    expected: &mut BTreeMap<String, Expected>,
+) -> Result<(), TransformError> {
+    let listed: u64 = manifest.pages.iter().map(|p| p.records).sum();
+    if listed != manifest.records {
+        return Err(bad_raw(
+            key,
+            format!(
+                "the pages hold {listed} records, the manifest says {}",
+                manifest.records
+            ),
+        ));
+    }
+    let fetched_at = rfc3339(manifest.completed_at).map_err(|e| bad_raw(key, e))?;
+    let resource_prefix = raw::resource_prefix(resource);
+    for (i, page) in manifest.pages.iter().enumerate() {
+        if !page.key.starts_with(&resource_prefix) {
+            return Err(bad_raw(
+                key,
+                format!("page {} is not under {resource_prefix}", page.key),
+            ));
+        }
+        if expected.contains_key(&page.key) {
+            return Err(bad_raw(key, format!("page {} is listed twice", page.key)));
+        }
+        expected.insert(
+            page.key.clone(),
+            Expected {
+                sha256: page.sha256.clone(),
+                records: page.records,
+            },
+        );
+        pages.push(PageRef {
+            key: page.key.clone(),
+            run_id: manifest.run_id.clone(),
+            fetched_at: fetched_at.clone(),
+            manifest: u32::try_from(ord + 1).unwrap_or(u32::MAX),
+            page: u32::try_from(i + 1).unwrap_or(u32::MAX),
+        });
+    }
+    Ok(())
+}
+
+/// What a manifest says of one of its pages.
+struct Expected {
+    sha256: String,
+    records: u64,
+}
+
+/// Each page as the warehouse read it must be the page its manifest lists.
+fn check_read(
+    expected: &BTreeMap<String, Expected>,
+    read: &[LoadedObject],
+) -> Result<(), TransformError> {
+    for object in read {
+        let Some(page) = expected.get(&object.key) else {
+            return Err(bad_raw(
+                &object.key,
+                "the warehouse read a page no manifest lists",
+            ));
+        };
+        if !object.sha256.eq_ignore_ascii_case(&page.sha256) {
+            return Err(bad_raw(
+                &object.key,
+                format!(
+                    "its SHA-256 is {}, the manifest says {}: the page changed or is damaged",
+                    object.sha256, page.sha256
+                ),
+            ));
+        }
+        if object.lines != page.records {
+            return Err(bad_raw(
+                &object.key,
+                format!(
+                    "it holds {} records, the manifest says {}",
+                    object.lines, page.records
+                ),
+            ));
+        }
+    }
+    if read.len() != expected.len() {
+        return Err(bad_raw(
+            LOAD_TABLE,
+            format!(
+                "the warehouse read {} pages of the {} listed",
+                read.len(),
+                expected.len()
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// After a failed merge of several resources: merges them one by one (a
+/// merge is idempotent, so redoing those that went through is harmless) to
+/// name the one that fails.
+async fn blame(
+    ctx: &TransformContext,
+    pending: &[(Resource, Pending)],
+    merges: &[(Resource, String)],
+    error: CloudError,
+) -> TransformError {
+    let as_load_error = |resource: Resource, source| TransformError::Load {
+        resource: resource.name().to_owned(),
+        manifest: names(
+            pending
                 .iter()
-                .map(|s| format!("{}\n", s.merge))
-                .collect();
-            let loads: Vec<String> = self.staged.iter().map(|s| s.load.clone()).collect();
-            script.push_str(&self.renderer.drop_load_tables(&loads));
-            let merged = retrying(|| {
+                .filter(|(r, _)| *r == resource)
+                .flat_map(|(_, p)| p.manifests.iter().map(|(k, _)| k.as_str())),
+        ),
+        source,
+    };
+    if merges.len() > 1 && !error.is_retryable() {
+        for (resource, merge) in merges {
+            let one = retrying(|| {
                 ctx.cloud
                     .warehouse
-                    .execute(&ctx.cred, &ctx.raw_dataset, &script)
+                    .execute(&ctx.cred, &ctx.raw_dataset, merge)
             })
             .await;
-            if let Err(source) = merged {
-                return Err(self.blame(source).await);
+            if let Err(source) = one {
+                return as_load_error(*resource, source);
             }
-            tracing::debug!(
-                batches = self.staged.len(),
-                ms = started.elapsed().as_millis(),
-                "merged"
-            );
-            self.staged.clear();
         }
-        if self.finished.is_empty() {
-            return Ok(());
-        }
-        for (_, key, _) in &self.finished {
-            self.state.manifests.insert(key.clone());
-        }
-        write_loaded(ctx, &self.state).await?;
-        for (resource, key, records) in self.finished.drain(..) {
-            *self.out.loaded.entry(resource.storage_name()).or_default() += records;
-            tracing::info!(resource = %resource, manifest = %key, records, "loaded into the raw dataset");
-            self.out.manifests.push(key);
-        }
-        Ok(())
     }
-
-    /// After a failed merge of several batches: merges them one by one (a
-    /// merge is idempotent, so redoing those that went through is harmless)
-    /// to name the one that fails.
-    async fn blame(&self, error: CloudError) -> TransformError {
-        let ctx = self.ctx;
-        let as_load_error = |s: &Staged, source| TransformError::Load {
-            resource: s.resource.name().to_owned(),
-            manifest: s.manifest.clone(),
-            source,
-        };
-        if self.staged.len() > 1 && !error.is_retryable() {
-            for s in &self.staged {
-                let one = retrying(|| {
-                    ctx.cloud
-                        .warehouse
-                        .execute(&ctx.cred, &ctx.raw_dataset, &s.merge)
-                })
-                .await;
-                if let Err(source) = one {
-                    return as_load_error(s, source);
-                }
-            }
-        }
-        match self.staged.first() {
-            Some(s) if self.staged.len() == 1 => as_load_error(s, error),
-            _ => TransformError::Load {
-                resource: self
-                    .staged
+    match merges {
+        [(resource, _)] => as_load_error(*resource, error),
+        _ => TransformError::Load {
+            resource: names(merges.iter().map(|(r, _)| r.name())),
+            manifest: names(
+                pending
                     .iter()
-                    .map(|s| s.resource.name())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                manifest: self
-                    .staged
-                    .iter()
-                    .map(|s| s.manifest.as_str())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-                source: error,
-            },
-        }
+                    .flat_map(|(_, p)| p.manifests.iter().map(|(k, _)| k.as_str())),
+            ),
+            source: error,
+        },
     }
 }
 
@@ -541,42 +451,5 @@ mod tests {
         assert!(!is_manifest_key("raw/invoices/manifest.json", p));
         assert!(!is_manifest_key("raw/invoices/a/b/manifest.json", p));
         assert!(!is_manifest_key("raw/invoicesx/r1/manifest.json", p));
-    }
-
-    #[test]
-    fn envelopes_carry_the_id_the_stamp_and_the_record_whole() {
-        let line =
-            r#"{"InvoiceID":"abc","UpdatedDateUTC":"/Date(1577836800000+0000)/","Total":1.5}"#;
-        let env =
-            envelope(Resource::Invoices, line, "r1", "2024-01-01T00:00:00Z", 7).expect("envelope");
-        let v: Value = serde_json::from_slice(&env).expect("json");
-        assert_eq!(v["id"], "abc");
-        assert_eq!(v["updated_at"], "2020-01-01T00:00:00Z");
-        assert_eq!(v["record"], line);
-        assert_eq!(v["run_id"], "r1");
-        assert_eq!(v["seq"], 7);
-        // Journals are stamped by their creation; organisations not at all.
-        let j = r#"{"JournalID":"j","CreatedDateUTC":"/Date(1577836800123+1300)/"}"#;
-        let v: Value =
-            serde_json::from_slice(&envelope(Resource::Journals, j, "r", "t", 1).expect("journal"))
-                .expect("json");
-        assert_eq!(v["updated_at"], "2020-01-01T00:00:00.123Z");
-        let o = r#"{"OrganisationID":"o","Name":"Demo"}"#;
-        let v: Value =
-            serde_json::from_slice(&envelope(Resource::Organisation, o, "r", "t", 1).expect("org"))
-                .expect("json");
-        assert_eq!(v["updated_at"], Value::Null);
-        for (bad, why) in [
-            ("[1]", "not a JSON object"),
-            ("{", "not JSON"),
-            (r#"{"Total":1}"#, "no InvoiceID"),
-            (
-                r#"{"InvoiceID":"a","UpdatedDateUTC":"yesterday"}"#,
-                "UpdatedDateUTC",
-            ),
-        ] {
-            let e = envelope(Resource::Invoices, bad, "r", "t", 1).expect_err(bad);
-            assert!(e.contains(why), "{bad}: {e}");
-        }
     }
 }

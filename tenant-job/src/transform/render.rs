@@ -11,6 +11,7 @@ use std::collections::{BTreeSet, HashMap};
 use std::error::Error as _;
 use std::sync::{Arc, Mutex};
 
+use serde::Serialize;
 use tera::{Context, Tera, Value};
 use xero::resources::Resource;
 
@@ -23,6 +24,20 @@ pub const STAGING_PREFIX: &str = "_build_";
 const MACROS: &str = "macros.sql";
 const IMPORT: &str = "{% import \"macros.sql\" as m %}";
 
+/// One page of raw records a merge reads from the load table.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PageRef {
+    /// The page's object key (the load table's `object`).
+    pub key: String,
+    /// The run that fetched it, and when its manifest was completed (RFC 3339).
+    pub run_id: String,
+    pub fetched_at: String,
+    /// The manifest's place among those loaded, oldest first, and the page's
+    /// place in its manifest: later wins between versions with one stamp.
+    pub manifest: u32,
+    pub page: u32,
+}
+
 /// Statements of the transformation itself, with the dialect's macros.
 const INTERNAL: [(&str, &str); 3] = [
     (
@@ -31,7 +46,7 @@ const INTERNAL: [(&str, &str); 3] = [
     ),
     (
         "_internal/merge.sql",
-        "{{ m::merge_latest(target=target, load=load, run_id=run_id, fetched_at=fetched_at) }}\n",
+        "{{ m::merge_lines(target=target, load=load, pages=pages, id_field=id_field, updated_field=updated_field) }}\n",
     ),
     (
         "_internal/publish.sql",
@@ -272,19 +287,20 @@ impl Renderer {
         self.internal("_internal/raw_tables.sql", &context)
     }
 
-    /// Merges the load table into the raw table (see `merge_latest`).
+    /// Merges the lines of `pages` in the load table into the raw table of
+    /// `resource` (see `merge_lines`).
     pub fn merge(
         &self,
-        target: &str,
+        resource: Resource,
         load: &str,
-        run_id: &str,
-        fetched_at: &str,
+        pages: &[PageRef],
     ) -> Result<String, TransformError> {
         let mut context = Context::new();
-        context.insert("target", target);
+        context.insert("target", &resource.storage_name());
         context.insert("load", load);
-        context.insert("run_id", run_id);
-        context.insert("fetched_at", fetched_at);
+        context.insert("pages", pages);
+        context.insert("id_field", resource.id_field());
+        context.insert("updated_field", &resource.updated_field());
         self.internal("_internal/merge.sql", &context)
     }
 
@@ -354,15 +370,19 @@ mod tests {
         }
         let tables: Vec<String> = Resource::ALL.iter().map(|r| r.storage_name()).collect();
         out.push_str(&r.raw_tables(&tables).expect("raw tables"));
-        out.push_str(
-            &r.merge(
-                "invoices",
-                "_load_invoices",
-                "run'1",
-                "2024-01-01T00:00:00Z",
-            )
-            .expect("merge"),
-        );
+        let page = PageRef {
+            key: "raw/invoices/run'1/00001.ndjson".to_owned(),
+            run_id: "run'1".to_owned(),
+            fetched_at: "2024-01-01T00:00:00Z".to_owned(),
+            manifest: 1,
+            page: 1,
+        };
+        for resource in [Resource::Invoices, Resource::Currencies] {
+            out.push_str(
+                &r.merge(resource, "_load_lines", std::slice::from_ref(&page))
+                    .expect("merge"),
+            );
+        }
         out.push_str(&r.publish(&["dim_contacts".to_owned()]).expect("publish"));
         out
     }
