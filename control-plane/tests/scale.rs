@@ -544,3 +544,79 @@ async fn runs_and_audit_rows_are_pruned_after_their_retention(env: Env) {
         Some(Phase::Pending)
     );
 }
+
+/// The pass over all tenants looks a settled tenant up in its cell's
+/// listings instead of reading each resource: it still finds a deleted
+/// bucket, a deleted service account and a removed project grant, repairs
+/// those tenants, and leaves the others unwritten.
+#[tokio::test]
+async fn the_pass_over_all_tenants_finds_drift_in_its_listings() {
+    use cloud::naming;
+    use cloud::ports::{roles, ResourceRef};
+
+    let dir = tempfile::tempdir().expect("tmp");
+    let platform = support::platform(dir.path()).await;
+    let r = support::reconciler(&platform);
+    let ids: Vec<TenantId> = ["calm", "nobucket", "noaccount", "nogrant"]
+        .iter()
+        .map(|s| tid(s))
+        .collect();
+    for id in &ids {
+        assert!(r
+            .provision(id, "test")
+            .await
+            .expect("provision")
+            .is_success());
+    }
+    let cloud = &platform.cloud;
+    cloud
+        .objects
+        .delete_bucket(&naming::bucket_name(None, &ids[1]))
+        .await
+        .expect("delete bucket");
+    let email = |id: &TenantId| cloud.identity.email_for(&naming::service_account_id(id));
+    cloud::ports::identity::revoke(
+        cloud.identity.as_ref(),
+        &ResourceRef::Project,
+        roles::BIGQUERY_JOB_USER,
+        &cloud::ports::member_for(&email(&ids[3])),
+    )
+    .await
+    .expect("revoke");
+    cloud
+        .identity
+        .delete_service_account(&email(&ids[2]))
+        .await
+        .expect("delete account");
+    let calm_before = platform
+        .store
+        .get_tenant(&ids[0])
+        .await
+        .expect("read")
+        .expect("calm");
+
+    let mut changed = std::collections::BTreeMap::new();
+    for result in r.reconcile_all().await.expect("all") {
+        let report = result.expect("report");
+        assert!(report.is_success(), "{report:?}");
+        changed.insert(report.tenant.to_string(), report.changed);
+    }
+    assert_eq!(changed.get("calm"), Some(&0), "{changed:?}");
+    for drifted in ["nobucket", "noaccount", "nogrant"] {
+        assert!(
+            changed.get(drifted).is_some_and(|n| *n > 0),
+            "{drifted}: {changed:?}"
+        );
+    }
+    let calm_after = platform
+        .store
+        .get_tenant(&ids[0])
+        .await
+        .expect("read")
+        .expect("calm");
+    assert_eq!(calm_before.updated_at, calm_after.updated_at);
+    // A second pass finds nothing left to do.
+    for result in r.reconcile_all().await.expect("all") {
+        assert_eq!(result.expect("report").changed, 0);
+    }
+}
