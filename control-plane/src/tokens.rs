@@ -111,14 +111,9 @@ pub async fn refresh_idle_token_sets(
 ) -> Result<KeepaliveReport, StoreError> {
     let mut report = KeepaliveReport::default();
     let max_idle = time::Duration::try_from(max_idle).unwrap_or(time::Duration::MAX);
-    for tenant in store.list_tenants().await? {
+    // Wanted, connected and not needing consent: one query for them all.
+    for tenant in store.tenants_to_keep_alive().await? {
         let id = &tenant.id;
-        if tenant.desired != crate::store::Desired::Present
-            || store.needs_consent(id).await?
-            || store.connections_of(id).await?.is_empty()
-        {
-            continue;
-        }
         report.checked += 1;
         let cloud = match crate::clouds::of_tenant(clouds, store, &tenant).await {
             Ok(cloud) => cloud,
