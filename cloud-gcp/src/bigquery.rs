@@ -11,8 +11,8 @@ use async_trait::async_trait;
 use cloud::error::{CloudError, CloudResult};
 use cloud::naming::Labels;
 use cloud::ports::{
-    Binding, Column, Credential, Dataset, DatasetSpec, LoadedObject, ObjectStore, Policy,
-    QueryRequest, QueryResult, TableInfo, Warehouse, WriteMode,
+    Binding, Column, Credential, Dataset, DatasetSpec, ExpectedObject, LoadedObject, ObjectStore,
+    Policy, QueryRequest, QueryResult, TableInfo, Warehouse, WriteMode,
 };
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -624,37 +624,49 @@ impl Warehouse for CellAdapter {
         dataset: &str,
         table: &str,
         bucket: &str,
-        keys: &[String],
-        mode: WriteMode,
+        objects: &[ExpectedObject],
+        then: &str,
     ) -> CloudResult<Vec<LoadedObject>> {
         // A load job straight from Cloud Storage cannot say which object and
-        // line a row came from, so the objects are read here and their lines
-        // uploaded as NDJSON, in parts of about LINES_UPLOAD_BYTES: memory
-        // stays bounded whatever the objects hold.
+        // line a row came from, so the objects are read here, checked, and
+        // their lines uploaded as NDJSON into a table of the dataset, in parts
+        // of about LINES_UPLOAD_BYTES (memory stays bounded whatever the
+        // objects hold); `then` runs as one script, and the table is dropped.
+        // A failure part-way leaves the table for the next load to replace.
         let schema = vec![
             json!({"name": "object", "type": "STRING", "mode": "REQUIRED"}),
             json!({"name": "line", "type": "INT64", "mode": "REQUIRED"}),
             json!({"name": "text", "type": "STRING", "mode": "REQUIRED"}),
         ];
-        let mut mode = mode;
-        let mut read = Vec::with_capacity(keys.len());
+        let mut mode = WriteMode::Truncate;
+        let mut read = Vec::with_capacity(objects.len());
         let mut part: Vec<u8> = Vec::new();
         let mut sent_any = false;
-        for key in keys {
+        for expected in objects {
+            let key = &expected.key;
             let data = <Self as ObjectStore>::get_object(self, cred, bucket, key).await?;
             let sha256 = hex::encode(Sha256::digest(&data));
-            let text = std::str::from_utf8(&data).map_err(|e| {
-                CloudError::permanent(
-                    format!("object {key} in bucket {bucket}"),
-                    format!("not UTF-8: {e}"),
-                )
-            })?;
-            let mut lines = 0u64;
+            let text = String::from_utf8_lossy(&data);
+            let lines = text.split('\n').filter(|l| !l.is_empty()).count() as u64;
+            let object = LoadedObject {
+                key: key.clone(),
+                sha256,
+                lines,
+            };
+            let matches = expected.matches(&object);
+            read.push(object);
+            if !matches {
+                if sent_any {
+                    let _ = self
+                        .execute(cred, dataset, &format!("DROP TABLE IF EXISTS {table}"))
+                        .await;
+                }
+                return Ok(read);
+            }
             for (i, line) in text.split('\n').enumerate() {
                 if line.is_empty() {
                     continue;
                 }
-                lines += 1;
                 serde_json::to_writer(
                     &mut part,
                     &json!({"object": key, "line": i + 1, "text": line}),
@@ -664,11 +676,6 @@ impl Warehouse for CellAdapter {
                 })?;
                 part.push(b'\n');
             }
-            read.push(LoadedObject {
-                key: key.clone(),
-                sha256,
-                lines,
-            });
             if part.len() >= LINES_UPLOAD_BYTES {
                 let chunk = std::mem::take(&mut part);
                 self.load_by_upload(cred, dataset, table, chunk, schema.clone(), mode)
@@ -681,6 +688,9 @@ impl Warehouse for CellAdapter {
             self.load_by_upload(cred, dataset, table, part, schema, mode)
                 .await?;
         }
+        self.execute(cred, dataset, then).await?;
+        self.execute(cred, dataset, &format!("DROP TABLE IF EXISTS {table}"))
+            .await?;
         Ok(read)
     }
 

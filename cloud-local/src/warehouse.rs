@@ -38,8 +38,8 @@ use super::sqlvalue;
 use cloud::error::{CloudError, CloudResult};
 use cloud::naming::Labels;
 use cloud::ports::{
-    Column, Credential, Dataset, DatasetSpec, LoadedObject, Permission, QueryRequest, QueryResult,
-    ResourceRef, TableInfo, Warehouse, WriteMode,
+    Column, Credential, Dataset, DatasetSpec, ExpectedObject, LoadedObject, Permission,
+    QueryRequest, QueryResult, ResourceRef, TableInfo, Warehouse, WriteMode,
 };
 
 /// How often a timed-out query is interrupted again until it stops.
@@ -173,7 +173,8 @@ fn open_loader(resource: &str, path: &Path, allowed: &[&Path]) -> CloudResult<Co
         })
         .collect::<CloudResult<Vec<_>>>()?;
     conn.execute_batch(&format!(
-        "SET allowed_paths = [{}]; SET enable_external_access = false; SET lock_configuration = true;",
+        "SET allowed_paths = [{}]; SET preserve_insertion_order = false; \
+         SET enable_external_access = false; SET lock_configuration = true;",
         allowed.join(", ")
     ))
     .map_err(|e| duck_err(resource, &e))?;
@@ -367,18 +368,17 @@ fn load_blocking(
     }
 }
 
-/// The columns of a table `load_lines` fills.
-const LINES_COLUMNS: &str = "object VARCHAR NOT NULL, line BIGINT NOT NULL, text VARCHAR NOT NULL";
-
-/// Loads the lines of `keys` in `bucket` with DuckDB's own reader: the
-/// connection may read exactly those files and nothing else.
+/// Loads the lines of `objects` in `bucket` into the temporary table
+/// `table` with DuckDB's own reader (the connection may read exactly those
+/// files and nothing else) and runs `then`, all in one transaction, if every
+/// object holds what it should.
 fn load_lines_blocking(
     layout: &Layout,
     dataset: &str,
     table: &str,
     bucket: &str,
-    keys: &[String],
-    mode: WriteMode,
+    objects: &[ExpectedObject],
+    then: &str,
 ) -> CloudResult<Vec<LoadedObject>> {
     let resource = format!("table {table} in dataset {dataset}");
     let path = existing_file(layout, dataset)?;
@@ -386,8 +386,9 @@ fn load_lines_blocking(
         return Err(CloudError::not_found(format!("bucket {bucket}")));
     }
     let root = layout.bucket_dir(bucket);
-    let mut files = Vec::with_capacity(keys.len());
-    for key in keys {
+    let mut files = Vec::with_capacity(objects.len());
+    for object in objects {
+        let key = &object.key;
         fsio::validate_key(bucket, key)?;
         let file = root.join(key);
         // A regular file of the bucket's own folder, never a link out of it.
@@ -406,7 +407,7 @@ fn load_lines_blocking(
     })?;
     let allowed: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
     let conn = open_loader(&resource, &path, &allowed)?;
-    let target = format!("main.{}", quote_ident(table));
+    let target = format!("temp.main.{}", quote_ident(table));
     let run = |sql: &str| conn.execute_batch(sql).map_err(|e| duck_err(&resource, &e));
     let fail = |e: duckdb::Error| duck_err(&resource, &e);
     // The object's key is its path after the bucket's folder.
@@ -416,73 +417,83 @@ fn load_lines_blocking(
         .map(|f| quote_literal(&f.to_string_lossy()))
         .collect::<Vec<_>>()
         .join(", ");
-    run("BEGIN TRANSACTION")?;
-    let result = (|| -> CloudResult<Vec<LoadedObject>> {
-        // Replaced in the same transaction as it is filled: readers see the
-        // old rows or the new, never an empty or half-loaded table.
-        run(&match mode {
-            WriteMode::Truncate => format!("CREATE OR REPLACE TABLE {target} ({LINES_COLUMNS})"),
-            WriteMode::Append => format!("CREATE TABLE IF NOT EXISTS {target} ({LINES_COLUMNS})"),
-        })?;
-        if files.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut digests: HashMap<String, String> = HashMap::with_capacity(files.len());
-        {
-            let mut stmt = conn
-                .prepare(&format!(
-                    "SELECT {object}, sha256(content) FROM read_blob([{list}])"
+    // First what each object holds, before anything is loaded.
+    let mut read_by_key: HashMap<String, (String, u64)> = HashMap::with_capacity(files.len());
+    if !files.is_empty() {
+        let mut stmt = conn
+            .prepare(&format!(
+                "SELECT {object}, sha256(content), \
+                        len(list_filter(string_split(content, chr(10)), lambda l: l <> '')) \
+                   FROM read_text([{list}])"
+            ))
+            .map_err(fail)?;
+        let rows = stmt
+            .query_map([], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, i64>(2)?,
                 ))
-                .map_err(fail)?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?)))
-                .map_err(fail)?;
-            for row in rows {
-                let (key, digest) = row.map_err(fail)?;
-                digests.insert(key, digest);
-            }
-        }
-        run(&format!(
-            "INSERT INTO {target} (object, line, text) \
-             SELECT object, line, text FROM ( \
-                 SELECT {object} AS object, unnest(lines) AS text, \
-                        generate_subscripts(lines, 1) AS line \
-                   FROM (SELECT filename, string_split(content, chr(10)) AS lines \
-                           FROM read_text([{list}])) \
-             ) WHERE text <> ''"
-        ))?;
-        let mut lines: HashMap<String, u64> = HashMap::with_capacity(files.len());
-        {
-            let mut stmt = conn
-                .prepare(&format!(
-                    "SELECT object, count(*) FROM {target} GROUP BY object"
-                ))
-                .map_err(fail)?;
-            let rows = stmt
-                .query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))
-                .map_err(fail)?;
-            for row in rows {
-                let (key, n) = row.map_err(fail)?;
-                lines.insert(key, u64::try_from(n).unwrap_or(0));
-            }
-        }
-        keys.iter()
-            .map(|key| {
-                let sha256 = digests.get(key).cloned().ok_or_else(|| {
-                    CloudError::permanent(&resource, format!("object {} was not read", shown(key)))
-                })?;
-                Ok(LoadedObject {
-                    key: key.clone(),
-                    sha256: sha256.to_ascii_lowercase(),
-                    lines: lines.get(key).copied().unwrap_or(0),
-                })
             })
-            .collect()
+            .map_err(fail)?;
+        for row in rows {
+            let (key, digest, lines) = row.map_err(fail)?;
+            read_by_key.insert(key, (digest, u64::try_from(lines).unwrap_or(0)));
+        }
+    }
+    let mut read = Vec::with_capacity(objects.len());
+    for expected in objects {
+        let (sha256, lines) = read_by_key.remove(&expected.key).ok_or_else(|| {
+            CloudError::permanent(
+                &resource,
+                format!("object {} was not read", shown(&expected.key)),
+            )
+        })?;
+        let object = LoadedObject {
+            key: expected.key.clone(),
+            sha256: sha256.to_ascii_lowercase(),
+            lines,
+        };
+        let matches = expected.matches(&object);
+        read.push(object);
+        if !matches {
+            return Ok(read);
+        }
+    }
+    run("BEGIN TRANSACTION")?;
+    let result = (|| -> CloudResult<()> {
+        run(&format!(
+            "CREATE TEMP TABLE {target} (object VARCHAR NOT NULL, line BIGINT NOT NULL, text VARCHAR NOT NULL)"
+        ))?;
+        if !files.is_empty() {
+            run(&format!(
+                "INSERT INTO {target} (object, line, text) \
+                 SELECT object, line, text FROM ( \
+                     SELECT {object} AS object, unnest(lines) AS text, \
+                            generate_subscripts(lines, 1) AS line \
+                       FROM (SELECT filename, string_split(content, chr(10)) AS lines \
+                               FROM read_text([{list}])) \
+                 ) WHERE text <> ''"
+            ))?;
+        }
+        // The objects changed between the two reads: nothing happens.
+        let loaded: i64 = conn
+            .query_row(&format!("SELECT count(*) FROM {target}"), [], |r| r.get(0))
+            .map_err(fail)?;
+        let expected: u64 = objects.iter().map(|o| o.lines).sum();
+        if u64::try_from(loaded).ok() != Some(expected) {
+            return Err(CloudError::transient(
+                &resource,
+                format!("{loaded} lines were loaded where {expected} were read first: an object changed meanwhile"),
+            ));
+        }
+        run(then)?;
+        run(&format!("DROP TABLE {target}"))
     })();
     match result {
-        Ok(read) => {
+        Ok(()) => {
             run("COMMIT")?;
-            tracing::debug!(%dataset, %table, %bucket, objects = keys.len(), "loaded lines");
+            tracing::debug!(%dataset, %table, %bucket, objects = objects.len(), "loaded lines");
             Ok(read)
         }
         Err(e) => {
@@ -821,8 +832,8 @@ impl Warehouse for LocalWarehouse {
         dataset: &str,
         table: &str,
         bucket: &str,
-        keys: &[String],
-        mode: WriteMode,
+        objects: &[ExpectedObject],
+        then: &str,
     ) -> CloudResult<Vec<LoadedObject>> {
         validate_table(dataset, table)?;
         self.authorise(cred, dataset, Permission::Write).await?;
@@ -837,9 +848,9 @@ impl Warehouse for LocalWarehouse {
             )
             .await?;
         let (name, table, bucket) = (dataset.to_owned(), table.to_owned(), bucket.to_owned());
-        let keys = keys.to_vec();
+        let (objects, then) = (objects.to_vec(), then.to_owned());
         self.with_dataset(dataset, move |layout| {
-            load_lines_blocking(layout, &name, &table, &bucket, &keys, mode)
+            load_lines_blocking(layout, &name, &table, &bucket, &objects, &then)
         })
         .await
     }

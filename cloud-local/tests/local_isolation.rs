@@ -6,11 +6,12 @@ mod common;
 use std::time::Duration;
 
 use cloud::ports::{
-    roles, BucketSpec, Credential, DatasetSpec, ObjectStore, QueryRequest, ResourceRef,
-    SecretPayload, SecretSpec, SecretStore, Warehouse, WriteMode,
+    roles, BucketSpec, Credential, DatasetSpec, ExpectedObject, ObjectStore, QueryRequest,
+    ResourceRef, SecretPayload, SecretSpec, SecretStore, Warehouse, WriteMode,
 };
 use cloud_local::LocalAdapters;
 use common::{grant_to, is_denied, labels, open_temp, service_account};
+use sha2::Digest;
 
 struct Tenant {
     cred: Credential,
@@ -250,6 +251,11 @@ async fn a_tenant_reaches_its_own_resources_and_never_anothers() {
             .expect("load own");
         assert_eq!(rows, 1);
         // A bulk load of its own bucket's objects into its own dataset.
+        let mine = ExpectedObject {
+            key: "raw/x.ndjson".to_owned(),
+            sha256: hex::encode(sha2::Sha256::digest(b"mine")),
+            lines: 1,
+        };
         let read = cloud
             .warehouse
             .load_lines(
@@ -257,17 +263,12 @@ async fn a_tenant_reaches_its_own_resources_and_never_anothers() {
                 &t.dataset,
                 "_lines",
                 &t.bucket,
-                &["raw/x.ndjson".to_owned()],
-                WriteMode::Truncate,
+                std::slice::from_ref(&mine),
+                "SELECT count(*) FROM _lines",
             )
             .await
             .expect("load own lines");
-        assert_eq!(read[0].lines, 1);
-        cloud
-            .warehouse
-            .execute(&t.cred, &t.dataset, "DROP TABLE _lines")
-            .await
-            .expect("drop own");
+        assert!(mine.matches(&read[0]), "{read:?}");
         cloud
             .warehouse
             .execute(
@@ -355,7 +356,11 @@ async fn a_tenant_reaches_its_own_resources_and_never_anothers() {
     ));
     // Bulk loads: not into B's dataset, and not from B's bucket into A's own
     // dataset either (the warehouse reads the files itself).
-    let keys = ["raw/x.ndjson".to_owned()];
+    let theirs = [ExpectedObject {
+        key: "raw/x.ndjson".to_owned(),
+        sha256: hex::encode(sha2::Sha256::digest(b"mine")),
+        lines: 1,
+    }];
     for (dataset, bucket) in [
         (&b.dataset, &a.bucket),
         (&a.dataset, &b.bucket),
@@ -364,7 +369,7 @@ async fn a_tenant_reaches_its_own_resources_and_never_anothers() {
         assert!(is_denied(
             &cloud
                 .warehouse
-                .load_lines(c, dataset, "_lines", bucket, &keys, WriteMode::Truncate)
+                .load_lines(c, dataset, "_lines", bucket, &theirs, "SELECT 1")
                 .await
         ));
     }

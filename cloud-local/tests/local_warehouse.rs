@@ -5,7 +5,8 @@ mod common;
 use std::time::{Duration, Instant};
 
 use cloud::ports::{
-    BucketSpec, Credential, DatasetSpec, ObjectStore, QueryRequest, Warehouse, WriteMode,
+    BucketSpec, Credential, DatasetSpec, ExpectedObject, ObjectStore, QueryRequest, Warehouse,
+    WriteMode,
 };
 use cloud::CloudError;
 use common::{labels, open_temp};
@@ -250,7 +251,7 @@ async fn loads_append_and_truncate_and_queries_convert_types() {
 }
 
 #[tokio::test]
-async fn lines_of_objects_load_whole_with_their_object_and_line_and_what_was_read() {
+async fn lines_of_objects_load_whole_for_the_statements_only_when_they_hold_what_they_should() {
     let (_dir, cloud) = open_temp();
     cloud
         .warehouse
@@ -274,13 +275,25 @@ async fn lines_of_objects_load_whole_with_their_object_and_line_and_what_was_rea
             .await
             .expect("put");
     }
-    let keys = vec!["raw/p/1.ndjson".to_owned(), "raw/p/2.ndjson".to_owned()];
+    let digest = |b: &[u8]| hex::encode(sha2::Sha256::digest(b));
+    let objects = vec![
+        ExpectedObject {
+            key: "raw/p/1.ndjson".into(),
+            sha256: digest(first),
+            lines: 2,
+        },
+        ExpectedObject {
+            key: "raw/p/2.ndjson".into(),
+            sha256: digest(second).to_uppercase(),
+            lines: 1,
+        },
+    ];
+    let keep = "CREATE OR REPLACE TABLE kept AS SELECT * FROM _lines";
     let read = cloud
         .warehouse
-        .load_lines(&P, "d", "_lines", "b", &keys, WriteMode::Truncate)
+        .load_lines(&P, "d", "_lines", "b", &objects, keep)
         .await
         .expect("load");
-    let digest = |b: &[u8]| hex::encode(sha2::Sha256::digest(b));
     assert_eq!(
         read.iter()
             .map(|o| (o.key.as_str(), o.sha256.clone(), o.lines))
@@ -290,7 +303,7 @@ async fn lines_of_objects_load_whole_with_their_object_and_line_and_what_was_rea
             ("raw/p/2.ndjson", digest(second), 1),
         ]
     );
-    let all = "SELECT object, line, text FROM _lines ORDER BY object, line";
+    let all = "SELECT object, line, text FROM kept ORDER BY object, line";
     let r = cloud
         .warehouse
         .query(&P, &req("d", all))
@@ -312,46 +325,72 @@ async fn lines_of_objects_load_whole_with_their_object_and_line_and_what_was_rea
             ],
         ]
     );
-    // Append adds; truncate replaces; no objects leaves an empty table.
-    cloud
-        .warehouse
-        .load_lines(&P, "d", "_lines", "b", &keys[1..], WriteMode::Append)
-        .await
-        .expect("append");
-    let count = "SELECT count(*) FROM _lines";
-    let n = |r: cloud::ports::QueryResult| r.rows[0][0].clone();
+    // The load table was there for the statements only.
+    let tables = cloud.warehouse.list_tables(&P, "d").await.expect("tables");
     assert_eq!(
-        n(cloud
-            .warehouse
-            .query(&P, &req("d", count))
-            .await
-            .expect("q")),
-        json!(4)
+        tables.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(),
+        ["kept"]
     );
-    cloud
+
+    let count = |cloud: &cloud_local::LocalAdapters| {
+        let cloud = cloud.clone();
+        async move {
+            cloud
+                .warehouse
+                .query(&P, &req("d", "SELECT count(*) FROM kept"))
+                .await
+                .expect("count")
+                .rows[0][0]
+                .clone()
+        }
+    };
+    let replace = "CREATE OR REPLACE TABLE kept AS SELECT * FROM _lines WHERE line = 1";
+    // An object that is not what it should be: nothing is loaded, nothing runs.
+    for (i, wrong) in [
+        ExpectedObject {
+            sha256: digest(b"other"),
+            ..objects[1].clone()
+        },
+        ExpectedObject {
+            lines: 2,
+            ..objects[1].clone()
+        },
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let read = cloud
+            .warehouse
+            .load_lines(
+                &P,
+                "d",
+                "_lines",
+                "b",
+                &[objects[0].clone(), wrong.clone()],
+                replace,
+            )
+            .await
+            .expect("read");
+        assert_eq!(read.len(), 2, "{i}");
+        assert!(objects[0].matches(&read[0]));
+        assert!(!wrong.matches(&read[1]), "{i}");
+        assert_eq!(count(&cloud).await, json!(3), "{i}");
+    }
+    // A statement that fails changes nothing either.
+    let failing = format!("{replace}; SELECT error('no')");
+    assert!(cloud
         .warehouse
-        .load_lines(&P, "d", "_lines", "b", &[], WriteMode::Truncate)
+        .load_lines(&P, "d", "_lines", "b", &objects, &failing)
         .await
-        .expect("truncate");
-    assert_eq!(
-        n(cloud
-            .warehouse
-            .query(&P, &req("d", count))
-            .await
-            .expect("q")),
-        json!(0)
-    );
+        .is_err());
+    assert_eq!(count(&cloud).await, json!(3));
     // A missing object, or a key out of the bucket, loads nothing.
-    cloud
-        .warehouse
-        .load_lines(&P, "d", "_lines", "b", &keys, WriteMode::Truncate)
-        .await
-        .expect("load");
     for bad in ["raw/p/3.ndjson", "../b/raw/p/1.ndjson", "raw"] {
-        let keys = vec![keys[0].clone(), bad.to_owned()];
+        let mut with_bad = objects.clone();
+        with_bad[1].key = bad.to_owned();
         let e = cloud
             .warehouse
-            .load_lines(&P, "d", "_lines", "b", &keys, WriteMode::Truncate)
+            .load_lines(&P, "d", "_lines", "b", &with_bad, replace)
             .await
             .expect_err(bad);
         assert!(
@@ -362,22 +401,21 @@ async fn lines_of_objects_load_whole_with_their_object_and_line_and_what_was_rea
             "{bad}: {e:?}"
         );
     }
-    assert_eq!(
-        n(cloud
-            .warehouse
-            .query(&P, &req("d", count))
-            .await
-            .expect("q")),
-        json!(3)
-    );
+    assert_eq!(count(&cloud).await, json!(3));
     // Not a bucket: nothing to read.
     assert!(matches!(
         cloud
             .warehouse
-            .load_lines(&P, "d", "_lines", "nope", &keys, WriteMode::Truncate)
+            .load_lines(&P, "d", "_lines", "nope", &objects, replace)
             .await,
         Err(CloudError::NotFound { .. })
     ));
+    cloud
+        .warehouse
+        .load_lines(&P, "d", "_lines", "b", &objects, replace)
+        .await
+        .expect("load");
+    assert_eq!(count(&cloud).await, json!(2));
 }
 
 #[tokio::test]

@@ -290,12 +290,12 @@ impl Warehouse for Faulty {
         dataset: &str,
         table: &str,
         bucket: &str,
-        keys: &[String],
-        mode: WriteMode,
+        objects: &[ExpectedObject],
+        then: &str,
     ) -> CloudResult<Vec<LoadedObject>> {
         self.inner
             .warehouse
-            .load_lines(cred, dataset, table, bucket, keys, mode)
+            .load_lines(cred, dataset, table, bucket, objects, then)
             .await
     }
     async fn execute(&self, cred: &Credential, dataset: &str, sql: &str) -> CloudResult<()> {

@@ -5,7 +5,8 @@
 //! fetch time. That is recomputed here from the bucket alone and compared
 //! with the raw tables after a first sync and after re-syncs with edits,
 //! voids, payments, archived contacts and deleted invoices; and a load
-//! interrupted anywhere is redone to the same tables.
+//! interrupted after its merge, or failing part-way, is redone to the same
+//! tables.
 
 mod transform_support;
 
@@ -14,7 +15,6 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 
-use cloud::ports::WriteMode;
 use job_contract::raw::{self, Manifest, LOADED_KEY};
 use tenant_job::transform::{self, TransformError};
 use transform_support::{open_cloud, provision, write_run, Books, Tenant};
@@ -280,7 +280,7 @@ async fn bulk_loading_keeps_the_raw_tables_of_record_by_record_loading_through_r
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn a_load_interrupted_anywhere_is_redone_to_the_same_tables() {
+async fn a_load_interrupted_or_failing_part_way_is_redone_to_the_same_tables() {
     let (_dir, adapters) = open_cloud();
     let tenant = provision(&adapters, "acme").await;
     let mut books = Books::start(200, 43).await;
@@ -328,30 +328,49 @@ async fn a_load_interrupted_anywhere_is_redone_to_the_same_tables() {
     assert_eq!(tenant.snapshot(&tenant.raw).await, raw);
     assert_eq!(tenant.snapshot(&tenant.transformed).await, transformed);
 
-    // A crash during or after the bulk load, before the merge: a load table
-    // holding some of the pages (and some of an older run's) is left behind.
-    // The next run replaces it whole.
-    tenant.put(LOADED_KEY, loaded_before).await;
-    let some_pages = vec![
-        raw::page_key(Resource::Invoices, "run-1", 1),
-        raw::page_key(Resource::Invoices, "run-2", 1),
-    ];
+    // A load that fails part-way (a bad record in one resource's page):
+    // that resource's table is as it was and nothing is recorded; once the
+    // page is gone, the next run gives the same tables again.
+    tenant.put(LOADED_KEY, loaded_before.clone()).await;
+    let bad = Resource::ManualJournals;
+    let manual = tenant
+        .rows(&tenant.raw, "SELECT * FROM manualjournals ORDER BY ALL")
+        .await;
+    write_run(
+        &tenant,
+        bad,
+        "run-bad",
+        &[r#"{"Narration":"no id"}"#.to_owned()],
+        10,
+        None,
+        OffsetDateTime::now_utc(),
+    )
+    .await;
+    match transform::run(&tenant.context("run-4")).await {
+        Err(TransformError::Load { resource, .. }) => assert_eq!(resource, bad.name()),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(
+        tenant
+            .rows(&tenant.raw, "SELECT * FROM manualjournals ORDER BY ALL")
+            .await,
+        manual
+    );
+    assert_eq!(tenant.get(LOADED_KEY).await, loaded_before);
+    assert_eq!(tenant.snapshot(&tenant.transformed).await, transformed);
     tenant
         .cloud
-        .warehouse
-        .load_lines(
+        .objects
+        .delete_object(
             &tenant.cred,
-            &tenant.raw,
-            "_load_lines",
             &tenant.bucket,
-            &some_pages,
-            WriteMode::Truncate,
+            &raw::manifest_key(bad, "run-bad"),
         )
         .await
-        .expect("a partial load");
-    let again = transform::run(&tenant.context("run-4"))
+        .expect("remove the bad run");
+    let again = transform::run(&tenant.context("run-5"))
         .await
-        .expect("after a crash before the merge");
+        .expect("after a failed load");
     assert_eq!(again.manifests, manifests);
     assert_eq!(tenant.snapshot(&tenant.raw).await, raw);
     assert_eq!(tenant.snapshot(&tenant.transformed).await, transformed);

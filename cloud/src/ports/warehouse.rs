@@ -31,6 +31,25 @@ pub struct TableInfo {
     pub rows: Option<u64>,
 }
 
+/// An object [`Warehouse::load_lines`] reads, with what it must hold.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpectedObject {
+    pub key: String,
+    /// The SHA-256 of its bytes, in hex.
+    pub sha256: String,
+    /// Its lines that are not empty.
+    pub lines: u64,
+}
+
+impl ExpectedObject {
+    /// Whether `read` is this object as expected.
+    pub fn matches(&self, read: &LoadedObject) -> bool {
+        read.key == self.key
+            && read.sha256.eq_ignore_ascii_case(&self.sha256)
+            && read.lines == self.lines
+    }
+}
+
 /// What [`Warehouse::load_lines`] read of one object.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct LoadedObject {
@@ -95,23 +114,27 @@ pub trait Warehouse: Send + Sync {
         mode: WriteMode,
     ) -> CloudResult<u64>;
     /// Loads the lines of newline-delimited objects of `bucket` into
-    /// `table`, each line kept whole as text: one row per line that is not
+    /// `table`, a table that exists only for the statements `then`, and runs
+    /// `then` on `dataset` (in the same transaction, where the warehouse has
+    /// one). Each line is kept whole as text: one row per line that is not
     /// empty, with the columns `object` (text: the object's key), `line`
     /// (integer: the line's number in its object, from 1, empty lines
-    /// counted) and `text` (text: the line, without its `\n`). `keys` are
-    /// read in the order given; a missing object is `NotFound` and loads
-    /// nothing. The warehouse reads the objects itself where it can, so the
+    /// counted) and `text` (text: the line, without its `\n`). The objects
+    /// are read first, and the load and `then` happen only if each holds
+    /// what `objects` says (its SHA-256 and lines); otherwise nothing
+    /// changes. The warehouse reads the objects itself where it can, so the
     /// bytes need not pass through the caller. Needs write on `dataset` and
-    /// read on `bucket`. Returns what it read of each object, in the order of
-    /// `keys`, for the caller to check against what it expected.
+    /// read on `bucket`; a missing object is `NotFound`. Returns what was
+    /// read of each object, in the order of `objects` (up to the first that
+    /// differs, when one does).
     async fn load_lines(
         &self,
         cred: &Credential,
         dataset: &str,
         table: &str,
         bucket: &str,
-        keys: &[String],
-        mode: WriteMode,
+        objects: &[ExpectedObject],
+        then: &str,
     ) -> CloudResult<Vec<LoadedObject>>;
     /// Runs statements that change the dataset (the transformation's DDL and DML).
     async fn execute(&self, cred: &Credential, dataset: &str, sql: &str) -> CloudResult<()>;

@@ -162,11 +162,10 @@ CREATE TABLE IF NOT EXISTS {{ table }} (
   manifest, the manifest's place among those loaded and the page's place in
   it (they come in as literals, not from the load table). A record with no
   id, or a stamp that is not a date, fails the merge naming its page and
-  line. One transaction; `load` is kept (the loader drops it once every
-  merge of the run went through, so a merge can be repeated).
+  line. No transaction of its own: it runs inside the warehouse's load
+  (load_lines), whose one transaction holds every table's merge.
 -#}
 {%- macro merge_lines(target, load, pages, id_field, updated_field) -%}
-BEGIN TRANSACTION;
 {{ self::raw_table(table=target) }}
 CREATE TEMP TABLE ledgerlake_pages (object VARCHAR, run_id VARCHAR, fetched_at TIMESTAMP, manifest INTEGER, page INTEGER);
 INSERT INTO ledgerlake_pages VALUES
@@ -213,7 +212,6 @@ DELETE FROM {{ target }} AS t USING ledgerlake_incoming AS i WHERE t.id = i.id;
 INSERT INTO {{ target }} SELECT id, updated_at, record, run_id, fetched_at FROM ledgerlake_incoming;
 DROP TABLE ledgerlake_incoming;
 DROP TABLE ledgerlake_pages;
-COMMIT;
 {%- endmacro merge_lines -%}
 
 {#- ---- The transformed dataset (publishing) ------------------------------ -#}

@@ -3,16 +3,17 @@
 //! Every manifest not yet in `state/loaded.json` is read. Then the
 //! warehouse loads every page of every such manifest in one bulk load
 //! ([`cloud::ports::Warehouse::load_lines`]: each line kept whole as text,
-//! with its page and line number, into the load table `_load_lines`),
-//! reading the pages from the bucket itself where it can (DuckDB's own
-//! reader locally), so no page passes through the job; what it read of each
-//! page (SHA-256, records) must be what the manifest lists. One script then
-//! merges each resource's lines into its raw table `<resource>`, keeping the
-//! latest version of each record; the warehouse reads each record's id and
-//! change stamp from the record. Only then are the manifests recorded as
-//! loaded; a crash in between loads and merges them again, which changes
-//! nothing. Keeping the record whole as text keeps the raw schema the same
-//! whatever fields Xero sends.
+//! with its page and line number, into the load table `_load_lines`, which
+//! exists only for the merge), reading the pages from the bucket itself
+//! where it can (DuckDB's own reader locally), so no page passes through the
+//! job. It loads only if each page holds what its manifest lists (SHA-256,
+//! records). One script, run by the same call, merges each resource's lines
+//! into its raw table `<resource>`, keeping the latest version of each
+//! record; the warehouse reads each record's id and change stamp from the
+//! record. Locally the load and every merge are one transaction. Only then
+//! are the manifests recorded as loaded; a crash in between loads and merges
+//! them again, which changes nothing. Keeping the record whole as text keeps
+//! the raw schema the same whatever fields Xero sends.
 
 use std::collections::BTreeMap;
 use std::time::Instant;
@@ -21,14 +22,14 @@ use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 use xero::resources::Resource;
 
-use cloud::ports::{LoadedObject, WriteMode};
+use cloud::ports::{ExpectedObject, LoadedObject};
 use cloud::CloudError;
 
 use super::render::{PageRef, Renderer};
 use super::{retrying, TransformContext, TransformError};
 use job_contract::raw::{self, Loaded, Manifest};
 
-/// The one load table: every page's lines, dropped once merged.
+/// The one load table: every page's lines, there only for the merge.
 pub(crate) const LOAD_TABLE: &str = "_load_lines";
 
 /// What loading did.
@@ -101,12 +102,14 @@ async fn write_loaded(ctx: &TransformContext, loaded: &Loaded) -> Result<(), Tra
     )))
 }
 
-/// One resource's manifests waiting to be loaded, their pages checked.
+/// One resource's manifests waiting to be loaded.
 #[derive(Default)]
 struct Pending {
     /// (manifest key, records), oldest first.
     manifests: Vec<(String, u64)>,
+    /// Their pages, as the merge names them and as the load checks them.
     pages: Vec<PageRef>,
+    objects: Vec<ExpectedObject>,
 }
 
 /// Creates the raw tables, then loads every manifest not loaded yet.
@@ -135,7 +138,6 @@ pub(crate) async fn load_all(
         manifests: Vec::new(),
     };
     let mut pending: Vec<(Resource, Pending)> = Vec::new();
-    let mut expected: BTreeMap<String, Expected> = BTreeMap::new();
     for resource in Resource::ALL {
         let found = pending_manifests(ctx, resource, &state).await?;
         if found.is_empty() {
@@ -143,7 +145,7 @@ pub(crate) async fn load_all(
         }
         let mut p = Pending::default();
         for (ord, (key, manifest)) in found.iter().enumerate() {
-            check_manifest(resource, key, manifest, ord, &mut p.pages, &mut expected)?;
+            check_manifest(resource, key, manifest, ord, &mut p)?;
             p.manifests.push((key.clone(), manifest.records));
         }
         pending.push((resource, p));
@@ -152,52 +154,8 @@ pub(crate) async fn load_all(
         return Ok(out);
     }
 
-    let keys: Vec<String> = pending
-        .iter()
-        .flat_map(|(_, p)| p.pages.iter().map(|page| page.key.clone()))
-        .collect();
-    let load_error = |source| TransformError::Load {
-        resource: names(pending.iter().map(|(r, _)| r.name())),
-        manifest: names(
-            pending
-                .iter()
-                .flat_map(|(_, p)| p.manifests.iter().map(|(k, _)| k.as_str())),
-        ),
-        source,
-    };
-    let t = Instant::now();
-    let read = if keys.is_empty() {
-        Vec::new()
-    } else {
-        retrying(|| {
-            ctx.cloud.warehouse.load_lines(
-                &ctx.cred,
-                &ctx.raw_dataset,
-                LOAD_TABLE,
-                &ctx.bucket,
-                &keys,
-                WriteMode::Truncate,
-            )
-        })
-        .await
-        .map_err(load_error)?
-    };
-    if let Err(e) = check_read(&expected, &read) {
-        // The load table is not merged; dropped now rather than kept until
-        // the next load replaces it.
-        let drop = renderer.drop_load_tables(&[LOAD_TABLE.to_owned()]);
-        let _ = ctx
-            .cloud
-            .warehouse
-            .execute(&ctx.cred, &ctx.raw_dataset, &drop)
-            .await;
-        return Err(e);
-    }
-    let rows: u64 = read.iter().map(|o| o.lines).sum();
-    let loaded_ms = t.elapsed().as_millis();
-
-    // One script merges every resource and drops the load table: one
-    // warehouse session for the whole run.
+    // One load of every page and one script merging every resource: one
+    // warehouse session, and one transaction where the warehouse has them.
     let t = Instant::now();
     let mut merges = Vec::new();
     for (resource, p) in &pending {
@@ -205,24 +163,22 @@ pub(crate) async fn load_all(
             merges.push((*resource, renderer.merge(*resource, LOAD_TABLE, &p.pages)?));
         }
     }
+    let objects: Vec<ExpectedObject> = pending
+        .iter()
+        .flat_map(|(_, p)| p.objects.iter().cloned())
+        .collect();
     if !merges.is_empty() {
-        let mut script: String = merges.iter().map(|(_, m)| format!("{m}\n")).collect();
-        script.push_str(&renderer.drop_load_tables(&[LOAD_TABLE.to_owned()]));
-        let merged = retrying(|| {
-            ctx.cloud
-                .warehouse
-                .execute(&ctx.cred, &ctx.raw_dataset, &script)
-        })
-        .await;
-        if let Err(source) = merged {
-            return Err(blame(ctx, &pending, &merges, source).await);
+        let script: String = merges.iter().map(|(_, m)| format!("{m}\n")).collect();
+        let loaded = load(ctx, &objects, &script).await;
+        match loaded {
+            Ok(read) => check_read(&objects, &read)?,
+            Err(source) => return Err(blame(ctx, renderer, &pending, source).await),
         }
     }
     tracing::debug!(
-        pages = keys.len(),
-        rows,
-        loaded_ms,
-        merged_ms = t.elapsed().as_millis(),
+        pages = objects.len(),
+        records = objects.iter().map(|o| o.lines).sum::<u64>(),
+        ms = t.elapsed().as_millis(),
         "loaded and merged"
     );
 
@@ -293,15 +249,14 @@ async fn pending_manifests(
     Ok(pending)
 }
 
-/// Checks one manifest and adds its pages to `pages` (their SHA-256 and
-/// records are checked against what the warehouse read, after the load).
+/// Checks one manifest and adds its pages to `p` (what each holds is
+/// checked by the warehouse as it loads them).
 fn check_manifest(
     resource: Resource,
     key: &str,
     manifest: &Manifest,
     ord: usize,
-    pages: &mut Vec<PageRef>,
-    expected: &mut BTreeMap<String, Expected>,
+    p: &mut Pending,
 ) -> Result<(), TransformError> {
     let listed: u64 = manifest.pages.iter().map(|p| p.records).sum();
     if listed != manifest.records {
@@ -322,17 +277,15 @@ fn check_manifest(
                 format!("page {} is not under {resource_prefix}", page.key),
             ));
         }
-        if expected.contains_key(&page.key) {
+        if p.objects.iter().any(|o| o.key == page.key) {
             return Err(bad_raw(key, format!("page {} is listed twice", page.key)));
         }
-        expected.insert(
-            page.key.clone(),
-            Expected {
-                sha256: page.sha256.clone(),
-                records: page.records,
-            },
-        );
-        pages.push(PageRef {
+        p.objects.push(ExpectedObject {
+            key: page.key.clone(),
+            sha256: page.sha256.clone(),
+            lines: page.records,
+        });
+        p.pages.push(PageRef {
             key: page.key.clone(),
             run_id: manifest.run_id.clone(),
             fetched_at: fetched_at.clone(),
@@ -343,24 +296,29 @@ fn check_manifest(
     Ok(())
 }
 
-/// What a manifest says of one of its pages.
-struct Expected {
-    sha256: String,
-    records: u64,
+/// Loads `objects` into the load table and runs `merge` on it.
+async fn load(
+    ctx: &TransformContext,
+    objects: &[ExpectedObject],
+    merge: &str,
+) -> Result<Vec<LoadedObject>, CloudError> {
+    retrying(|| {
+        ctx.cloud.warehouse.load_lines(
+            &ctx.cred,
+            &ctx.raw_dataset,
+            LOAD_TABLE,
+            &ctx.bucket,
+            objects,
+            merge,
+        )
+    })
+    .await
 }
 
-/// Each page as the warehouse read it must be the page its manifest lists.
-fn check_read(
-    expected: &BTreeMap<String, Expected>,
-    read: &[LoadedObject],
-) -> Result<(), TransformError> {
-    for object in read {
-        let Some(page) = expected.get(&object.key) else {
-            return Err(bad_raw(
-                &object.key,
-                "the warehouse read a page no manifest lists",
-            ));
-        };
+/// Each page as the warehouse read it must be the page its manifest lists;
+/// when one is not, the warehouse loaded and merged nothing.
+fn check_read(expected: &[ExpectedObject], read: &[LoadedObject]) -> Result<(), TransformError> {
+    for (page, object) in expected.iter().zip(read) {
         if !object.sha256.eq_ignore_ascii_case(&page.sha256) {
             return Err(bad_raw(
                 &object.key,
@@ -370,12 +328,12 @@ fn check_read(
                 ),
             ));
         }
-        if object.lines != page.records {
+        if object.lines != page.lines || object.key != page.key {
             return Err(bad_raw(
                 &object.key,
                 format!(
                     "it holds {} records, the manifest says {}",
-                    object.lines, page.records
+                    object.lines, page.lines
                 ),
             ));
         }
@@ -393,44 +351,41 @@ fn check_read(
     Ok(())
 }
 
-/// After a failed merge of several resources: merges them one by one (a
-/// merge is idempotent, so redoing those that went through is harmless) to
-/// name the one that fails.
+/// After a failed load of several resources: loads them one by one (a merge
+/// is idempotent, so redoing those that go through is harmless) to name the
+/// one that fails.
 async fn blame(
     ctx: &TransformContext,
+    renderer: &Renderer,
     pending: &[(Resource, Pending)],
-    merges: &[(Resource, String)],
     error: CloudError,
 ) -> TransformError {
-    let as_load_error = |resource: Resource, source| TransformError::Load {
+    let with_pages: Vec<&(Resource, Pending)> = pending
+        .iter()
+        .filter(|(_, p)| !p.pages.is_empty())
+        .collect();
+    let as_load_error = |resource: Resource, p: &Pending, source| TransformError::Load {
         resource: resource.name().to_owned(),
-        manifest: names(
-            pending
-                .iter()
-                .filter(|(r, _)| *r == resource)
-                .flat_map(|(_, p)| p.manifests.iter().map(|(k, _)| k.as_str())),
-        ),
+        manifest: names(p.manifests.iter().map(|(k, _)| k.as_str())),
         source,
     };
-    if merges.len() > 1 && !error.is_retryable() {
-        for (resource, merge) in merges {
-            let one = retrying(|| {
-                ctx.cloud
-                    .warehouse
-                    .execute(&ctx.cred, &ctx.raw_dataset, merge)
-            })
-            .await;
-            if let Err(source) = one {
-                return as_load_error(*resource, source);
+    if with_pages.len() > 1 && !error.is_retryable() {
+        for (resource, p) in &with_pages {
+            let merge = match renderer.merge(*resource, LOAD_TABLE, &p.pages) {
+                Ok(m) => m,
+                Err(e) => return e,
+            };
+            if let Err(source) = load(ctx, &p.objects, &merge).await {
+                return as_load_error(*resource, p, source);
             }
         }
     }
-    match merges {
-        [(resource, _)] => as_load_error(*resource, error),
+    match with_pages.as_slice() {
+        [(resource, p)] => as_load_error(*resource, p, error),
         _ => TransformError::Load {
-            resource: names(merges.iter().map(|(r, _)| r.name())),
+            resource: names(with_pages.iter().map(|(r, _)| r.name())),
             manifest: names(
-                pending
+                with_pages
                     .iter()
                     .flat_map(|(_, p)| p.manifests.iter().map(|(k, _)| k.as_str())),
             ),

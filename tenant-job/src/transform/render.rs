@@ -312,14 +312,6 @@ impl Renderer {
         self.internal("_internal/publish.sql", &context)
     }
 
-    /// Drops the load tables once their batches are merged.
-    pub fn drop_load_tables(&self, tables: &[String]) -> String {
-        tables
-            .iter()
-            .map(|t| format!("DROP TABLE IF EXISTS {t};\n"))
-            .collect()
-    }
-
     /// Drops the staged tables (after a failure).
     pub fn drop_tables(&self, models: &[String]) -> String {
         models
