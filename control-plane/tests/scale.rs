@@ -620,3 +620,83 @@ async fn the_pass_over_all_tenants_finds_drift_in_its_listings() {
         assert_eq!(result.expect("report").changed, 0);
     }
 }
+
+/// A full pass marks the tenant settled at its generation and plan; a pass
+/// over all tenants then needs none of its resource rows. A tenant without
+/// a mark (settled before marks existed) or with a stale one is checked by
+/// its rows as before and marked, once.
+#[tokio::test]
+async fn settled_tenants_are_marked_and_need_no_rows() {
+    let dir = tempfile::tempdir().expect("tmp");
+    let platform = support::platform(dir.path()).await;
+    let r = support::reconciler(&platform);
+    let (a, b) = (tid("marked"), tid("unmarked"));
+    for id in [&a, &b] {
+        assert!(r
+            .provision(id, "test")
+            .await
+            .expect("provision")
+            .is_success());
+    }
+    let marks = |store: Store| async move {
+        store
+            .pass_page(None, 10)
+            .await
+            .expect("page")
+            .into_iter()
+            .map(|(t, m)| (t.id.to_string(), m))
+            .collect::<std::collections::BTreeMap<_, _>>()
+    };
+    let before = marks(platform.store.clone()).await;
+    let mark = before["marked"].clone().expect("a full pass marks");
+    assert!(mark.starts_with("1:"), "{mark}");
+
+    // Forget one mark, make the other stale.
+    let raw = sqlx::SqlitePool::connect(&control_plane::store::sqlite_url(
+        &dir.path().join("state.db"),
+    ))
+    .await
+    .expect("raw");
+    sqlx::query("UPDATE tenants SET settled = NULL WHERE id = 'unmarked'")
+        .execute(&raw)
+        .await
+        .expect("forget");
+    sqlx::query("UPDATE tenants SET settled = '1:stale' WHERE id = 'marked'")
+        .execute(&raw)
+        .await
+        .expect("stale");
+    raw.close().await;
+    for result in r.reconcile_all().await.expect("all") {
+        assert_eq!(result.expect("report").changed, 0);
+    }
+    let after = marks(platform.store.clone()).await;
+    assert_eq!(after["marked"], Some(mark.clone()));
+    assert_eq!(after["unmarked"], before["unmarked"]);
+
+    // Marked, the rows are not needed: with the marked tenant's rows gone
+    // the pass still takes it as settled (by its mark and the cloud's
+    // listings), and no full pass records them again.
+    let raw = sqlx::SqlitePool::connect(&control_plane::store::sqlite_url(
+        &dir.path().join("state.db"),
+    ))
+    .await
+    .expect("raw");
+    sqlx::query("DELETE FROM resources WHERE tenant_id = 'marked'")
+        .execute(&raw)
+        .await
+        .expect("drop rows");
+    raw.close().await;
+    for result in r.reconcile_all().await.expect("all") {
+        assert_eq!(result.expect("report").changed, 0);
+    }
+    assert!(platform
+        .store
+        .list_resources(&a)
+        .await
+        .expect("rows")
+        .is_empty());
+    assert_eq!(
+        platform.store.list_resources(&b).await.expect("rows").len(),
+        13
+    );
+}

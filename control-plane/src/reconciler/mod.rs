@@ -266,9 +266,13 @@ impl Reconciler {
     }
 
     /// One pass over every tenant; a tenant's failure does not stop the others.
-    /// Tenants are read a page at a time ([`PASS_PAGE`], by id), each page's
-    /// resources in one query over its id range, so memory and every query
-    /// stay bounded by the page, not by the number of tenants.
+    /// Tenants are read a page at a time ([`PASS_PAGE`], by id), so memory and
+    /// every query stay bounded by the page, not by the number of tenants. A
+    /// page's resource rows (one query over its id range) are read only when
+    /// one of its Ready tenants has no settled mark for its generation: a
+    /// tenant a full pass left settled at its generation and plan is taken
+    /// as recorded in place by its mark ([`Store::mark_settled`]), and only
+    /// the cloud is checked.
     pub async fn reconcile_all(
         &self,
     ) -> Result<Vec<Result<TenantReport, ReconcileError>>, ReconcileError> {
@@ -278,17 +282,25 @@ impl Reconciler {
         // has a tenant there); `None` when a listing failed.
         let mut observed: HashMap<Option<String>, Option<Arc<Observed>>> = HashMap::new();
         loop {
-            let tenants = self
-                .store
-                .list_tenants_page(after.as_ref(), PASS_PAGE)
-                .await?;
-            let (Some(first), Some(last)) = (tenants.first(), tenants.last()) else {
+            let tenants = self.store.pass_page(after.as_ref(), PASS_PAGE).await?;
+            let (Some((first, _)), Some((last, _))) = (tenants.first(), tenants.last()) else {
                 break;
             };
-            let resources = self.store.resources_in_range(&first.id, &last.id).await?;
+            let unmarked = tenants.iter().any(|(t, mark)| {
+                t.desired == Desired::Present
+                    && t.phase == Phase::Ready
+                    && !mark
+                        .as_deref()
+                        .is_some_and(|m| m.starts_with(&format!("{}:", t.generation)))
+            });
+            let resources = if unmarked {
+                self.store.resources_in_range(&first.id, &last.id).await?
+            } else {
+                HashMap::new()
+            };
             let last_page = tenants.len() < PASS_PAGE as usize;
             after = Some(last.id.clone());
-            for t in &tenants {
+            for (t, _) in &tenants {
                 if !observed.contains_key(&t.cell) {
                     let seen = self.observe_cell(t).await;
                     observed.insert(t.cell.clone(), seen);
@@ -304,17 +316,22 @@ impl Reconciler {
 
     async fn reconcile_page(
         &self,
-        tenants: Vec<TenantRecord>,
+        tenants: Vec<(TenantRecord, Option<String>)>,
         resources: &HashMap<TenantId, Vec<ResourceRecord>>,
         observed: &HashMap<Option<String>, Option<Arc<Observed>>>,
     ) -> Vec<Result<TenantReport, ReconcileError>> {
         let none = Vec::new();
         stream::iter(tenants)
-            .map(|t| {
+            .map(|(t, mark)| {
                 let rows = resources.get(&t.id).unwrap_or(&none);
                 let seen = observed.get(&t.cell).cloned().flatten();
                 async move {
-                    if self.is_settled(&t, rows, seen.as_deref()).await {
+                    let known = Known {
+                        mark: mark.as_deref(),
+                        rows,
+                        observed: seen.as_deref(),
+                    };
+                    if self.is_settled(&t, known).await {
                         return Ok(TenantReport {
                             tenant: t.id.clone(),
                             phase: Some(t.phase),
@@ -354,15 +371,17 @@ impl Reconciler {
     /// thousands of settled tenants cheap. Anything else (drift, an error
     /// reading) gets a full pass under the lease.
     ///
-    /// With `observed` (the cell's listings of this pass), "in place" is
-    /// looked up there, so the check reads nothing per tenant; see
-    /// [`Observed`] for what that covers. Without, each resource is read.
-    async fn is_settled(
-        &self,
-        tenant: &TenantRecord,
-        rows: &[ResourceRecord],
-        observed: Option<&Observed>,
-    ) -> bool {
+    /// "Recorded" is the tenant's settled mark when it matches its
+    /// generation and plan, else its resource rows. With the cell's listings
+    /// of this pass, "in place" is looked up there, so the check reads
+    /// nothing per tenant; see [`Observed`] for what that covers. Without,
+    /// each resource is read.
+    async fn is_settled(&self, tenant: &TenantRecord, known: Known<'_>) -> bool {
+        let Known {
+            mark,
+            rows,
+            observed,
+        } = known;
         if tenant.desired != Desired::Present
             || tenant.phase != Phase::Ready
             || tenant.message.is_some()
@@ -373,23 +392,41 @@ impl Reconciler {
             return false;
         };
         let plan = self.plan(&cloud, &tenant.id);
-        let recorded = plan.resources().all(|p| {
-            find(rows, p).is_some_and(|r| {
-                r.status == ResourceStatus::Ready
-                    && r.observed_generation == tenant.generation
-                    && r.message.is_none()
-            })
-        });
+        let expected = settled_mark(tenant.generation, &plan);
+        let marked = mark == Some(expected.as_str());
+        let recorded = marked
+            || plan.resources().all(|p| {
+                find(rows, p).is_some_and(|r| {
+                    r.status == ResourceStatus::Ready
+                        && r.observed_generation == tenant.generation
+                        && r.message.is_none()
+                })
+            });
         if !recorded {
             return false;
         }
         let labels = naming::tenant_labels(&tenant.id);
-        if let Some(seen) = observed {
-            let missing = plan.resources().find(|p| !seen.has(p, &labels));
-            if let Some(p) = missing {
-                tracing::info!(tenant = %tenant.id, kind = %p.kind(), name = %p.name(), "drift: not in place");
-                return false;
+        let in_place = match observed {
+            Some(seen) => match plan.resources().find(|p| !seen.has(p, &labels)) {
+                Some(p) => {
+                    tracing::info!(tenant = %tenant.id, kind = %p.kind(), name = %p.name(), "drift: not in place");
+                    false
+                }
+                None => true,
+            },
+            None => self.observe_each(&cloud, tenant, &plan, &labels).await,
+        };
+        if !in_place {
+            return false;
+        }
+        if !marked {
+            // Settled before marks existed (or its mark is stale): one write,
+            // once, and the next pass needs none of its rows.
+            if let Err(e) = self.store.mark_settled(&tenant.id, &expected).await {
+                tracing::warn!(tenant = %tenant.id, error = %e, "could not record the tenant as settled");
             }
+        }
+        if self.events.is_some() {
             for p in plan.resources() {
                 self.emit(
                     &tenant.id,
@@ -398,11 +435,21 @@ impl Reconciler {
                     EventOutcome::Unchanged,
                 );
             }
-            return true;
         }
+        true
+    }
+
+    /// Reads each planned resource of the tenant: whether all are in place.
+    async fn observe_each(
+        &self,
+        cloud: &Cloud,
+        tenant: &TenantRecord,
+        plan: &TenantPlan,
+        labels: &Labels,
+    ) -> bool {
         let checks: Vec<_> = plan
             .resources()
-            .map(|p| self.check_in_place(&cloud, p, &labels))
+            .map(|p| self.check_in_place(cloud, p, labels))
             .collect();
         let observed: Vec<(&Planned, Result<bool, CloudError>)> = stream::iter(checks)
             .buffer_unordered(self.settings.resource_concurrency.max(1))
@@ -420,16 +467,6 @@ impl Reconciler {
                     tracing::debug!(tenant = %tenant.id, kind = %p.kind(), name = %p.name(), error = %e, "could not observe");
                     settled = false;
                 }
-            }
-        }
-        if settled {
-            for p in plan.resources() {
-                self.emit(
-                    &tenant.id,
-                    p.kind().as_str(),
-                    &p.name(),
-                    EventOutcome::Unchanged,
-                );
             }
         }
         settled
@@ -659,6 +696,9 @@ impl Reconciler {
 
         let phase = if report.failures.is_empty() {
             self.store.set_phase(id, Phase::Ready, None).await?;
+            self.store
+                .mark_settled(id, &settled_mark(tenant.generation, &plan))
+                .await?;
             Phase::Ready
         } else {
             self.store
@@ -862,6 +902,33 @@ impl Reconciler {
             });
         }
     }
+}
+
+/// What a pass over all tenants knows of one tenant before it looks.
+struct Known<'a> {
+    /// Its settled mark.
+    mark: Option<&'a str>,
+    /// Its resource rows (empty when its page's were not read).
+    rows: &'a [ResourceRecord],
+    /// Its cell's listings, when they could be read.
+    observed: Option<&'a Observed>,
+}
+
+/// What a full pass that leaves every resource Ready records: the tenant's
+/// generation and a digest of its plan (each resource's kind and name), so
+/// that a new plan (a deployment that adds a grant, a new prefix) is not
+/// taken as settled by an old mark.
+fn settled_mark(generation: i64, plan: &TenantPlan) -> String {
+    use sha2::Digest;
+    let mut digest = sha2::Sha256::new();
+    for p in plan.resources() {
+        digest.update(p.kind().as_str());
+        digest.update([0]);
+        digest.update(p.name());
+        digest.update([b'\n']);
+    }
+    let hex = hex::encode(digest.finalize());
+    format!("{generation}:{}", &hex[..16])
 }
 
 /// What a pass over all tenants sees of one cell's cloud, read once: every

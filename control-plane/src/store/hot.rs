@@ -135,6 +135,18 @@ pub const HOT_QUERIES: &[HotQuery] = &[
         &[FirstCursor, Limit],
     ),
     q(
+        "a page of a pass, with settled marks",
+        "pass",
+        tenants::PASS_PAGE,
+        &[Tenant, Limit],
+    ),
+    q(
+        "mark a tenant settled",
+        "pass",
+        tenants::MARK_SETTLED,
+        &[Tenant, Text("1:digest")],
+    ),
+    q(
         "a page's resources",
         "pass",
         resources::RESOURCES_IN_RANGE,

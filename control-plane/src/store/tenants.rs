@@ -28,6 +28,17 @@ pub(super) const TENANT_PAGE: &str = concat!(
     ", needs_consent FROM tenants WHERE id > $1 ORDER BY id LIMIT $2"
 );
 
+/// [`TENANT_PAGE`] with each tenant's settled mark: what a pass over all
+/// tenants reads.
+pub(super) const PASS_PAGE: &str = concat!(
+    "SELECT ",
+    tenant_columns!(),
+    ", settled FROM tenants WHERE id > $1 ORDER BY id LIMIT $2"
+);
+
+pub(super) const MARK_SETTLED: &str =
+    "UPDATE tenants SET settled = $2 WHERE id = $1 AND (settled IS NULL OR settled <> $2)";
+
 /// A page of tenants as `tenants list` and `GET /v1/tenants` show them: each
 /// tenant with its resources and Xero connections, read in three queries
 /// whatever the page's size (the tenants, then the resources and the
@@ -157,6 +168,30 @@ impl Store {
             .into_iter()
             .map(|(t, _)| t)
             .collect())
+    }
+
+    /// Up to `limit` tenants after `after`, by id, each with its settled
+    /// mark (see [`Store::mark_settled`]): a page of a pass over all tenants.
+    pub async fn pass_page(
+        &self,
+        after: Option<&TenantId>,
+        limit: u32,
+    ) -> Result<Vec<(TenantRecord, Option<String>)>, StoreError> {
+        let after = after.map(TenantId::as_str).unwrap_or("");
+        self.fetch_all(
+            sqlx::query(PASS_PAGE).bind(after).bind(i64::from(limit)),
+            |row| Ok((tenant_from_row(row)?, get(row, "settled")?)),
+        )
+        .await
+    }
+
+    /// Records what a full pass that left every planned resource Ready
+    /// settled the tenant as (the reconciler's "<generation>:<plan digest>").
+    /// Writes nothing when the mark is already that.
+    pub async fn mark_settled(&self, id: &TenantId, mark: &str) -> Result<(), StoreError> {
+        self.execute(sqlx::query(MARK_SETTLED).bind(id.as_str()).bind(mark))
+            .await?;
+        Ok(())
     }
 
     async fn tenant_rows_page(
