@@ -8,6 +8,13 @@
 //! (`LEDGERLAKE_BENCH_LIMITED_INVOICES`, default 2,000; 0 skips it): 429s
 //! met, and the duration against calls ÷ 60 per minute.
 //!
+//! With `LEDGERLAKE_BENCH_JOB_RSS` (invoice counts, e.g. `100000,400000`),
+//! each such company is then synced by the `tenant-job` binary in a process
+//! of its own (the sandbox stays in this one), and its peak RSS is read
+//! with `/usr/bin/time -v`: the job's memory, without the sandbox's.
+//! (`cargo build --workspace --bins` first: the bench runs the binary as
+//! built.)
+//!
 //! Run: `cargo bench --workspace --bench sync`
 
 #[path = "../tests/support/mod.rs"]
@@ -92,6 +99,62 @@ fn floor(dir: &Path) -> anyhow::Result<(usize, u64, u64, f64)> {
     let secs = t.elapsed().as_secs_f64();
     let records: i64 = conn.query_row("SELECT count(*) FROM raw", [], |r| r.get(0))?;
     Ok((files.len(), bytes, records.max(0) as u64, secs))
+}
+
+/// Syncs a company of `invoices` with the `tenant-job` binary in its own
+/// process: (seconds, peak RSS in MiB).
+async fn job_in_its_own_process(invoices: usize) -> anyhow::Result<(f64, f64)> {
+    let dir = tempfile::tempdir()?;
+    let sandbox = company(
+        invoices,
+        SandboxLimits {
+            enabled: false,
+            per_minute: 1_000_000,
+            per_day: 1_000_000,
+            app_per_minute: 1_000_000,
+            ..SandboxLimits::default()
+        },
+    )
+    .await?;
+    let cloud = support::open(dir.path());
+    let id = TenantId::parse("rss")?;
+    support::connected(&cloud, &sandbox, &id).await;
+    // target/debug/deps/sync-… → target/debug/tenant-job
+    let exe = std::env::current_exe()?;
+    let binary = exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|d| d.join("tenant-job"))
+        .ok_or_else(|| anyhow::anyhow!("no tenant-job beside {}", exe.display()))?;
+    use job_contract::env as names;
+    let started = Instant::now();
+    let out = tokio::process::Command::new("/usr/bin/time")
+        .arg("-v")
+        .arg(&binary)
+        .arg("sync")
+        .env(names::TENANT, id.as_str())
+        .env(names::RUN_ID, "rss-1")
+        .env(names::DATA_DIR, dir.path())
+        .env(names::MASTER_KEY, support::MASTER_KEY)
+        .env(names::XERO_ENDPOINT, sandbox.base_url())
+        .env(names::XERO_CLIENT_ID, support::CLIENT_ID)
+        .env(names::XERO_CLIENT_SECRET, support::CLIENT_SECRET)
+        .env(names::XERO_PER_MINUTE, "100000")
+        .output()
+        .await?;
+    let secs = started.elapsed().as_secs_f64();
+    let report = String::from_utf8_lossy(&out.stderr);
+    anyhow::ensure!(out.status.success(), "tenant-job sync failed: {report}");
+    let kib: f64 = report
+        .lines()
+        .find_map(|l| {
+            l.trim()
+                .strip_prefix("Maximum resident set size (kbytes): ")
+        })
+        .and_then(|v| v.trim().parse().ok())
+        .ok_or_else(|| anyhow::anyhow!("no peak RSS in: {report}"))?;
+    sandbox.shutdown().await;
+    Ok((secs, kib / 1024.0))
 }
 
 async fn company(invoices: usize, limits: SandboxLimits) -> anyhow::Result<Sandbox> {
@@ -193,6 +256,18 @@ async fn main() -> anyhow::Result<()> {
         load_secs / floor_secs
     );
     sandbox.shutdown().await;
+
+    let rss_sizes: Vec<usize> = std::env::var("LEDGERLAKE_BENCH_JOB_RSS")
+        .unwrap_or_default()
+        .split(',')
+        .filter_map(|v| v.trim().parse().ok())
+        .collect();
+    for n in rss_sizes {
+        let (secs, mib) = job_in_its_own_process(n).await?;
+        println!(
+            "tenant-job sync in its own process, {n} invoices: {secs:.1} s, peak RSS {mib:.0} MiB"
+        );
+    }
 
     if limited == 0 {
         return Ok(());
