@@ -137,28 +137,34 @@ pub async fn tick(
         .collect();
     // Only the tenants whose schedule came round (or was never computed)
     // are read: an index on next_run_at keeps this to the due ones however
-    // many tenants there are.
-    let mut schedules = std::collections::HashMap::new();
-    for (tenant, schedule, next_run_at) in store.due_schedules(now_ms).await? {
-        let cron = match schedule.as_deref().map(parse_schedule) {
-            None => default.clone(),
-            Some(Ok(c)) => c,
-            Some(Err(e)) => {
-                report.skipped.push(SkippedRun {
-                    tenant: tenant.to_string(),
-                    reason: e.to_string(),
-                });
-                continue;
+    // many tenants there are. When all of them are due at once (the top of
+    // the hour), the work per tenant is a set insert: only the tenants with
+    // a schedule of their own keep a parsed copy.
+    let marked: std::collections::HashSet<TenantId> = due.iter().map(|(t, _)| t.clone()).collect();
+    let mut own: std::collections::HashMap<TenantId, croner::Cron> =
+        std::collections::HashMap::new();
+    let mut scheduled: std::collections::HashSet<TenantId> = std::collections::HashSet::new();
+    for (tenant, schedule, _) in store.due_schedules(now_ms).await? {
+        if let Some(schedule) = schedule {
+            match parse_schedule(&schedule) {
+                Ok(cron) => {
+                    own.insert(tenant.clone(), cron);
+                }
+                Err(e) => {
+                    report.skipped.push(SkippedRun {
+                        tenant: tenant.to_string(),
+                        reason: e.to_string(),
+                    });
+                    continue;
+                }
             }
-        };
-        // Never scheduled yet means the first sync is due now.
-        if next_run_at.is_none_or(|at| at <= now_ms) {
-            due.push((tenant.clone(), RunTrigger::Schedule));
         }
-        schedules.insert(tenant, cron);
+        scheduled.insert(tenant.clone());
+        if !marked.contains(&tenant) {
+            due.push((tenant, RunTrigger::Schedule));
+        }
     }
-    let mut seen = std::collections::HashSet::new();
-    due.retain(|(t, _)| seen.insert(t.clone()));
+    let default_next = next_after(&default, now);
 
     for (tenant, trigger) in due {
         if budget == 0 {
@@ -166,15 +172,16 @@ pub async fn tick(
             continue;
         }
         let result = runs.start(&tenant, RunCommand::Sync, trigger).await;
-        if trigger == RunTrigger::Schedule || result.is_ok() {
+        if scheduled.contains(&tenant) && (trigger == RunTrigger::Schedule || result.is_ok()) {
             // The schedule moves on whether this run started or not, so a
             // tenant that cannot run is not retried every tick. A tenant
             // started by a webhook whose schedule is not due keeps its next
             // time, which is already the schedule's next after now.
-            if let Some(next) = schedules
-                .get(&tenant)
-                .and_then(|cron| next_after(cron, now))
-            {
+            let next = match own.get(&tenant) {
+                Some(cron) => next_after(cron, now),
+                None => default_next,
+            };
+            if let Some(next) = next {
                 store.set_next_run_at(&tenant, next).await?;
             }
         }
