@@ -170,6 +170,8 @@ fn with_field(record: &str, field: &str, value: Value) -> String {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn bulk_loading_keeps_the_raw_tables_of_record_by_record_loading_through_resyncs() {
+    // Batches of a few pages: a run loads in many, one after the other.
+    transform::set_load_batch_bytes(300_000);
     let (_dir, adapters) = open_cloud();
     let tenant = provision(&adapters, "acme").await;
     let mut books = Books::start(400, 41).await;
@@ -281,6 +283,7 @@ async fn bulk_loading_keeps_the_raw_tables_of_record_by_record_loading_through_r
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_load_interrupted_or_failing_part_way_is_redone_to_the_same_tables() {
+    transform::set_load_batch_bytes(300_000);
     let (_dir, adapters) = open_cloud();
     let tenant = provision(&adapters, "acme").await;
     let mut books = Books::start(200, 43).await;
@@ -379,6 +382,7 @@ async fn a_load_interrupted_or_failing_part_way_is_redone_to_the_same_tables() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn a_record_without_an_id_or_with_a_stamp_that_is_no_date_is_refused_by_page_and_line() {
+    transform::set_load_batch_bytes(300_000);
     let (_dir, adapters) = open_cloud();
     let tenant = provision(&adapters, "acme").await;
     let now = OffsetDateTime::now_utc();

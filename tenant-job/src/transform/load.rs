@@ -16,6 +16,7 @@
 //! the raw schema the same whatever fields Xero sends.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Instant;
 
 use time::format_description::well_known::Rfc3339;
@@ -29,8 +30,19 @@ use super::render::{PageRef, Renderer};
 use super::{retrying, TransformContext, TransformError};
 use job_contract::raw::{self, Loaded, Manifest};
 
-/// The one load table: every page's lines, there only for the merge.
+/// The one load table: a batch's lines, there only for its merge.
 pub(crate) const LOAD_TABLE: &str = "_load_lines";
+
+/// Bytes of pages loaded and merged at once (a page larger than this is a
+/// batch of its own).
+static LOAD_BATCH_BYTES: AtomicU64 = AtomicU64::new(128 * 1024 * 1024);
+
+/// Sets the bytes of pages loaded and merged at once, for the whole process
+/// (tests load a small company in many batches this way).
+#[doc(hidden)]
+pub fn set_load_batch_bytes(bytes: u64) {
+    LOAD_BATCH_BYTES.store(bytes.max(1), Ordering::Relaxed);
+}
 
 /// What loading did.
 #[derive(Debug, Default)]
@@ -110,6 +122,8 @@ struct Pending {
     /// Their pages, as the merge names them and as the load checks them.
     pages: Vec<PageRef>,
     objects: Vec<ExpectedObject>,
+    /// Each page's size in bytes, as listed.
+    sizes: Vec<u64>,
 }
 
 /// Creates the raw tables, then loads every manifest not loaded yet.
@@ -139,13 +153,14 @@ pub(crate) async fn load_all(
     };
     let mut pending: Vec<(Resource, Pending)> = Vec::new();
     for resource in Resource::ALL {
-        let found = pending_manifests(ctx, resource, &state).await?;
+        let mut sizes = BTreeMap::new();
+        let found = pending_manifests(ctx, resource, &state, &mut sizes).await?;
         if found.is_empty() {
             continue;
         }
         let mut p = Pending::default();
         for (ord, (key, manifest)) in found.iter().enumerate() {
-            check_manifest(resource, key, manifest, ord, &mut p)?;
+            check_manifest(resource, key, manifest, ord, &mut p, &sizes)?;
             p.manifests.push((key.clone(), manifest.records));
         }
         pending.push((resource, p));
@@ -154,30 +169,43 @@ pub(crate) async fn load_all(
         return Ok(out);
     }
 
-    // One load of every page and one script merging every resource: one
-    // warehouse session, and one transaction where the warehouse has them.
+    // Batches of about LOAD_BATCH_BYTES of pages, each one load and one
+    // script merging every resource it holds: one transaction each where
+    // the warehouse has them, and the warehouse's memory bounded by a batch
+    // rather than by what the run fetched. Merging batches one after the
+    // other in load order keeps what merging them all at once would.
     let t = Instant::now();
-    let mut merges = Vec::new();
-    for (resource, p) in &pending {
-        if !p.pages.is_empty() {
-            merges.push((*resource, renderer.merge(*resource, LOAD_TABLE, &p.pages)?));
+    let (mut pages, mut records) = (0usize, 0u64);
+    for batch in batches(&pending, LOAD_BATCH_BYTES.load(Ordering::Relaxed)) {
+        let mut parts = Vec::new();
+        for (i, range) in batch {
+            let (resource, p) = &pending[i];
+            parts.push(Part {
+                resource: *resource,
+                pages: &p.pages[range.clone()],
+                objects: &p.objects[range],
+                manifests: names(p.manifests.iter().map(|(k, _)| k.as_str())),
+            });
         }
-    }
-    let objects: Vec<ExpectedObject> = pending
-        .iter()
-        .flat_map(|(_, p)| p.objects.iter().cloned())
-        .collect();
-    if !merges.is_empty() {
-        let script: String = merges.iter().map(|(_, m)| format!("{m}\n")).collect();
-        let loaded = load(ctx, &objects, &script).await;
-        match loaded {
+        let mut script = String::new();
+        for part in &parts {
+            script.push_str(&renderer.merge(part.resource, LOAD_TABLE, part.pages)?);
+            script.push('\n');
+        }
+        let objects: Vec<ExpectedObject> = parts
+            .iter()
+            .flat_map(|part| part.objects.iter().cloned())
+            .collect();
+        match load(ctx, &objects, &script).await {
             Ok(read) => check_read(&objects, &read)?,
-            Err(source) => return Err(blame(ctx, renderer, &pending, source).await),
+            Err(source) => return Err(blame(ctx, renderer, &parts, source).await),
         }
+        pages += objects.len();
+        records += objects.iter().map(|o| o.lines).sum::<u64>();
     }
     tracing::debug!(
-        pages = objects.len(),
-        records = objects.iter().map(|o| o.lines).sum::<u64>(),
+        pages,
+        records,
         ms = t.elapsed().as_millis(),
         "loaded and merged"
     );
@@ -208,6 +236,7 @@ async fn pending_manifests(
     ctx: &TransformContext,
     resource: Resource,
     state: &Loaded,
+    sizes: &mut BTreeMap<String, u64>,
 ) -> Result<Vec<(String, Manifest)>, TransformError> {
     let prefix = raw::resource_prefix(resource);
     let objects = retrying(|| {
@@ -222,6 +251,7 @@ async fn pending_manifests(
     )))?;
     let mut pending = Vec::new();
     for object in objects {
+        sizes.insert(object.key.clone(), object.size);
         if !is_manifest_key(&object.key, &prefix) || state.manifests.contains(&object.key) {
             continue;
         }
@@ -257,6 +287,7 @@ fn check_manifest(
     manifest: &Manifest,
     ord: usize,
     p: &mut Pending,
+    sizes: &BTreeMap<String, u64>,
 ) -> Result<(), TransformError> {
     let listed: u64 = manifest.pages.iter().map(|p| p.records).sum();
     if listed != manifest.records {
@@ -280,6 +311,7 @@ fn check_manifest(
         if p.objects.iter().any(|o| o.key == page.key) {
             return Err(bad_raw(key, format!("page {} is listed twice", page.key)));
         }
+        p.sizes.push(sizes.get(&page.key).copied().unwrap_or(0));
         p.objects.push(ExpectedObject {
             key: page.key.clone(),
             sha256: page.sha256.clone(),
@@ -351,44 +383,74 @@ fn check_read(expected: &[ExpectedObject], read: &[LoadedObject]) -> Result<(), 
     Ok(())
 }
 
+/// One resource's share of a batch.
+struct Part<'a> {
+    resource: Resource,
+    pages: &'a [PageRef],
+    objects: &'a [ExpectedObject],
+    /// The resource's pending manifests, for messages.
+    manifests: String,
+}
+
+/// The pages of `pending` in load order, cut into batches of about
+/// `max_bytes` (a page larger than that is a batch of its own): each batch
+/// is, per resource, a range of its pages.
+fn batches(
+    pending: &[(Resource, Pending)],
+    max_bytes: u64,
+) -> Vec<Vec<(usize, std::ops::Range<usize>)>> {
+    let mut out = Vec::new();
+    let mut batch: Vec<(usize, std::ops::Range<usize>)> = Vec::new();
+    let mut bytes = 0u64;
+    for (i, (_, p)) in pending.iter().enumerate() {
+        for (j, size) in p.sizes.iter().enumerate() {
+            if bytes > 0 && bytes + size > max_bytes {
+                out.push(std::mem::take(&mut batch));
+                bytes = 0;
+            }
+            bytes += size;
+            match batch.last_mut() {
+                Some((last, range)) if *last == i => range.end = j + 1,
+                _ => batch.push((i, j..j + 1)),
+            }
+        }
+    }
+    if !batch.is_empty() {
+        out.push(batch);
+    }
+    out
+}
+
 /// After a failed load of several resources: loads them one by one (a merge
 /// is idempotent, so redoing those that go through is harmless) to name the
 /// one that fails.
 async fn blame(
     ctx: &TransformContext,
     renderer: &Renderer,
-    pending: &[(Resource, Pending)],
+    parts: &[Part<'_>],
     error: CloudError,
 ) -> TransformError {
-    let with_pages: Vec<&(Resource, Pending)> = pending
-        .iter()
-        .filter(|(_, p)| !p.pages.is_empty())
-        .collect();
-    let as_load_error = |resource: Resource, p: &Pending, source| TransformError::Load {
-        resource: resource.name().to_owned(),
-        manifest: names(p.manifests.iter().map(|(k, _)| k.as_str())),
+    let as_load_error = |part: &Part<'_>, source| TransformError::Load {
+        resource: part.resource.name().to_owned(),
+        manifest: part.manifests.clone(),
         source,
     };
-    if with_pages.len() > 1 && !error.is_retryable() {
-        for (resource, p) in &with_pages {
-            let merge = match renderer.merge(*resource, LOAD_TABLE, &p.pages) {
+    if parts.len() > 1 && !error.is_retryable() {
+        for part in parts {
+            let merge = match renderer.merge(part.resource, LOAD_TABLE, part.pages) {
                 Ok(m) => m,
                 Err(e) => return e,
             };
-            if let Err(source) = load(ctx, &p.objects, &merge).await {
-                return as_load_error(*resource, p, source);
+            if let Err(source) = load(ctx, part.objects, &merge).await {
+                return as_load_error(part, source);
             }
         }
     }
-    match with_pages.as_slice() {
-        [(resource, p)] => as_load_error(*resource, p, error),
+    match parts {
+        [part] => as_load_error(part, error),
         _ => TransformError::Load {
-            resource: names(with_pages.iter().map(|(r, _)| r.name())),
-            manifest: names(
-                with_pages
-                    .iter()
-                    .flat_map(|(_, p)| p.manifests.iter().map(|(k, _)| k.as_str())),
-            ),
+            resource: names(parts.iter().map(|p| p.resource.name())),
+            manifest: names(parts.iter().map(|p| p.manifests.as_str())),
             source: error,
         },
     }
@@ -406,5 +468,29 @@ mod tests {
         assert!(!is_manifest_key("raw/invoices/manifest.json", p));
         assert!(!is_manifest_key("raw/invoices/a/b/manifest.json", p));
         assert!(!is_manifest_key("raw/invoicesx/r1/manifest.json", p));
+    }
+
+    #[test]
+    fn batches_cut_the_pages_in_load_order_by_size() {
+        let pending = |sizes: &[u64]| Pending {
+            sizes: sizes.to_vec(),
+            ..Pending::default()
+        };
+        let p = vec![
+            (Resource::Accounts, pending(&[3, 3, 3])),
+            (Resource::Invoices, pending(&[])),
+            (Resource::Journals, pending(&[20, 1])),
+        ];
+        assert_eq!(
+            batches(&p, 7),
+            vec![
+                vec![(0, 0..2)],
+                vec![(0, 2..3)],
+                vec![(2, 0..1)],
+                vec![(2, 1..2)],
+            ]
+        );
+        assert_eq!(batches(&p, 100), vec![vec![(0, 0..3), (2, 0..2)]]);
+        assert!(batches(&[], 10).is_empty());
     }
 }

@@ -37,6 +37,8 @@ use cloud::{Cloud, CloudError, CloudResult, Credential};
 
 pub use datatests::DataTestResult;
 pub use job_contract::summary::TestWarning;
+#[doc(hidden)]
+pub use load::set_load_batch_bytes;
 pub use models::{
     ColumnDoc, ColumnType, DataTest, Model, ModelSet, Severity, TestSpec, UNKNOWN_MEMBER_COLUMN,
 };
