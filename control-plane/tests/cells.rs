@@ -8,15 +8,15 @@
 
 mod support;
 
+use support::backends::Env;
+
 use std::collections::BTreeMap;
-use std::future::Future;
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
 use std::time::Duration;
 
 use cloud::naming::TenantId;
-use control_plane::platform::{Platform, PlatformConfig};
 use control_plane::reconciler::{ReconcileError, Settings};
 use control_plane::server::{self, ServeConfig};
 use control_plane::store::{CellState, NewCell, Store, StoreError, WithoutCells};
@@ -27,120 +27,12 @@ const OPERATOR_TOKEN: &str = "operator-token-for-the-cell-tests-0123";
 
 // ----------------------------------------------------------------- backends
 
-struct Env {
-    dir: tempfile::TempDir,
-    /// `None`: SQLite in the data directory.
-    database_url: Option<String>,
-    platform: Platform,
-}
-
 impl Env {
-    fn store(&self) -> &Store {
-        &self.platform.store
-    }
-
     /// Another handle on the same database, as a second process would have.
     async fn second_store(&self) -> Store {
-        let url = match &self.database_url {
-            Some(url) => url.clone(),
-            None => control_plane::store::sqlite_url(&self.dir.path().join("state.db")),
-        };
+        let url = self.url();
         Store::open(&url).await.expect("open a second store")
     }
-}
-
-#[derive(Clone, Copy)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// Runs `test` on a fresh store of `backend`; a PostgreSQL variant without a
-/// server to run on says so loudly and passes.
-fn on<F, Fut>(backend: Backend, name: &str, test: F)
-where
-    F: FnOnce(Env) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let database_url = match backend {
-        Backend::Sqlite => None,
-        Backend::Postgres => match support::postgres_database().expect("postgres") {
-            Some(url) => Some(url),
-            None => {
-                eprintln!(
-                    "\n!!! SKIPPED PostgreSQL variant of {name}: \
-                     LEDGERLAKE_TEST_DATABASE_URL is not set !!!"
-                );
-                return;
-            }
-        },
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(4)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async move {
-        let dir = tempfile::tempdir().expect("tmp");
-        let platform = Platform::open(PlatformConfig {
-            cloud: Default::default(),
-            data_dir: dir.path().to_path_buf(),
-            database_url: database_url.clone(),
-            bucket_prefix: None,
-            master_key: Some(support::TEST_MASTER_KEY.to_owned()),
-        })
-        .await
-        .expect("open platform");
-        let store = platform.store.clone();
-        test(Env {
-            dir,
-            database_url: database_url.clone(),
-            platform,
-        })
-        .await;
-        store.close().await;
-        if let Some(url) = database_url {
-            drop_database(&url).await;
-        }
-    });
-}
-
-/// Drops a database [`support::postgres_database`] created, best effort.
-async fn drop_database(url: &str) {
-    use sqlx::Connection;
-    let (Ok(admin), Some((_, name))) = (
-        std::env::var("LEDGERLAKE_TEST_DATABASE_URL"),
-        url.rsplit_once('/'),
-    ) else {
-        return;
-    };
-    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await;
-        let _ = conn.close().await;
-    }
-}
-
-macro_rules! both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[test]
-                fn $name() {
-                    super::on(super::Backend::Sqlite, stringify!($name), super::$name);
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[test]
-                fn $name() {
-                    super::on(super::Backend::Postgres, stringify!($name), super::$name);
-                }
-            )+
-        }
-    };
 }
 
 both_backends!(

@@ -185,7 +185,7 @@ fn no_hot_query_scans_runs_or_resources_on_postgres() {
             }
         }
         conn.close().await.expect("close");
-        drop_database(&url).await;
+        support::backends::drop_database(&url).await;
         assert!(
             failures.is_empty(),
             "{} hot plan(s) scan a guarded table:\n\n{}",
@@ -240,17 +240,3 @@ fn no_hot_query_scans_runs_or_resources_on_sqlite() {
     });
 }
 
-async fn drop_database(url: &str) {
-    let (Ok(admin), Some((_, name))) = (
-        std::env::var("LEDGERLAKE_TEST_DATABASE_URL"),
-        url.rsplit_once('/'),
-    ) else {
-        return;
-    };
-    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-        let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await;
-        let _ = conn.close().await;
-    }
-}

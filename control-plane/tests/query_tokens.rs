@@ -7,7 +7,8 @@
 
 mod support;
 
-use std::future::Future;
+use support::backends::Env;
+
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::process::{Child, Command, Output, Stdio};
@@ -15,7 +16,6 @@ use std::sync::{mpsc, Arc, Mutex};
 use std::time::Duration;
 
 use cloud::naming::TenantId;
-use control_plane::platform::{Platform, PlatformConfig};
 use control_plane::server::auth::{authorize, Action, Principal};
 use control_plane::service::tokens;
 use control_plane::store::{
@@ -27,14 +27,6 @@ const BIN: &str = env!("CARGO_BIN_EXE_control-plane");
 const OPERATOR_TOKEN: &str = "operator-token-for-query-tokens-0123456789";
 
 // ----------------------------------------------------------------- backends
-
-/// A data directory, the state store on one backend, and the platform on both.
-struct Env {
-    dir: tempfile::TempDir,
-    /// `None`: SQLite in the data directory.
-    database_url: Option<String>,
-    platform: Platform,
-}
 
 impl Env {
     /// A tenant in the store, marked Ready so that a running service's
@@ -98,101 +90,6 @@ impl Env {
     }
 }
 
-#[derive(Clone, Copy)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-/// Runs `test` on a fresh store of `backend`; a PostgreSQL variant without a
-/// server to run on says so loudly and passes.
-fn on<F, Fut>(backend: Backend, name: &str, test: F)
-where
-    F: FnOnce(Env) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    // Before our runtime: the helper runs one of its own.
-    let database_url = match backend {
-        Backend::Sqlite => None,
-        Backend::Postgres => match support::postgres_database().expect("postgres") {
-            Some(url) => Some(url),
-            None => {
-                eprintln!(
-                    "\n!!! SKIPPED PostgreSQL variant of {name}: \
-                     LEDGERLAKE_TEST_DATABASE_URL is not set !!!"
-                );
-                return;
-            }
-        },
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async move {
-        let dir = tempfile::tempdir().expect("tmp");
-        let platform = Platform::open(PlatformConfig {
-            cloud: Default::default(),
-            data_dir: dir.path().to_path_buf(),
-            database_url: database_url.clone(),
-            bucket_prefix: None,
-            master_key: Some(support::TEST_MASTER_KEY.to_owned()),
-        })
-        .await
-        .expect("open platform");
-        let store = platform.store.clone();
-        test(Env {
-            dir,
-            database_url: database_url.clone(),
-            platform,
-        })
-        .await;
-        store.close().await;
-        if let Some(url) = database_url {
-            drop_database(&url).await;
-        }
-    });
-}
-
-/// Drops a database [`support::postgres_database`] created, best effort.
-async fn drop_database(url: &str) {
-    use sqlx::Connection;
-    let (Ok(admin), Some((_, name))) = (
-        std::env::var("LEDGERLAKE_TEST_DATABASE_URL"),
-        url.rsplit_once('/'),
-    ) else {
-        return;
-    };
-    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await;
-        let _ = conn.close().await;
-    }
-}
-
-/// Declares each listed `async fn(Env)` as a SQLite and a PostgreSQL test.
-macro_rules! both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[test]
-                fn $name() {
-                    super::on(super::Backend::Sqlite, stringify!($name), super::$name);
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[test]
-                fn $name() {
-                    super::on(super::Backend::Postgres, stringify!($name), super::$name);
-                }
-            )+
-        }
-    };
-}
 
 both_backends!(
     an_issued_token_authenticates_and_only_its_hash_is_stored,

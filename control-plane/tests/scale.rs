@@ -7,11 +7,11 @@
 
 mod support;
 
-use std::future::Future;
+use support::backends::Env;
+
 use std::time::Duration;
 
 use cloud::naming::TenantId;
-use control_plane::platform::{Platform, PlatformConfig};
 use control_plane::server::{self, ServeConfig};
 use control_plane::service;
 use control_plane::store::{
@@ -21,118 +21,14 @@ use serde_json::Value;
 
 const OPERATOR_TOKEN: &str = "operator-token-for-the-scale-tests-0123";
 
-struct Env {
-    dir: tempfile::TempDir,
-    database_url: Option<String>,
-    platform: Platform,
-}
-
 impl Env {
-    fn store(&self) -> &Store {
-        &self.platform.store
-    }
-
     /// A plain connection pool on the same database, for seeding rows the
     /// store's API would take long to write.
     async fn raw(&self) -> sqlx::AnyPool {
         sqlx::any::install_default_drivers();
-        let url = match &self.database_url {
-            Some(url) => url.clone(),
-            None => control_plane::store::sqlite_url(&self.dir.path().join("state.db")),
-        };
+        let url = self.url();
         sqlx::AnyPool::connect(&url).await.expect("raw pool")
     }
-}
-
-#[derive(Clone, Copy)]
-enum Backend {
-    Sqlite,
-    Postgres,
-}
-
-fn on<F, Fut>(backend: Backend, name: &str, test: F)
-where
-    F: FnOnce(Env) -> Fut,
-    Fut: Future<Output = ()>,
-{
-    let database_url = match backend {
-        Backend::Sqlite => None,
-        Backend::Postgres => match support::postgres_database().expect("postgres") {
-            Some(url) => Some(url),
-            None => {
-                eprintln!(
-                    "\n!!! SKIPPED PostgreSQL variant of {name}: \
-                     LEDGERLAKE_TEST_DATABASE_URL is not set !!!"
-                );
-                return;
-            }
-        },
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("runtime");
-    runtime.block_on(async move {
-        let dir = tempfile::tempdir().expect("tmp");
-        let platform = Platform::open(PlatformConfig {
-            cloud: Default::default(),
-            data_dir: dir.path().to_path_buf(),
-            database_url: database_url.clone(),
-            bucket_prefix: None,
-            master_key: Some(support::TEST_MASTER_KEY.to_owned()),
-        })
-        .await
-        .expect("open platform");
-        let store = platform.store.clone();
-        test(Env {
-            dir,
-            database_url: database_url.clone(),
-            platform,
-        })
-        .await;
-        store.close().await;
-        if let Some(url) = database_url {
-            drop_database(&url).await;
-        }
-    });
-}
-
-async fn drop_database(url: &str) {
-    use sqlx::Connection;
-    let (Ok(admin), Some((_, name))) = (
-        std::env::var("LEDGERLAKE_TEST_DATABASE_URL"),
-        url.rsplit_once('/'),
-    ) else {
-        return;
-    };
-    if let Ok(mut conn) = sqlx::PgConnection::connect(&admin).await {
-        let _ = sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await;
-        let _ = conn.close().await;
-    }
-}
-
-macro_rules! both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[test]
-                fn $name() {
-                    super::on(super::Backend::Sqlite, stringify!($name), super::$name);
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[test]
-                fn $name() {
-                    super::on(super::Backend::Postgres, stringify!($name), super::$name);
-                }
-            )+
-        }
-    };
 }
 
 both_backends!(

@@ -5,6 +5,8 @@
 #[allow(unused_imports)]
 pub use cloud::faulty;
 
+pub mod backends;
+
 use std::time::Duration;
 
 use control_plane::platform::{Platform, PlatformConfig};
