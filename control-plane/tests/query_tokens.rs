@@ -90,7 +90,6 @@ impl Env {
     }
 }
 
-
 both_backends!(
     an_issued_token_authenticates_and_only_its_hash_is_stored,
     revoked_expired_unknown_and_orphaned_tokens_get_the_wrong_token_answer,
