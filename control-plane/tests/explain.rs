@@ -239,4 +239,3 @@ fn no_hot_query_scans_runs_or_resources_on_sqlite() {
         assert!(failures.is_empty(), "{}", failures.join("\n\n"));
     });
 }
-
