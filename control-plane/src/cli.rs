@@ -727,7 +727,7 @@ async fn rotate_master_key(config: PlatformConfig, format: OutputFormat) -> Resu
     if config.cloud == AdapterKind::Gcp {
         return Err(CliFailure::Usage(
             "on Google Cloud the tenants' secrets are in Secret Manager, encrypted by Google: \
-             the master key encrypts nothing stored (docs/runbook.md, Rotating the master key)"
+             the master key encrypts nothing stored (infra/RUNBOOK.md, Rotating the master key)"
                 .into(),
         ));
     }

@@ -19,7 +19,7 @@ output "tenant_job_image" {
 }
 
 output "secret_ids" {
-  description = "The app's secrets; add versions of the Xero ones by hand (docs/runbook.md)."
+  description = "The app's secrets; add versions of the Xero ones by hand (infra/RUNBOOK.md)."
   value       = module.platform.secret_ids
 }
 

@@ -1,7 +1,7 @@
 # The prod environment: the whole platform (terraform/modules/platform) with
 # a highly available database (a standby in another zone), deletion
 # protection on the database and the services, and as many cells as its
-# tenants need (docs/runbook.md, "Adding a cell").
+# tenants need (infra/RUNBOOK.md, "Adding a cell").
 
 module "platform" {
   source = "../../../terraform/modules/platform"

@@ -1,6 +1,6 @@
 # For a platform applied from the former root terraform/platform (state
 # prefix ledgerlake/platform) before it became terraform/modules/platform:
-# copy that state here once (docs/runbook.md, "Moving the former root's
+# copy that state here once (infra/RUNBOOK.md, "Moving the former root's
 # state"), and these blocks re-address its resources, so the plan shows moves,
 # not a new platform. Without such a state they do nothing.
 

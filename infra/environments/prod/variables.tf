@@ -53,7 +53,7 @@ variable "xero_client_id" {
 }
 
 variable "xero_secrets_ready" {
-  description = "Set true once the Xero client secret and webhook key secrets have versions (docs/runbook.md, first deployment)."
+  description = "Set true once the Xero client secret and webhook key secrets have versions (infra/RUNBOOK.md, first deployment)."
   type        = bool
   default     = false
 }

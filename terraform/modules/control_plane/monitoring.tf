@@ -1,5 +1,5 @@
 # Log-based metrics over the services' JSON logs (Cloud Logging's shape, see
-# control-plane/src/logging.rs) and the alerts docs/runbook.md explains.
+# control-plane/src/logging.rs) and the alerts infra/RUNBOOK.md explains.
 # /metrics carries the same facts for a Prometheus scraper; these need none.
 
 locals {
@@ -72,7 +72,7 @@ resource "google_monitoring_alert_policy" "this" {
   user_labels           = local.labels
 
   documentation {
-    content   = "See docs/runbook.md, \"Alerts\": ${each.key}."
+    content   = "See infra/RUNBOOK.md, \"Alerts\": ${each.key}."
     mime_type = "text/markdown"
   }
 

@@ -58,7 +58,7 @@ variable "xero_client_id" {
 }
 
 variable "xero_secrets_ready" {
-  description = "Whether the Xero client secret and webhook key secrets have a version (added by an operator, see docs/runbook.md); only then does the control service read them."
+  description = "Whether the Xero client secret and webhook key secrets have a version (added by an operator, see infra/RUNBOOK.md); only then does the control service read them."
   type        = bool
   default     = false
 }

@@ -3,7 +3,7 @@
 # cells (modules/cell). Each environment is a root that calls this module
 # with its own backend, provider and choices (infra/environments/dev, prod).
 # See terraform/README.md for the order of a first deployment and
-# docs/runbook.md for operating it.
+# infra/RUNBOOK.md for operating it.
 
 locals {
   services = [
