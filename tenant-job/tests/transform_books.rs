@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde_json::Value;
 use tenant_job::transform::{self, ModelSet, TransformReport};
-use transform_support::{cents, int, open_cloud, provision, text, Books, Tenant};
+use transform_support::{cents, int, open_cloud, provision, text, with_field, Books, Tenant};
 use xero_sandbox::ChangeRequest;
 
 /// Invoices in the sandbox (`LEDGERLAKE_TEST_INVOICES` to try other sizes).
@@ -355,19 +355,7 @@ async fn assert_only_models_published(t: &Tenant) {
         .collect();
     models.sort();
     assert_eq!(t.tables().await, models);
-    let raw: Vec<String> = t
-        .cloud
-        .warehouse
-        .list_tables(&t.cred, &t.raw)
-        .await
-        .expect("raw tables")
-        .into_iter()
-        .map(|t| t.name)
-        .collect();
-    assert!(
-        raw.iter().all(|n| !n.starts_with('_')),
-        "load tables left behind: {raw:?}"
-    );
+    t.assert_no_load_table_left("after publishing").await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -597,13 +585,6 @@ async fn a_second_batch_after_changes_is_merged_and_agrees_with_the_books_again(
             .await,
         0
     );
-}
-
-/// `record` with `field` set to `value`, as JSON text.
-fn with_field(record: &str, field: &str, value: Value) -> String {
-    let mut v: Value = serde_json::from_str(record).expect("record");
-    v[field] = value;
-    v.to_string()
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -17,7 +17,7 @@ use time::{Duration, OffsetDateTime};
 
 use job_contract::raw::{self, Manifest, LOADED_KEY};
 use tenant_job::transform::{self, TransformError};
-use transform_support::{open_cloud, provision, write_run, Books, Tenant};
+use transform_support::{open_cloud, provision, with_field, write_run, Books, Tenant};
 use xero::resources::Resource;
 use xero_sandbox::ChangeRequest;
 
@@ -146,26 +146,7 @@ async fn assert_raw_as_before(t: &Tenant, when: &str) {
             assert_eq!(a, e, "{when}: {table}");
         }
     }
-    let raw_tables: Vec<String> = t
-        .cloud
-        .warehouse
-        .list_tables(&t.cred, &t.raw)
-        .await
-        .expect("tables")
-        .into_iter()
-        .map(|t| t.name)
-        .collect();
-    assert!(
-        raw_tables.iter().all(|n| !n.starts_with('_')),
-        "{when}: load table left behind: {raw_tables:?}"
-    );
-}
-
-/// `record` with `field` set to `value`, as JSON text.
-fn with_field(record: &str, field: &str, value: Value) -> String {
-    let mut v: Value = serde_json::from_str(record).expect("record");
-    v[field] = value;
-    v.to_string()
+    t.assert_no_load_table_left(when).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -134,14 +134,28 @@ impl Tenant {
 
     /// The published table names of the transformed dataset.
     pub async fn tables(&self) -> Vec<String> {
+        self.table_names(&self.transformed).await
+    }
+
+    /// The table names of `dataset`.
+    pub async fn table_names(&self, dataset: &str) -> Vec<String> {
         self.cloud
             .warehouse
-            .list_tables(&self.cred, &self.transformed)
+            .list_tables(&self.cred, dataset)
             .await
             .expect("tables")
             .into_iter()
             .map(|t| t.name)
             .collect()
+    }
+
+    /// Fails when a load left its table (`_…`) in the raw dataset.
+    pub async fn assert_no_load_table_left(&self, when: &str) {
+        let raw = self.table_names(&self.raw).await;
+        assert!(
+            raw.iter().all(|n| !n.starts_with('_')),
+            "{when}: load table left behind: {raw:?}"
+        );
     }
 
     pub async fn put(&self, key: &str, bytes: Vec<u8>) {
@@ -361,6 +375,13 @@ pub fn cents(v: &Value) -> i64 {
         }
         other => panic!("not money: {other}"),
     }
+}
+
+/// `record` with `field` set to `value`, as JSON text.
+pub fn with_field(record: &str, field: &str, value: Value) -> String {
+    let mut v: Value = serde_json::from_str(record).expect("record");
+    v[field] = value;
+    v.to_string()
 }
 
 pub fn int(v: &Value) -> i64 {
