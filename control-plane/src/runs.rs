@@ -308,15 +308,14 @@ impl Runs {
         if summary.as_ref().is_some_and(|s| s.needs_consent) {
             self.store.mark_needs_consent(&run.tenant).await?;
         }
-        let ingest = summary.as_ref().and_then(|s| s.ingest.clone());
-        let summary_json = summary.and_then(|s| serde_json::to_value(s).ok());
+        let summary_json = summary.as_ref().and_then(|s| serde_json::to_value(s).ok());
         if self
             .store
             .finish_run(&run.id, status, message.as_deref(), summary_json.as_ref())
             .await?
         {
             record_end(run, status);
-            if let Some(ingest) = &ingest {
+            if let Some(ingest) = summary.as_ref().and_then(|s| s.ingest.as_ref()) {
                 crate::metrics::metrics().xero_ingest(ingest);
             }
             tracing::info!(tenant = %run.tenant, run = %run.id, status = %status, "run ended");

@@ -145,10 +145,15 @@ pub async fn export_tenant(
     let plan = reconciler.plan(&cloud, id);
     let mut grants = Vec::new();
     let mut jobs = Vec::new();
-    let mut email = None;
+    let mut service_account = None;
     for p in plan.resources() {
         match p {
-            Planned::ServiceAccount { email: e, .. } => email = Some(e.clone()),
+            Planned::ServiceAccount { account_id, email } => {
+                service_account = Some(ServiceAccountContext {
+                    account_id: account_id.clone(),
+                    email: email.clone(),
+                })
+            }
             Planned::Binding {
                 resource,
                 role,
@@ -187,11 +192,10 @@ pub async fn export_tenant(
         region: location.region,
         location: options.location.clone(),
         labels: naming::tenant_labels(id),
-        service_account: ServiceAccountContext {
-            account_id: naming::service_account_id(id),
-            email: email
-                .unwrap_or_else(|| cloud.identity.email_for(&naming::service_account_id(id))),
-        },
+        service_account: service_account.ok_or_else(|| ServiceError::Internal {
+            context: "reading the tenant's plan",
+            source: "it names no service account".into(),
+        })?,
         bucket: naming::bucket_name(reconciler.prefix(), id),
         raw_dataset: naming::raw_dataset(id),
         transformed_dataset: naming::transformed_dataset(id),
