@@ -806,15 +806,16 @@ async fn lease_is_exclusive_renewable_and_releasable(db: &TestDb) {
 
 async fn expired_lease_is_taken_over(db: &TestDb) {
     let store = db.open().await;
+    // Long enough that a loaded machine still asks again before it expires.
     assert!(store
-        .try_acquire_lease("tenant/x", "crashed", Duration::from_millis(50))
+        .try_acquire_lease("tenant/x", "crashed", Duration::from_secs(1))
         .await
         .expect("a"));
     assert!(!store
         .try_acquire_lease("tenant/x", "next", Duration::from_secs(30))
         .await
         .expect("not yet"));
-    tokio::time::sleep(Duration::from_millis(120)).await;
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
     assert!(store
         .try_acquire_lease("tenant/x", "next", Duration::from_secs(30))
         .await
