@@ -4,6 +4,7 @@
 //! within a budget of Xero calls shared by every tenant (Xero allows an app
 //! 10,000 calls a minute across all its organisations).
 
+use std::collections::HashSet;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -13,7 +14,7 @@ use cloud::naming::TenantId;
 use job_contract::RunCommand;
 
 use crate::runs::{RunError, Runs};
-use crate::store::{RunTrigger, StoreError};
+use crate::store::{DueCursor, DueTenant, RunTrigger, StoreError};
 
 /// Every hour, on the hour (UTC).
 pub const DEFAULT_SCHEDULE: &str = "0 * * * *";
@@ -78,8 +79,10 @@ pub struct TickReport {
     pub ended: usize,
     /// (tenant, run id, trigger) of the runs started.
     pub started: Vec<StartedRun>,
-    /// Due tenants left for a later tick because the call budget was spent.
-    pub deferred: Vec<String>,
+    /// How many due tenants were left for a later tick because the call
+    /// budget was spent (a count: at the top of the hour it can be most of
+    /// the tenants, and the tick does not read them).
+    pub deferred: u64,
     /// Due tenants that could not start (not ready, needs consent, a run in
     /// progress), with why.
     pub skipped: Vec<SkippedRun>,
@@ -105,7 +108,7 @@ pub async fn tick(
     now: OffsetDateTime,
 ) -> Result<TickReport, StoreError> {
     let store = runs.store();
-    let mut report = TickReport {
+    let report = TickReport {
         ended: match runs.follow_active().await {
             Ok(ended) => ended.len(),
             Err(RunError::Store(e)) => return Err(e),
@@ -118,7 +121,7 @@ pub async fn tick(
     };
     let in_flight = store.active_runs().await?.len() as u64;
     let per_run = u64::from(settings.calls_per_run.max(1));
-    let mut budget = (u64::from(settings.xero_calls_per_tick) / per_run).saturating_sub(in_flight);
+    let budget = (u64::from(settings.xero_calls_per_tick) / per_run).saturating_sub(in_flight);
 
     let default =
         parse_schedule(&settings.default_schedule).map_err(|e| StoreError::InvalidData {
@@ -126,95 +129,128 @@ pub async fn tick(
             reason: e.to_string(),
         })?;
     let now_ms = i64::try_from(now.unix_timestamp_nanos() / 1_000_000).unwrap_or(i64::MAX);
+    let mut starter = Starter {
+        runs,
+        now,
+        default_next: next_after(&default, now),
+        budget,
+        report,
+    };
 
-    // Webhook-marked tenants first (someone is waiting for their changes),
-    // then scheduled ones.
-    let mut due: Vec<(TenantId, RunTrigger)> = store
-        .tenants_with_sync_requested()
-        .await?
-        .into_iter()
-        .map(|t| (t, RunTrigger::Webhook))
-        .collect();
-    // Only the tenants whose schedule came round (or was never computed)
-    // are read: an index on next_run_at keeps this to the due ones however
-    // many tenants there are. When all of them are due at once (the top of
-    // the hour), the work per tenant is a set insert: only the tenants with
-    // a schedule of their own keep a parsed copy.
-    let marked: std::collections::HashSet<TenantId> = due.iter().map(|(t, _)| t.clone()).collect();
-    let mut own: std::collections::HashMap<TenantId, croner::Cron> =
-        std::collections::HashMap::new();
-    let mut scheduled: std::collections::HashSet<TenantId> = std::collections::HashSet::new();
-    for (tenant, schedule, _) in store.due_schedules(now_ms).await? {
-        if let Some(schedule) = schedule {
-            match parse_schedule(&schedule) {
-                Ok(cron) => {
-                    own.insert(tenant.clone(), cron);
-                }
-                Err(e) => {
-                    report.skipped.push(SkippedRun {
-                        tenant: tenant.to_string(),
-                        reason: e.to_string(),
-                    });
-                    continue;
-                }
-            }
+    // Webhook-marked tenants first (someone is waiting for their changes).
+    let mut handled: HashSet<TenantId> = HashSet::new();
+    for due in store.due_by_webhook().await? {
+        handled.insert(due.tenant.clone());
+        starter.start(&due, RunTrigger::Webhook).await?;
+    }
+    // Then the tenants whose schedule came round, longest due first, read a
+    // page at a time and no more than the budget can start: at the top of
+    // the hour every tenant may be due, and the tick reads only the ones it
+    // starts (or skips), then counts the rest.
+    let mut cursor = DueCursor::Start;
+    while starter.budget > 0 {
+        let limit = u32::try_from(starter.budget.min(DUE_PAGE)).unwrap_or(u32::MAX);
+        let page = store.due_schedules(now_ms, &cursor, limit).await?;
+        if page.tenants.is_empty() {
+            break;
         }
-        scheduled.insert(tenant.clone());
-        if !marked.contains(&tenant) {
-            due.push((tenant, RunTrigger::Schedule));
+        cursor = page.next;
+        for due in page.tenants {
+            if !handled.contains(&due.tenant) {
+                starter.start(&due, RunTrigger::Schedule).await?;
+            }
         }
     }
-    let default_next = next_after(&default, now);
-
-    for (tenant, trigger) in due {
-        if budget == 0 {
-            report.deferred.push(tenant.to_string());
-            continue;
-        }
-        let result = runs.start(&tenant, RunCommand::Sync, trigger).await;
-        if scheduled.contains(&tenant) && (trigger == RunTrigger::Schedule || result.is_ok()) {
-            // The schedule moves on whether this run started or not, so a
-            // tenant that cannot run is not retried every tick. A tenant
-            // started by a webhook whose schedule is not due keeps its next
-            // time, which is already the schedule's next after now.
-            let next = match own.get(&tenant) {
-                Some(cron) => next_after(cron, now),
-                None => default_next,
-            };
-            if let Some(next) = next {
-                store.set_next_run_at(&tenant, next).await?;
-            }
-        }
-        match result {
-            Ok(run) => {
-                budget -= 1;
-                report.started.push(StartedRun {
-                    tenant: tenant.to_string(),
-                    run: run.id,
-                    trigger,
-                });
-            }
-            Err(RunError::Store(e)) => return Err(e),
-            Err(e) => report.skipped.push(SkippedRun {
-                tenant: tenant.to_string(),
-                reason: e.to_string(),
-            }),
-        }
+    let mut report = starter.report;
+    if starter.budget == 0 {
+        report.deferred += store.count_due(now_ms).await?;
     }
-    if !report.started.is_empty() || !report.deferred.is_empty() {
+    if !report.started.is_empty() || report.deferred > 0 {
         tracing::info!(
             started = report.started.len(),
-            deferred = report.deferred.len(),
+            deferred = report.deferred,
             skipped = report.skipped.len(),
             "scheduler tick"
         );
     }
     crate::metrics::metrics().scheduler_tick(
         report.started.len(),
-        report.deferred.len(),
+        usize::try_from(report.deferred).unwrap_or(usize::MAX),
         report.skipped.len(),
     );
     Ok(report)
+}
+
+/// Due tenants read a page at a time.
+const DUE_PAGE: u64 = 500;
+
+/// Starts due tenants' runs within the tick's call budget.
+struct Starter<'a> {
+    runs: &'a Runs,
+    now: OffsetDateTime,
+    /// The default schedule's next time after now.
+    default_next: Option<i64>,
+    /// Runs the tick may still start.
+    budget: u64,
+    report: TickReport,
+}
+
+impl Starter<'_> {
+    /// Starts one due tenant's sync, or defers or skips it, and moves its
+    /// schedule on.
+    async fn start(&mut self, due: &DueTenant, trigger: RunTrigger) -> Result<(), StoreError> {
+        let tenant = &due.tenant;
+        if self.budget == 0 {
+            self.report.deferred += 1;
+            return Ok(());
+        }
+        let next = match due.schedule.as_deref().map(parse_schedule) {
+            None => Ok(self.default_next),
+            Some(Ok(cron)) => Ok(next_after(&cron, self.now)),
+            Some(Err(e)) => Err(e),
+        };
+        let next = match (next, trigger) {
+            (Ok(next), _) => next,
+            // A webhook's sync does not need the schedule; a scheduled
+            // one cannot run on a schedule that does not parse.
+            (Err(_), RunTrigger::Webhook) => None,
+            (Err(e), _) => {
+                self.skip(tenant, e.to_string());
+                return Ok(());
+            }
+        };
+        let result = self.runs.start(tenant, RunCommand::Sync, trigger).await;
+        // A scheduled tenant's schedule moves on whether its run started or
+        // not, so one that cannot run is not retried every tick. A run a
+        // webhook started counts as the schedule's too: its next time
+        // becomes the schedule's next after now (which, when it was not due,
+        // it already was).
+        if trigger == RunTrigger::Schedule || result.is_ok() {
+            if let Some(next) = next {
+                self.runs.store().set_next_run_at(tenant, next).await?;
+            }
+        }
+        match result {
+            Ok(run) => {
+                self.budget -= 1;
+                self.report.started.push(StartedRun {
+                    tenant: tenant.to_string(),
+                    run: run.id,
+                    trigger,
+                });
+            }
+            Err(RunError::Store(e)) => return Err(e),
+            Err(e) => self.skip(tenant, e.to_string()),
+        }
+        Ok(())
+    }
+
+    fn skip(&mut self, tenant: &TenantId, reason: String) {
+        self.report.skipped.push(SkippedRun {
+            tenant: tenant.to_string(),
+            reason,
+        });
+    }
 }
 
 /// How often a local deployment ticks when nothing external calls the tick.

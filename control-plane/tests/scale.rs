@@ -9,13 +9,13 @@ mod support;
 
 use support::backends::Env;
 
-use std::time::Duration;
 
 use cloud::naming::TenantId;
 use control_plane::server::{self, ServeConfig};
 use control_plane::service;
 use control_plane::store::{
-    Phase, ResourceStatus, Retention, RunCommand, RunStatus, RunTrigger, Store, PRUNE_BATCH,
+    DueCursor, Phase, ResourceStatus, Retention, RunCommand, RunStatus, RunTrigger, Store,
+    PRUNE_BATCH,
 };
 use serde_json::Value;
 
@@ -151,22 +151,8 @@ async fn the_api_lists_tenants_by_page(env: Env) {
         env.store().clone(),
         env.platform.reconciler(support::fast_settings()),
         ServeConfig {
-            listen: addr,
-            public_url: base.clone(),
-            oauth: None,
-            webhook_key: None,
             operator_token: Some(xero::secret::SecretString::new(OPERATOR_TOKEN)),
-            metrics_token: None,
-            workers: 1,
-            resync_interval: Duration::from_secs(3600),
-            token_check_interval: ServeConfig::TOKEN_CHECK_INTERVAL,
-            token_max_idle: ServeConfig::TOKEN_MAX_IDLE,
-            run_settings: Default::default(),
-            scheduler: Default::default(),
-            local_tick: None,
-            limits: Default::default(),
-            query: None,
-            control: true,
+            ..ServeConfig::closed(addr, base.clone())
         },
     );
     let app = server::router(state);
@@ -247,13 +233,29 @@ async fn the_tick_reads_only_the_due_tenants(env: Env) {
         .await
         .expect("delete");
     let due: Vec<String> = store
-        .due_schedules(now)
+        .due_schedules(now, &DueCursor::Start, 100)
         .await
         .expect("due")
+        .tenants
         .into_iter()
-        .map(|(t, _, _)| t.to_string())
+        .map(|d| d.tenant.to_string())
         .collect();
     assert_eq!(due, ["t018", "t019", "t017", "t015"]);
+    // A page at a time, each starting where the last stopped, across the
+    // never-scheduled tenants and the scheduled ones.
+    let mut paged = Vec::new();
+    let mut cursor = DueCursor::Start;
+    loop {
+        let page = store.due_schedules(now, &cursor, 1).await.expect("page");
+        if page.tenants.is_empty() {
+            break;
+        }
+        assert_eq!(page.tenants.len(), 1);
+        paged.extend(page.tenants.iter().map(|d| d.tenant.to_string()));
+        cursor = page.next;
+    }
+    assert_eq!(paged, due);
+    assert_eq!(store.count_due(now).await.expect("count"), 4);
 
     // The tick starts nothing here (no tenant is Ready), and moves on the
     // schedules of the due tenants only.
@@ -270,7 +272,12 @@ async fn the_tick_reads_only_the_due_tenants(env: Env) {
     assert!(report.started.is_empty());
     let skipped: Vec<&str> = report.skipped.iter().map(|s| s.tenant.as_str()).collect();
     assert_eq!(skipped, ["t018", "t019", "t017", "t015"]);
-    assert!(store.due_schedules(now_ms()).await.expect("due").is_empty());
+    let left = store
+        .due_schedules(now_ms(), &DueCursor::Start, 100)
+        .await
+        .expect("due");
+    assert!(left.tenants.is_empty(), "{left:?}");
+    assert_eq!(store.count_due(now_ms()).await.expect("count"), 0);
 }
 
 async fn the_keepalive_scan_finds_connected_tenants_in_one_query(env: Env) {

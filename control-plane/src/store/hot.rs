@@ -81,7 +81,19 @@ pub const HOT_QUERIES: &[HotQuery] = &[
         onboarding::SYNC_REQUESTED,
         &[],
     ),
-    q("due schedules", "tick", runs::DUE_SCHEDULES, &[Now]),
+    q(
+        "due tenants never scheduled, a page",
+        "tick",
+        runs::DUE_UNSCHEDULED,
+        &[FirstCursor, Limit],
+    ),
+    q(
+        "due schedules, a page",
+        "tick",
+        runs::DUE_SCHEDULES,
+        &[Now, Cutoff, FirstCursor, Limit],
+    ),
+    q("due tenants left", "tick", runs::COUNT_DUE, &[Now]),
     q("a tenant", "tick", tenants::GET_TENANT, &[Tenant]),
     q(
         "needs consent",

@@ -58,7 +58,7 @@ pub use onboarding::{PendingConsent, WebhookEventRecord};
 pub use opening::{redact_url, sqlite_url};
 pub use query_audit::{ConversationTurn, NewQueryAudit, QueryAuditRecord, QueryOutcome};
 pub use retention::{Pruned, Retention, PRUNE_BATCH};
-pub use runs::{RunCommand, RunRecord, RunStatus, RunTrigger};
+pub use runs::{DueCursor, DuePage, DueTenant, RunCommand, RunRecord, RunStatus, RunTrigger};
 pub use tenants::{ListedTenant, TenantPage};
 pub use types::{
     AuditEntry, CellState, Desired, ParseEnumError, Phase, ResourceRecord, ResourceStatus,

@@ -10,7 +10,7 @@ use super::tenants::{tenant_columns, tenant_from_row};
 use super::{get, get_bool, get_parsed, ms_after, now_ms, Store, StoreError, TenantRecord};
 
 /// The tenants a webhook marked for a sync, oldest mark first.
-pub(super) const SYNC_REQUESTED: &str = "SELECT id FROM tenants \
+pub(super) const SYNC_REQUESTED: &str = "SELECT id, schedule, next_run_at FROM tenants \
      WHERE sync_requested_at IS NOT NULL ORDER BY sync_requested_at, id";
 
 pub(super) const NEEDS_CONSENT: &str = "SELECT needs_consent FROM tenants WHERE id = $1";
@@ -311,6 +311,18 @@ impl Store {
     pub async fn tenants_with_sync_requested(&self) -> Result<Vec<TenantId>, StoreError> {
         self.fetch_all(sqlx::query(SYNC_REQUESTED), |row| get_parsed(row, "id"))
             .await
+    }
+
+    /// The same tenants with their schedules, as the scheduler tick takes them.
+    pub async fn due_by_webhook(&self) -> Result<Vec<super::DueTenant>, StoreError> {
+        self.fetch_all(sqlx::query(SYNC_REQUESTED), |row| {
+            Ok(super::DueTenant {
+                tenant: get_parsed(row, "id")?,
+                schedule: get(row, "schedule")?,
+                next_run_at: get(row, "next_run_at")?,
+            })
+        })
+        .await
     }
 
     /// Marks a tenant whose refresh token is dead: a person must consent again.

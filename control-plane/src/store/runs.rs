@@ -30,6 +30,34 @@ pub enum RunTrigger {
     Webhook,
 }
 
+/// A tenant whose schedule is due.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DueTenant {
+    pub tenant: TenantId,
+    /// Its own cron schedule, if it has one.
+    pub schedule: Option<String>,
+    /// When its schedule wanted a run (ms); `None` when never computed.
+    pub next_run_at: Option<i64>,
+}
+
+/// Where a reading of the due tenants stopped.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub enum DueCursor {
+    #[default]
+    Start,
+    /// Among the tenants never scheduled, after this one.
+    Unscheduled(TenantId),
+    /// Among the scheduled tenants, after this next run (ms) and tenant.
+    Scheduled(i64, TenantId),
+}
+
+/// One page of due tenants, and where the next page starts.
+#[derive(Debug, Clone)]
+pub struct DuePage {
+    pub tenants: Vec<DueTenant>,
+    pub next: DueCursor,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
@@ -154,13 +182,28 @@ pub(super) const FINISH_RUN: &str =
     "UPDATE runs SET status = $2, message = $3, summary = $4, finished_at = $5 \
      WHERE id = $1 AND status IN ('queued', 'running')";
 
-/// The wanted tenants whose schedule came round by `$1` (ms), or was never
-/// computed: the tick's choice among every tenant, read through an index so
-/// that it costs the due tenants, not all of them. Longest due first, so a
+/// The wanted tenants whose schedule was never computed (new ones), by id
+/// after `$1`, `$2` at most: the tick takes them before the scheduled ones.
+pub(super) const DUE_UNSCHEDULED: &str = "SELECT id, schedule, next_run_at FROM tenants \
+     WHERE desired = 'present' AND next_run_at IS NULL AND id > $1 \
+     ORDER BY id LIMIT $2";
+
+/// The wanted tenants whose schedule came round by `$1` (ms), after the
+/// position (`$2` next run, `$3` id), `$4` at most. The tick reads as many as
+/// its call budget can start, through the index on (next_run_at, id), so it
+/// costs the tenants it starts, not every due one. Longest due first, so a
 /// tenant deferred by the call budget goes before those due after it.
 pub(super) const DUE_SCHEDULES: &str = "SELECT id, schedule, next_run_at FROM tenants \
-     WHERE desired = 'present' AND (next_run_at IS NULL OR next_run_at <= $1) \
-     ORDER BY next_run_at NULLS FIRST, id";
+     WHERE desired = 'present' AND next_run_at <= $1 \
+       AND (next_run_at > $2 OR (next_run_at = $2 AND id > $3)) \
+     ORDER BY next_run_at, id LIMIT $4";
+
+/// How many wanted tenants are due by `$1` without a webhook's mark: what a
+/// tick whose budget ran out leaves for later (the marked ones it counts
+/// itself).
+pub(super) const COUNT_DUE: &str = "SELECT COUNT(*) AS due FROM tenants \
+     WHERE desired = 'present' AND sync_requested_at IS NULL \
+       AND (next_run_at IS NULL OR next_run_at <= $1)";
 
 pub(super) const SET_NEXT_RUN_AT: &str = "UPDATE tenants SET next_run_at = $2 WHERE id = $1";
 
@@ -346,21 +389,78 @@ impl Store {
         .await
     }
 
-    /// The wanted tenants whose schedule is due at `now_ms` (or was never
-    /// computed), longest due first: (tenant, schedule, next_run_at ms).
-    /// What the scheduler tick chooses from; it reads only those rows.
+    /// Up to `limit` wanted tenants due at `now_ms` after `after`: first
+    /// those whose schedule was never computed, by id, then the others,
+    /// longest due first. What the scheduler tick chooses from, a page at a
+    /// time: it reads only the rows it can start.
     pub async fn due_schedules(
         &self,
         now_ms: i64,
-    ) -> Result<Vec<(TenantId, Option<String>, Option<i64>)>, StoreError> {
-        self.fetch_all(sqlx::query(DUE_SCHEDULES).bind(now_ms), |r| {
-            Ok((
-                get_parsed(r, "id")?,
-                get(r, "schedule")?,
-                get(r, "next_run_at")?,
-            ))
-        })
-        .await
+        after: &DueCursor,
+        limit: u32,
+    ) -> Result<DuePage, StoreError> {
+        let row = |r: &AnyRow| -> Result<DueTenant, StoreError> {
+            Ok(DueTenant {
+                tenant: get_parsed(r, "id")?,
+                schedule: get(r, "schedule")?,
+                next_run_at: get(r, "next_run_at")?,
+            })
+        };
+        let mut tenants = Vec::new();
+        if let DueCursor::Start | DueCursor::Unscheduled(_) = after {
+            let from = match after {
+                DueCursor::Unscheduled(id) => id.as_str(),
+                _ => "",
+            };
+            tenants = self
+                .fetch_all(
+                    sqlx::query(DUE_UNSCHEDULED)
+                        .bind(from)
+                        .bind(i64::from(limit)),
+                    row,
+                )
+                .await?;
+        }
+        let left = limit.saturating_sub(u32::try_from(tenants.len()).unwrap_or(u32::MAX));
+        if left > 0 {
+            let (at, id) = match after {
+                DueCursor::Scheduled(at, id) => (*at, id.as_str()),
+                _ => (i64::MIN, ""),
+            };
+            tenants.extend(
+                self.fetch_all(
+                    sqlx::query(DUE_SCHEDULES)
+                        .bind(now_ms)
+                        .bind(at)
+                        .bind(id)
+                        .bind(i64::from(left)),
+                    row,
+                )
+                .await?,
+            );
+        }
+        let next = match tenants.last() {
+            Some(DueTenant {
+                tenant,
+                next_run_at: Some(at),
+                ..
+            }) => DueCursor::Scheduled(*at, tenant.clone()),
+            Some(DueTenant { tenant, .. }) => DueCursor::Unscheduled(tenant.clone()),
+            None => after.clone(),
+        };
+        Ok(DuePage { tenants, next })
+    }
+
+    /// How many wanted tenants are due at `now_ms` and not marked by a
+    /// webhook.
+    pub async fn count_due(&self, now_ms: i64) -> Result<u64, StoreError> {
+        let due = self
+            .fetch_optional(sqlx::query(COUNT_DUE).bind(now_ms), |r| {
+                get::<i64>(r, "due")
+            })
+            .await?
+            .unwrap_or(0);
+        Ok(u64::try_from(due).unwrap_or(0))
     }
 
     /// Records when the tenant's schedule next wants a run.
