@@ -341,25 +341,16 @@ async fn consent_then_provisioning_then_a_requested_sync_agrees_with_the_books_t
     )
     .expect("oauth");
     let config = ServeConfig {
-        listen: listener.local_addr().expect("addr"),
-        public_url: base.clone(),
         oauth: Some(oauth),
-        webhook_key: None,
         operator_token: Some(SecretString::new(OPERATOR)),
-        metrics_token: None,
         workers: 2,
         resync_interval: Duration::from_millis(300),
-        token_check_interval: ServeConfig::TOKEN_CHECK_INTERVAL,
-        token_max_idle: ServeConfig::TOKEN_MAX_IDLE,
         run_settings: RunSettings {
             xero_client_id: Some(CLIENT_ID.to_owned()),
             xero_client_secret: Some(SecretString::new(CLIENT_SECRET)),
         },
-        scheduler: Default::default(),
-        local_tick: None,
-        limits: Default::default(),
         query: Some(Default::default()),
-        control: true,
+        ..ServeConfig::closed(listener.local_addr().expect("addr"), base.clone())
     };
     let settings = Settings {
         jobs: job_template(&w.sandbox),

@@ -196,22 +196,10 @@ async fn serve(platform: &Platform, query: Option<QuerySettings>, control: bool)
         .expect("bind");
     let base = format!("http://{}", listener.local_addr().expect("addr"));
     let config = ServeConfig {
-        listen: listener.local_addr().expect("addr"),
-        public_url: base.clone(),
-        oauth: None,
-        webhook_key: None,
         operator_token: Some(SecretString::new(OPERATOR)),
-        metrics_token: None,
-        workers: 1,
-        resync_interval: Duration::from_secs(3600),
-        token_check_interval: ServeConfig::TOKEN_CHECK_INTERVAL,
-        token_max_idle: ServeConfig::TOKEN_MAX_IDLE,
-        run_settings: RunSettings::default(),
-        scheduler: Default::default(),
-        local_tick: None,
-        limits: Default::default(),
         query,
         control,
+        ..ServeConfig::closed(listener.local_addr().expect("addr"), base.clone())
     };
     let (state, workers) = server::start(
         platform.cloud.clone(),

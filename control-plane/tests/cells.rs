@@ -377,22 +377,8 @@ async fn the_cell_routes_register_list_show_drain_and_activate(env: Env) {
     let addr = listener.local_addr().expect("addr");
     let base = format!("http://{addr}");
     let config = ServeConfig {
-        listen: addr,
-        public_url: base.clone(),
-        oauth: None,
-        webhook_key: None,
         operator_token: Some(xero::secret::SecretString::new(OPERATOR_TOKEN)),
-        metrics_token: None,
-        workers: 1,
-        resync_interval: Duration::from_secs(3600),
-        token_check_interval: ServeConfig::TOKEN_CHECK_INTERVAL,
-        token_max_idle: ServeConfig::TOKEN_MAX_IDLE,
-        run_settings: Default::default(),
-        scheduler: Default::default(),
-        local_tick: None,
-        limits: Default::default(),
-        query: None,
-        control: true,
+        ..ServeConfig::closed(addr, base.clone())
     };
     let (state, workers) = server::start(
         env.platform.cloud.clone(),

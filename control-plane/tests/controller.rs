@@ -12,24 +12,11 @@ use control_plane::store::Phase;
 use support::faulty::{self, Faults};
 
 fn config(workers: usize) -> ServeConfig {
+    // The periodic resync (hourly) stays out of these tests' way.
     ServeConfig {
-        listen: "127.0.0.1:0".parse().expect("addr"),
-        public_url: "http://127.0.0.1:0".to_owned(),
-        oauth: None,
-        webhook_key: None,
-        operator_token: None,
-        metrics_token: None,
         workers,
-        // The periodic resync stays out of these tests' way.
-        resync_interval: Duration::from_secs(3600),
-        token_check_interval: ServeConfig::TOKEN_CHECK_INTERVAL,
-        token_max_idle: ServeConfig::TOKEN_MAX_IDLE,
-        run_settings: Default::default(),
-        scheduler: Default::default(),
-        local_tick: None,
-        limits: Default::default(),
         query: Some(Default::default()),
-        control: true,
+        ..ServeConfig::closed("127.0.0.1:0".parse().expect("addr"), "http://127.0.0.1:0")
     }
 }
 

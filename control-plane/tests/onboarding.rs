@@ -52,22 +52,13 @@ async fn harness() -> Harness {
     )
     .expect("oauth client");
     let config = ServeConfig {
-        listen: listener.local_addr().expect("addr"),
-        public_url: base.clone(),
         oauth: Some(oauth),
         webhook_key: Some(WebhookKey::new(WEBHOOK_KEY)),
         operator_token: Some(SecretString::new(OPERATOR_TOKEN)),
-        metrics_token: None,
         workers: 2,
         resync_interval: Duration::from_millis(500),
-        token_check_interval: ServeConfig::TOKEN_CHECK_INTERVAL,
-        token_max_idle: ServeConfig::TOKEN_MAX_IDLE,
-        run_settings: Default::default(),
-        scheduler: Default::default(),
-        local_tick: None,
-        limits: Default::default(),
         query: Some(Default::default()),
-        control: true,
+        ..ServeConfig::closed(listener.local_addr().expect("addr"), base.clone())
     };
     let (state, _workers) = server::start(
         platform.cloud.clone(),

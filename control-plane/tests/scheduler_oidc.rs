@@ -179,25 +179,13 @@ impl Service {
             .expect("bind");
         let addr = listener.local_addr().expect("addr");
         let config = ServeConfig {
-            listen: addr,
-            public_url: format!("http://{addr}"),
-            oauth: None,
-            webhook_key: None,
             operator_token: Some(xero::secret::SecretString::new(OPERATOR_TOKEN)),
-            metrics_token: None,
-            workers: 1,
-            resync_interval: Duration::from_secs(3600),
-            token_check_interval: ServeConfig::TOKEN_CHECK_INTERVAL,
-            token_max_idle: ServeConfig::TOKEN_MAX_IDLE,
-            run_settings: Default::default(),
             scheduler: SchedulerSettings {
                 id_token,
                 ..SchedulerSettings::default()
             },
-            local_tick: None,
-            limits: Default::default(),
             query: Some(Default::default()),
-            control: true,
+            ..ServeConfig::closed(addr, format!("http://{addr}"))
         };
         let (state, workers) = server::start(
             platform.cloud.clone(),

@@ -190,22 +190,10 @@ async fn main() -> anyhow::Result<()> {
     let mut limits = server::ServeLimits::default();
     limits.operator_concurrency = limits.operator_concurrency.max(clients * 2);
     let config = ServeConfig {
-        listen: listener.local_addr()?,
-        public_url: base.clone(),
-        oauth: None,
-        webhook_key: None,
         operator_token: Some(SecretString::new("bench-operator")),
-        metrics_token: None,
-        workers: 1,
-        resync_interval: Duration::from_secs(3600),
-        token_check_interval: ServeConfig::TOKEN_CHECK_INTERVAL,
-        token_max_idle: ServeConfig::TOKEN_MAX_IDLE,
-        run_settings: Default::default(),
-        scheduler: Default::default(),
-        local_tick: None,
         limits,
         query: Some(QuerySettings::default()),
-        control: true,
+        ..ServeConfig::closed(listener.local_addr()?, base.clone())
     };
     let (state, workers) = server::start(
         platform.cloud.clone(),

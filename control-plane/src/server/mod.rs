@@ -91,6 +91,33 @@ impl ServeConfig {
     /// Keep-alive defaults: look every hour, refresh what is a week idle.
     pub const TOKEN_CHECK_INTERVAL: Duration = Duration::from_secs(60 * 60);
     pub const TOKEN_MAX_IDLE: Duration = Duration::from_secs(7 * 24 * 60 * 60);
+
+    /// A service at `listen`, reached at `public_url`, with everything that
+    /// needs a credential closed (no Xero app, webhook key, operator or
+    /// metrics token), one worker resyncing hourly, the default keep-alive,
+    /// scheduler and limits, the tick left to `POST /v1/scheduler/tick`, and
+    /// the control plane's routes without the query routes. Callers set what
+    /// they open with struct update syntax.
+    pub fn closed(listen: SocketAddr, public_url: impl Into<String>) -> Self {
+        ServeConfig {
+            listen,
+            public_url: public_url.into(),
+            oauth: None,
+            webhook_key: None,
+            operator_token: None,
+            metrics_token: None,
+            workers: 1,
+            resync_interval: Duration::from_secs(60 * 60),
+            token_check_interval: Self::TOKEN_CHECK_INTERVAL,
+            token_max_idle: Self::TOKEN_MAX_IDLE,
+            run_settings: RunSettings::default(),
+            scheduler: SchedulerSettings::default(),
+            local_tick: None,
+            limits: ServeLimits::default(),
+            query: None,
+            control: true,
+        }
+    }
 }
 
 pub struct AppState {
