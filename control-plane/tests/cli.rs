@@ -266,10 +266,19 @@ fn a_killed_provisioning_resumes_without_duplicates() {
             .unwrap_or(0)
     };
     assert_eq!(count("buckets"), ids.len());
-    assert_eq!(
-        count("secrets") - usize::from(dir.path().join("secrets/.keycheck").exists()),
-        ids.len()
-    );
+    // Named, so that a failure says which tenant's secret is missing or
+    // what else lies there.
+    let mut secrets: Vec<String> = std::fs::read_dir(dir.path().join("secrets"))
+        .expect("secrets folder")
+        .map(|e| e.expect("entry").file_name().to_string_lossy().into_owned())
+        .filter(|name| name != ".keycheck")
+        .collect();
+    secrets.sort();
+    let expected: Vec<String> = ids
+        .iter()
+        .map(|id| cloud::naming::secret_name(&cloud::naming::TenantId::parse(id).expect("id")))
+        .collect();
+    assert_eq!(secrets, expected);
     let out = run(
         dir.path(),
         &["tenants", "reconcile", "--all", "--output", "json"],
