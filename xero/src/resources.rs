@@ -76,6 +76,11 @@ pub struct ResourceInfo {
     pub paging: Paging,
     /// Whether `includeArchived=true` is needed to see archived records.
     pub include_archived: bool,
+    /// The field saying whether Xero still holds the record (`Status`,
+    /// `ContactStatus`): Xero reports a deletion as a change to it
+    /// (DELETED, VOIDED, ARCHIVED), never by leaving the record out of an
+    /// `If-Modified-Since` listing.
+    pub status_field: Option<&'static str>,
 }
 
 impl Resource {
@@ -114,10 +119,12 @@ impl Resource {
                 updated_field,
                 paging,
                 include_archived,
+                status_field: None,
             }
         }
         const UPDATED: Option<&str> = Some("UpdatedDateUTC");
-        match self {
+        const STATUS: Option<&str> = Some("Status");
+        let info = match self {
             Resource::Organisation => ResourceInfo {
                 name: "Organisation",
                 path: "Organisation",
@@ -126,6 +133,7 @@ impl Resource {
                 updated_field: None,
                 paging: Paging::None,
                 include_archived: false,
+                status_field: None,
             },
             Resource::Accounts => info(
                 "Accounts",
@@ -211,6 +219,25 @@ impl Resource {
                 Paging::None,
                 false,
             ),
+        };
+        let status_field = match self {
+            Resource::Contacts => Some("ContactStatus"),
+            Resource::Accounts
+            | Resource::Invoices
+            | Resource::CreditNotes
+            | Resource::Payments
+            | Resource::BankTransactions
+            | Resource::ManualJournals
+            | Resource::TaxRates
+            | Resource::TrackingCategories => STATUS,
+            Resource::Organisation
+            | Resource::Journals
+            | Resource::Items
+            | Resource::Currencies => None,
+        };
+        ResourceInfo {
+            status_field,
+            ..info
         }
     }
 
@@ -237,6 +264,18 @@ impl Resource {
     /// Change-stamp field, if any.
     pub const fn updated_field(self) -> Option<&'static str> {
         self.info().updated_field
+    }
+
+    /// The status field, if the resource has one (see [`ResourceInfo::status_field`]).
+    pub const fn status_field(self) -> Option<&'static str> {
+        self.info().status_field
+    }
+
+    /// Whether every run lists the resource in full (it has no change stamp
+    /// to send `If-Modified-Since` with), so that a record missing from a
+    /// listing is gone from Xero.
+    pub const fn listed_in_full(self) -> bool {
+        self.info().updated_field.is_none()
     }
 
     /// Paging kind.
@@ -313,6 +352,9 @@ mod tests {
                 "envelope {r}"
             );
             assert!(spec.contains(&format!(" {}:", r.id_field())), "id {r}");
+            if let Some(status) = r.status_field() {
+                assert!(spec.contains(&format!(" {status}:")), "status {r}");
+            }
         }
     }
 
