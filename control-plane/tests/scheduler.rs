@@ -64,6 +64,15 @@ async fn settle(runs: &control_plane::runs::Runs) {
     }
 }
 
+/// A Xero call budget that starts two runs a tick.
+fn budget_of_two() -> SchedulerSettings {
+    SchedulerSettings {
+        xero_calls_per_tick: 40,
+        calls_per_run: 20,
+        ..SchedulerSettings::default()
+    }
+}
+
 #[tokio::test]
 async fn ticks_start_due_tenants_within_the_budget_and_webhooks_go_first() {
     let dir = tempfile::tempdir().expect("tmp");
@@ -71,11 +80,7 @@ async fn ticks_start_due_tenants_within_the_budget_and_webhooks_go_first() {
     let (a, b, c) = (tid("alpha"), tid("bravo"), tid("charlie"));
     provisioned(&platform, &[&a, &b, &c]).await;
     let runs = platform.runs(RunSettings::default());
-    let budget_of_two = SchedulerSettings {
-        xero_calls_per_tick: 40,
-        calls_per_run: 20,
-        ..SchedulerSettings::default()
-    };
+    let budget_of_two = budget_of_two();
     let now = OffsetDateTime::now_utc();
 
     // Never synced: all are due; the budget lets two start, the third waits.
@@ -162,11 +167,7 @@ async fn a_tick_reads_past_due_tenants_it_cannot_start_to_spend_its_budget() {
     let ready = [tid("mango"), tid("nectarine"), tid("olive")];
     provisioned(&platform, &ready.iter().collect::<Vec<_>>()).await;
     let runs = platform.runs(RunSettings::default());
-    let budget_of_two = SchedulerSettings {
-        xero_calls_per_tick: 40,
-        calls_per_run: 20,
-        ..SchedulerSettings::default()
-    };
+    let budget_of_two = budget_of_two();
     let now = OffsetDateTime::now_utc();
     let report = scheduler::tick(&runs, &budget_of_two, now)
         .await

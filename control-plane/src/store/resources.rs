@@ -15,8 +15,6 @@ macro_rules! resource_columns {
     };
 }
 
-const RESOURCE_COLUMNS: &str = resource_columns!();
-
 /// One tenant's resources (every full pass).
 pub(super) const LIST_RESOURCES: &str = concat!(
     "SELECT ",
@@ -105,31 +103,6 @@ impl Store {
     ) -> Result<HashMap<TenantId, Vec<ResourceRecord>>, StoreError> {
         let rows = self
             .fetch_all(query, |row| {
-                Ok((
-                    get_parsed::<TenantId>(row, "tenant_id")?,
-                    resource_from_row(row)?,
-                ))
-            })
-            .await?;
-        let mut grouped: HashMap<TenantId, Vec<ResourceRecord>> = HashMap::new();
-        for (tenant, resource) in rows {
-            grouped.entry(tenant).or_default().push(resource);
-        }
-        Ok(grouped)
-    }
-
-    /// Every tenant's resources in one query, grouped by tenant (in the order
-    /// of [`Store::list_resources`]). A pass over all tenants reads this once
-    /// instead of once per tenant.
-    pub async fn list_all_resources(
-        &self,
-    ) -> Result<HashMap<TenantId, Vec<ResourceRecord>>, StoreError> {
-        let sql = format!(
-            "SELECT tenant_id, {RESOURCE_COLUMNS} FROM resources \
-             ORDER BY tenant_id, created_at, kind, name"
-        );
-        let rows = self
-            .fetch_all(sqlx::query(&sql), |row| {
                 Ok((
                     get_parsed::<TenantId>(row, "tenant_id")?,
                     resource_from_row(row)?,
