@@ -6,6 +6,8 @@
 //! raw/<resource>/<run-id>/manifest.json   written after every page of the resource in that run is durable
 //! state/cursors.json                      per resource: where the next ingest starts (written after the manifest)
 //! state/loaded.json                       manifests the transformation has merged into the raw dataset
+//!                                         and that still hold a kept row (see compaction below)
+//! state/compaction.json                   a compaction under way: what it deletes (gone once done)
 //! runs/<run-id>.json                      the run's summary (status, per-resource counts, error)
 //! leases/xero-token.json                  the token lease (see the tokens module)
 //! ```
@@ -14,6 +16,15 @@
 //! ignores them and, because the cursor only moves after the manifest, the
 //! next ingest fetches the same records again. Loading is a merge keeping the
 //! latest version of each record, so loading a manifest twice changes nothing.
+//!
+//! Compaction: once loaded, a manifest none of whose records is kept in the
+//! raw table any more (no row carries its run as `run_id` or
+//! `removed_run_id`) is superseded: its manifest and pages are deleted and
+//! its key leaves `state/loaded.json`. What remains is what loading from
+//! scratch needs to give the same raw tables. The deletion is announced in
+//! `state/compaction.json` first, so a run finding that file finishes it
+//! before anything else. Pages without a manifest are never compacted (their
+//! ingest may still be under way).
 
 use std::collections::BTreeMap;
 
@@ -43,6 +54,7 @@ pub fn resource_prefix(resource: Resource) -> String {
 
 pub const CURSORS_KEY: &str = "state/cursors.json";
 pub const LOADED_KEY: &str = "state/loaded.json";
+pub const COMPACTION_KEY: &str = "state/compaction.json";
 
 /// The key of a run's summary.
 pub fn run_summary_key(run_id: &str) -> String {
@@ -97,6 +109,18 @@ pub type Cursors = BTreeMap<String, Cursor>;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Loaded {
     pub manifests: std::collections::BTreeSet<String>,
+}
+
+/// `state/compaction.json`: a compaction announced and not finished.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Compaction {
+    /// The superseded manifests' keys: they leave `state/loaded.json`.
+    pub manifests: Vec<String>,
+    /// Every object deleted: each manifest, then its pages.
+    pub objects: Vec<String>,
+    /// Their bytes, as listed when announced.
+    #[serde(default)]
+    pub bytes: u64,
 }
 
 #[cfg(test)]

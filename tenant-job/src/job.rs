@@ -48,6 +48,9 @@ pub struct JobConfig {
     /// Xero's limits as this job keeps them (Xero's own by default; raised
     /// only against the sandbox).
     pub xero_limits: LimitConfig,
+    /// Transform from scratch: every manifest in the bucket into emptied raw
+    /// tables (`--rebuild`, an operator's command line only).
+    pub rebuild: bool,
 }
 
 // Never print the client secret or the master key.
@@ -60,6 +63,7 @@ impl std::fmt::Debug for JobConfig {
             .field("bucket_prefix", &self.bucket_prefix)
             .field("service_account", &self.service_account)
             .field("xero_endpoint", &self.xero_endpoint)
+            .field("rebuild", &self.rebuild)
             .finish_non_exhaustive()
     }
 }
@@ -91,6 +95,7 @@ impl JobConfig {
                 per_minute: env.xero_per_minute.unwrap_or(defaults.per_minute).max(1),
                 ..defaults
             },
+            rebuild: false,
         }
     }
 }
@@ -294,7 +299,11 @@ impl Job {
             run_id: self.config.run_id.clone(),
             dialect: self.dialect,
         };
-        Ok(transform::run(&ctx).await?)
+        if self.config.rebuild {
+            Ok(transform::rebuild(&ctx).await?)
+        } else {
+            Ok(transform::run(&ctx).await?)
+        }
     }
 
     /// Runs `command` and writes its summary to the bucket (also when it

@@ -29,6 +29,12 @@ struct Args {
     /// LEDGERLAKE_TENANT.
     #[arg(long)]
     tenant: Option<String>,
+    /// With transform or sync: load every raw page in the bucket from
+    /// scratch into emptied raw tables, then build and publish (the
+    /// published tables stay readable until then). Safe to run again after
+    /// a crash.
+    #[arg(long)]
+    rebuild: bool,
 }
 
 fn after_help() -> String {
@@ -97,9 +103,15 @@ async fn main() -> ExitCode {
         Ok(e) => e,
         Err(message) => return usage(&message),
     };
-    init_logging(environment.log_filter.as_deref());
     let command = args.command;
-    let config = JobConfig::from_environment(environment);
+    if args.rebuild && !command.transforms() {
+        return usage("--rebuild goes with transform or sync: an ingest loads nothing");
+    }
+    init_logging(environment.log_filter.as_deref());
+    let config = JobConfig {
+        rebuild: args.rebuild,
+        ..JobConfig::from_environment(environment)
+    };
     let (tenant, run_id) = (config.tenant.clone(), config.run_id.clone());
     let span =
         tracing::info_span!("run", tenant = %tenant, run_id = %run_id, command = command.as_str());

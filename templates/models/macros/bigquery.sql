@@ -108,45 +108,88 @@ CREATE TABLE IF NOT EXISTS {{ table }} (
     updated_at TIMESTAMP,
     record STRING NOT NULL,
     run_id STRING NOT NULL,
-    fetched_at TIMESTAMP NOT NULL
+    fetched_at TIMESTAMP NOT NULL,
+    xero_status STRING,
+    removed_at TIMESTAMP,
+    removed_run_id STRING
 );
+ALTER TABLE {{ table }} ADD COLUMN IF NOT EXISTS xero_status STRING;
+ALTER TABLE {{ table }} ADD COLUMN IF NOT EXISTS removed_at TIMESTAMP;
+ALTER TABLE {{ table }} ADD COLUMN IF NOT EXISTS removed_run_id STRING;
 {%- endmacro raw_table -%}
 
-{%- macro merge_lines(target, load, pages, id_field, updated_field) -%}
+{%- macro removal_statuses() -%}
+('DELETED', 'VOIDED', 'ARCHIVED')
+{%- endmacro removal_statuses -%}
+
+{%- macro raw_backfill(table, status_field) -%}
+UPDATE {{ table }}
+   SET xero_status = JSON_VALUE(record, '$.{{ status_field }}'),
+       removed_at = IF(JSON_VALUE(record, '$.{{ status_field }}') IN {{ self::removal_statuses() }}, IFNULL(updated_at, fetched_at), NULL),
+       removed_run_id = IF(JSON_VALUE(record, '$.{{ status_field }}') IN {{ self::removal_statuses() }}, run_id, NULL)
+ WHERE xero_status IS NULL AND removed_at IS NULL
+   AND JSON_VALUE(record, '$.{{ status_field }}') IS NOT NULL;
+{%- endmacro raw_backfill -%}
+
+{%- macro merge_lines(target, load, pages, id_field, updated_field, status_field) -%}
 {{ self::raw_table(table=target) }}
+{%- set streak = status_field and not updated_field %}
 MERGE {{ target }} AS t
 USING (
-    SELECT id, updated_at, record, run_id, fetched_at FROM (
-        SELECT CASE
-                   WHEN STARTS_WITH(f.id_json, '"') AND JSON_VALUE(f.id_json) <> '' THEN JSON_VALUE(f.id_json)
-                   WHEN REGEXP_CONTAINS(f.id_json, r'^-?[0-9]') THEN f.id_json
-                   ELSE ERROR(CONCAT('bad raw record: ', f.object, ' line ', CAST(f.line AS STRING), ': the record has no {{ id_field }} (or is not a JSON object)'))
-               END AS id,
-               {% if updated_field -%}
-               CASE
-                   WHEN f.stamp_json IS NULL OR f.stamp_json = 'null' THEN NULL
-                   WHEN STARTS_WITH(f.stamp_json, '"') AND REGEXP_CONTAINS(JSON_VALUE(f.stamp_json), r'^\s*/Date\(-?\d+([+-]\d{4})?\)/\s*$')
-                       THEN TIMESTAMP_MILLIS(CAST(REGEXP_EXTRACT(JSON_VALUE(f.stamp_json), r'/Date\((-?\d+)') AS INT64))
-                   WHEN STARTS_WITH(f.stamp_json, '"') AND SAFE_CAST(JSON_VALUE(f.stamp_json) AS TIMESTAMP) IS NOT NULL
-                       THEN CAST(JSON_VALUE(f.stamp_json) AS TIMESTAMP)
-                   ELSE ERROR(CONCAT('bad raw record: ', f.object, ' line ', CAST(f.line AS STRING), ': {{ updated_field }} is not a date: ', f.stamp_json))
-               END
-               {%- else -%}
-               CAST(NULL AS TIMESTAMP)
-               {%- endif %} AS updated_at,
-               f.record, p.run_id, p.fetched_at, p.manifest, p.page, f.line
+    SELECT id, updated_at, record, run_id, fetched_at, xero_status,
+           IF(removed, {% if streak %}streak_at{% else %}IFNULL(updated_at, fetched_at){% endif %}, NULL) AS removed_at,
+           IF(removed, {% if streak %}streak_run{% else %}run_id{% endif %}, NULL) AS removed_run_id,
+           {% if streak %}removed AND last_live IS NULL{% else %}FALSE{% endif %} AS whole_streak
+      FROM (
+        SELECT *{% if streak %},
+               MAX(IF(seq = IFNULL(last_live, 0) + 1, fetched_at, NULL)) OVER (PARTITION BY id) AS streak_at,
+               MAX(IF(seq = IFNULL(last_live, 0) + 1, run_id, NULL)) OVER (PARTITION BY id) AS streak_run{% endif %}
           FROM (
-              SELECT l.object, l.line, l.text AS record,
-                     JSON_QUERY(l.text, '$.{{ id_field }}') AS id_json{% if updated_field %},
-                     JSON_QUERY(l.text, '$.{{ updated_field }}') AS stamp_json{% endif %}
-                FROM {{ load }} AS l
-          ) AS f
-          JOIN UNNEST([
+            SELECT *{% if streak %},
+                   MAX(IF(NOT removed, seq, NULL)) OVER (PARTITION BY id) AS last_live{% endif %}
+              FROM (
+                SELECT *,
+                       IFNULL(xero_status IN {{ self::removal_statuses() }}, FALSE) AS removed{% if streak %},
+                       ROW_NUMBER() OVER (PARTITION BY id ORDER BY updated_at ASC NULLS FIRST, fetched_at, manifest, page, line) AS seq{% endif %}
+                  FROM (
+                    SELECT CASE
+                               WHEN STARTS_WITH(f.id_json, '"') AND JSON_VALUE(f.id_json) <> '' THEN JSON_VALUE(f.id_json)
+                               WHEN REGEXP_CONTAINS(f.id_json, r'^-?[0-9]') THEN f.id_json
+                               ELSE ERROR(CONCAT('bad raw record: ', f.object, ' line ', CAST(f.line AS STRING), ': the record has no {{ id_field }} (or is not a JSON object)'))
+                           END AS id,
+                           {% if updated_field -%}
+                           CASE
+                               WHEN f.stamp_json IS NULL OR f.stamp_json = 'null' THEN NULL
+                               WHEN STARTS_WITH(f.stamp_json, '"') AND REGEXP_CONTAINS(JSON_VALUE(f.stamp_json), r'^\s*/Date\(-?\d+([+-]\d{4})?\)/\s*$')
+                                   THEN TIMESTAMP_MILLIS(CAST(REGEXP_EXTRACT(JSON_VALUE(f.stamp_json), r'/Date\((-?\d+)') AS INT64))
+                               WHEN STARTS_WITH(f.stamp_json, '"') AND SAFE_CAST(JSON_VALUE(f.stamp_json) AS TIMESTAMP) IS NOT NULL
+                                   THEN CAST(JSON_VALUE(f.stamp_json) AS TIMESTAMP)
+                               ELSE ERROR(CONCAT('bad raw record: ', f.object, ' line ', CAST(f.line AS STRING), ': {{ updated_field }} is not a date: ', f.stamp_json))
+                           END
+                           {%- else -%}
+                           CAST(NULL AS TIMESTAMP)
+                           {%- endif %} AS updated_at,
+                           {% if status_field -%}
+                           JSON_VALUE(f.record, '$.{{ status_field }}')
+                           {%- else -%}
+                           CAST(NULL AS STRING)
+                           {%- endif %} AS xero_status,
+                           f.record, p.run_id, p.fetched_at, p.manifest, p.page, f.line
+                      FROM (
+                          SELECT l.object, l.line, l.text AS record,
+                                 JSON_QUERY(l.text, '$.{{ id_field }}') AS id_json{% if updated_field %},
+                                 JSON_QUERY(l.text, '$.{{ updated_field }}') AS stamp_json{% endif %}
+                            FROM {{ load }} AS l
+                      ) AS f
+                      JOIN UNNEST([
 {% for p in pages -%}
-              STRUCT({{ self::string_literal(value=p.key) }} AS object, {{ self::string_literal(value=p.run_id) }} AS run_id, TIMESTAMP({{ self::string_literal(value=p.fetched_at) }}) AS fetched_at, {{ p.manifest }} AS manifest, {{ p.page }} AS page){% if not loop.last %},{% endif %}
+                          STRUCT({{ self::string_literal(value=p.key) }} AS object, {{ self::string_literal(value=p.run_id) }} AS run_id, TIMESTAMP({{ self::string_literal(value=p.fetched_at) }}) AS fetched_at, {{ p.manifest }} AS manifest, {{ p.page }} AS page){% if not loop.last %},{% endif %}
 {% endfor -%}
-          ]) AS p ON p.object = f.object
-    )
+                      ]) AS p ON p.object = f.object
+                  )
+              )
+          )
+      )
     WHERE TRUE
     QUALIFY ROW_NUMBER() OVER (PARTITION BY id ORDER BY updated_at DESC NULLS LAST, fetched_at DESC, manifest DESC, page DESC, line DESC) = 1
 ) AS i
@@ -155,10 +198,30 @@ WHEN MATCHED AND NOT (
         IFNULL(t.updated_at, TIMESTAMP '0001-01-01') > IFNULL(i.updated_at, TIMESTAMP '0001-01-01')
         OR (IFNULL(t.updated_at, TIMESTAMP '0001-01-01') = IFNULL(i.updated_at, TIMESTAMP '0001-01-01')
             AND t.fetched_at > i.fetched_at))
-    THEN UPDATE SET updated_at = i.updated_at, record = i.record, run_id = i.run_id, fetched_at = i.fetched_at
+    THEN UPDATE SET updated_at = i.updated_at, record = i.record, run_id = i.run_id, fetched_at = i.fetched_at,
+        xero_status = i.xero_status,
+        -- A removal that stands (see duckdb.sql) keeps the row's time and run.
+        removed_at = IF(t.removed_at IS NOT NULL
+                        AND ((i.whole_streak AND IFNULL(t.xero_status IN {{ self::removal_statuses() }}, FALSE))
+                             OR (i.removed_at IS NULL AND t.run_id = i.run_id AND t.fetched_at = i.fetched_at)),
+                        t.removed_at, i.removed_at),
+        removed_run_id = IF(t.removed_at IS NOT NULL
+                        AND ((i.whole_streak AND IFNULL(t.xero_status IN {{ self::removal_statuses() }}, FALSE))
+                             OR (i.removed_at IS NULL AND t.run_id = i.run_id AND t.fetched_at = i.fetched_at)),
+                        t.removed_run_id, i.removed_run_id)
 WHEN NOT MATCHED
-    THEN INSERT (id, updated_at, record, run_id, fetched_at) VALUES (i.id, i.updated_at, i.record, i.run_id, i.fetched_at);
+    THEN INSERT (id, updated_at, record, run_id, fetched_at, xero_status, removed_at, removed_run_id)
+    VALUES (i.id, i.updated_at, i.record, i.run_id, i.fetched_at, i.xero_status, i.removed_at, i.removed_run_id);
 {%- endmacro merge_lines -%}
+
+{%- macro mark_unlisted(target, listings) -%}
+{% for l in listings -%}
+UPDATE {{ target }}
+   SET removed_at = TIMESTAMP({{ self::string_literal(value=l.fetched_at) }}),
+       removed_run_id = {{ self::string_literal(value=l.run_id) }}
+ WHERE removed_at IS NULL AND fetched_at < TIMESTAMP({{ self::string_literal(value=l.fetched_at) }});
+{% endfor -%}
+{%- endmacro mark_unlisted -%}
 
 {#- ---- The transformed dataset (publishing) ------------------------------ -#}
 

@@ -138,7 +138,12 @@ CAST(isodow({{ date }}) AS BIGINT)
 
 {#-
   A raw table: the latest version of each record of one resource, the record
-  kept whole as JSON text so the schema never changes with Xero's fields.
+  kept whole as JSON text so the schema never changes with Xero's fields;
+  with whether and when Xero removed it: `xero_status` (the record's status
+  field as sent, NULL for resources without one), `removed_at` (NULL while
+  the record lives) and `removed_run_id` (the run whose data said it was
+  removed; compaction keeps that run's manifest). A table made before these
+  columns existed gains them here.
 -#}
 {%- macro raw_table(table) -%}
 CREATE TABLE IF NOT EXISTS {{ table }} (
@@ -146,9 +151,35 @@ CREATE TABLE IF NOT EXISTS {{ table }} (
     updated_at TIMESTAMP,
     record VARCHAR NOT NULL,
     run_id VARCHAR NOT NULL,
-    fetched_at TIMESTAMP NOT NULL
+    fetched_at TIMESTAMP NOT NULL,
+    xero_status VARCHAR,
+    removed_at TIMESTAMP,
+    removed_run_id VARCHAR
 );
+ALTER TABLE {{ table }} ADD COLUMN IF NOT EXISTS xero_status VARCHAR;
+ALTER TABLE {{ table }} ADD COLUMN IF NOT EXISTS removed_at TIMESTAMP;
+ALTER TABLE {{ table }} ADD COLUMN IF NOT EXISTS removed_run_id VARCHAR;
 {%- endmacro raw_table -%}
+
+{#- The statuses by which Xero says a record is gone (deleted, voided, archived). -#}
+{%- macro removal_statuses() -%}
+('DELETED', 'VOIDED', 'ARCHIVED')
+{%- endmacro removal_statuses -%}
+
+{#-
+  Fills the status of rows loaded before raw tables had one (a table just
+  upgraded by raw_table): `xero_status` from the record, and a removal's time
+  from the version itself (its change stamp, else its fetch). Rows already
+  filled, or whose record has no status, are left alone.
+-#}
+{%- macro raw_backfill(table, status_field) -%}
+UPDATE {{ table }}
+   SET xero_status = json_extract_string(record, '$.{{ status_field }}'),
+       removed_at = CASE WHEN json_extract_string(record, '$.{{ status_field }}') IN {{ self::removal_statuses() }} THEN COALESCE(updated_at, fetched_at) END,
+       removed_run_id = CASE WHEN json_extract_string(record, '$.{{ status_field }}') IN {{ self::removal_statuses() }} THEN run_id END
+ WHERE xero_status IS NULL AND removed_at IS NULL
+   AND json_extract_string(record, '$.{{ status_field }}') IS NOT NULL;
+{%- endmacro raw_backfill -%}
 
 {#-
   Merges the lines of raw pages in `load` (object, line, text: see the
@@ -156,63 +187,121 @@ CREATE TABLE IF NOT EXISTS {{ table }} (
   record: newest change stamp first, then the latest fetch, then the later
   manifest, page and line; a tie with the row already there replaces it
   with the same record, so loading twice changes nothing. Each record's id
-  (`id_field`) and change stamp (`updated_field`; none for a resource
-  without one) are read from the record itself. `pages` names every page of
-  the resource being loaded: its key, the run and fetch time of its
-  manifest, the manifest's place among those loaded and the page's place in
-  it (they come in as literals, not from the load table). A record with no
-  id, or a stamp that is not a date, fails the merge naming its page and
-  line. No transaction of its own: it runs inside the warehouse's load
-  (load_lines), whose one transaction holds every table's merge.
+  (`id_field`), change stamp (`updated_field`; none for a resource without
+  one) and status (`status_field`, if any) are read from the record itself.
+  `pages` names every page of the resource being loaded: its key, the run and
+  fetch time of its manifest, the manifest's place among those loaded and
+  the page's place in it (they come in as literals, not from the load
+  table). A record with no id, or a stamp that is not a date, fails the merge
+  naming its page and line. No transaction of its own: it runs inside the
+  warehouse's load (load_lines), whose one transaction holds every table's
+  merge.
+
+  Removal: a version whose status is one of removal_statuses is removed at
+  its change stamp. A resource without a stamp has no such time, so its
+  removal dates from the first fetch of the unbroken run of removed versions
+  ending at the kept one (`streak`: the kept row's, when the incoming
+  versions are all removed and the row was removed already). A row removed
+  because a complete listing lacked it (mark_unlisted) stays so when the same
+  version is loaded again.
 -#}
-{%- macro merge_lines(target, load, pages, id_field, updated_field) -%}
+{%- macro merge_lines(target, load, pages, id_field, updated_field, status_field) -%}
 {{ self::raw_table(table=target) }}
 CREATE TEMP TABLE ledgerlake_pages (object VARCHAR, run_id VARCHAR, fetched_at TIMESTAMP, manifest INTEGER, page INTEGER);
 INSERT INTO ledgerlake_pages VALUES
 {% for p in pages -%}
 ({{ self::string_literal(value=p.key) }}, {{ self::string_literal(value=p.run_id) }}, CAST({{ self::string_literal(value=p.fetched_at) }} AS TIMESTAMP), {{ p.manifest }}, {{ p.page }}){% if not loop.last %},{% endif %}
 {% endfor -%};
+{%- set streak = status_field and not updated_field %}
 CREATE TEMP TABLE ledgerlake_incoming AS
-SELECT id, updated_at, record, run_id, fetched_at FROM (
-    SELECT CASE
-               WHEN json_type(f.id_json) = 'VARCHAR' AND (f.id_json ->> '$') <> '' THEN f.id_json ->> '$'
-               WHEN json_type(f.id_json) IN ('BIGINT', 'UBIGINT', 'HUGEINT', 'DOUBLE') THEN CAST(f.id_json AS VARCHAR)
-               ELSE error('bad raw record: ' || f.object || ' line ' || f.line || ': the record has no {{ id_field }} (or is not a JSON object)')
-           END AS id,
-           {% if updated_field -%}
-           CASE
-               WHEN f.stamp_json IS NULL OR json_type(f.stamp_json) = 'NULL' THEN NULL
-               WHEN json_type(f.stamp_json) = 'VARCHAR' AND regexp_full_match(trim(f.stamp_json ->> '$'), '/Date\(-?\d+([+-]\d{4})?\)/')
-                   THEN epoch_ms(CAST(regexp_extract(f.stamp_json ->> '$', '/Date\((-?\d+)', 1) AS BIGINT))
-               WHEN json_type(f.stamp_json) = 'VARCHAR' AND TRY_CAST(f.stamp_json ->> '$' AS TIMESTAMP) IS NOT NULL
-                   THEN CAST(f.stamp_json ->> '$' AS TIMESTAMP)
-               ELSE error('bad raw record: ' || f.object || ' line ' || f.line || ': {{ updated_field }} is not a date: ' || CAST(f.stamp_json AS VARCHAR))
-           END
-           {%- else -%}
-           CAST(NULL AS TIMESTAMP)
-           {%- endif %} AS updated_at,
-           f.record, p.run_id, p.fetched_at, p.manifest, p.page, f.line
+SELECT id, updated_at, record, run_id, fetched_at, xero_status,
+       CASE WHEN removed THEN {% if streak %}streak_at{% else %}COALESCE(updated_at, fetched_at){% endif %} END AS removed_at,
+       CASE WHEN removed THEN {% if streak %}streak_run{% else %}run_id{% endif %} END AS removed_run_id,
+       {% if streak %}removed AND last_live IS NULL{% else %}FALSE{% endif %} AS whole_streak
+  FROM (
+    SELECT *{% if streak %},
+           -- The first removed version after the last live one.
+           max(CASE WHEN seq = COALESCE(last_live, 0) + 1 THEN fetched_at END) OVER (PARTITION BY id) AS streak_at,
+           max(CASE WHEN seq = COALESCE(last_live, 0) + 1 THEN run_id END) OVER (PARTITION BY id) AS streak_run{% endif %}
       FROM (
-          SELECT object, line, record, fields[1] AS id_json, fields[2] AS stamp_json FROM (
-              -- One parse of the record for both fields.
-              SELECT l.object, l.line, l.text AS record,
-                     json_extract(l.text, ['$.{{ id_field }}'{% if updated_field %}, '$.{{ updated_field }}'{% endif %}]) AS fields
-                FROM {{ load }} AS l
+        SELECT *{% if streak %},
+               max(CASE WHEN NOT removed THEN seq END) OVER (PARTITION BY id) AS last_live{% endif %}
+          FROM (
+            SELECT *,
+                   COALESCE(xero_status IN {{ self::removal_statuses() }}, FALSE) AS removed{% if streak %},
+                   row_number() OVER (PARTITION BY id ORDER BY updated_at ASC NULLS FIRST, fetched_at, manifest, page, line) AS seq{% endif %}
+              FROM (
+                SELECT CASE
+                           WHEN json_type(f.id_json) = 'VARCHAR' AND (f.id_json ->> '$') <> '' THEN f.id_json ->> '$'
+                           WHEN json_type(f.id_json) IN ('BIGINT', 'UBIGINT', 'HUGEINT', 'DOUBLE') THEN CAST(f.id_json AS VARCHAR)
+                           ELSE error('bad raw record: ' || f.object || ' line ' || f.line || ': the record has no {{ id_field }} (or is not a JSON object)')
+                       END AS id,
+                       {% if updated_field -%}
+                       CASE
+                           WHEN f.stamp_json IS NULL OR json_type(f.stamp_json) = 'NULL' THEN NULL
+                           WHEN json_type(f.stamp_json) = 'VARCHAR' AND regexp_full_match(trim(f.stamp_json ->> '$'), '/Date\(-?\d+([+-]\d{4})?\)/')
+                               THEN epoch_ms(CAST(regexp_extract(f.stamp_json ->> '$', '/Date\((-?\d+)', 1) AS BIGINT))
+                           WHEN json_type(f.stamp_json) = 'VARCHAR' AND TRY_CAST(f.stamp_json ->> '$' AS TIMESTAMP) IS NOT NULL
+                               THEN CAST(f.stamp_json ->> '$' AS TIMESTAMP)
+                           ELSE error('bad raw record: ' || f.object || ' line ' || f.line || ': {{ updated_field }} is not a date: ' || CAST(f.stamp_json AS VARCHAR))
+                       END
+                       {%- else -%}
+                       CAST(NULL AS TIMESTAMP)
+                       {%- endif %} AS updated_at,
+                       {% if status_field -%}
+                       f.status_json ->> '$'
+                       {%- else -%}
+                       CAST(NULL AS VARCHAR)
+                       {%- endif %} AS xero_status,
+                       f.record, p.run_id, p.fetched_at, p.manifest, p.page, f.line
+                  FROM (
+                      SELECT object, line, record, fields[1] AS id_json{% if updated_field %}, fields[2] AS stamp_json{% endif %}{% if status_field %}, fields[{% if updated_field %}3{% else %}2{% endif %}] AS status_json{% endif %} FROM (
+                          -- One parse of the record for every field.
+                          SELECT l.object, l.line, l.text AS record,
+                                 json_extract(l.text, ['$.{{ id_field }}'{% if updated_field %}, '$.{{ updated_field }}'{% endif %}{% if status_field %}, '$.{{ status_field }}'{% endif %}]) AS fields
+                            FROM {{ load }} AS l
+                      )
+                  ) AS f
+                  JOIN ledgerlake_pages AS p ON p.object = f.object
+              )
           )
-      ) AS f
-      JOIN ledgerlake_pages AS p ON p.object = f.object
-) AS l
+      )
+  )
 QUALIFY row_number() OVER (PARTITION BY id ORDER BY updated_at DESC NULLS LAST, fetched_at DESC, manifest DESC, page DESC, line DESC) = 1;
 DELETE FROM ledgerlake_incoming AS i USING {{ target }} AS t
  WHERE t.id = i.id
    AND (COALESCE(t.updated_at, TIMESTAMP '0001-01-01') > COALESCE(i.updated_at, TIMESTAMP '0001-01-01')
         OR (COALESCE(t.updated_at, TIMESTAMP '0001-01-01') = COALESCE(i.updated_at, TIMESTAMP '0001-01-01')
             AND t.fetched_at > i.fetched_at));
+UPDATE ledgerlake_incoming AS i
+   SET removed_at = t.removed_at, removed_run_id = t.removed_run_id
+  FROM {{ target }} AS t
+ WHERE t.id = i.id AND t.removed_at IS NOT NULL
+   AND ((i.whole_streak AND t.xero_status IN {{ self::removal_statuses() }})
+        OR (i.removed_at IS NULL AND t.run_id = i.run_id AND t.fetched_at = i.fetched_at));
 DELETE FROM {{ target }} AS t USING ledgerlake_incoming AS i WHERE t.id = i.id;
-INSERT INTO {{ target }} SELECT id, updated_at, record, run_id, fetched_at FROM ledgerlake_incoming;
+INSERT INTO {{ target }} (id, updated_at, record, run_id, fetched_at, xero_status, removed_at, removed_run_id)
+SELECT id, updated_at, record, run_id, fetched_at, xero_status, removed_at, removed_run_id FROM ledgerlake_incoming;
 DROP TABLE ledgerlake_incoming;
 DROP TABLE ledgerlake_pages;
 {%- endmacro merge_lines -%}
+
+{#-
+  For a resource Xero lists in full every run: each row older than a
+  complete listing loaded now (`listings`, oldest first: run_id, fetched_at)
+  is not in it, so Xero no longer has the record; it is removed at that
+  listing's fetch, by that listing's run (whose manifest compaction then
+  keeps, so loading from scratch marks it alike). Rows removed already keep
+  their removal.
+-#}
+{%- macro mark_unlisted(target, listings) -%}
+{% for l in listings -%}
+UPDATE {{ target }}
+   SET removed_at = CAST({{ self::string_literal(value=l.fetched_at) }} AS TIMESTAMP),
+       removed_run_id = {{ self::string_literal(value=l.run_id) }}
+ WHERE removed_at IS NULL AND fetched_at < CAST({{ self::string_literal(value=l.fetched_at) }} AS TIMESTAMP);
+{% endfor -%}
+{%- endmacro mark_unlisted -%}
 
 {#- ---- The transformed dataset (publishing) ------------------------------ -#}
 

@@ -14,6 +14,16 @@
 //! are the manifests recorded as loaded; a crash in between loads and merges
 //! them again, which changes nothing. Keeping the record whole as text keeps
 //! the raw schema the same whatever fields Xero sends.
+//!
+//! Each row also says whether Xero removed the record (`xero_status`,
+//! `removed_at`, `removed_run_id`): from the record's status, and for a
+//! resource Xero lists in full, from a complete listing that lacks it (the
+//! same script marks those rows after the resource's last merge).
+//!
+//! A compaction left unfinished (see `compact.rs`) is finished before
+//! anything is read; loading from scratch (`rebuild`) forgets what was
+//! loaded first, then drops the raw tables, so a crash at any point leaves
+//! either the old state or one that loads everything again.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -26,7 +36,8 @@ use xero::resources::Resource;
 use cloud::ports::{ExpectedObject, LoadedObject};
 use cloud::CloudError;
 
-use super::render::{PageRef, Renderer};
+use super::compact::{self, CompactionReport};
+use super::render::{Listing, PageRef, Renderer};
 use super::{retrying, TransformContext, TransformError};
 use job_contract::raw::{self, Loaded, Manifest};
 
@@ -51,6 +62,8 @@ pub(crate) struct LoadOutcome {
     pub loaded: BTreeMap<String, u64>,
     /// The manifests loaded, in order.
     pub manifests: Vec<String>,
+    /// An unfinished compaction this run finished first, if any.
+    pub resumed: Option<CompactionReport>,
 }
 
 fn bad_raw(key: &str, reason: impl Into<String>) -> TransformError {
@@ -95,7 +108,14 @@ async fn read_loaded(ctx: &TransformContext) -> Result<Loaded, TransformError> {
     }
 }
 
-async fn write_loaded(ctx: &TransformContext, loaded: &Loaded) -> Result<(), TransformError> {
+pub(crate) async fn read_loaded_state(ctx: &TransformContext) -> Result<Loaded, TransformError> {
+    read_loaded(ctx).await
+}
+
+pub(crate) async fn write_loaded(
+    ctx: &TransformContext,
+    loaded: &Loaded,
+) -> Result<(), TransformError> {
     let bytes = serde_json::to_vec_pretty(loaded)
         .map_err(|e| bad_raw(raw::LOADED_KEY, format!("cannot encode: {e}")))?;
     // A plain write: two transforms of one tenant at once could only lose a
@@ -124,17 +144,40 @@ struct Pending {
     objects: Vec<ExpectedObject>,
     /// Each page's size in bytes, as listed.
     sizes: Vec<u64>,
+    /// For a resource Xero lists in full: each manifest as a complete
+    /// listing, oldest first.
+    listings: Vec<Listing>,
 }
 
-/// Creates the raw tables, then loads every manifest not loaded yet.
+/// Creates (or upgrades) the raw tables, then loads every manifest not
+/// loaded yet; with `rebuild`, every manifest into empty raw tables.
 pub(crate) async fn load_all(
     ctx: &TransformContext,
     renderer: &Renderer,
+    rebuild: bool,
 ) -> Result<LoadOutcome, TransformError> {
+    // Before loaded.json is read: a rebuild must not load a manifest whose
+    // pages an unfinished compaction already deleted.
+    let resumed = compact::finish_pending(ctx).await?;
+    if rebuild {
+        forget_loaded(ctx).await?;
+        let sql = renderer.drop_raw_tables(&Resource::ALL);
+        retrying(|| {
+            ctx.cloud
+                .warehouse
+                .execute(&ctx.cred, &ctx.raw_dataset, &sql)
+        })
+        .await
+        .map_err(storage(format!(
+            "dropping the raw tables of dataset {} to load them from scratch",
+            ctx.raw_dataset
+        )))?;
+        tracing::info!(dataset = %ctx.raw_dataset, "raw tables dropped: loading every manifest from scratch");
+    }
     let tables: Vec<String> = Resource::ALL.iter().map(|r| r.storage_name()).collect();
     // Every raw table exists from the first run on, so models of resources
     // the organisation never had still build (empty).
-    let sql = renderer.raw_tables(&tables)?;
+    let sql = renderer.raw_tables(&Resource::ALL)?;
     retrying(|| {
         ctx.cloud
             .warehouse
@@ -150,6 +193,7 @@ pub(crate) async fn load_all(
     let mut out = LoadOutcome {
         loaded: tables.iter().map(|t| (t.clone(), 0)).collect(),
         manifests: Vec::new(),
+        resumed,
     };
     let mut pending: Vec<(Resource, Pending)> = Vec::new();
     for resource in Resource::ALL {
@@ -180,17 +224,24 @@ pub(crate) async fn load_all(
         let mut parts = Vec::new();
         for (i, range) in batch {
             let (resource, p) = &pending[i];
+            // After the resource's last pages are merged, the listings
+            // loaded now say which rows Xero no longer has.
+            let listings: &[Listing] = if range.end == p.pages.len() {
+                &p.listings
+            } else {
+                &[]
+            };
             parts.push(Part {
                 resource: *resource,
                 pages: &p.pages[range.clone()],
                 objects: &p.objects[range],
                 manifests: names(p.manifests.iter().map(|(k, _)| k.as_str())),
+                listings,
             });
         }
         let mut script = String::new();
         for part in &parts {
-            script.push_str(&renderer.merge(part.resource, LOAD_TABLE, part.pages)?);
-            script.push('\n');
+            script.push_str(&part.script(renderer)?);
         }
         let objects: Vec<ExpectedObject> = parts
             .iter()
@@ -224,6 +275,23 @@ pub(crate) async fn load_all(
         }
     }
     Ok(out)
+}
+
+/// Deletes `state/loaded.json`, so that every manifest is loaded again.
+async fn forget_loaded(ctx: &TransformContext) -> Result<(), TransformError> {
+    match retrying(|| {
+        ctx.cloud
+            .objects
+            .delete_object(&ctx.cred, &ctx.bucket, raw::LOADED_KEY)
+    })
+    .await
+    {
+        Ok(()) | Err(CloudError::NotFound { .. }) => Ok(()),
+        Err(source) => Err(TransformError::Storage {
+            what: format!("deleting {} from bucket {}", raw::LOADED_KEY, ctx.bucket),
+            source,
+        }),
+    }
 }
 
 fn names<'a>(items: impl Iterator<Item = &'a str>) -> String {
@@ -325,6 +393,14 @@ fn check_manifest(
             page: u32::try_from(i + 1).unwrap_or(u32::MAX),
         });
     }
+    // A manifest is written once every page of the resource in its run is
+    // durable: for a resource listed in full, it is the whole listing.
+    if resource.listed_in_full() {
+        p.listings.push(Listing {
+            run_id: manifest.run_id.clone(),
+            fetched_at,
+        });
+    }
     Ok(())
 }
 
@@ -390,6 +466,22 @@ struct Part<'a> {
     objects: &'a [ExpectedObject],
     /// The resource's pending manifests, for messages.
     manifests: String,
+    /// The complete listings to mark removals by after this part's merge
+    /// (only in the part holding the resource's last pages).
+    listings: &'a [Listing],
+}
+
+impl Part<'_> {
+    /// The merge of this part's pages, then the marking by listings.
+    fn script(&self, renderer: &Renderer) -> Result<String, TransformError> {
+        let mut script = renderer.merge(self.resource, LOAD_TABLE, self.pages)?;
+        script.push('\n');
+        if !self.listings.is_empty() {
+            script.push_str(&renderer.mark_unlisted(self.resource, self.listings)?);
+            script.push('\n');
+        }
+        Ok(script)
+    }
 }
 
 /// The pages of `pending` in load order, cut into batches of about
@@ -437,7 +529,7 @@ async fn blame(
     };
     if parts.len() > 1 && !error.is_retryable() {
         for part in parts {
-            let merge = match renderer.merge(part.resource, LOAD_TABLE, part.pages) {
+            let merge = match part.script(renderer) {
                 Ok(m) => m,
                 Err(e) => return e,
             };

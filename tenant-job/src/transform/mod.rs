@@ -16,9 +16,16 @@
 //!    tables as they were, drops the staging tables and fails the run with
 //!    an error naming the model or test.
 //!
+//! 5. Compact (`compact.rs`): raw pages no raw table needs any more leave
+//!    the bucket, and their manifests `state/loaded.json`. A failure here
+//!    does not fail the run (the tables are published); the next run
+//!    finishes it first.
+//!
 //! Everything runs as the tenant's own credential through the cloud ports.
 //! A run may be repeated at will: loading is a merge and the build replaces.
+//! [`rebuild`] loads every manifest from scratch into emptied raw tables.
 
+mod compact;
 pub mod datatests;
 mod load;
 pub mod models;
@@ -35,6 +42,7 @@ use serde::{Deserialize, Serialize};
 
 use cloud::{Cloud, CloudError, CloudResult, Credential};
 
+pub use compact::CompactionReport;
 pub use datatests::DataTestResult;
 pub use job_contract::summary::TestWarning;
 #[doc(hidden)]
@@ -157,6 +165,11 @@ pub struct TransformReport {
     /// The `warn` tests that failed, with a few of their failing rows: what
     /// the run's summary and `runs show` list.
     pub warnings: Vec<TestWarning>,
+    /// Superseded raw pages deleted by this run (also those of an earlier
+    /// run's unfinished compaction).
+    pub compaction: CompactionReport,
+    /// Whether the raw tables were loaded from scratch (`--rebuild`).
+    pub rebuilt: bool,
     pub timings: Timings,
 }
 
@@ -276,23 +289,43 @@ fn check_context(ctx: &TransformContext) -> Result<(), TransformError> {
     Ok(())
 }
 
-/// Runs the transformation with the models compiled in (or those of
-/// `$LEDGERLAKE_MODELS_DIR` when set).
-pub async fn run(ctx: &TransformContext) -> Result<TransformReport, TransformError> {
-    let set = match std::env::var_os(MODELS_DIR_ENV) {
+fn model_set() -> Result<ModelSet, TransformError> {
+    Ok(match std::env::var_os(MODELS_DIR_ENV) {
         Some(dir) if !dir.is_empty() => {
             tracing::info!(dir = %Path::new(&dir).display(), "using models from {MODELS_DIR_ENV}");
             ModelSet::from_dir(Path::new(&dir))?
         }
         _ => ModelSet::embedded(),
-    };
-    run_with_models(ctx, &set).await
+    })
+}
+
+/// Runs the transformation with the models compiled in (or those of
+/// `$LEDGERLAKE_MODELS_DIR` when set).
+pub async fn run(ctx: &TransformContext) -> Result<TransformReport, TransformError> {
+    run_with_models(ctx, &model_set()?).await
+}
+
+/// Loads every manifest in the bucket from scratch: forgets what was loaded,
+/// drops the raw tables, loads, builds and publishes as [`run`] does (the
+/// published tables stay readable until the publish). Safe to run again
+/// after a crash at any step: until it loads, the next run (rebuild or not)
+/// loads everything.
+pub async fn rebuild(ctx: &TransformContext) -> Result<TransformReport, TransformError> {
+    run_inner(ctx, &model_set()?, true).await
 }
 
 /// Runs the transformation with the models of `set`.
 pub async fn run_with_models(
     ctx: &TransformContext,
     set: &ModelSet,
+) -> Result<TransformReport, TransformError> {
+    run_inner(ctx, set, false).await
+}
+
+async fn run_inner(
+    ctx: &TransformContext,
+    set: &ModelSet,
+    rebuild: bool,
 ) -> Result<TransformReport, TransformError> {
     let started = Instant::now();
     check_context(ctx)?;
@@ -318,7 +351,7 @@ pub async fn run_with_models(
     let mut timings = Timings::default();
 
     let t = Instant::now();
-    let loaded = load::load_all(ctx, &renderer).await?;
+    let loaded = load::load_all(ctx, &renderer, rebuild).await?;
     timings.load_ms = millis(t);
 
     let staged = build_and_test(ctx, &renderer, &models, &builds, &tests, &mut timings).await;
@@ -345,6 +378,17 @@ pub async fn run_with_models(
         });
     }
     timings.publish_ms = millis(t);
+
+    // After the publish: compaction only touches the bucket, and a failure
+    // there leaves published tables that are right.
+    let mut compaction = loaded.resumed.clone().unwrap_or_default();
+    match compact::compact(ctx).await {
+        Ok(done) => compaction.add(&done),
+        Err(e) => {
+            tracing::warn!(error = %e, "compaction stopped part-way; the next run finishes it");
+            compaction.error = Some(e.to_string());
+        }
+    }
 
     let tables = retrying(|| {
         ctx.cloud
@@ -385,6 +429,8 @@ pub async fn run_with_models(
         models,
         tests: results,
         warnings,
+        compaction,
+        rebuilt: rebuild,
         timings,
     })
 }

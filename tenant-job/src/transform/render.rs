@@ -38,15 +38,34 @@ pub struct PageRef {
     pub page: u32,
 }
 
+/// A complete listing of a resource Xero lists in full: its run and fetch
+/// time (RFC 3339), as its manifest gives them.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Listing {
+    pub run_id: String,
+    pub fetched_at: String,
+}
+
+/// A raw table as the statements creating it need it.
+#[derive(Debug, Serialize)]
+struct RawTable {
+    name: String,
+    status_field: Option<&'static str>,
+}
+
 /// Statements of the transformation itself, with the dialect's macros.
-const INTERNAL: [(&str, &str); 3] = [
+const INTERNAL: [(&str, &str); 4] = [
     (
         "_internal/raw_tables.sql",
-        "{% for t in tables %}{{ m::raw_table(table=t) }}\n{% endfor %}",
+        "{% for t in tables %}{{ m::raw_table(table=t.name) }}\n{% if t.status_field %}{{ m::raw_backfill(table=t.name, status_field=t.status_field) }}\n{% endif %}{% endfor %}",
     ),
     (
         "_internal/merge.sql",
-        "{{ m::merge_lines(target=target, load=load, pages=pages, id_field=id_field, updated_field=updated_field) }}\n",
+        "{{ m::merge_lines(target=target, load=load, pages=pages, id_field=id_field, updated_field=updated_field, status_field=status_field) }}\n",
+    ),
+    (
+        "_internal/mark_unlisted.sql",
+        "{{ m::mark_unlisted(target=target, listings=listings) }}\n",
     ),
     (
         "_internal/publish.sql",
@@ -280,11 +299,42 @@ impl Renderer {
         self.render(template, scope, context)
     }
 
-    /// Creates every raw table that does not exist yet.
-    pub fn raw_tables(&self, tables: &[String]) -> Result<String, TransformError> {
+    /// Creates the raw table of every resource that does not exist yet,
+    /// upgrades those made before they had their removal columns, and fills
+    /// the status of rows loaded before then.
+    pub fn raw_tables(&self, resources: &[Resource]) -> Result<String, TransformError> {
+        let tables: Vec<RawTable> = resources
+            .iter()
+            .map(|r| RawTable {
+                name: r.storage_name(),
+                status_field: r.status_field(),
+            })
+            .collect();
         let mut context = Context::new();
-        context.insert("tables", tables);
+        context.insert("tables", &tables);
         self.internal("_internal/raw_tables.sql", &context)
+    }
+
+    /// Drops the raw table of every resource (to load from scratch).
+    pub fn drop_raw_tables(&self, resources: &[Resource]) -> String {
+        resources
+            .iter()
+            .map(|r| format!("DROP TABLE IF EXISTS {};\n", r.storage_name()))
+            .collect()
+    }
+
+    /// Marks as removed the rows of `resource` (one Xero lists in full) that
+    /// the complete `listings` loaded now, oldest first, lack (see
+    /// `mark_unlisted`).
+    pub fn mark_unlisted(
+        &self,
+        resource: Resource,
+        listings: &[Listing],
+    ) -> Result<String, TransformError> {
+        let mut context = Context::new();
+        context.insert("target", &resource.storage_name());
+        context.insert("listings", listings);
+        self.internal("_internal/mark_unlisted.sql", &context)
     }
 
     /// Merges the lines of `pages` in the load table into the raw table of
@@ -301,6 +351,7 @@ impl Renderer {
         context.insert("pages", pages);
         context.insert("id_field", resource.id_field());
         context.insert("updated_field", &resource.updated_field());
+        context.insert("status_field", &resource.status_field());
         self.internal("_internal/merge.sql", &context)
     }
 
@@ -360,8 +411,7 @@ mod tests {
                 out.push_str(&q);
             }
         }
-        let tables: Vec<String> = Resource::ALL.iter().map(|r| r.storage_name()).collect();
-        out.push_str(&r.raw_tables(&tables).expect("raw tables"));
+        out.push_str(&r.raw_tables(&Resource::ALL).expect("raw tables"));
         let page = PageRef {
             key: "raw/invoices/run'1/00001.ndjson".to_owned(),
             run_id: "run'1".to_owned(),
@@ -369,12 +419,25 @@ mod tests {
             manifest: 1,
             page: 1,
         };
-        for resource in [Resource::Invoices, Resource::Currencies] {
+        for resource in [
+            Resource::Invoices,
+            Resource::Currencies,
+            Resource::TaxRates,
+            Resource::Journals,
+        ] {
             out.push_str(
                 &r.merge(resource, "_load_lines", std::slice::from_ref(&page))
                     .expect("merge"),
             );
         }
+        let listing = Listing {
+            run_id: "run'1".to_owned(),
+            fetched_at: "2024-01-01T00:00:00Z".to_owned(),
+        };
+        out.push_str(
+            &r.mark_unlisted(Resource::Currencies, &[listing.clone(), listing])
+                .expect("mark unlisted"),
+        );
         out.push_str(&r.publish(&["dim_contacts".to_owned()]).expect("publish"));
         out
     }
@@ -383,8 +446,12 @@ mod tests {
     fn every_model_and_test_renders_in_both_dialects() {
         let duck = everything(Dialect::DuckDb);
         let bq = everything(Dialect::BigQuery);
-        assert!(duck.contains("json_extract_string(r.record, '$.InvoiceNumber') AS invoice_number"));
-        assert!(bq.contains("JSON_VALUE(r.record, '$.InvoiceNumber') AS invoice_number"));
+        // Every field of a record from one parse in DuckDB; one JSON_VALUE
+        // each in BigQuery.
+        assert!(duck.contains("json_extract_string(s.record, ['$.InvoiceNumber', '$.Type', "));
+        assert!(duck.contains("r.f__InvoiceNumber AS invoice_number"));
+        assert!(bq.contains("JSON_VALUE(s.record, '$.InvoiceNumber') AS f__InvoiceNumber"));
+        assert!(bq.contains("r.f__InvoiceNumber AS invoice_number"));
         assert!(duck.contains("FROM raw_acme.invoices AS r"));
         assert!(duck.contains("DECIMAL(18, 2)"));
         assert!(duck.contains("'run''1'"), "DuckDB doubles quotes");
