@@ -254,6 +254,112 @@ async fn gcp_emulators_and_contract_server_a_tenant_from_provisioning_through_a_
         );
     }
 
+    // A second sync after edits, voids and archived contacts merges into
+    // the raw tables on BigQuery (upgraded in place, removals marked) and
+    // compacts the manifests it superseded (the organisation and
+    // currencies are listed in full every run); loading what is left from
+    // scratch gives the same raw tables.
+    sandbox
+        .apply_changes(&xero_sandbox::ChangeRequest {
+            create: 3,
+            edit: 3,
+            void: 2,
+            pay: 2,
+            contacts: 5,
+            ..Default::default()
+        })
+        .await
+        .expect("changes");
+    let second = runs
+        .start(&id, RunCommand::Sync, RunTrigger::Operator)
+        .await
+        .expect("start");
+    let second = runs
+        .wait(&second.id, Duration::from_secs(300))
+        .await
+        .expect("wait");
+    assert_eq!(second.status, RunStatus::Succeeded, "{second:#?}");
+    let summary: serde_json::Value = serde_json::from_slice(
+        &cloud
+            .objects
+            .get_object(
+                &Credential::Platform,
+                &bucket,
+                &job_contract::raw::run_summary_key(&second.id),
+            )
+            .await
+            .expect("summary"),
+    )
+    .expect("summary JSON");
+    let compaction = &summary["transform"]["compaction"];
+    assert!(compaction["error"].is_null(), "{compaction}");
+    assert!(compaction["manifests"].as_u64() > Some(0), "{compaction}");
+    let raw_rows = |table: &'static str| {
+        let (cloud, cred, dataset) = (cloud.clone(), tenant_cred.clone(), naming::raw_dataset(&id));
+        async move {
+            cloud
+                .warehouse
+                .query(
+                    &cred,
+                    &QueryRequest {
+                        dataset,
+                        sql: format!(
+                            "SELECT id, record, run_id, CAST(fetched_at AS STRING), xero_status, \
+                             CAST(removed_at AS STRING), removed_run_id FROM {table} ORDER BY id"
+                        ),
+                        max_rows: 1_000_000,
+                        timeout: Duration::from_secs(60),
+                        max_bytes: None,
+                    },
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{table}: {e}"))
+                .rows
+        }
+    };
+    let voided = cloud
+        .warehouse
+        .query(
+            &tenant_cred,
+            &QueryRequest {
+                dataset: naming::raw_dataset(&id),
+                sql: "SELECT COUNT(*) FROM invoices WHERE xero_status = 'VOIDED' \
+                      AND removed_at = updated_at AND removed_run_id = run_id"
+                    .into(),
+                max_rows: 10,
+                timeout: Duration::from_secs(30),
+                max_bytes: None,
+            },
+        )
+        .await
+        .expect("voided");
+    assert!(voided.rows[0][0].as_i64() > Some(0), "{voided:?}");
+    let tables = [
+        "invoices",
+        "contacts",
+        "currencies",
+        "organisation",
+        "taxrates",
+    ];
+    let mut before = Vec::new();
+    for table in tables {
+        before.push(raw_rows(table).await);
+    }
+    tenant_job::transform::rebuild(&tenant_job::transform::TransformContext {
+        cloud: cloud.clone(),
+        cred: tenant_cred.clone(),
+        bucket: bucket.clone(),
+        raw_dataset: naming::raw_dataset(&id),
+        transformed_dataset: naming::transformed_dataset(&id),
+        run_id: "rebuild".into(),
+        dialect: tenant_job::transform::Dialect::BigQuery,
+    })
+    .await
+    .expect("rebuild on BigQuery");
+    for (table, rows) in tables.into_iter().zip(before) {
+        assert_eq!(raw_rows(table).await, rows, "{table} after the rebuild");
+    }
+
     // And in plain language, through the query service: planned offline,
     // compiled for BigQuery, guarded, dry-run, then run as the tenant.
     let service = control_plane::service::questions::QueryService::new(
