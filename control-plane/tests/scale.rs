@@ -9,7 +9,6 @@ mod support;
 
 use support::backends::Env;
 
-
 use cloud::naming::TenantId;
 use control_plane::server::{self, ServeConfig};
 use control_plane::service;
