@@ -145,6 +145,8 @@ pub struct Timings {
     pub build_ms: u64,
     pub test_ms: u64,
     pub publish_ms: u64,
+    /// Compaction of the bucket, after the publish.
+    pub compact_ms: u64,
     pub total_ms: u64,
 }
 
@@ -381,6 +383,7 @@ async fn run_inner(
 
     // After the publish: compaction only touches the bucket, and a failure
     // there leaves published tables that are right.
+    let t = Instant::now();
     let mut compaction = loaded.resumed.clone().unwrap_or_default();
     match compact::compact(ctx).await {
         Ok(done) => compaction.add(&done),
@@ -389,6 +392,7 @@ async fn run_inner(
             compaction.error = Some(e.to_string());
         }
     }
+    timings.compact_ms = millis(t);
 
     let tables = retrying(|| {
         ctx.cloud
@@ -419,6 +423,8 @@ async fn run_inner(
         models = names.len(),
         tests = results.len(),
         warnings = warnings.len(),
+        compacted_manifests = compaction.manifests,
+        compacted_bytes = compaction.bytes,
         total_ms = timings.total_ms,
         "transformed"
     );
