@@ -113,10 +113,14 @@ CREATE TABLE IF NOT EXISTS {{ table }} (
     removed_at TIMESTAMP,
     removed_run_id STRING
 );
+{%- endmacro raw_table -%}
+
+{#- Adds the removal columns to a raw table made before they existed. -#}
+{%- macro raw_upgrade(table) -%}
 ALTER TABLE {{ table }} ADD COLUMN IF NOT EXISTS xero_status STRING;
 ALTER TABLE {{ table }} ADD COLUMN IF NOT EXISTS removed_at TIMESTAMP;
 ALTER TABLE {{ table }} ADD COLUMN IF NOT EXISTS removed_run_id STRING;
-{%- endmacro raw_table -%}
+{%- endmacro raw_upgrade -%}
 
 {%- macro removal_statuses() -%}
 ('DELETED', 'VOIDED', 'ARCHIVED')

@@ -143,7 +143,7 @@ CAST(isodow({{ date }}) AS BIGINT)
   field as sent, NULL for resources without one), `removed_at` (NULL while
   the record lives) and `removed_run_id` (the run whose data said it was
   removed; compaction keeps that run's manifest). A table made before these
-  columns existed gains them here.
+  columns existed gains them by raw_upgrade.
 -#}
 {%- macro raw_table(table) -%}
 CREATE TABLE IF NOT EXISTS {{ table }} (
@@ -156,10 +156,14 @@ CREATE TABLE IF NOT EXISTS {{ table }} (
     removed_at TIMESTAMP,
     removed_run_id VARCHAR
 );
+{%- endmacro raw_table -%}
+
+{#- Adds the removal columns to a raw table made before they existed. -#}
+{%- macro raw_upgrade(table) -%}
 ALTER TABLE {{ table }} ADD COLUMN IF NOT EXISTS xero_status VARCHAR;
 ALTER TABLE {{ table }} ADD COLUMN IF NOT EXISTS removed_at TIMESTAMP;
 ALTER TABLE {{ table }} ADD COLUMN IF NOT EXISTS removed_run_id VARCHAR;
-{%- endmacro raw_table -%}
+{%- endmacro raw_upgrade -%}
 
 {#- The statuses by which Xero says a record is gone (deleted, voided, archived). -#}
 {%- macro removal_statuses() -%}
@@ -168,7 +172,7 @@ ALTER TABLE {{ table }} ADD COLUMN IF NOT EXISTS removed_run_id VARCHAR;
 
 {#-
   Fills the status of rows loaded before raw tables had one (a table just
-  upgraded by raw_table): `xero_status` from the record, and a removal's time
+  upgraded by raw_upgrade): `xero_status` from the record, and a removal's time
   from the version itself (its change stamp, else its fetch). Rows already
   filled, or whose record has no status, are left alone.
 -#}

@@ -27,13 +27,13 @@
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 use xero::resources::Resource;
 
-use cloud::ports::{ExpectedObject, LoadedObject};
+use cloud::ports::{ExpectedObject, LoadedObject, QueryRequest};
 use cloud::CloudError;
 
 use super::compact::{self, CompactionReport};
@@ -176,18 +176,30 @@ pub(crate) async fn load_all(
     }
     let tables: Vec<String> = Resource::ALL.iter().map(|r| r.storage_name()).collect();
     // Every raw table exists from the first run on, so models of resources
-    // the organisation never had still build (empty).
-    let sql = renderer.raw_tables(&Resource::ALL)?;
-    retrying(|| {
-        ctx.cloud
-            .warehouse
-            .execute(&ctx.cred, &ctx.raw_dataset, &sql)
-    })
-    .await
-    .map_err(storage(format!(
-        "creating the raw tables in dataset {}",
-        ctx.raw_dataset
-    )))?;
+    // the organisation never had still build (empty). Only when one is
+    // missing or older than its removal columns (the probe fails, whatever
+    // the reason) are they created or upgraded.
+    let probe = QueryRequest {
+        dataset: ctx.raw_dataset.clone(),
+        sql: renderer.raw_tables_probe(&Resource::ALL),
+        max_rows: 1,
+        timeout: Duration::from_secs(120),
+        max_bytes: None,
+    };
+    if let Err(e) = ctx.cloud.warehouse.query(&ctx.cred, &probe).await {
+        tracing::info!(reason = %e, dataset = %ctx.raw_dataset, "creating or upgrading the raw tables");
+        let sql = renderer.raw_tables(&Resource::ALL)?;
+        retrying(|| {
+            ctx.cloud
+                .warehouse
+                .execute(&ctx.cred, &ctx.raw_dataset, &sql)
+        })
+        .await
+        .map_err(storage(format!(
+            "creating the raw tables in dataset {}",
+            ctx.raw_dataset
+        )))?;
+    }
 
     let mut state = read_loaded(ctx).await?;
     let mut out = LoadOutcome {

@@ -57,7 +57,7 @@ struct RawTable {
 const INTERNAL: [(&str, &str); 4] = [
     (
         "_internal/raw_tables.sql",
-        "{% for t in tables %}{{ m::raw_table(table=t.name) }}\n{% if t.status_field %}{{ m::raw_backfill(table=t.name, status_field=t.status_field) }}\n{% endif %}{% endfor %}",
+        "{% for t in tables %}{{ m::raw_table(table=t.name) }}\n{{ m::raw_upgrade(table=t.name) }}\n{% if t.status_field %}{{ m::raw_backfill(table=t.name, status_field=t.status_field) }}\n{% endif %}{% endfor %}",
     ),
     (
         "_internal/merge.sql",
@@ -313,6 +313,24 @@ impl Renderer {
         let mut context = Context::new();
         context.insert("tables", &tables);
         self.internal("_internal/raw_tables.sql", &context)
+    }
+
+    /// A query that runs only when the raw table of every resource exists
+    /// with its removal columns: when it does, [`Renderer::raw_tables`] has
+    /// nothing to do (on BigQuery, its statements would cost a job each and
+    /// a scan of the records every run).
+    pub fn raw_tables_probe(&self, resources: &[Resource]) -> String {
+        let union = resources
+            .iter()
+            .map(|r| {
+                format!(
+                    "SELECT xero_status, removed_at, removed_run_id FROM {} WHERE FALSE",
+                    r.storage_name()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("\n    UNION ALL ");
+        format!("SELECT COUNT(*) AS n FROM (\n    {union}\n) AS probe")
     }
 
     /// Drops the raw table of every resource (to load from scratch).
