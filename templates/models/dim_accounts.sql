@@ -31,17 +31,19 @@
 WITH accounts AS (
     SELECT
         r.id AS account_id,
-        {{ m::text(doc="r.record", path="Code") }} AS code,
-        {{ m::text(doc="r.record", path="Name") }} AS name,
-        {{ m::text(doc="r.record", path="Type") }} AS type,
-        {{ m::text(doc="r.record", path="Class") }} AS class,
-        {{ m::text(doc="r.record", path="Status") }} AS status,
-        {{ m::text(doc="r.record", path="TaxType") }} AS tax_type,
-        NULLIF({{ m::text(doc="r.record", path="SystemAccount") }}, '') AS system_account,
-        {{ m::text(doc="r.record", path="CurrencyCode") }} AS currency_code,
-        {{ m::text(doc="r.record", path="ReportingCode") }} AS reporting_code,
+        {{ m::text(row="r", path="Code") }} AS code,
+        {{ m::text(row="r", path="Name") }} AS name,
+        {{ m::text(row="r", path="Type") }} AS type,
+        {{ m::text(row="r", path="Class") }} AS class,
+        {{ m::text(row="r", path="Status") }} AS status,
+        {{ m::text(row="r", path="TaxType") }} AS tax_type,
+        NULLIF({{ m::text(row="r", path="SystemAccount") }}, '') AS system_account,
+        {{ m::text(row="r", path="CurrencyCode") }} AS currency_code,
+        {{ m::text(row="r", path="ReportingCode") }} AS reporting_code,
         r.updated_at AS updated_at
-    FROM {{ source(name="accounts") }} AS r
+    FROM {{ m::parsed(relation=source(name="accounts"), doc="record",
+                      paths=["Code", "Name", "Type", "Class", "Status", "TaxType", "SystemAccount",
+                             "CurrencyCode", "ReportingCode"]) }} AS r
 ),
 by_id AS (
     -- Every account posted to by id, with the code the reference gives.

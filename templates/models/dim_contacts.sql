@@ -28,17 +28,19 @@
 WITH contacts AS (
     SELECT
         r.id AS contact_id,
-        {{ m::text(doc="r.record", path="ContactNumber") }} AS contact_number,
-        {{ m::text(doc="r.record", path="Name") }} AS name,
-        {{ m::text(doc="r.record", path="FirstName") }} AS first_name,
-        {{ m::text(doc="r.record", path="LastName") }} AS last_name,
-        {{ m::text(doc="r.record", path="EmailAddress") }} AS email,
-        COALESCE({{ m::boolean(doc="r.record", path="IsCustomer") }}, FALSE) AS is_customer,
-        COALESCE({{ m::boolean(doc="r.record", path="IsSupplier") }}, FALSE) AS is_supplier,
-        {{ m::text(doc="r.record", path="ContactStatus") }} AS status,
-        {{ m::text(doc="r.record", path="DefaultCurrency") }} AS default_currency,
+        {{ m::text(row="r", path="ContactNumber") }} AS contact_number,
+        {{ m::text(row="r", path="Name") }} AS name,
+        {{ m::text(row="r", path="FirstName") }} AS first_name,
+        {{ m::text(row="r", path="LastName") }} AS last_name,
+        {{ m::text(row="r", path="EmailAddress") }} AS email,
+        COALESCE({{ m::boolean(row="r", path="IsCustomer") }}, FALSE) AS is_customer,
+        COALESCE({{ m::boolean(row="r", path="IsSupplier") }}, FALSE) AS is_supplier,
+        {{ m::text(row="r", path="ContactStatus") }} AS status,
+        {{ m::text(row="r", path="DefaultCurrency") }} AS default_currency,
         r.updated_at AS updated_at
-    FROM {{ source(name="contacts") }} AS r
+    FROM {{ m::parsed(relation=source(name="contacts"), doc="record",
+                      paths=["ContactNumber", "Name", "FirstName", "LastName", "EmailAddress",
+                             "IsCustomer", "IsSupplier", "ContactStatus", "DefaultCurrency"]) }} AS r
 ),
 referenced AS (
     -- Every contact a document points at, and whether as a customer or a supplier.

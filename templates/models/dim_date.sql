@@ -37,8 +37,9 @@ bounds AS (
     FROM days
 ),
 financial_year AS (
-    SELECT COALESCE(MAX({{ m::integer(doc="record", path="FinancialYearEndMonth") }}), 12) AS end_month
-    FROM {{ source(name="organisation") }}
+    SELECT COALESCE(MAX({{ m::integer(row="o", path="FinancialYearEndMonth") }}), 12) AS end_month
+    FROM {{ m::parsed(relation=source(name="organisation"), doc="record",
+                      paths=["FinancialYearEndMonth"]) }} AS o
 ),
 calendar AS (
     SELECT

@@ -27,17 +27,20 @@
 WITH items AS (
     SELECT
         r.id AS item_id,
-        {{ m::text(doc="r.record", path="Code") }} AS code,
-        {{ m::text(doc="r.record", path="Name") }} AS name,
-        {{ m::text(doc="r.record", path="Description") }} AS description,
-        COALESCE({{ m::boolean(doc="r.record", path="IsSold") }}, FALSE) AS is_sold,
-        COALESCE({{ m::boolean(doc="r.record", path="IsPurchased") }}, FALSE) AS is_purchased,
-        {{ m::amount(doc="r.record", path="SalesDetails.UnitPrice") }} AS sales_unit_price,
-        {{ m::text(doc="r.record", path="SalesDetails.AccountCode") }} AS sales_account_code,
-        {{ m::amount(doc="r.record", path="PurchaseDetails.UnitPrice") }} AS purchase_unit_price,
-        {{ m::text(doc="r.record", path="PurchaseDetails.AccountCode") }} AS purchase_account_code,
+        {{ m::text(row="r", path="Code") }} AS code,
+        {{ m::text(row="r", path="Name") }} AS name,
+        {{ m::text(row="r", path="Description") }} AS description,
+        COALESCE({{ m::boolean(row="r", path="IsSold") }}, FALSE) AS is_sold,
+        COALESCE({{ m::boolean(row="r", path="IsPurchased") }}, FALSE) AS is_purchased,
+        {{ m::amount(row="r", path="SalesDetails.UnitPrice") }} AS sales_unit_price,
+        {{ m::text(row="r", path="SalesDetails.AccountCode") }} AS sales_account_code,
+        {{ m::amount(row="r", path="PurchaseDetails.UnitPrice") }} AS purchase_unit_price,
+        {{ m::text(row="r", path="PurchaseDetails.AccountCode") }} AS purchase_account_code,
         r.updated_at AS updated_at
-    FROM {{ source(name="items") }} AS r
+    FROM {{ m::parsed(relation=source(name="items"), doc="record",
+                      paths=["Code", "Name", "Description", "IsSold", "IsPurchased",
+                             "SalesDetails.UnitPrice", "SalesDetails.AccountCode",
+                             "PurchaseDetails.UnitPrice", "PurchaseDetails.AccountCode"]) }} AS r
 ),
 missing AS (
     SELECT l.item_code AS code,

@@ -33,22 +33,26 @@
 WITH transactions AS (
     SELECT
         r.id AS bank_transaction_id,
-        {{ m::text(doc="r.record", path="Type") }} AS type,
-        {{ m::text(doc="r.record", path="Contact.ContactID") }} AS contact_id,
-        {{ m::text(doc="r.record", path="BankAccount.AccountID") }} AS bank_account_id,
-        {{ m::text(doc="r.record", path="BankAccount.Code") }} AS bank_account_code,
-        {{ m::text(doc="r.record", path="Date") }} AS transaction_date_text,
-        NULLIF({{ m::text(doc="r.record", path="Reference") }}, '') AS reference,
-        {{ m::text(doc="r.record", path="Status") }} AS status,
-        {{ m::text(doc="r.record", path="LineAmountTypes") }} AS line_amount_types,
-        {{ m::text(doc="r.record", path="CurrencyCode") }} AS currency_code,
-        COALESCE({{ m::rate(doc="r.record", path="CurrencyRate") }}, 1) AS currency_rate,
-        {{ m::money(doc="r.record", path="SubTotal", or_zero=true) }} AS sub_total,
-        {{ m::money(doc="r.record", path="TotalTax", or_zero=true) }} AS total_tax,
-        {{ m::money(doc="r.record", path="Total", or_zero=true) }} AS total,
-        COALESCE({{ m::boolean(doc="r.record", path="IsReconciled") }}, FALSE) AS is_reconciled,
+        {{ m::text(row="r", path="Type") }} AS type,
+        {{ m::text(row="r", path="Contact.ContactID") }} AS contact_id,
+        {{ m::text(row="r", path="BankAccount.AccountID") }} AS bank_account_id,
+        {{ m::text(row="r", path="BankAccount.Code") }} AS bank_account_code,
+        {{ m::text(row="r", path="Date") }} AS transaction_date_text,
+        NULLIF({{ m::text(row="r", path="Reference") }}, '') AS reference,
+        {{ m::text(row="r", path="Status") }} AS status,
+        {{ m::text(row="r", path="LineAmountTypes") }} AS line_amount_types,
+        {{ m::text(row="r", path="CurrencyCode") }} AS currency_code,
+        COALESCE({{ m::rate(row="r", path="CurrencyRate") }}, 1) AS currency_rate,
+        {{ m::money(row="r", path="SubTotal", or_zero=true) }} AS sub_total,
+        {{ m::money(row="r", path="TotalTax", or_zero=true) }} AS total_tax,
+        {{ m::money(row="r", path="Total", or_zero=true) }} AS total,
+        COALESCE({{ m::boolean(row="r", path="IsReconciled") }}, FALSE) AS is_reconciled,
         r.updated_at AS updated_at
-    FROM {{ source(name="banktransactions") }} AS r
+    FROM {{ m::parsed(relation=source(name="banktransactions"), doc="record",
+                      paths=["Type", "Contact.ContactID", "BankAccount.AccountID",
+                             "BankAccount.Code", "Date", "Reference", "Status", "LineAmountTypes",
+                             "CurrencyCode", "CurrencyRate", "SubTotal", "TotalTax", "Total",
+                             "IsReconciled"]) }} AS r
 )
 SELECT
     bank_transaction_id,

@@ -33,21 +33,24 @@
 WITH credit_notes AS (
     SELECT
         r.id AS credit_note_id,
-        {{ m::text(doc="r.record", path="CreditNoteNumber") }} AS credit_note_number,
-        {{ m::text(doc="r.record", path="Type") }} AS type,
-        {{ m::text(doc="r.record", path="Contact.ContactID") }} AS contact_id,
-        NULLIF({{ m::text(doc="r.record", path="Reference") }}, '') AS reference,
-        {{ m::text(doc="r.record", path="Date") }} AS credit_note_date_text,
-        {{ m::text(doc="r.record", path="Status") }} AS status,
-        {{ m::text(doc="r.record", path="LineAmountTypes") }} AS line_amount_types,
-        {{ m::text(doc="r.record", path="CurrencyCode") }} AS currency_code,
-        COALESCE({{ m::rate(doc="r.record", path="CurrencyRate") }}, 1) AS currency_rate,
-        {{ m::money(doc="r.record", path="SubTotal", or_zero=true) }} AS sub_total,
-        {{ m::money(doc="r.record", path="TotalTax", or_zero=true) }} AS total_tax,
-        {{ m::money(doc="r.record", path="Total", or_zero=true) }} AS total,
-        {{ m::money(doc="r.record", path="RemainingCredit", or_zero=true) }} AS remaining_credit,
+        {{ m::text(row="r", path="CreditNoteNumber") }} AS credit_note_number,
+        {{ m::text(row="r", path="Type") }} AS type,
+        {{ m::text(row="r", path="Contact.ContactID") }} AS contact_id,
+        NULLIF({{ m::text(row="r", path="Reference") }}, '') AS reference,
+        {{ m::text(row="r", path="Date") }} AS credit_note_date_text,
+        {{ m::text(row="r", path="Status") }} AS status,
+        {{ m::text(row="r", path="LineAmountTypes") }} AS line_amount_types,
+        {{ m::text(row="r", path="CurrencyCode") }} AS currency_code,
+        COALESCE({{ m::rate(row="r", path="CurrencyRate") }}, 1) AS currency_rate,
+        {{ m::money(row="r", path="SubTotal", or_zero=true) }} AS sub_total,
+        {{ m::money(row="r", path="TotalTax", or_zero=true) }} AS total_tax,
+        {{ m::money(row="r", path="Total", or_zero=true) }} AS total,
+        {{ m::money(row="r", path="RemainingCredit", or_zero=true) }} AS remaining_credit,
         r.updated_at AS updated_at
-    FROM {{ source(name="creditnotes") }} AS r
+    FROM {{ m::parsed(relation=source(name="creditnotes"), doc="record",
+                      paths=["CreditNoteNumber", "Type", "Contact.ContactID", "Reference", "Date",
+                             "Status", "LineAmountTypes", "CurrencyCode", "CurrencyRate",
+                             "SubTotal", "TotalTax", "Total", "RemainingCredit"]) }} AS r
 )
 SELECT
     credit_note_id,

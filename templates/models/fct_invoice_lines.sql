@@ -37,16 +37,18 @@
 WITH lines AS (
     SELECT
         l.id AS invoice_id,
-        {{ m::text(doc="l.line", path="LineItemID") }} AS line_item_id,
-        {{ m::text(doc="l.line", path="ItemCode") }} AS item_code,
-        {{ m::text(doc="l.line", path="Description") }} AS description,
-        {{ m::amount(doc="l.line", path="Quantity") }} AS quantity,
-        {{ m::amount(doc="l.line", path="UnitAmount") }} AS unit_amount,
-        {{ m::text(doc="l.line", path="AccountCode") }} AS account_code,
-        {{ m::text(doc="l.line", path="TaxType") }} AS tax_type,
-        {{ m::money(doc="l.line", path="TaxAmount", or_zero=true) }} AS tax_amount,
-        {{ m::money(doc="l.line", path="LineAmount", or_zero=true) }} AS line_amount
-    FROM {{ m::explode(relation=source(name="invoices"), doc="record", path="LineItems", item="line") }} AS l
+        {{ m::text(row="l", path="LineItemID") }} AS line_item_id,
+        {{ m::text(row="l", path="ItemCode") }} AS item_code,
+        {{ m::text(row="l", path="Description") }} AS description,
+        {{ m::amount(row="l", path="Quantity") }} AS quantity,
+        {{ m::amount(row="l", path="UnitAmount") }} AS unit_amount,
+        {{ m::text(row="l", path="AccountCode") }} AS account_code,
+        {{ m::text(row="l", path="TaxType") }} AS tax_type,
+        {{ m::money(row="l", path="TaxAmount", or_zero=true) }} AS tax_amount,
+        {{ m::money(row="l", path="LineAmount", or_zero=true) }} AS line_amount
+    FROM {{ m::explode(relation=source(name="invoices"), doc="record", path="LineItems",
+                       paths=["LineItemID", "ItemCode", "Description", "Quantity", "UnitAmount",
+                              "AccountCode", "TaxType", "TaxAmount", "LineAmount"]) }} AS l
 )
 SELECT
     l.invoice_id,

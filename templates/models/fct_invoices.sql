@@ -45,29 +45,32 @@
 --   custom: invoice_totals_match_lines
 --   custom: invoice_amount_due
 WITH invoices AS (
-    -- Each field read once (dates as text, parsed below: the parse uses
-    -- its input several times).
+    -- Dates as text, converted below.
     SELECT
         r.id AS invoice_id,
-        {{ m::text(doc="r.record", path="InvoiceNumber") }} AS invoice_number,
-        {{ m::text(doc="r.record", path="Type") }} AS type,
-        {{ m::text(doc="r.record", path="Contact.ContactID") }} AS contact_id,
-        NULLIF({{ m::text(doc="r.record", path="Reference") }}, '') AS reference,
-        {{ m::text(doc="r.record", path="Date") }} AS invoice_date_text,
-        {{ m::text(doc="r.record", path="DueDate") }} AS due_date_text,
-        {{ m::text(doc="r.record", path="Status") }} AS status,
-        {{ m::text(doc="r.record", path="LineAmountTypes") }} AS line_amount_types,
-        {{ m::text(doc="r.record", path="CurrencyCode") }} AS currency_code,
-        COALESCE({{ m::rate(doc="r.record", path="CurrencyRate") }}, 1) AS currency_rate,
-        {{ m::money(doc="r.record", path="SubTotal", or_zero=true) }} AS sub_total,
-        {{ m::money(doc="r.record", path="TotalTax", or_zero=true) }} AS total_tax,
-        {{ m::money(doc="r.record", path="Total", or_zero=true) }} AS total,
-        {{ m::money(doc="r.record", path="AmountDue", or_zero=true) }} AS amount_due,
-        {{ m::money(doc="r.record", path="AmountPaid", or_zero=true) }} AS amount_paid,
-        {{ m::money(doc="r.record", path="AmountCredited", or_zero=true) }} AS amount_credited,
-        {{ m::text(doc="r.record", path="FullyPaidOnDate") }} AS fully_paid_on_date_text,
+        {{ m::text(row="r", path="InvoiceNumber") }} AS invoice_number,
+        {{ m::text(row="r", path="Type") }} AS type,
+        {{ m::text(row="r", path="Contact.ContactID") }} AS contact_id,
+        NULLIF({{ m::text(row="r", path="Reference") }}, '') AS reference,
+        {{ m::text(row="r", path="Date") }} AS invoice_date_text,
+        {{ m::text(row="r", path="DueDate") }} AS due_date_text,
+        {{ m::text(row="r", path="Status") }} AS status,
+        {{ m::text(row="r", path="LineAmountTypes") }} AS line_amount_types,
+        {{ m::text(row="r", path="CurrencyCode") }} AS currency_code,
+        COALESCE({{ m::rate(row="r", path="CurrencyRate") }}, 1) AS currency_rate,
+        {{ m::money(row="r", path="SubTotal", or_zero=true) }} AS sub_total,
+        {{ m::money(row="r", path="TotalTax", or_zero=true) }} AS total_tax,
+        {{ m::money(row="r", path="Total", or_zero=true) }} AS total,
+        {{ m::money(row="r", path="AmountDue", or_zero=true) }} AS amount_due,
+        {{ m::money(row="r", path="AmountPaid", or_zero=true) }} AS amount_paid,
+        {{ m::money(row="r", path="AmountCredited", or_zero=true) }} AS amount_credited,
+        {{ m::text(row="r", path="FullyPaidOnDate") }} AS fully_paid_on_date_text,
         r.updated_at AS updated_at
-    FROM {{ source(name="invoices") }} AS r
+    FROM {{ m::parsed(relation=source(name="invoices"), doc="record",
+                      paths=["InvoiceNumber", "Type", "Contact.ContactID", "Reference", "Date",
+                             "DueDate", "Status", "LineAmountTypes", "CurrencyCode", "CurrencyRate",
+                             "SubTotal", "TotalTax", "Total", "AmountDue", "AmountPaid",
+                             "AmountCredited", "FullyPaidOnDate"]) }} AS r
 )
 SELECT
     invoice_id,

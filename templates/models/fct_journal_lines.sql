@@ -36,41 +36,44 @@ WITH journals AS (
     -- The journal's own fields once per journal, not once per line.
     SELECT
         j.id AS journal_id,
-        {{ m::integer(doc="j.record", path="JournalNumber") }} AS journal_number,
-        {{ m::xero_date(doc="j.record", path="JournalDate") }} AS journal_date,
+        {{ m::integer(row="j", path="JournalNumber") }} AS journal_number,
+        {{ m::xero_date(row="j", path="JournalDate") }} AS journal_date,
         j.updated_at AS created_at,
-        {{ m::text(doc="j.record", path="SourceID") }} AS source_id,
-        {{ m::text(doc="j.record", path="SourceType") }} AS source_type,
-        NULLIF({{ m::text(doc="j.record", path="Reference") }}, '') AS reference,
+        {{ m::text(row="j", path="SourceID") }} AS source_id,
+        {{ m::text(row="j", path="SourceType") }} AS source_type,
+        NULLIF({{ m::text(row="j", path="Reference") }}, '') AS reference,
         j.record
-    FROM {{ source(name="journals") }} AS j
+    FROM {{ m::parsed(relation=source(name="journals"), doc="record",
+                      paths=["JournalNumber", "JournalDate", "SourceID", "SourceType", "Reference"]) }} AS j
 ),
 lines AS (
     SELECT
         j.journal_id,
-        {{ m::text(doc="j.line", path="JournalLineID") }} AS journal_line_id,
+        {{ m::text(row="j", path="JournalLineID") }} AS journal_line_id,
         j.journal_number,
         j.journal_date,
         j.created_at,
         j.source_id,
         j.source_type,
         j.reference,
-        {{ m::text(doc="j.line", path="AccountID") }} AS account_id,
-        {{ m::text(doc="j.line", path="AccountCode") }} AS account_code,
-        {{ m::text(doc="j.line", path="AccountType") }} AS account_type,
-        {{ m::text(doc="j.line", path="AccountName") }} AS account_name,
-        NULLIF({{ m::text(doc="j.line", path="Description") }}, '') AS description,
-        {{ m::money(doc="j.line", path="NetAmount", or_zero=true) }} AS net_amount,
-        {{ m::money(doc="j.line", path="GrossAmount", or_zero=true) }} AS gross_amount,
-        {{ m::money(doc="j.line", path="TaxAmount", or_zero=true) }} AS tax_amount,
-        {{ m::text(doc="j.line", path="TaxType") }} AS tax_type
-    FROM {{ m::explode(relation="journals", doc="record", path="JournalLines", item="line") }} AS j
+        {{ m::text(row="j", path="AccountID") }} AS account_id,
+        {{ m::text(row="j", path="AccountCode") }} AS account_code,
+        {{ m::text(row="j", path="AccountType") }} AS account_type,
+        {{ m::text(row="j", path="AccountName") }} AS account_name,
+        NULLIF({{ m::text(row="j", path="Description") }}, '') AS description,
+        {{ m::money(row="j", path="NetAmount", or_zero=true) }} AS net_amount,
+        {{ m::money(row="j", path="GrossAmount", or_zero=true) }} AS gross_amount,
+        {{ m::money(row="j", path="TaxAmount", or_zero=true) }} AS tax_amount,
+        {{ m::text(row="j", path="TaxType") }} AS tax_type
+    FROM {{ m::explode(relation="journals", doc="record", path="JournalLines",
+                       paths=["JournalLineID", "AccountID", "AccountCode", "AccountType", "AccountName",
+                              "Description", "NetAmount", "GrossAmount", "TaxAmount", "TaxType"]) }} AS j
 ),
 accounts AS (
     -- Read from the raw accounts, not dim_accounts: dim_accounts reads these
     -- lines for the accounts Xero did not return (its unknown members).
-    SELECT a.id AS account_id, {{ m::text(doc="a.record", path="Class") }} AS class
-    FROM {{ source(name="accounts") }} AS a
+    SELECT a.id AS account_id, {{ m::text(row="a", path="Class") }} AS class
+    FROM {{ m::parsed(relation=source(name="accounts"), doc="record", paths=["Class"]) }} AS a
 )
 SELECT
     l.journal_id,

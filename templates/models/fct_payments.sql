@@ -31,19 +31,22 @@
 WITH payments AS (
     SELECT
         r.id AS payment_id,
-        {{ m::text(doc="r.record", path="Invoice.InvoiceID") }} AS invoice_id,
-        {{ m::text(doc="r.record", path="Date") }} AS payment_date_text,
-        {{ m::text(doc="r.record", path="PaymentType") }} AS payment_type,
-        {{ m::text(doc="r.record", path="Status") }} AS status,
-        {{ m::money(doc="r.record", path="Amount", or_zero=true) }} AS amount,
-        {{ m::money(doc="r.record", path="BankAmount") }} AS bank_amount,
-        COALESCE({{ m::rate(doc="r.record", path="CurrencyRate") }}, 1) AS currency_rate,
-        {{ m::text(doc="r.record", path="Account.AccountID") }} AS account_id,
-        {{ m::text(doc="r.record", path="Account.Code") }} AS account_code,
-        NULLIF({{ m::text(doc="r.record", path="Reference") }}, '') AS reference,
-        COALESCE({{ m::boolean(doc="r.record", path="IsReconciled") }}, FALSE) AS is_reconciled,
+        {{ m::text(row="r", path="Invoice.InvoiceID") }} AS invoice_id,
+        {{ m::text(row="r", path="Date") }} AS payment_date_text,
+        {{ m::text(row="r", path="PaymentType") }} AS payment_type,
+        {{ m::text(row="r", path="Status") }} AS status,
+        {{ m::money(row="r", path="Amount", or_zero=true) }} AS amount,
+        {{ m::money(row="r", path="BankAmount") }} AS bank_amount,
+        COALESCE({{ m::rate(row="r", path="CurrencyRate") }}, 1) AS currency_rate,
+        {{ m::text(row="r", path="Account.AccountID") }} AS account_id,
+        {{ m::text(row="r", path="Account.Code") }} AS account_code,
+        NULLIF({{ m::text(row="r", path="Reference") }}, '') AS reference,
+        COALESCE({{ m::boolean(row="r", path="IsReconciled") }}, FALSE) AS is_reconciled,
         r.updated_at AS updated_at
-    FROM {{ source(name="payments") }} AS r
+    FROM {{ m::parsed(relation=source(name="payments"), doc="record",
+                      paths=["Invoice.InvoiceID", "Date", "PaymentType", "Status", "Amount",
+                             "BankAmount", "CurrencyRate", "Account.AccountID", "Account.Code",
+                             "Reference", "IsReconciled"]) }} AS r
 )
 SELECT
     payment_id,

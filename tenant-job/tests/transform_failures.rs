@@ -63,7 +63,7 @@ async fn a_model_that_fails_to_build_leaves_the_published_tables_as_they_were() 
     // fct_payments builds after several other models have been staged.
     let broken = edited(
         "fct_payments.sql",
-        "{{ m::text(doc=\"r.record\", path=\"Invoice.InvoiceID\") }} AS invoice_id",
+        "{{ m::text(row=\"r\", path=\"Invoice.InvoiceID\") }} AS invoice_id",
         "r.no_such_column AS invoice_id",
     );
     let err = transform::run_with_models(&tenant.context("run-2"), &broken)
@@ -102,9 +102,9 @@ async fn a_failing_data_test_leaves_the_published_tables_as_they_were_and_names_
     // One contact twice, and a custom test that always finds rows.
     let broken = edited(
         "dim_contacts.sql",
-        "FROM {{ source(name=\"contacts\") }} AS r",
-        "FROM (SELECT * FROM {{ source(name=\"contacts\") }} \
-         UNION ALL (SELECT * FROM {{ source(name=\"contacts\") }} ORDER BY id LIMIT 1)) AS r",
+        "m::parsed(relation=source(name=\"contacts\"),",
+        "m::parsed(relation=\"(SELECT * FROM \" ~ source(name=\"contacts\") ~ \
+         \" UNION ALL (SELECT * FROM \" ~ source(name=\"contacts\") ~ \" ORDER BY id LIMIT 1))\",",
     )
     .with_file(
         "tests/journals_balance.sql",
@@ -199,7 +199,7 @@ async fn a_template_mistake_fails_before_anything_is_written() {
     books.ingest(&tenant, "run-1", 50).await;
     let broken = edited(
         "dim_items.sql",
-        "{{ m::text(doc=\"r.record\", path=\"Name\") }}",
+        "{{ m::text(row=\"r\", path=\"Name\") }}",
         "{{ m::no_such_macro(doc=\"r.record\") }}",
     );
     let err = transform::run_with_models(&tenant.context("run-1"), &broken)

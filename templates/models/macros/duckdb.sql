@@ -3,50 +3,67 @@
   defines the same macros with the same arguments; a model calls them as
   m::name(...) and never spells dialect-specific SQL itself.
 
-  doc   an expression holding a Xero record as JSON text (a raw table's
-        `record` column, or an element produced by explode)
+  doc   a column holding a Xero record as JSON text (a raw table's `record`,
+        or the `item` of explode)
   path  a field path under the record's root, e.g. `Total` or `Contact.ContactID`
+  row   the alias of a row of a relation made by parsed
 -#}
 
 {#- ---- Reading fields of a record ---------------------------------------- -#}
 
-{%- macro text(doc, path) -%}
-json_extract_string({{ doc }}, '$.{{ path }}')
+{#-
+  `relation` with, beside its own columns, the field at each of `paths` of
+  its JSON column `doc` as text (NULL when missing), in a column named by
+  field_column: every field from one parse of the record. (A JSON function
+  per field would parse the record once per field, and each keeps a buffer
+  of its own per thread that DuckDB cannot spill: fifteen of them ran a
+  256 MB memory limit out.) The field macros below read these columns.
+-#}
+{%- macro parsed(relation, doc, paths) -%}
+(SELECT p.* EXCLUDE (ledgerlake_fields){% for path in paths %}, p.ledgerlake_fields[{{ loop.index }}] AS {{ self::field_column(path=path) }}{% endfor %}
+   FROM (SELECT s.*, json_extract_string(s.{{ doc }}, [{% for path in paths %}'$.{{ path }}'{% if not loop.last %}, {% endif %}{% endfor %}]) AS ledgerlake_fields
+           FROM {{ relation }} AS s) AS p)
+{%- endmacro parsed -%}
+
+{#- The column of parsed holding the field at `path`. -#}
+{%- macro field_column(path) -%}
+f__{{ path | replace(from=".", to="__") }}
+{%- endmacro field_column -%}
+
+{%- macro text(row, path) -%}
+{{ row }}.{{ self::field_column(path=path) }}
 {%- endmacro text -%}
 
 {#- Money: exact, two decimals (amounts arrive as JSON numbers); with or_zero, a missing field reads as 0. -#}
-{%- macro money(doc, path, or_zero=false) -%}
-CAST({% if or_zero %}COALESCE(json_extract_string({{ doc }}, '$.{{ path }}'), '0'){% else %}json_extract_string({{ doc }}, '$.{{ path }}'){% endif %} AS DECIMAL(18, 2))
+{%- macro money(row, path, or_zero=false) -%}
+CAST({% if or_zero %}COALESCE({{ self::text(row=row, path=path) }}, '0'){% else %}{{ self::text(row=row, path=path) }}{% endif %} AS DECIMAL(18, 2))
 {%- endmacro money -%}
 
 {#- Quantities and unit prices: Xero allows up to four decimals. -#}
-{%- macro amount(doc, path) -%}
-CAST(json_extract_string({{ doc }}, '$.{{ path }}') AS DECIMAL(18, 4))
+{%- macro amount(row, path) -%}
+CAST({{ self::text(row=row, path=path) }} AS DECIMAL(18, 4))
 {%- endmacro amount -%}
 
 {#- Exchange rates: a binary float, as Xero computes with them. -#}
-{%- macro rate(doc, path) -%}
-CAST(json_extract_string({{ doc }}, '$.{{ path }}') AS DOUBLE)
+{%- macro rate(row, path) -%}
+CAST({{ self::text(row=row, path=path) }} AS DOUBLE)
 {%- endmacro rate -%}
 
-{%- macro integer(doc, path) -%}
-CAST(json_extract_string({{ doc }}, '$.{{ path }}') AS BIGINT)
+{%- macro integer(row, path) -%}
+CAST({{ self::text(row=row, path=path) }} AS BIGINT)
 {%- endmacro integer -%}
 
-{%- macro boolean(doc, path) -%}
-CAST(json_extract_string({{ doc }}, '$.{{ path }}') AS BOOLEAN)
+{%- macro boolean(row, path) -%}
+CAST({{ self::text(row=row, path=path) }} AS BOOLEAN)
 {%- endmacro boolean -%}
 
 {#-
   `/Date(1577836800000+0000)/` → DATE. The milliseconds are the instant and
   the optional ±HHMM the organisation's clock, so the date is the one on that
-  clock (Xero writes document dates as midnight there). The conversion uses
-  its input several times, and DuckDB reads a JSON field again each time: a
-  model converting many rows reads the field once with m::text (in a CTE)
-  and converts that column with m::date_from_text.
+  clock (Xero writes document dates as midnight there).
 -#}
-{%- macro xero_date(doc, path) -%}
-{{ self::date_from_text(value=self::text(doc=doc, path=path)) }}
+{%- macro xero_date(row, path) -%}
+{{ self::date_from_text(value=self::text(row=row, path=path)) }}
 {%- endmacro xero_date -%}
 
 {%- macro date_from_text(value) -%}
@@ -62,8 +79,8 @@ CAST(epoch_ms(
 {%- endmacro date_from_text -%}
 
 {#- `/Date(ms±HHMM)/` → TIMESTAMP in UTC (the instant; the offset is ignored). -#}
-{%- macro xero_timestamp(doc, path) -%}
-{{ self::timestamp_from_text(value=self::text(doc=doc, path=path)) }}
+{%- macro xero_timestamp(row, path) -%}
+{{ self::timestamp_from_text(value=self::text(row=row, path=path)) }}
 {%- endmacro xero_timestamp -%}
 
 {%- macro timestamp_from_text(value) -%}
@@ -71,12 +88,19 @@ epoch_ms(CAST(regexp_extract({{ value }}, '^/Date\((-?\d+)', 1) AS BIGINT))
 {%- endmacro timestamp_from_text -%}
 
 {#-
-  One row per element of the array at `path` of each row of `relation`: a
-  derived table with every column of `relation` (as s.*) plus `item`, the
-  element as JSON text. Rows whose array is empty or missing yield nothing.
+  One row per element of the array at `path` (a field of the record's root)
+  of each row of `relation`: a derived table with every column of
+  `relation` (as s.*) plus, as parsed does, the element's field at each of
+  `paths` (plain field names) in its field_column, for the field macros to
+  read. Rows whose array is empty or missing yield nothing. The record is
+  parsed once, straight into the elements' fields: no element is written
+  back out as JSON to be parsed again.
 -#}
-{%- macro explode(relation, doc, path, item) -%}
-(SELECT s.*, unnest(json_extract(s.{{ doc }}, '$.{{ path }}[*]')) AS {{ item }} FROM {{ relation }} AS s)
+{%- macro explode(relation, doc, path, paths) -%}
+{%- for p in paths %}{% if "." in p %}{{ throw(message="m::explode: element paths are plain field names, not " ~ p) }}{% endif %}{% endfor -%}
+(SELECT s.* EXCLUDE (ledgerlake_item){% for p in paths %}, s.ledgerlake_item."{{ p }}" AS {{ self::field_column(path=p) }}{% endfor %}
+   FROM (SELECT s.*, unnest(json_transform(s.{{ doc }}, '{"{{ path }}": [{ {%- for p in paths %}"{{ p }}": "VARCHAR"{% if not loop.last %}, {% endif %}{% endfor -%} }]}')."{{ path }}") AS ledgerlake_item
+           FROM {{ relation }} AS s) AS s)
 {%- endmacro explode -%}
 
 {#- Casts of computed values to the column types the models document. -#}

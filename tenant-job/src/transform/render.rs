@@ -470,7 +470,7 @@ mod tests {
         assert!(duck.contains("r.f__InvoiceNumber AS invoice_number"));
         assert!(bq.contains("JSON_VALUE(s.record, '$.InvoiceNumber') AS f__InvoiceNumber"));
         assert!(bq.contains("r.f__InvoiceNumber AS invoice_number"));
-        assert!(duck.contains("FROM raw_acme.invoices AS r"));
+        assert!(duck.contains("FROM raw_acme.invoices AS s"));
         assert!(duck.contains("DECIMAL(18, 2)"));
         assert!(duck.contains("'run''1'"), "DuckDB doubles quotes");
         assert!(duck.contains("ALTER TABLE _build_dim_contacts RENAME TO dim_contacts"));
@@ -521,7 +521,7 @@ mod tests {
             "dim_contacts.sql",
             &set.file("dim_contacts.sql")
                 .expect("model")
-                .replace("FROM {{ source(name=\"contacts\") }} AS r", "FROM {{ source(name=\"contacts\") }} AS r JOIN {{ ref(name=\"fct_journal_lines\") }} AS i ON TRUE"),
+                .replace("FROM {{ ref(name=\"fct_invoices\") }}", "FROM {{ ref(name=\"fct_invoices\") }} JOIN {{ ref(name=\"fct_journal_lines\") }} AS i ON TRUE"),
         );
         let r = Renderer::new(&sneaky, Dialect::DuckDb, "raw_x", STAGING_PREFIX).expect("renderer");
         let model = sneaky
