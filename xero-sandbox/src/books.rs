@@ -142,7 +142,7 @@ pub(crate) fn books(org: &OrgData, detail: bool) -> Value {
         "name": org.org.name,
         "base_currency": chart::BASE_CURRENCY,
         "counts": {
-            "Accounts": org.accounts.len(),
+            "Accounts": org.accounts.iter().filter(|a| !a.deleted).count(),
             "Contacts": org.contacts.len(),
             "ContactsArchived": org.contacts.rows.iter().filter(|c| c.contact_status == "ARCHIVED").count(),
             "Invoices": org.invoices.len(),

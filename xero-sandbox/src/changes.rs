@@ -1,8 +1,10 @@
-//! Changes between syncs: new, edited, voided and paid invoices and edited
-//! or new contacts. Every change takes a stamp later than everything before
-//! it, moves `UpdatedDateUTC`, and posts the journals Xero would (a posting
-//! for approvals and payments, a reversal for voids, reversal plus new
-//! posting for edits of approved invoices).
+//! Changes between syncs: new, edited, voided and paid invoices, edited or
+//! new contacts, contacts erased on a GDPR request, and items and unused
+//! accounts deleted. Every change takes a stamp later than everything before
+//! it, moves `UpdatedDateUTC` (a deleted item or account simply leaves its
+//! listing, as in Xero), and posts the journals Xero would (a posting for
+//! approvals and payments, a reversal for voids, reversal plus new posting
+//! for edits of approved invoices).
 
 use rand::Rng;
 use serde::{Deserialize, Serialize};
@@ -33,6 +35,15 @@ pub struct ChangeRequest {
     pub contacts: usize,
     /// New contacts.
     pub new_contacts: usize,
+    /// Contacts erased on a GDPR request: `ContactStatus` GDPRREQUEST, their
+    /// personal details blanked.
+    pub gdpr_contacts: usize,
+    /// Items deleted (gone from the Items listing).
+    pub delete_items: usize,
+    /// Accounts deleted: only those no transaction uses and the generator
+    /// never picks, not system or bank accounts (the ones Xero lets go);
+    /// gone from the Accounts listing.
+    pub delete_accounts: usize,
     /// Wait until the webhook deliveries of these changes are done.
     pub await_webhooks: bool,
 }
@@ -40,13 +51,14 @@ pub struct ChangeRequest {
 /// One changed record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Changed {
-    /// `Invoices`, `Contacts` or `Payments`.
+    /// `Invoices`, `Contacts`, `Payments`, `Items` or `Accounts`.
     pub resource: String,
     /// The record's id.
     pub id: String,
-    /// `CREATE` or `UPDATE`.
+    /// `CREATE`, `UPDATE` or `DELETE`.
     pub event: String,
-    /// What happened (`create`, `edit`, `void`, `pay`, `contact`).
+    /// What happened (`create`, `edit`, `void`, `pay`, `contact`, `gdpr`,
+    /// `delete_item`, `delete_account`).
     pub kind: String,
 }
 
@@ -143,14 +155,44 @@ pub(crate) fn apply(org: &mut OrgData, req: &ChangeRequest, now_ms: Ms) -> Chang
         note(&mut report, "Invoices", inv_id, "UPDATE", "pay", t);
     }
     for _ in 0..cap(req.contacts) {
-        if org.contacts.len() == 0 {
+        // An erased contact is not edited again.
+        let Some(i) = find_contact(org, |c| c.contact_status != "GDPRREQUEST") else {
             report.shortfalls.push("contacts".into());
             break;
-        }
-        let i = org.rng.gen_range(0..org.contacts.len());
+        };
         let t = org.stamp(now_ms);
         let id = edit_contact(org, i, t);
         note(&mut report, "Contacts", id, "UPDATE", "contact", t);
+    }
+    for _ in 0..cap(req.gdpr_contacts) {
+        let Some(i) = find_contact(org, |c| c.contact_status != "GDPRREQUEST") else {
+            report.shortfalls.push("gdpr_contacts".into());
+            break;
+        };
+        let t = org.stamp(now_ms);
+        let id = erase_contact(org, i, t);
+        note(&mut report, "Contacts", id, "UPDATE", "gdpr", t);
+    }
+    for _ in 0..cap(req.delete_items) {
+        if org.items.is_empty() {
+            report.shortfalls.push("delete_items".into());
+            break;
+        }
+        let i = org.rng.gen_range(0..org.items.len());
+        // The stamp only orders the change and invalidates cached listings.
+        let t = org.stamp(now_ms);
+        let item = org.items.remove(i);
+        note(&mut report, "Items", item.id, "DELETE", "delete_item", t);
+    }
+    for _ in 0..cap(req.delete_accounts) {
+        let Some(i) = deletable_account(org) else {
+            report.shortfalls.push("delete_accounts".into());
+            break;
+        };
+        let t = org.stamp(now_ms);
+        org.accounts[i].deleted = true;
+        let id = org.accounts[i].id;
+        note(&mut report, "Accounts", id, "DELETE", "delete_account", t);
     }
     report.journals_added = org.journals.len() - journals_before;
     report.first_stamp = first.map(stamp_text);
@@ -175,6 +217,61 @@ fn find(org: &mut OrgData, pred: impl Fn(&Invoice) -> bool) -> Option<usize> {
     (0..n)
         .map(|k| (start + k) % n)
         .find(|&i| pred(&org.invoices.rows[i]))
+}
+
+/// A random contact matching `pred`, as [`find`] does for invoices.
+fn find_contact(org: &mut OrgData, pred: impl Fn(&Contact) -> bool) -> Option<usize> {
+    let n = org.contacts.len();
+    if n == 0 {
+        return None;
+    }
+    for _ in 0..64 {
+        let i = org.rng.gen_range(0..n);
+        if pred(&org.contacts.rows[i]) {
+            return Some(i);
+        }
+    }
+    let start = org.rng.gen_range(0..n);
+    (0..n)
+        .map(|k| (start + k) % n)
+        .find(|&i| pred(&org.contacts.rows[i]))
+}
+
+/// The last active account Xero would let go: not a system or bank
+/// account, never picked by the generator (so no later document uses it)
+/// and on no journal line.
+fn deletable_account(org: &OrgData) -> Option<usize> {
+    use super::chart;
+    let generated = |i: usize| {
+        [
+            chart::A_BANK,
+            chart::A_USD_BANK,
+            chart::A_SALES,
+            chart::A_OTHER_REVENUE,
+            chart::A_INTEREST,
+            chart::A_COGS,
+            chart::A_AR,
+            chart::A_AP,
+            chart::A_GST,
+            chart::A_DRAWINGS,
+            chart::A_FUNDS,
+        ]
+        .contains(&i)
+            || chart::EXPENSE_ACCOUNTS.contains(&i)
+    };
+    (0..org.accounts.len()).rev().find(|&i| {
+        let a = &org.accounts[i];
+        let d = a.def();
+        !a.deleted
+            && d.status == "ACTIVE"
+            && d.system.is_empty()
+            && !d.bank
+            && !generated(i)
+            && !org
+                .journals
+                .iter()
+                .any(|j| j.journal_lines.iter().any(|l| l.account == i))
+    })
 }
 
 fn today(t: Ms) -> Ms {
@@ -246,6 +343,23 @@ fn pay_invoice(org: &mut OrgData, i: usize, t: Ms, now_ms: Ms) -> (Uuid, Uuid) {
     let j = org.apply_payment(p, t);
     org.push_journal(j, true);
     (org.invoices.rows[i].id, pay_id)
+}
+
+/// Xero's answer to a GDPR request: the contact stays (documents point at
+/// it) with status GDPRREQUEST and its personal details gone.
+fn erase_contact(org: &mut OrgData, i: usize, t: Ms) -> Uuid {
+    let c = &mut org.contacts.rows[i];
+    c.contact_status = "GDPRREQUEST";
+    c.name = format!("Erased contact {}", c.contact_number);
+    c.first_name.clear();
+    c.last_name.clear();
+    c.email_address.clear();
+    c.bank_account_details.clear();
+    c.tax_number.clear();
+    c.addresses.clear();
+    c.phones.clear();
+    c.updated = t;
+    c.id
 }
 
 fn edit_contact(org: &mut OrgData, i: usize, t: Ms) -> Uuid {

@@ -256,7 +256,12 @@ impl<'a> Gen<'a> {
         for def in 0..CHART.len() {
             let id = self.d.new_id();
             let updated = setup + def as i64 * 60_000;
-            self.d.accounts.push(Account { id, def, updated });
+            self.d.accounts.push(Account {
+                id,
+                def,
+                updated,
+                deleted: false,
+            });
         }
         for def in 0..chart::ITEMS.len() {
             let id = self.d.new_id();

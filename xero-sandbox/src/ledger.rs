@@ -214,6 +214,7 @@ pub(crate) fn snapshot(org: &OrgData) -> Ledger {
     let accounts = org
         .accounts
         .iter()
+        .filter(|a| !a.deleted)
         .map(|a| {
             let d = a.def();
             LedgerAccount {

@@ -143,6 +143,10 @@ pub(crate) struct Account {
     pub id: Uuid,
     pub def: usize,
     pub updated: Ms,
+    /// Deleted (Xero deletes an account no transaction uses outright): it
+    /// stays in place, since documents find accounts by chart index, but no
+    /// listing shows it.
+    pub deleted: bool,
 }
 
 impl Account {

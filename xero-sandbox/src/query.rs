@@ -321,6 +321,10 @@ pub(crate) trait Listable: Row + Serialize {
     fn archived(&self) -> bool {
         false
     }
+    /// Deleted outright: never listed.
+    fn deleted(&self) -> bool {
+        false
+    }
     /// The key for `order=<field>` (field in lower case); `None` if the
     /// field cannot be ordered by.
     fn sort_key(&self, field: &str) -> Option<SortKey> {
@@ -453,6 +457,9 @@ impl Listable for ManualJournal {
 impl Listable for Account {
     fn status(&self) -> &str {
         self.def().status
+    }
+    fn deleted(&self) -> bool {
+        self.deleted
     }
     fn sort_key(&self, field: &str) -> Option<SortKey> {
         Some(match field {

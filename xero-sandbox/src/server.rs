@@ -707,10 +707,12 @@ fn unpaged<T: Listable>(
     let sel =
         query::select(name, rows, p, &org.cache, org.version).map_err(|BadQuery(m)| bad(m))?;
     match sel {
-        None => envelope(name, rows.iter(), None, false),
+        None => envelope(name, rows.iter().filter(|r| !r.deleted()), None, false),
         Some(sel) => envelope(
             name,
-            sel.iter().filter_map(|&i| rows.get(i as usize)),
+            sel.iter()
+                .filter_map(|&i| rows.get(i as usize))
+                .filter(|r| !r.deleted()),
             None,
             false,
         ),
@@ -761,7 +763,7 @@ fn respond(
                 let uuid = Uuid::parse_str(id.trim()).map_err(|_| missing())?;
                 envelope(
                     name,
-                    org.accounts.iter().filter(|a| a.id == uuid),
+                    org.accounts.iter().filter(|a| a.id == uuid && !a.deleted),
                     None,
                     false,
                 )

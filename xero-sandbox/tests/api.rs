@@ -257,6 +257,77 @@ async fn journals_page_by_offset_and_balance() {
 }
 
 #[tokio::test]
+async fn deleted_items_and_accounts_leave_their_listings_and_erased_contacts_say_so() {
+    let sandbox = Sandbox::start(config(200)).await.unwrap();
+    let api = client(&sandbox);
+    let ids = |records: &[Record]| -> BTreeSet<String> {
+        records.iter().map(|r| r.id().unwrap().to_owned()).collect()
+    };
+    let items = api
+        .fetch_all(ListRequest::new(Resource::Items))
+        .await
+        .unwrap();
+    let accounts = api
+        .fetch_all(ListRequest::new(Resource::Accounts))
+        .await
+        .unwrap();
+    let report = sandbox
+        .apply_changes(&ChangeRequest {
+            delete_items: 2,
+            delete_accounts: 1,
+            gdpr_contacts: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert!(report.shortfalls.is_empty(), "{report:?}");
+    let changed = |resource: &str| -> BTreeSet<String> {
+        report
+            .changed
+            .iter()
+            .filter(|c| c.resource == resource)
+            .map(|c| c.id.clone())
+            .collect()
+    };
+    let items_after = api
+        .fetch_all(ListRequest::new(Resource::Items))
+        .await
+        .unwrap();
+    let expected: BTreeSet<String> = ids(&items).difference(&changed("Items")).cloned().collect();
+    assert_eq!(ids(&items_after), expected);
+    let accounts_after = api
+        .fetch_all(ListRequest::new(Resource::Accounts))
+        .await
+        .unwrap();
+    let expected: BTreeSet<String> = ids(&accounts)
+        .difference(&changed("Accounts"))
+        .cloned()
+        .collect();
+    assert_eq!(ids(&accounts_after), expected);
+    assert_eq!(accounts_after.len() + 1, accounts.len());
+    // Only an account no journal line names goes.
+    let gone = changed("Accounts").into_iter().next().unwrap();
+    let journals = api
+        .fetch_all(ListRequest::new(Resource::Journals))
+        .await
+        .unwrap();
+    assert!(journals
+        .iter()
+        .all(|j| !j.as_value().to_string().contains(&gone)));
+    let erased = changed("Contacts").into_iter().next().unwrap();
+    let contacts = api
+        .fetch_all(ListRequest::new(Resource::Contacts).include_archived(true))
+        .await
+        .unwrap();
+    let contact = contacts
+        .iter()
+        .find(|c| c.id().unwrap() == erased)
+        .expect("the erased contact is still listed");
+    assert_eq!(contact.as_value()["ContactStatus"], "GDPRREQUEST");
+    assert_eq!(contact.as_value()["EmailAddress"], "");
+}
+
+#[tokio::test]
 async fn if_modified_since_returns_only_changes() {
     let sandbox = Sandbox::start(config(1_000)).await.unwrap();
     let api = client(&sandbox);
