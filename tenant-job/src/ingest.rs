@@ -7,6 +7,12 @@
 //! cursor. A run that stops anywhere leaves pages without a manifest, which
 //! nothing reads, and an unmoved cursor, so the next run fetches the same
 //! records again: nothing is lost and the merge at load time keeps one copy.
+//!
+//! A resource listed in full every run (every unpaged one, see
+//! [`Resource::listed_in_full`]) is fetched without `If-Modified-Since`, and
+//! its manifest is the complete listing, written even when it is empty (no
+//! pages, records 0): the load marks whatever the listing lacks as removed.
+//! Its cursor keeps no change stamp, only when it was last ingested.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -172,7 +178,8 @@ async fn ingest_resource(
     cursor: &Cursor,
 ) -> Result<(ResourceCounts, Option<Cursor>), IngestError> {
     let mut request = ListRequest::new(resource);
-    if resource.supports_if_modified_since() {
+    let in_full = resource.listed_in_full();
+    if resource.supports_if_modified_since() && !in_full {
         if let Some(since) = cursor.modified_since {
             request = request.modified_since(since);
         }
@@ -187,6 +194,10 @@ async fn ingest_resource(
     let mut counts = ResourceCounts::default();
     let mut entries = Vec::new();
     let mut next = cursor.clone();
+    if in_full {
+        // Nothing narrows the next listing: a stamp here would only mislead.
+        next.modified_since = None;
+    }
     let xero_err = |source| IngestError::Xero { resource, source };
     while let Some(page) = pager.next_page().await.map_err(xero_err)? {
         if page.records.is_empty() {
@@ -197,7 +208,9 @@ async fn ingest_resource(
             serde_json::to_writer(&mut body, record.as_value())
                 .map_err(|e| IngestError::Invalid(format!("encoding a {resource} record: {e}")))?;
             body.push(b'\n');
-            advance(&mut next, record)?;
+            if !in_full {
+                advance(&mut next, record)?;
+            }
         }
         counts.pages += 1;
         counts.records += page.records.len() as u64;
@@ -210,7 +223,9 @@ async fn ingest_resource(
         put(ctx, &key, body).await?;
         entries.push(entry);
     }
-    if entries.is_empty() {
+    // An empty incremental listing says nothing; an empty complete one
+    // says the resource has no records left, which its manifest records.
+    if entries.is_empty() && !in_full {
         return Ok((counts, None));
     }
     let manifest = Manifest {

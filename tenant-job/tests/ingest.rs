@@ -140,6 +140,38 @@ async fn a_first_ingest_takes_everything_and_later_ones_only_the_changes() {
         "{got} invoices for {} changed",
         changed_invoices.len()
     );
+    // Unpaged resources are listed in full every run (one call either way):
+    // every item and account is in this run's manifests, with no
+    // If-Modified-Since and no change stamp in the cursor.
+    for r in [Resource::Items, Resource::Accounts, Resource::Currencies] {
+        let m = manifest(&cloud, &id, r, "r3").await.expect("manifest");
+        assert_eq!(m.records, counts[r.name()].as_u64().expect("count"), "{r}");
+        assert_eq!(m.modified_since, None, "{r}");
+        assert_eq!(cursors(&cloud, &id).await[r.name()].modified_since, None);
+    }
+
+    // Every item deleted: the complete listing is empty, and its manifest
+    // says so (no pages, no records); still one call per resource.
+    let deleted = sandbox
+        .apply_changes(&ChangeRequest {
+            delete_items: 1_000,
+            ..ChangeRequest::default()
+        })
+        .await
+        .expect("changes");
+    assert_eq!(
+        deleted.changed.len() as u64,
+        counts["Items"].as_u64().expect("count")
+    );
+    let job = Job::open(support::job_config(dir.path(), &sandbox, &id, "r4"))
+        .await
+        .expect("open");
+    let fourth = job.ingest().await.expect("fourth ingest");
+    assert_eq!(fourth.calls, Resource::ALL.len() as u64, "{fourth:?}");
+    let m = manifest(&cloud, &id, Resource::Items, "r4")
+        .await
+        .expect("an empty listing's manifest");
+    assert!(m.pages.is_empty() && m.records == 0, "{m:?}");
 }
 
 #[tokio::test]

@@ -78,8 +78,10 @@ pub struct ResourceInfo {
     pub include_archived: bool,
     /// The field saying whether Xero still holds the record (`Status`,
     /// `ContactStatus`): Xero reports a deletion as a change to it
-    /// (DELETED, VOIDED, ARCHIVED), never by leaving the record out of an
-    /// `If-Modified-Since` listing.
+    /// (DELETED, VOIDED, ARCHIVED; a contact's GDPRREQUEST, once Xero erased
+    /// its personal data). An account or item deleted outright only leaves
+    /// the listing, which `If-Modified-Since` cannot show: see
+    /// [`Resource::listed_in_full`].
     pub status_field: Option<&'static str>,
 }
 
@@ -271,11 +273,14 @@ impl Resource {
         self.info().status_field
     }
 
-    /// Whether every run lists the resource in full (it has no change stamp
-    /// to send `If-Modified-Since` with), so that a record missing from a
-    /// listing is gone from Xero.
+    /// Whether every run lists the resource in full, so that a record
+    /// missing from a listing is gone from Xero: every unpaged resource (one
+    /// call either way, and few records; Accounts and Items can be deleted
+    /// outright, which no `If-Modified-Since` listing shows) and any without
+    /// a change stamp to send `If-Modified-Since` with.
     pub const fn listed_in_full(self) -> bool {
-        self.info().updated_field.is_none()
+        let info = self.info();
+        matches!(info.paging, Paging::None) || info.updated_field.is_none()
     }
 
     /// Paging kind.
@@ -284,6 +289,7 @@ impl Resource {
     }
 
     /// Whether `If-Modified-Since` narrows this resource (it has a stamp).
+    /// Ingestion sends it only for a resource not [`listed_in_full`](Self::listed_in_full).
     pub const fn supports_if_modified_since(self) -> bool {
         self.info().updated_field.is_some()
     }
@@ -331,6 +337,10 @@ mod tests {
         assert_eq!(Resource::Journals.paging(), Paging::Offset);
         assert_eq!(Resource::Accounts.paging(), Paging::None);
         assert!(!Resource::Currencies.supports_if_modified_since());
+        // Unpaged resources are listed in full every run, paged ones are not.
+        for r in Resource::ALL {
+            assert_eq!(r.listed_in_full(), r.paging() == Paging::None, "{r}");
+        }
         // Every resource documented as paged in the spec pages by page.
         for r in [
             Resource::Invoices,

@@ -248,9 +248,11 @@ impl Books {
         for resource in Resource::ALL {
             let cursor = self.cursors.get(&resource).cloned().unwrap_or_default();
             let mut request = ListRequest::new(resource);
-            if let (true, Some(since)) =
-                (resource.supports_if_modified_since(), cursor.modified_since)
-            {
+            let in_full = resource.listed_in_full();
+            if let (true, Some(since)) = (
+                resource.supports_if_modified_since() && !in_full,
+                cursor.modified_since,
+            ) {
                 request = request.modified_since(since);
             }
             if let (Paging::Offset, Some(offset)) = (resource.paging(), cursor.journal_offset) {
@@ -263,14 +265,15 @@ impl Books {
                 .await
                 .unwrap_or_else(|e| panic!("fetching {resource}: {e}"));
             tracing::debug!(%resource, records = records.len(), ms = started.elapsed().as_millis(), "fetched");
-            if records.is_empty() {
+            // An empty complete listing still leaves its manifest.
+            if records.is_empty() && !in_full {
                 continue;
             }
             let mut next = cursor.clone();
             let mut lines = Vec::with_capacity(records.len());
             for record in &records {
                 lines.push(serde_json::to_string(record.as_value()).expect("encode"));
-                if let Some(t) = record.updated_at().expect("stamp") {
+                if let (false, Some(t)) = (in_full, record.updated_at().expect("stamp")) {
                     if next.modified_since.is_none_or(|c| t > c) {
                         next.modified_since = Some(t);
                     }
@@ -287,7 +290,7 @@ impl Books {
                 run_id,
                 &lines,
                 page_size,
-                cursor.modified_since,
+                cursor.modified_since.filter(|_| !in_full),
                 OffsetDateTime::now_utc(),
             )
             .await;
