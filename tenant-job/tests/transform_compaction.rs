@@ -111,7 +111,7 @@ async fn removals(t: &Tenant, table: &str, status_field: &str) -> Vec<Vec<Value>
             "SELECT id, json_extract_string(record, '$.{status_field}') AS status, xero_status, \
                     epoch_ms(removed_at), epoch_ms(COALESCE(updated_at, fetched_at)), removed_run_id, run_id \
                FROM {table} \
-              WHERE removed_at IS NOT NULL OR json_extract_string(record, '$.{status_field}') IN ('DELETED', 'VOIDED', 'ARCHIVED') \
+              WHERE removed_at IS NOT NULL OR json_extract_string(record, '$.{status_field}') IN ('DELETED', 'VOIDED', 'ARCHIVED', 'GDPRREQUEST') \
               ORDER BY id"
         ),
     )
@@ -217,7 +217,12 @@ async fn compaction_keeps_what_a_rebuild_needs_and_the_rebuild_gives_the_same_ta
     );
     // Reference data listed in full every run keeps one manifest each (tax
     // rates also the listing that first said one was deleted).
-    for resource in [Resource::Currencies, Resource::Organisation] {
+    for resource in [
+        Resource::Currencies,
+        Resource::Organisation,
+        Resource::Items,
+        Resource::Accounts,
+    ] {
         let left = manifests(&tenant)
             .await
             .into_iter()
@@ -746,4 +751,273 @@ async fn full_resyncs_leave_one_copy_of_the_raw_pages() {
         .await
         .expect("rebuild");
     assert_eq!(snapshots(&tenant).await, before);
+}
+
+/// The latest fetch of `table`'s rows from `run` (epoch ms).
+async fn fetched_in(t: &Tenant, table: &str, run: &str) -> Value {
+    t.rows(
+        &t.raw,
+        &format!("SELECT max(epoch_ms(fetched_at)) FROM {table} WHERE run_id = '{run}'"),
+    )
+    .await[0][0]
+        .clone()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deleted_items_and_accounts_and_erased_contacts_are_marked_removed() {
+    transform::set_load_batch_bytes(400_000);
+    let (_dir, adapters) = open_cloud();
+    let tenant = provision(&adapters, "acme").await;
+    let mut books = Books::start(150, 59).await;
+    books.ingest(&tenant, "run-1", 50).await;
+    transform::run(&tenant.context("run-1"))
+        .await
+        .expect("first");
+
+    // Xero deletes items and an unused account outright (they only leave
+    // their listings) and erases contacts on a GDPR request.
+    let changes = books
+        .sandbox
+        .apply_changes(&ChangeRequest {
+            delete_items: 2,
+            delete_accounts: 1,
+            gdpr_contacts: 2,
+            ..Default::default()
+        })
+        .await
+        .expect("changes");
+    assert!(changes.shortfalls.is_empty(), "{changes:?}");
+    let gone = |resource: &str| -> Vec<String> {
+        let ids: BTreeSet<String> = changes
+            .changed
+            .iter()
+            .filter(|c| c.resource == resource)
+            .map(|c| c.id.clone())
+            .collect();
+        ids.into_iter().collect()
+    };
+    let (items, accounts, erased) = (gone("Items"), gone("Accounts"), gone("Contacts"));
+    assert_eq!((items.len(), accounts.len(), erased.len()), (2, 1, 2));
+    books.ingest(&tenant, "run-2", 50).await;
+    let report = transform::run(&tenant.context("run-2"))
+        .await
+        .expect("second");
+    assert!(report.compaction.error.is_none(), "{:?}", report.compaction);
+    assert_compacted(&tenant, "after the deletions").await;
+
+    // Removed at the fetch of the complete listing that lacked them, by its
+    // run (an archived account listed again is removed by its status, by
+    // the run of its kept version); the rest is the listing.
+    let truth = books.truth();
+    for (resource, ids) in [(Resource::Items, &items), (Resource::Accounts, &accounts)] {
+        let table = resource.storage_name();
+        let at = fetched_in(&tenant, &table, "run-2").await;
+        let removed = tenant
+            .rows(
+                &tenant.raw,
+                &format!(
+                    "SELECT id, epoch_ms(removed_at), run_id FROM {table} \
+                     WHERE removed_run_id = 'run-2' AND run_id <> 'run-2' ORDER BY id"
+                ),
+            )
+            .await;
+        let expected: Vec<Vec<Value>> = ids
+            .iter()
+            .map(|id| vec![Value::from(id.as_str()), at.clone(), Value::from("run-1")])
+            .collect();
+        assert_eq!(removed, expected, "{table}");
+        let listed = tenant
+            .rows(
+                &tenant.raw,
+                &format!("SELECT count(*) FROM {table} WHERE run_id = 'run-2'"),
+            )
+            .await;
+        assert_eq!(listed[0][0], truth["counts"][resource.name()], "{table}");
+    }
+    // Erased contacts: GDPRREQUEST is a removal status, at the change stamp.
+    assert!(assert_marked_by_status(&tenant, Resource::Contacts, "erasures").await >= 2);
+    let list = erased
+        .iter()
+        .map(|id| format!("'{id}'"))
+        .collect::<Vec<_>>()
+        .join(", ");
+    let rows = tenant
+        .rows(
+            &tenant.raw,
+            &format!(
+                "SELECT xero_status, removed_run_id, removed_at = updated_at, \
+                        json_extract_string(record, '$.EmailAddress') \
+                   FROM contacts WHERE id IN ({list})"
+            ),
+        )
+        .await;
+    assert_eq!(
+        rows,
+        vec![
+            vec![
+                Value::from("GDPRREQUEST"),
+                Value::from("run-2"),
+                Value::from(true),
+                Value::from("")
+            ];
+            2
+        ]
+    );
+
+    // Listed again without them: nothing changes for the removed rows,
+    // whose first listing without them stays as the evidence.
+    let removed_before = tenant
+        .rows(
+            &tenant.raw,
+            "SELECT id, removed_at, removed_run_id FROM items WHERE removed_at IS NOT NULL \
+             UNION ALL SELECT id, removed_at, removed_run_id FROM accounts WHERE removed_run_id <> run_id \
+             ORDER BY id",
+        )
+        .await;
+    books.ingest(&tenant, "run-3", 50).await;
+    transform::run(&tenant.context("run-3"))
+        .await
+        .expect("third");
+    assert_compacted(&tenant, "after listing them again").await;
+    let removed_after = tenant
+        .rows(
+            &tenant.raw,
+            "SELECT id, removed_at, removed_run_id FROM items WHERE removed_at IS NOT NULL \
+             UNION ALL SELECT id, removed_at, removed_run_id FROM accounts WHERE removed_run_id <> run_id \
+             ORDER BY id",
+        )
+        .await;
+    assert_eq!(removed_after, removed_before);
+    for resource in [Resource::Items, Resource::Accounts] {
+        assert!(exists(&tenant, &raw::manifest_key(resource, "run-2")).await);
+    }
+
+    let before = snapshots(&tenant).await;
+    transform::rebuild(&tenant.context("rebuild"))
+        .await
+        .expect("rebuild");
+    assert_eq!(snapshots(&tenant).await, before, "after the rebuild");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_empty_complete_listing_marks_every_row_removed_and_is_kept_as_the_evidence() {
+    transform::set_load_batch_bytes(400_000);
+    let (_dir, adapters) = open_cloud();
+    let tenant = provision(&adapters, "acme").await;
+    let mut books = Books::start(100, 61).await;
+    books.ingest(&tenant, "run-1", 50).await;
+    transform::run(&tenant.context("run-1"))
+        .await
+        .expect("first");
+    let raw_count = |sql: &'static str| {
+        let tenant = tenant.clone();
+        async move {
+            tenant.rows(&tenant.raw, sql).await[0][0]
+                .as_i64()
+                .expect("count")
+        }
+    };
+    let items = raw_count("SELECT count(*) FROM items").await;
+    assert!(items > 0);
+
+    // Every item deleted: the complete listing comes back empty, and its
+    // manifest (no pages, records 0) says so.
+    let deleted = books
+        .sandbox
+        .apply_changes(&ChangeRequest {
+            delete_items: 1_000,
+            ..Default::default()
+        })
+        .await
+        .expect("changes");
+    assert_eq!(deleted.changed.len() as i64, items);
+    books.ingest(&tenant, "run-2", 50).await;
+    let key = raw::manifest_key(Resource::Items, "run-2");
+    let manifest: raw::Manifest =
+        serde_json::from_slice(&tenant.get(&key).await).expect("manifest");
+    assert!(
+        manifest.pages.is_empty() && manifest.records == 0,
+        "{manifest:?}"
+    );
+    let report = transform::run(&tenant.context("run-2"))
+        .await
+        .expect("second");
+    assert!(report.manifests.contains(&key), "{:?}", report.manifests);
+    assert!(report.compaction.error.is_none(), "{:?}", report.compaction);
+    // Every row removed at the listing's fetch, by its run.
+    let removed = tenant
+        .rows(
+            &tenant.raw,
+            &format!(
+                "SELECT count(*) FROM items WHERE removed_run_id = 'run-2' \
+                 AND epoch_ms(removed_at) = {}",
+                ms(manifest.completed_at)
+            ),
+        )
+        .await;
+    assert_eq!(removed[0][0], items);
+    assert_eq!(
+        raw_count("SELECT count(*) FROM items WHERE removed_at IS NULL").await,
+        0
+    );
+    // The empty manifest is the evidence of those removals: kept.
+    assert_compacted(&tenant, "after the empty listing").await;
+    assert!(exists(&tenant, &key).await);
+
+    // Loading it twice changes nothing.
+    let before = snapshots(&tenant).await;
+    let mut state = loaded(&tenant).await;
+    assert!(state.manifests.remove(&key));
+    tenant
+        .put(LOADED_KEY, serde_json::to_vec(&state).expect("loaded"))
+        .await;
+    let report = transform::run(&tenant.context("again"))
+        .await
+        .expect("again");
+    assert_eq!(report.manifests, vec![key.clone()]);
+    assert_eq!(snapshots(&tenant).await, before, "loaded twice");
+    assert!(loaded(&tenant).await.manifests.contains(&key));
+
+    // Another empty listing removes nothing more, so it is not evidence of
+    // anything and goes; the first stays.
+    books.ingest(&tenant, "run-3", 50).await;
+    let later = raw::manifest_key(Resource::Items, "run-3");
+    assert!(exists(&tenant, &later).await);
+    transform::run(&tenant.context("run-3"))
+        .await
+        .expect("third");
+    assert_compacted(&tenant, "after a second empty listing").await;
+    assert!(!exists(&tenant, &later).await, "{later} kept");
+    assert!(exists(&tenant, &key).await, "{key} gone");
+
+    // Loading what is left from scratch marks them alike.
+    let before = snapshots(&tenant).await;
+    transform::rebuild(&tenant.context("rebuild"))
+        .await
+        .expect("rebuild");
+    assert_eq!(snapshots(&tenant).await, before, "after the rebuild");
+
+    // A resource that never had a record: its empty listings load to an
+    // empty table, so they are needed by nothing and go.
+    let other = provision(&adapters, "empty").await;
+    let now = OffsetDateTime::now_utc();
+    for (i, run) in ["e-1", "e-2"].into_iter().enumerate() {
+        write_run(
+            &other,
+            Resource::TrackingCategories,
+            run,
+            &[],
+            10,
+            None,
+            now + Duration::seconds(i as i64),
+        )
+        .await;
+    }
+    let report = transform::run(&other.context("e-2"))
+        .await
+        .expect("empty listings");
+    assert_eq!(report.manifests.len(), 2, "{:?}", report.manifests);
+    assert_eq!(report.compaction.manifests, 2, "{:?}", report.compaction);
+    assert!(manifests(&other).await.is_empty());
+    assert!(loaded(&other).await.manifests.is_empty());
 }

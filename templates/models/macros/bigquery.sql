@@ -132,7 +132,7 @@ ALTER TABLE {{ table }} ADD COLUMN IF NOT EXISTS removed_run_id STRING;
 {%- endmacro raw_upgrade -%}
 
 {%- macro removal_statuses() -%}
-('DELETED', 'VOIDED', 'ARCHIVED')
+('DELETED', 'VOIDED', 'ARCHIVED', 'GDPRREQUEST')
 {%- endmacro removal_statuses -%}
 
 {%- macro raw_backfill(table, status_field) -%}

@@ -189,9 +189,12 @@ ALTER TABLE {{ table }} ADD COLUMN IF NOT EXISTS removed_at TIMESTAMP;
 ALTER TABLE {{ table }} ADD COLUMN IF NOT EXISTS removed_run_id VARCHAR;
 {%- endmacro raw_upgrade -%}
 
-{#- The statuses by which Xero says a record is gone (deleted, voided, archived). -#}
+{#-
+  The statuses by which Xero says a record is gone (deleted, voided,
+  archived; a contact's GDPRREQUEST: Xero erased its personal data).
+-#}
 {%- macro removal_statuses() -%}
-('DELETED', 'VOIDED', 'ARCHIVED')
+('DELETED', 'VOIDED', 'ARCHIVED', 'GDPRREQUEST')
 {%- endmacro removal_statuses -%}
 
 {#-

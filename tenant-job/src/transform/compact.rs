@@ -7,7 +7,9 @@
 //! version in another manifest. Its manifest and pages are deleted and its
 //! key leaves `state/loaded.json`. What stays is exactly what loading from
 //! scratch needs for the same raw tables: each row's version, and each
-//! removal's evidence.
+//! removal's evidence (an empty complete listing that marked rows removed
+//! stays as long as they name it). A resource's raw table without rows
+//! names no run: its manifests go only if none holds a record.
 //!
 //! Crash-safe: what is about to go is written to `state/compaction.json`
 //! first; then the objects are deleted (the manifest before its pages, so no
@@ -250,16 +252,15 @@ pub(crate) async fn compact(ctx: &TransformContext) -> Result<CompactionReport, 
     let mut marker = Compaction::default();
     for resource in Resource::ALL {
         let prefix = raw::resource_prefix(resource);
-        let Some(runs) = kept.get(&resource.storage_name()) else {
-            // An empty raw table with manifests recorded as loaded is not
-            // "nothing needed": the table was lost or emptied, and only a
-            // rebuild may say what it needs.
-            continue;
-        };
+        // A raw table without rows names no run: see below for when its
+        // manifests may go.
+        let runs = kept.get(&resource.storage_name());
         let candidates: Vec<&String> = loaded
             .manifests
             .iter()
-            .filter(|key| manifest_run(key, &prefix).is_some_and(|run| !runs.contains(run)))
+            .filter(|key| {
+                manifest_run(key, &prefix).is_some_and(|run| runs.is_none_or(|r| !r.contains(run)))
+            })
             .collect();
         if candidates.is_empty() {
             continue;
@@ -275,10 +276,12 @@ pub(crate) async fn compact(ctx: &TransformContext) -> Result<CompactionReport, 
             ctx.bucket
         )))?;
         let sizes: BTreeMap<&str, u64> = listed.iter().map(|o| (o.key.as_str(), o.size)).collect();
+        let mut superseded = Compaction::default();
+        let mut holds_records = false;
         for key in candidates {
             let Some(&size) = sizes.get(key.as_str()) else {
                 // Deleted behind our back: it only leaves loaded.json.
-                marker.manifests.push(key.clone());
+                superseded.manifests.push(key.clone());
                 continue;
             };
             let bytes = retrying(|| ctx.cloud.objects.get_object(&ctx.cred, &ctx.bucket, key))
@@ -288,12 +291,13 @@ pub(crate) async fn compact(ctx: &TransformContext) -> Result<CompactionReport, 
                 .map_err(|e| bad_raw(key, format!("not a manifest: {e}")))?;
             // The table names the run the manifest says, which is normally
             // its folder; when they differ, the manifest's word counts.
-            if runs.contains(&manifest.run_id) {
+            if runs.is_some_and(|r| r.contains(&manifest.run_id)) {
                 continue;
             }
-            marker.manifests.push(key.clone());
-            marker.objects.push(key.clone());
-            marker.bytes += size;
+            holds_records |= manifest.records > 0;
+            superseded.manifests.push(key.clone());
+            superseded.objects.push(key.clone());
+            superseded.bytes += size;
             for page in &manifest.pages {
                 if !page.key.starts_with(&prefix) {
                     return Err(bad_raw(
@@ -301,10 +305,21 @@ pub(crate) async fn compact(ctx: &TransformContext) -> Result<CompactionReport, 
                         format!("page {} is not under {prefix}", page.key),
                     ));
                 }
-                marker.objects.push(page.key.clone());
-                marker.bytes += sizes.get(page.key.as_str()).copied().unwrap_or(0);
+                superseded.objects.push(page.key.clone());
+                superseded.bytes += sizes.get(page.key.as_str()).copied().unwrap_or(0);
             }
         }
+        if runs.is_none() && holds_records {
+            // An empty raw table with records loaded into it is not
+            // "nothing needed": the table was lost or emptied, and only a
+            // rebuild may say what it needs. Empty listings alone (a
+            // resource that has no records) load from scratch to the same
+            // empty table, so they go.
+            continue;
+        }
+        marker.manifests.extend(superseded.manifests);
+        marker.objects.extend(superseded.objects);
+        marker.bytes += superseded.bytes;
     }
     if marker.manifests.is_empty() {
         return Ok(CompactionReport::default());

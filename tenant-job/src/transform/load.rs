@@ -18,7 +18,9 @@
 //! Each row also says whether Xero removed the record (`xero_status`,
 //! `removed_at`, `removed_run_id`): from the record's status, and for a
 //! resource Xero lists in full, from a complete listing that lacks it (the
-//! same script marks those rows after the resource's last merge).
+//! same script marks those rows after the resource's last merge). A complete
+//! listing that came back empty is a manifest with no pages: it marks every
+//! row of its resource fetched before it, by a statement of its own.
 //!
 //! A compaction left unfinished (see `compact.rs`) is finished before
 //! anything is read; loading from scratch (`rebuild`) forgets what was
@@ -265,6 +267,27 @@ pub(crate) async fn load_all(
         }
         pages += objects.len();
         records += objects.iter().map(|o| o.lines).sum::<u64>();
+    }
+    // A resource whose pending manifests hold no page (an empty complete
+    // listing: everything it had is gone) is in no batch; its listings mark
+    // the rows on their own, without a load of no objects (which BigQuery
+    // would refuse). Marking again changes nothing.
+    for (resource, p) in &pending {
+        if !p.pages.is_empty() || p.listings.is_empty() {
+            continue;
+        }
+        let sql = renderer.mark_unlisted(*resource, &p.listings)?;
+        retrying(|| {
+            ctx.cloud
+                .warehouse
+                .execute(&ctx.cred, &ctx.raw_dataset, &sql)
+        })
+        .await
+        .map_err(|source| TransformError::Load {
+            resource: resource.name().to_owned(),
+            manifest: names(p.manifests.iter().map(|(k, _)| k.as_str())),
+            source,
+        })?;
     }
     tracing::debug!(
         pages,
