@@ -277,6 +277,9 @@ pub fn print_run(run: &RunRecord, format: OutputFormat) -> anyhow::Result<()> {
     if let Some(m) = &run.message {
         println!("  message   {m}");
     }
+    for line in raw_upkeep(run) {
+        println!("  {line}");
+    }
     let counts = run_counts(run);
     if !counts.is_empty() {
         let mut table = Table::new();
@@ -314,6 +317,58 @@ pub fn print_run(run: &RunRecord, format: OutputFormat) -> anyhow::Result<()> {
         println!("{}", warnings_table(&warnings));
     }
     Ok(())
+}
+
+/// Whether the run's transform rebuilt the raw tables and what its
+/// compaction deleted, from the job's summary (nothing for runs from before
+/// they were reported, or that did not transform).
+fn raw_upkeep(run: &RunRecord) -> Vec<String> {
+    let Some(t) = run.summary.as_ref().and_then(|s| s.get("transform")) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    if let Some(rebuilt) = t.get("rebuilt").and_then(serde_json::Value::as_bool) {
+        out.push(format!(
+            "rebuilt   {}",
+            if rebuilt {
+                "yes (the raw tables were loaded from scratch)"
+            } else {
+                "no"
+            }
+        ));
+    }
+    if let Some(c) = t.get("compaction").filter(|c| c.is_object()) {
+        let n = |k: &str| c.get(k).and_then(serde_json::Value::as_u64).unwrap_or(0);
+        out.push(format!(
+            "compacted {} manifest{}, {} page{}, {} of superseded raw pages deleted",
+            n("manifests"),
+            if n("manifests") == 1 { "" } else { "s" },
+            n("pages"),
+            if n("pages") == 1 { "" } else { "s" },
+            human_bytes(n("bytes"))
+        ));
+        if let Some(e) = c.get("error").and_then(serde_json::Value::as_str) {
+            out.push(format!(
+                "          stopped part-way (the next run finishes it): {e}"
+            ));
+        }
+    }
+    out
+}
+
+/// Bytes in the largest unit that keeps the number at least 1.
+fn human_bytes(bytes: u64) -> String {
+    const UNITS: [&str; 4] = ["KiB", "MiB", "GiB", "TiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
 }
 
 /// The data tests that warned, from the job's summary (none for older runs).
@@ -639,9 +694,41 @@ mod tests {
             assert!(table.contains(needle), "{needle} missing from\n{table}");
         }
         // Runs from before severities, and runs that did not transform.
+        assert!(raw_upkeep(&run(None)).is_empty());
         assert!(run_warnings(&run(None)).is_empty());
         assert!(
             run_warnings(&run(Some(serde_json::json!({"transform": {"models": []}})))).is_empty()
         );
+    }
+
+    #[test]
+    fn runs_show_says_whether_it_rebuilt_and_what_compaction_deleted() {
+        let summary = serde_json::json!({
+            "transform": {
+                "models": [],
+                "rebuilt": true,
+                "compaction": {"manifests": 3, "pages": 1, "bytes": 2_621_440, "error": "injected"},
+            },
+        });
+        assert_eq!(
+            raw_upkeep(&run(Some(summary))),
+            vec![
+                "rebuilt   yes (the raw tables were loaded from scratch)".to_owned(),
+                "compacted 3 manifests, 1 page, 2.5 MiB of superseded raw pages deleted".to_owned(),
+                "          stopped part-way (the next run finishes it): injected".to_owned(),
+            ]
+        );
+        let summary = serde_json::json!({
+            "transform": {"rebuilt": false, "compaction": {"manifests": 0, "pages": 0, "bytes": 0}},
+        });
+        assert_eq!(
+            raw_upkeep(&run(Some(summary))),
+            vec![
+                "rebuilt   no".to_owned(),
+                "compacted 0 manifests, 0 pages, 0 B of superseded raw pages deleted".to_owned(),
+            ]
+        );
+        assert_eq!(human_bytes(1023), "1023 B");
+        assert_eq!(human_bytes(1536), "1.5 KiB");
     }
 }
