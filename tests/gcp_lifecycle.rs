@@ -254,11 +254,12 @@ async fn gcp_emulators_and_contract_server_a_tenant_from_provisioning_through_a_
         );
     }
 
-    // A second sync after edits, voids and archived contacts merges into
-    // the raw tables on BigQuery (upgraded in place, removals marked) and
-    // compacts the manifests it superseded (the organisation and
-    // currencies are listed in full every run); loading what is left from
-    // scratch gives the same raw tables.
+    // A second sync after edits, voids, archived and erased contacts, an
+    // account deleted and every item deleted merges into the raw tables on
+    // BigQuery (upgraded in place, removals marked: the items by an empty
+    // complete listing, a manifest with no pages) and compacts the
+    // manifests it superseded (unpaged resources are listed in full every
+    // run); loading what is left from scratch gives the same raw tables.
     sandbox
         .apply_changes(&xero_sandbox::ChangeRequest {
             create: 3,
@@ -266,6 +267,9 @@ async fn gcp_emulators_and_contract_server_a_tenant_from_provisioning_through_a_
             void: 2,
             pay: 2,
             contacts: 5,
+            gdpr_contacts: 1,
+            delete_accounts: 1,
+            delete_items: 1_000,
             ..Default::default()
         })
         .await
@@ -334,12 +338,53 @@ async fn gcp_emulators_and_contract_server_a_tenant_from_provisioning_through_a_
         .await
         .expect("voided");
     assert!(voided.rows[0][0].as_i64() > Some(0), "{voided:?}");
+    let count = |sql: &'static str| {
+        let (cloud, cred, dataset) = (cloud.clone(), tenant_cred.clone(), naming::raw_dataset(&id));
+        async move {
+            cloud
+                .warehouse
+                .query(
+                    &cred,
+                    &QueryRequest {
+                        dataset,
+                        sql: sql.into(),
+                        max_rows: 10,
+                        timeout: Duration::from_secs(30),
+                        max_bytes: None,
+                    },
+                )
+                .await
+                .unwrap_or_else(|e| panic!("{sql}: {e}"))
+                .rows[0][0]
+                .as_i64()
+        }
+    };
+    let items_run = raw_rows("items").await;
+    assert!(!items_run.is_empty());
+    assert_eq!(
+        count("SELECT COUNT(*) FROM items WHERE removed_at IS NULL OR removed_run_id IS NULL")
+            .await,
+        Some(0),
+        "every item is marked removed by the empty listing"
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM accounts WHERE removed_at IS NOT NULL AND removed_run_id <> run_id").await,
+        Some(1),
+        "the deleted account"
+    );
+    assert_eq!(
+        count("SELECT COUNT(*) FROM contacts WHERE xero_status = 'GDPRREQUEST' AND removed_at = updated_at AND removed_run_id = run_id").await,
+        Some(1),
+        "the erased contact"
+    );
     let tables = [
         "invoices",
         "contacts",
         "currencies",
         "organisation",
         "taxrates",
+        "items",
+        "accounts",
     ];
     let mut before = Vec::new();
     for table in tables {
