@@ -52,6 +52,10 @@ pub enum ReconcileError {
 /// Tenants read at a time by [`Reconciler::reconcile_all`].
 pub const PASS_PAGE: u32 = 1_000;
 
+/// Cells whose resources a pass lists at once (each cell is a project of
+/// its own, so they share no quota).
+const CELLS_LISTED_AT_ONCE: usize = 8;
+
 /// How transient cloud errors are retried (the one policy of `cloud::retry`).
 pub use cloud::retry::RetryPolicy;
 
@@ -300,12 +304,22 @@ impl Reconciler {
             };
             let last_page = tenants.len() < PASS_PAGE as usize;
             after = Some(last.id.clone());
+            // The page's cells not listed yet, several at once: each is its
+            // own project with its own quotas, and on Google a cell's
+            // listings are round trips, so 100 cells one after another
+            // would dominate the pass.
+            let mut new_cells: HashMap<Option<String>, &TenantRecord> = HashMap::new();
             for (t, _) in &tenants {
                 if !observed.contains_key(&t.cell) {
-                    let seen = self.observe_cell(t).await;
-                    observed.insert(t.cell.clone(), seen);
+                    new_cells.entry(t.cell.clone()).or_insert(t);
                 }
             }
+            let listed: Vec<(Option<String>, Option<Arc<Observed>>)> = stream::iter(new_cells)
+                .map(|(cell, t)| async move { (cell, self.observe_cell(t).await) })
+                .buffer_unordered(CELLS_LISTED_AT_ONCE)
+                .collect()
+                .await;
+            observed.extend(listed);
             reports.extend(self.reconcile_page(tenants, &resources, &observed).await);
             if last_page {
                 break;
