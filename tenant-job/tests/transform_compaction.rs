@@ -944,14 +944,15 @@ async fn an_empty_complete_listing_marks_every_row_removed_and_is_kept_as_the_ev
         .expect("second");
     assert!(report.manifests.contains(&key), "{:?}", report.manifests);
     assert!(report.compaction.error.is_none(), "{:?}", report.compaction);
-    // Every row removed at the listing's fetch, by its run.
+    // Every row removed at the listing's fetch (to the microsecond a
+    // TIMESTAMP holds), by its run.
     let removed = tenant
         .rows(
             &tenant.raw,
             &format!(
                 "SELECT count(*) FROM items WHERE removed_run_id = 'run-2' \
-                 AND epoch_ms(removed_at) = {}",
-                ms(manifest.completed_at)
+                 AND abs(epoch_us(removed_at) - {}) <= 1",
+                manifest.completed_at.unix_timestamp_nanos() / 1_000
             ),
         )
         .await;
