@@ -7,8 +7,9 @@
 //! sets itself ([`RUNNER_ENV`]: `LEDGERLAKE_DATA_DIR`, `LEDGERLAKE_JOB_NAME`,
 //! `LEDGERLAKE_EXECUTION_ID`, `LEDGERLAKE_SERVICE_ACCOUNT`, and
 //! `LEDGERLAKE_MASTER_KEY` only when the runner was configured with a key),
-//! and from this process only [`INHERITED_ENV`] (`PATH`, `RUST_LOG`) when
-//! set. Its stdout and stderr go to
+//! and from this process only [`INHERITED_ENV`] (`PATH`, `RUST_LOG`, and
+//! the local warehouse's `LEDGERLAKE_LOCAL_DUCKDB_MEMORY_MIB` and
+//! `LEDGERLAKE_LOCAL_DUCKDB_THREADS`) when set. Its stdout and stderr go to
 //! `jobs/executions/<job>/<id>.log`; its record, `…/<id>.json`, says Running
 //! with the pid until a task of this process that waits for the child writes
 //! Succeeded or Failed (with the exit code). If the process that started an
@@ -85,8 +86,15 @@ pub const RUNNER_ENV: [&str; 5] = [
 ];
 
 /// The only variables an execution takes from this process, when set: where
-/// programs are found, and the log filter. Nothing else is inherited.
-pub const INHERITED_ENV: [&str; 2] = ["PATH", "RUST_LOG"];
+/// programs are found, the log filter, and the local warehouse's limits (so
+/// a job's DuckDB works within what the operator set for this machine).
+/// Nothing else is inherited.
+pub const INHERITED_ENV: [&str; 4] = [
+    "PATH",
+    "RUST_LOG",
+    crate::warehouse::MEMORY_ENV,
+    crate::warehouse::THREADS_ENV,
+];
 
 /// `jobs/executions/<job>/<id>.json`.
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -30,7 +30,9 @@
 //!   jobs/executions/<job>/<id>.json   an execution: state, pid, exit code, times
 //!   jobs/executions/<job>/<id>.log    its stdout and stderr
 //!   locks/*.lock                      cross-process locks for read-modify-write (IAM, secrets, jobs)
-//!   tmp/                              temporary files; renamed into place, so writes are atomic
+//!   tmp/                              temporary files; renamed into place, so writes are atomic;
+//!                                     `duckdb-<uuid>/` while a DuckDB connection spills past
+//!                                     LEDGERLAKE_LOCAL_DUCKDB_MEMORY_MIB (default 160)
 //! ```
 //!
 //! Every name (bucket, dataset, secret, job, email) is a single path segment
@@ -69,7 +71,9 @@ pub use policies::PolicyCache;
 pub use secrets::{
     parse_master_key, KeyRotation, LocalSecretStore, MASTER_KEY_ENV, NEW_MASTER_KEY_ENV,
 };
-pub use warehouse::{LocalWarehouse, TABLE_RULE};
+pub use warehouse::{
+    DuckDbLimits, LocalWarehouse, DEFAULT_MEMORY_MIB, MEMORY_ENV, TABLE_RULE, THREADS_ENV,
+};
 
 use cloud::error::{CloudError, CloudResult};
 use cloud::Cloud;
@@ -198,10 +202,13 @@ impl LocalAdapters {
             config.master_key.as_deref(),
         )?);
         let identity = Arc::new(LocalIdentity::new(layout.clone(), policies));
+        let limits = DuckDbLimits::from_env()?;
         tracing::debug!(data_dir = %config.data_dir.display(), project = %config.project, "opened the local cloud");
         Ok(LocalAdapters {
             objects: Arc::new(LocalObjectStore::new(layout.clone(), auth.clone())),
-            warehouse: Arc::new(LocalWarehouse::new(layout.clone(), auth.clone())),
+            warehouse: Arc::new(
+                LocalWarehouse::new(layout.clone(), auth.clone()).with_limits(limits),
+            ),
             jobs: Arc::new(
                 LocalJobRunner::with_max_running(layout.clone(), max_jobs)
                     .with_master_key(config.master_key.as_deref())

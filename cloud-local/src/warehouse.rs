@@ -49,6 +49,83 @@ const INTERRUPT_REPEAT: Duration = Duration::from_millis(50);
 pub const TABLE_RULE: &str =
     "a table name is 1 to 128 characters of ASCII letters, digits and '_', not starting with a digit";
 
+/// DuckDB's memory limit in MiB for every connection to a dataset (loading,
+/// building the models, data tests, publishing, queries); unset:
+/// [`DEFAULT_MEMORY_MIB`].
+pub const MEMORY_ENV: &str = "LEDGERLAKE_LOCAL_DUCKDB_MEMORY_MIB";
+/// DuckDB's threads for every connection; unset: one per core.
+pub const THREADS_ENV: &str = "LEDGERLAKE_LOCAL_DUCKDB_THREADS";
+/// Measured: a job's peak then stays near 300 MiB at 100,000 and 400,000
+/// invoices, the models' builds about as fast as without a limit
+/// (BENCHMARKS.md).
+pub const DEFAULT_MEMORY_MIB: u32 = 160;
+
+/// What a DuckDB connection may use. Beyond the memory limit DuckDB spills
+/// rather than growing, into a directory of its own under the data
+/// directory's `tmp/` (`duckdb-<uuid>`: readers of one file in several
+/// processes must not share one; DuckDB removes it on close, `tmp/`'s sweep
+/// after a crash). A connection that writes does not keep insertion order:
+/// no table's rows have an order, and keeping it holds rows back in memory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DuckDbLimits {
+    pub memory_mib: u32,
+    /// `None`: DuckDB's default, one thread per core.
+    pub threads: Option<u32>,
+}
+
+impl Default for DuckDbLimits {
+    fn default() -> Self {
+        DuckDbLimits {
+            memory_mib: DEFAULT_MEMORY_MIB,
+            threads: None,
+        }
+    }
+}
+
+impl DuckDbLimits {
+    /// From [`MEMORY_ENV`] and [`THREADS_ENV`]; a value that is not a whole
+    /// number above 0 is refused.
+    pub fn from_env() -> CloudResult<Self> {
+        let number = |name: &'static str| -> CloudResult<Option<u32>> {
+            match std::env::var(name) {
+                Ok(v) if !v.trim().is_empty() => v
+                    .trim()
+                    .parse::<u32>()
+                    .ok()
+                    .filter(|n| *n > 0)
+                    .map(Some)
+                    .ok_or_else(|| {
+                        CloudError::permanent(
+                            name,
+                            format!("must be a whole number above 0, not {}", shown(&v)),
+                        )
+                    }),
+                _ => Ok(None),
+            }
+        };
+        Ok(DuckDbLimits {
+            memory_mib: number(MEMORY_ENV)?.unwrap_or(DEFAULT_MEMORY_MIB),
+            threads: number(THREADS_ENV)?,
+        })
+    }
+
+    /// `db` is the database file: under `warehouse/` (or `tmp/` while it
+    /// is created), so `tmp/` is beside its folder.
+    fn apply(self, config: Config, db: &Path) -> duckdb::Result<Config> {
+        let mut config = config.with("memory_limit", format!("{}MiB", self.memory_mib))?;
+        if let Some(root) = db.parent().and_then(Path::parent) {
+            let spill = root
+                .join("tmp")
+                .join(format!("duckdb-{}", uuid::Uuid::new_v4().simple()));
+            config = config.with("temp_directory", spill.to_string_lossy())?;
+        }
+        match self.threads {
+            Some(n) => config.threads(i64::from(n)),
+            None => Ok(config),
+        }
+    }
+}
+
 fn dataset_resource(name: &str) -> String {
     format!("dataset {name}")
 }
@@ -95,13 +172,27 @@ fn duck_err(resource: &str, e: &duckdb::Error) -> CloudError {
 /// Settings every connection gets: no extension is ever installed or loaded
 /// (nothing is fetched from the network), and no file but the database itself
 /// may be touched.
-fn base_config(resource: &str, mode: AccessMode) -> CloudResult<Config> {
-    config_with_access(resource, mode, false)
+fn base_config(
+    resource: &str,
+    mode: AccessMode,
+    db: &Path,
+    limits: DuckDbLimits,
+) -> CloudResult<Config> {
+    config_with_access(resource, mode, false, db, limits)
 }
 
-fn config_with_access(resource: &str, mode: AccessMode, external: bool) -> CloudResult<Config> {
+/// `limits` go first: DuckDB refuses a temporary directory once external
+/// access is off.
+fn config_with_access(
+    resource: &str,
+    mode: AccessMode,
+    external: bool,
+    db: &Path,
+    limits: DuckDbLimits,
+) -> CloudResult<Config> {
     let build = || -> duckdb::Result<Config> {
-        Config::default()
+        limits
+            .apply(Config::default(), db)?
             .access_mode(mode)?
             .enable_autoload_extension(false)?
             .with("autoinstall_known_extensions", "false")?
@@ -111,9 +202,22 @@ fn config_with_access(resource: &str, mode: AccessMode, external: bool) -> Cloud
     build().map_err(|e| duck_err(resource, &e))
 }
 
+/// The configuration of a connection to `db` that writes: read-write,
+/// `limits` applied, insertion order not kept.
+fn writer_config(
+    resource: &str,
+    db: &Path,
+    external: bool,
+    limits: DuckDbLimits,
+) -> CloudResult<Config> {
+    config_with_access(resource, AccessMode::ReadWrite, external, db, limits)?
+        .with("preserve_insertion_order", "false")
+        .map_err(|e| duck_err(resource, &e))
+}
+
 /// Opens the dataset read-only, confined to its own file, configuration locked.
-fn open_read_only(resource: &str, path: &Path) -> CloudResult<Connection> {
-    let config = base_config(resource, AccessMode::ReadOnly)?
+fn open_read_only(resource: &str, path: &Path, limits: DuckDbLimits) -> CloudResult<Connection> {
+    let config = base_config(resource, AccessMode::ReadOnly, path, limits)?
         .with("lock_configuration", "true")
         .map_err(|e| duck_err(resource, &e))?;
     Connection::open_with_flags(path, config).map_err(|e| duck_err(resource, &e))
@@ -149,9 +253,9 @@ fn open_read_write(
 }
 
 /// Opens the dataset for writing, confined to its own file, configuration locked.
-fn open_writer(resource: &str, path: &Path) -> CloudResult<Connection> {
+fn open_writer(resource: &str, path: &Path, limits: DuckDbLimits) -> CloudResult<Connection> {
     open_read_write(resource, path, || {
-        base_config(resource, AccessMode::ReadWrite)?
+        writer_config(resource, path, false, limits)?
             .with("lock_configuration", "true")
             .map_err(|e| duck_err(resource, &e))
     })
@@ -160,9 +264,14 @@ fn open_writer(resource: &str, path: &Path) -> CloudResult<Connection> {
 /// Opens the dataset for writing with read access to exactly the files
 /// `allowed` (the NDJSON being loaded): external access is disabled right
 /// after opening, with those paths excepted, and the configuration locked.
-fn open_loader(resource: &str, path: &Path, allowed: &[&Path]) -> CloudResult<Connection> {
+fn open_loader(
+    resource: &str,
+    path: &Path,
+    allowed: &[&Path],
+    limits: DuckDbLimits,
+) -> CloudResult<Connection> {
     let conn = open_read_write(resource, path, || {
-        config_with_access(resource, AccessMode::ReadWrite, true)
+        writer_config(resource, path, true, limits)
     })?;
     let allowed = allowed
         .iter()
@@ -173,7 +282,7 @@ fn open_loader(resource: &str, path: &Path, allowed: &[&Path]) -> CloudResult<Co
         })
         .collect::<CloudResult<Vec<_>>>()?;
     conn.execute_batch(&format!(
-        "SET allowed_paths = [{}]; SET preserve_insertion_order = false; \
+        "SET allowed_paths = [{}]; \
          SET enable_external_access = false; SET lock_configuration = true;",
         allowed.join(", ")
     ))
@@ -190,9 +299,10 @@ fn open_with_sources(
     resource: &str,
     path: &Path,
     sources: &[(String, std::path::PathBuf)],
+    limits: DuckDbLimits,
 ) -> CloudResult<Connection> {
     let conn = open_read_write(resource, path, || {
-        config_with_access(resource, AccessMode::ReadWrite, true)
+        writer_config(resource, path, true, limits)
     })?;
     let mut setup = String::new();
     for (name, file) in sources {
@@ -242,7 +352,7 @@ fn create_database_file(layout: &Layout, name: &str) -> CloudResult<()> {
     let tmp = layout
         .tmp_dir()
         .join(format!("{}.duckdb", uuid::Uuid::new_v4().simple()));
-    let built = open_writer(&resource, &tmp).and_then(|conn| {
+    let built = open_writer(&resource, &tmp, DuckDbLimits::default()).and_then(|conn| {
         conn.execute_batch("CHECKPOINT")
             .map_err(|e| duck_err(&resource, &e))
     });
@@ -295,6 +405,7 @@ fn load_blocking(
     table: &str,
     ndjson: &[u8],
     mode: WriteMode,
+    limits: DuckDbLimits,
 ) -> CloudResult<u64> {
     let resource = format!("table {table} in dataset {dataset}");
     let path = existing_file(layout, dataset)?;
@@ -310,7 +421,7 @@ fn load_blocking(
     file.write_all(ndjson)
         .and_then(|()| file.flush())
         .map_err(|e| fsio::io_fail(&resource, file.path(), &e))?;
-    let conn = open_loader(&resource, &path, &[file.path()])?;
+    let conn = open_loader(&resource, &path, &[file.path()], limits)?;
     let source = quote_literal(&file.path().to_string_lossy());
     let target = format!("main.{}", quote_ident(table));
     let run = |sql: &str| conn.execute_batch(sql).map_err(|e| duck_err(&resource, &e));
@@ -379,6 +490,7 @@ fn load_lines_blocking(
     bucket: &str,
     objects: &[ExpectedObject],
     then: &str,
+    limits: DuckDbLimits,
 ) -> CloudResult<Vec<LoadedObject>> {
     let resource = format!("table {table} in dataset {dataset}");
     let path = existing_file(layout, dataset)?;
@@ -406,7 +518,7 @@ fn load_lines_blocking(
         CloudError::permanent(&resource, "the data directory's path is not UTF-8")
     })?;
     let allowed: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
-    let conn = open_loader(&resource, &path, &allowed)?;
+    let conn = open_loader(&resource, &path, &allowed, limits)?;
     let target = format!("temp.main.{}", quote_ident(table));
     let run = |sql: &str| conn.execute_batch(sql).map_err(|e| duck_err(&resource, &e));
     let fail = |e: duckdb::Error| duck_err(&resource, &e);
@@ -508,10 +620,14 @@ fn current_database(conn: &Connection, resource: &str) -> CloudResult<String> {
         .map_err(|e| duck_err(resource, &e))
 }
 
-fn list_tables_blocking(layout: &Layout, dataset: &str) -> CloudResult<Vec<TableInfo>> {
+fn list_tables_blocking(
+    layout: &Layout,
+    dataset: &str,
+    limits: DuckDbLimits,
+) -> CloudResult<Vec<TableInfo>> {
     let resource = dataset_resource(dataset);
     let path = existing_file(layout, dataset)?;
-    let conn = open_read_only(&resource, &path)?;
+    let conn = open_read_only(&resource, &path, limits)?;
     let names = |sql: &str| -> CloudResult<Vec<String>> {
         let mut stmt = conn.prepare(sql).map_err(|e| duck_err(&resource, &e))?;
         let rows = stmt
@@ -564,6 +680,7 @@ fn capped(sql: &str, limit: usize) -> String {
 fn query_blocking(
     layout: &Layout,
     readers: &Readers,
+    limits: DuckDbLimits,
     req: &QueryRequest,
     handle_tx: oneshot::Sender<Arc<InterruptHandle>>,
     timed_out: &AtomicBool,
@@ -573,7 +690,9 @@ fn query_blocking(
     // A writer in another process (a job refreshing the dataset) holds the
     // file for a while: wait for it within the query's time, then say so.
     let conn = loop {
-        match readers.connection(&resource, &path, || open_read_only(&resource, &path)) {
+        match readers.connection(&resource, &path, || {
+            open_read_only(&resource, &path, limits)
+        }) {
             Ok(conn) => break conn,
             Err(CloudError::Transient { .. }) if !timed_out.load(Ordering::SeqCst) => {
                 std::thread::sleep(Duration::from_millis(25));
@@ -650,16 +769,25 @@ pub struct LocalWarehouse {
     locks: Arc<DatasetLocks>,
     /// Read-only opens kept between queries.
     readers: Readers,
+    limits: DuckDbLimits,
 }
 
 impl LocalWarehouse {
+    /// With the default [`DuckDbLimits`].
     pub fn new(layout: Arc<Layout>, auth: Authoriser) -> Self {
         LocalWarehouse {
             layout,
             auth,
             locks: Arc::new(StdMutex::new(HashMap::new())),
             readers: Readers::new(),
+            limits: DuckDbLimits::default(),
         }
+    }
+
+    /// What its DuckDB connections may use.
+    pub fn with_limits(mut self, limits: DuckDbLimits) -> Self {
+        self.limits = limits;
+        self
     }
 
     /// The dataset's lock: queries share it (read-only opens of one file
@@ -805,8 +933,11 @@ impl Warehouse for LocalWarehouse {
     async fn list_tables(&self, cred: &Credential, dataset: &str) -> CloudResult<Vec<TableInfo>> {
         self.authorise(cred, dataset, Permission::Read).await?;
         let name = dataset.to_owned();
-        self.with_dataset(dataset, move |layout| list_tables_blocking(layout, &name))
-            .await
+        let limits = self.limits;
+        self.with_dataset(dataset, move |layout| {
+            list_tables_blocking(layout, &name, limits)
+        })
+        .await
     }
 
     async fn load_ndjson(
@@ -819,9 +950,9 @@ impl Warehouse for LocalWarehouse {
     ) -> CloudResult<u64> {
         validate_table(dataset, table)?;
         self.authorise(cred, dataset, Permission::Write).await?;
-        let (name, table) = (dataset.to_owned(), table.to_owned());
+        let (name, table, limits) = (dataset.to_owned(), table.to_owned(), self.limits);
         self.with_dataset(dataset, move |layout| {
-            load_blocking(layout, &name, &table, &ndjson, mode)
+            load_blocking(layout, &name, &table, &ndjson, mode, limits)
         })
         .await
     }
@@ -848,20 +979,20 @@ impl Warehouse for LocalWarehouse {
             )
             .await?;
         let (name, table, bucket) = (dataset.to_owned(), table.to_owned(), bucket.to_owned());
-        let (objects, then) = (objects.to_vec(), then.to_owned());
+        let (objects, then, limits) = (objects.to_vec(), then.to_owned(), self.limits);
         self.with_dataset(dataset, move |layout| {
-            load_lines_blocking(layout, &name, &table, &bucket, &objects, &then)
+            load_lines_blocking(layout, &name, &table, &bucket, &objects, &then, limits)
         })
         .await
     }
 
     async fn execute(&self, cred: &Credential, dataset: &str, sql: &str) -> CloudResult<()> {
         self.authorise(cred, dataset, Permission::Write).await?;
-        let (name, sql) = (dataset.to_owned(), sql.to_owned());
+        let (name, sql, limits) = (dataset.to_owned(), sql.to_owned(), self.limits);
         self.with_dataset(dataset, move |layout| {
             let resource = dataset_resource(&name);
             let path = existing_file(layout, &name)?;
-            let conn = open_writer(&resource, &path)?;
+            let conn = open_writer(&resource, &path, limits)?;
             conn.execute_batch(&sql)
                 .map_err(|e| duck_err(&resource, &e))
         })
@@ -900,7 +1031,7 @@ impl Warehouse for LocalWarehouse {
         }
         let layout = self.layout.clone();
         let readers = self.readers.clone();
-        let (name, sql) = (dataset.to_owned(), sql.to_owned());
+        let (name, sql, limits) = (dataset.to_owned(), sql.to_owned(), self.limits);
         fsio::blocking(&dataset_resource(dataset), move || {
             let _guards = guards;
             let _notice = WriterNotice::announce(&readers, &layout.dataset_file(&name));
@@ -910,7 +1041,7 @@ impl Warehouse for LocalWarehouse {
                 .into_iter()
                 .map(|s| existing_file(&layout, &s).map(|p| (s, p)))
                 .collect::<CloudResult<Vec<_>>>()?;
-            let conn = open_with_sources(&resource, &path, &attached)?;
+            let conn = open_with_sources(&resource, &path, &attached, limits)?;
             conn.execute_batch(&sql)
                 .map_err(|e| duck_err(&resource, &e))
         })
@@ -935,9 +1066,10 @@ impl Warehouse for LocalWarehouse {
         let request = req.clone();
         let layout = self.layout.clone();
         let readers = self.readers.clone();
+        let limits = self.limits;
         let mut task = tokio::task::spawn_blocking(move || {
             let _guard = guard;
-            query_blocking(&layout, &readers, &request, handle_tx, &flag)
+            query_blocking(&layout, &readers, limits, &request, handle_tx, &flag)
         });
         let joined = match tokio::time::timeout_at(deadline, &mut task).await {
             Ok(joined) => joined,
@@ -981,11 +1113,11 @@ mod tests {
         let mine = dir.path().join("mine.duckdb");
         let theirs = dir.path().join("theirs.duckdb");
         for path in [&mine, &theirs] {
-            let conn = open_writer("d", path).expect("writer");
+            let conn = open_writer("d", path, DuckDbLimits::default()).expect("writer");
             conn.execute_batch("CREATE TABLE t AS SELECT 1 AS x")
                 .expect("create");
         }
-        let conn = open_read_only("d", &mine).expect("read-only");
+        let conn = open_read_only("d", &mine, DuckDbLimits::default()).expect("read-only");
         let n: i64 = conn
             .query_row("SELECT count(*) FROM t", [], |r| r.get(0))
             .expect("reads its own table");
@@ -1028,14 +1160,20 @@ mod tests {
     fn the_loader_reads_exactly_its_files() {
         let dir = tempfile::TempDir::new().expect("tempdir");
         let db = dir.path().join("d.duckdb");
-        drop(open_writer("d", &db).expect("create"));
+        drop(open_writer("d", &db, DuckDbLimits::default()).expect("create"));
         let allowed = dir.path().join("in.ndjson");
         let also = dir.path().join("also.ndjson");
         let other = dir.path().join("other.ndjson");
         for p in [&allowed, &also, &other] {
             fs::write(p, "{\"a\": 1}\n").expect("write");
         }
-        let conn = open_loader("d", &db, &[allowed.as_path(), also.as_path()]).expect("loader");
+        let conn = open_loader(
+            "d",
+            &db,
+            &[allowed.as_path(), also.as_path()],
+            DuckDbLimits::default(),
+        )
+        .expect("loader");
         let lit = |p: &Path| quote_literal(&p.to_string_lossy());
         for sql in [
             format!("SELECT count(*) FROM read_json({})", lit(&allowed)),
