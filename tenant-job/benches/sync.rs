@@ -15,6 +15,9 @@
 //! (`cargo build --workspace --bins` first: the bench runs the binary as
 //! built.)
 //!
+//! With `LEDGERLAKE_BENCH_KEEP=1` the data directory of the first sync is
+//! kept (its path is printed), to look at its datasets afterwards.
+//!
 //! Run: `cargo bench --workspace --bench sync`
 
 #[path = "../tests/support/mod.rs"]
@@ -178,6 +181,9 @@ async fn main() -> anyhow::Result<()> {
 
     // Limits off.
     let dir = tempfile::tempdir()?;
+    if std::env::var_os("LEDGERLAKE_BENCH_KEEP").is_some_and(|v| v == "1") {
+        println!("data directory kept: {}", dir.path().display());
+    }
     let t = Instant::now();
     let sandbox = company(
         invoices,
@@ -256,6 +262,9 @@ async fn main() -> anyhow::Result<()> {
         load_secs / floor_secs
     );
     sandbox.shutdown().await;
+    if std::env::var_os("LEDGERLAKE_BENCH_KEEP").is_some_and(|v| v == "1") {
+        let _kept = dir.keep();
+    }
 
     let rss_sizes: Vec<usize> = std::env::var("LEDGERLAKE_BENCH_JOB_RSS")
         .unwrap_or_default()
