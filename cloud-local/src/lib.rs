@@ -32,7 +32,7 @@
 //!   locks/*.lock                      cross-process locks for read-modify-write (IAM, secrets, jobs)
 //!   tmp/                              temporary files; renamed into place, so writes are atomic;
 //!                                     `duckdb-<uuid>/` while a DuckDB connection spills past
-//!                                     LEDGERLAKE_LOCAL_DUCKDB_MEMORY_MIB (default 160)
+//!                                     LEDGERLAKE_LOCAL_DUCKDB_MEMORY_MIB (default 192)
 //! ```
 //!
 //! Every name (bucket, dataset, secret, job, email) is a single path segment
