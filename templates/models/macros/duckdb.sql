@@ -244,8 +244,15 @@ INSERT INTO ledgerlake_pages VALUES
 ({{ self::string_literal(value=p.key) }}, {{ self::string_literal(value=p.run_id) }}, CAST({{ self::string_literal(value=p.fetched_at) }} AS TIMESTAMP), {{ p.manifest }}, {{ p.page }}){% if not loop.last %},{% endif %}
 {% endfor -%};
 {%- set streak = status_field and not updated_field %}
+-- The latest version of each record is chosen over its keys and place
+-- (object, line) only; its text joins back from the load table afterwards,
+-- so the sort never moves the records' JSON (which, under the connection's
+-- memory limit, would spill to disk).
 CREATE TEMP TABLE ledgerlake_incoming AS
-SELECT id, updated_at, record, run_id, fetched_at, xero_status,
+SELECT w.id, w.updated_at, l.text AS record, w.run_id, w.fetched_at, w.xero_status,
+       w.removed_at, w.removed_run_id, w.whole_streak
+  FROM (
+SELECT id, updated_at, object, line, run_id, fetched_at, xero_status,
        CASE WHEN removed THEN {% if streak %}streak_at{% else %}COALESCE(updated_at, fetched_at){% endif %} END AS removed_at,
        CASE WHEN removed THEN {% if streak %}streak_run{% else %}run_id{% endif %} END AS removed_run_id,
        {% if streak %}removed AND last_live IS NULL{% else %}FALSE{% endif %} AS whole_streak
@@ -284,11 +291,11 @@ SELECT id, updated_at, record, run_id, fetched_at, xero_status,
                        {%- else -%}
                        CAST(NULL AS VARCHAR)
                        {%- endif %} AS xero_status,
-                       f.record, p.run_id, p.fetched_at, p.manifest, p.page, f.line
+                       f.object, p.run_id, p.fetched_at, p.manifest, p.page, f.line
                   FROM (
-                      SELECT object, line, record, fields[1] AS id_json{% if updated_field %}, fields[2] AS stamp_json{% endif %}{% if status_field %}, fields[{% if updated_field %}3{% else %}2{% endif %}] AS status_json{% endif %} FROM (
+                      SELECT object, line, fields[1] AS id_json{% if updated_field %}, fields[2] AS stamp_json{% endif %}{% if status_field %}, fields[{% if updated_field %}3{% else %}2{% endif %}] AS status_json{% endif %} FROM (
                           -- One parse of the record for every field.
-                          SELECT l.object, l.line, l.text AS record,
+                          SELECT l.object, l.line,
                                  json_extract(l.text, ['$.{{ id_field }}'{% if updated_field %}, '$.{{ updated_field }}'{% endif %}{% if status_field %}, '$.{{ status_field }}'{% endif %}]) AS fields
                             FROM {{ load }} AS l
                       )
@@ -298,7 +305,9 @@ SELECT id, updated_at, record, run_id, fetched_at, xero_status,
           )
       )
   )
-QUALIFY row_number() OVER (PARTITION BY id ORDER BY updated_at DESC NULLS LAST, fetched_at DESC, manifest DESC, page DESC, line DESC) = 1;
+QUALIFY row_number() OVER (PARTITION BY id ORDER BY updated_at DESC NULLS LAST, fetched_at DESC, manifest DESC, page DESC, line DESC) = 1
+  ) AS w
+  JOIN {{ load }} AS l ON l.object = w.object AND l.line = w.line;
 DELETE FROM ledgerlake_incoming AS i USING {{ target }} AS t
  WHERE t.id = i.id
    AND (COALESCE(t.updated_at, TIMESTAMP '0001-01-01') > COALESCE(i.updated_at, TIMESTAMP '0001-01-01')
