@@ -31,7 +31,7 @@ use cloud::CloudError;
 use job_contract::raw::{self, Compaction, Manifest};
 use xero::resources::Resource;
 
-use super::load::{read_loaded_state, write_loaded};
+use super::load::{list_prefix, read_loaded_state, storage, write_loaded};
 use super::{retrying, TransformContext, TransformError};
 
 /// Objects deleted at once.
@@ -59,10 +59,6 @@ impl CompactionReport {
         self.pages += other.pages;
         self.bytes += other.bytes;
     }
-}
-
-fn storage(what: String) -> impl FnOnce(CloudError) -> TransformError {
-    move |source| TransformError::Storage { what, source }
 }
 
 fn bad_raw(key: &str, reason: impl Into<String>) -> TransformError {
@@ -265,16 +261,7 @@ pub(crate) async fn compact(ctx: &TransformContext) -> Result<CompactionReport, 
         if candidates.is_empty() {
             continue;
         }
-        let listed = retrying(|| {
-            ctx.cloud
-                .objects
-                .list_objects(&ctx.cred, &ctx.bucket, &prefix)
-        })
-        .await
-        .map_err(storage(format!(
-            "listing {prefix} in bucket {}",
-            ctx.bucket
-        )))?;
+        let listed = list_prefix(ctx, &prefix).await?;
         let sizes: BTreeMap<&str, u64> = listed.iter().map(|o| (o.key.as_str(), o.size)).collect();
         let mut superseded = Compaction::default();
         let mut holds_records = false;

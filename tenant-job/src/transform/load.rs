@@ -35,7 +35,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 use xero::resources::Resource;
 
-use cloud::ports::{ExpectedObject, LoadedObject, QueryRequest};
+use cloud::ports::{ExpectedObject, LoadedObject, ObjectInfo, QueryRequest};
 use cloud::CloudError;
 
 use super::compact::{self, CompactionReport};
@@ -75,8 +75,36 @@ fn bad_raw(key: &str, reason: impl Into<String>) -> TransformError {
     }
 }
 
-fn storage(what: String) -> impl FnOnce(CloudError) -> TransformError {
+pub(super) fn storage(what: String) -> impl FnOnce(CloudError) -> TransformError {
     move |source| TransformError::Storage { what, source }
+}
+
+/// Every object under `prefix` in the tenant's bucket.
+pub(super) async fn list_prefix(
+    ctx: &TransformContext,
+    prefix: &str,
+) -> Result<Vec<ObjectInfo>, TransformError> {
+    retrying(|| {
+        ctx.cloud
+            .objects
+            .list_objects(&ctx.cred, &ctx.bucket, prefix)
+    })
+    .await
+    .map_err(storage(format!(
+        "listing {prefix} in bucket {}",
+        ctx.bucket
+    )))
+}
+
+/// Runs `sql` on the raw dataset, retried while the warehouse says so.
+async fn execute_raw(ctx: &TransformContext, sql: &str) -> Result<(), CloudError> {
+    retrying(|| {
+        ctx.cloud
+            .warehouse
+            .execute(&ctx.cred, &ctx.raw_dataset, sql)
+    })
+    .await
+    .map(|_| ())
 }
 
 fn rfc3339(t: OffsetDateTime) -> Result<String, String> {
@@ -164,13 +192,7 @@ pub(crate) async fn load_all(
     if rebuild {
         forget_loaded(ctx).await?;
         let sql = renderer.drop_raw_tables(&Resource::ALL);
-        retrying(|| {
-            ctx.cloud
-                .warehouse
-                .execute(&ctx.cred, &ctx.raw_dataset, &sql)
-        })
-        .await
-        .map_err(storage(format!(
+        execute_raw(ctx, &sql).await.map_err(storage(format!(
             "dropping the raw tables of dataset {} to load them from scratch",
             ctx.raw_dataset
         )))?;
@@ -191,13 +213,7 @@ pub(crate) async fn load_all(
     if let Err(e) = ctx.cloud.warehouse.query(&ctx.cred, &probe).await {
         tracing::info!(reason = %e, dataset = %ctx.raw_dataset, "creating or upgrading the raw tables");
         let sql = renderer.raw_tables(&Resource::ALL)?;
-        retrying(|| {
-            ctx.cloud
-                .warehouse
-                .execute(&ctx.cred, &ctx.raw_dataset, &sql)
-        })
-        .await
-        .map_err(storage(format!(
+        execute_raw(ctx, &sql).await.map_err(storage(format!(
             "creating the raw tables in dataset {}",
             ctx.raw_dataset
         )))?;
@@ -277,17 +293,13 @@ pub(crate) async fn load_all(
             continue;
         }
         let sql = renderer.mark_unlisted(*resource, &p.listings)?;
-        retrying(|| {
-            ctx.cloud
-                .warehouse
-                .execute(&ctx.cred, &ctx.raw_dataset, &sql)
-        })
-        .await
-        .map_err(|source| TransformError::Load {
-            resource: resource.name().to_owned(),
-            manifest: names(p.manifests.iter().map(|(k, _)| k.as_str())),
-            source,
-        })?;
+        execute_raw(ctx, &sql)
+            .await
+            .map_err(|source| TransformError::Load {
+                resource: resource.name().to_owned(),
+                manifest: names(p.manifests.iter().map(|(k, _)| k.as_str())),
+                source,
+            })?;
     }
     tracing::debug!(
         pages,
@@ -342,16 +354,7 @@ async fn pending_manifests(
     sizes: &mut BTreeMap<String, u64>,
 ) -> Result<Vec<(String, Manifest)>, TransformError> {
     let prefix = raw::resource_prefix(resource);
-    let objects = retrying(|| {
-        ctx.cloud
-            .objects
-            .list_objects(&ctx.cred, &ctx.bucket, &prefix)
-    })
-    .await
-    .map_err(storage(format!(
-        "listing {prefix} in bucket {}",
-        ctx.bucket
-    )))?;
+    let objects = list_prefix(ctx, &prefix).await?;
     let mut pending = Vec::new();
     for object in objects {
         sizes.insert(object.key.clone(), object.size);
