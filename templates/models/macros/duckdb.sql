@@ -291,16 +291,19 @@ SELECT id, updated_at, object, line, run_id, fetched_at, xero_status,
                        {%- else -%}
                        CAST(NULL AS VARCHAR)
                        {%- endif %} AS xero_status,
-                       f.object, p.run_id, p.fetched_at, p.manifest, p.page, f.line
+                       f.object, f.run_id, f.fetched_at, f.manifest, f.page, f.line
                   FROM (
-                      SELECT object, line, fields[1] AS id_json{% if updated_field %}, fields[2] AS stamp_json{% endif %}{% if status_field %}, fields[{% if updated_field %}3{% else %}2{% endif %}] AS status_json{% endif %} FROM (
-                          -- One parse of the record for every field.
-                          SELECT l.object, l.line,
+                      SELECT object, line, run_id, fetched_at, manifest, page, fields[1] AS id_json{% if updated_field %}, fields[2] AS stamp_json{% endif %}{% if status_field %}, fields[{% if updated_field %}3{% else %}2{% endif %}] AS status_json{% endif %} FROM (
+                          -- Only this resource's lines (the load table holds
+                          -- the whole batch's): joined to its pages before
+                          -- the parse, which would otherwise run on every
+                          -- line. One parse of the record for every field.
+                          SELECT l.object, l.line, p.run_id, p.fetched_at, p.manifest, p.page,
                                  json_extract(l.text, ['$.{{ id_field }}'{% if updated_field %}, '$.{{ updated_field }}'{% endif %}{% if status_field %}, '$.{{ status_field }}'{% endif %}]) AS fields
                             FROM {{ load }} AS l
+                            JOIN ledgerlake_pages AS p ON p.object = l.object
                       )
                   ) AS f
-                  JOIN ledgerlake_pages AS p ON p.object = f.object
               )
           )
       )
