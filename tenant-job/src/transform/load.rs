@@ -269,18 +269,28 @@ pub(crate) async fn load_all(
                 listings,
             });
         }
+        let rendering = Instant::now();
         let mut script = String::new();
         for part in &parts {
             script.push_str(&part.script(renderer)?);
         }
+        let rendered = rendering.elapsed();
         let objects: Vec<ExpectedObject> = parts
             .iter()
             .flat_map(|part| part.objects.iter().cloned())
             .collect();
+        let loading = Instant::now();
         match load(ctx, &objects, &script).await {
             Ok(read) => check_read(&objects, &read)?,
             Err(source) => return Err(blame(ctx, renderer, &parts, source).await),
         }
+        tracing::debug!(
+            pages = objects.len(),
+            resources = parts.len(),
+            render_ms = rendered.as_millis(),
+            load_ms = loading.elapsed().as_millis(),
+            "batch loaded and merged"
+        );
         pages += objects.len();
         records += objects.iter().map(|o| o.lines).sum::<u64>();
     }
