@@ -23,6 +23,7 @@
 //! | `LEDGERLAKE_JOB_NAME` | `job_name` | the jobs runner |
 //! | `LEDGERLAKE_EXECUTION_ID` | `execution_id` | the jobs runner |
 //! | `RUST_LOG` | `log_filter` | whoever starts the run (optional) |
+//! | `MALLOC_ARENA_MAX` | `malloc_arenas` | the job definition ([`JOB_MALLOC_ARENAS`]); read by the C library, not the job |
 //!
 //! Secrets never reach a job definition (the plan writes only the plain
 //! part), and `Debug` prints neither the client secret nor the master key.
@@ -59,10 +60,20 @@ pub const XERO_CLIENT_SECRET: &str = "LEDGERLAKE_XERO_CLIENT_SECRET";
 pub const XERO_PER_MINUTE: &str = "LEDGERLAKE_XERO_PER_MINUTE";
 /// The job's log filter (`tracing_subscriber`'s `EnvFilter` syntax).
 pub const LOG_FILTER: &str = "RUST_LOG";
+/// glibc's limit on its malloc arenas, read by the C library as the job
+/// starts (the job itself never reads it).
+pub const MALLOC_ARENA_MAX: &str = "MALLOC_ARENA_MAX";
+
+/// The malloc arenas every job definition allows: with glibc's default
+/// (eight per core, one taken by each thread that allocates: the runtime's
+/// and DuckDB's) memory freed in one arena is not reused by another, and
+/// `tenant-job sync` peaked at 317–319 MiB on 100,000 invoices; with two,
+/// at 287–291 MiB on 100,000 and 290 MiB on 400,000 (BENCHMARKS.md).
+pub const JOB_MALLOC_ARENAS: u32 = 2;
 
 /// Every variable a job receives: the allow-list. Nothing else is passed to
 /// a run.
-pub const NAMES: [&str; 13] = [
+pub const NAMES: [&str; 14] = [
     TENANT,
     RUN_ID,
     EXECUTION_ID,
@@ -76,6 +87,7 @@ pub const NAMES: [&str; 13] = [
     XERO_CLIENT_SECRET,
     XERO_PER_MINUTE,
     LOG_FILTER,
+    MALLOC_ARENA_MAX,
 ];
 
 /// The variables holding secrets: never written into a job definition.
@@ -102,6 +114,8 @@ pub struct JobEnvironment {
     pub xero_client_secret: Option<SecretString>,
     pub xero_per_minute: Option<u32>,
     pub log_filter: Option<String>,
+    /// `MALLOC_ARENA_MAX`.
+    pub malloc_arenas: Option<u32>,
 }
 
 /// A variable of the job's environment that is missing or invalid. Never
@@ -131,6 +145,7 @@ impl JobEnvironment {
             xero_client_secret: None,
             xero_per_minute: None,
             log_filter: None,
+            malloc_arenas: None,
         }
     }
 
@@ -149,6 +164,10 @@ impl JobEnvironment {
             .map(|n| n.trim().parse::<u32>())
             .transpose()
             .map_err(|e| invalid(XERO_PER_MINUTE, format!("not a number of calls: {e}")))?;
+        let malloc_arenas = get(MALLOC_ARENA_MAX)
+            .map(|n| n.trim().parse::<u32>())
+            .transpose()
+            .map_err(|e| invalid(MALLOC_ARENA_MAX, format!("not a number of arenas: {e}")))?;
         Ok(JobEnvironment {
             tenant,
             run_id: get(RUN_ID),
@@ -163,6 +182,7 @@ impl JobEnvironment {
             xero_client_secret: get(XERO_CLIENT_SECRET).map(SecretString::new),
             xero_per_minute,
             log_filter: get(LOG_FILTER),
+            malloc_arenas,
         })
     }
 
@@ -172,7 +192,7 @@ impl JobEnvironment {
     /// [`without_secrets`](Self::without_secrets)).
     pub fn to_env(&self) -> Vec<(&'static str, String)> {
         let secret = |s: &Option<SecretString>| s.as_ref().map(|s| s.expose_secret().to_owned());
-        let values: [(&'static str, Option<String>); 13] = [
+        let values: [(&'static str, Option<String>); 14] = [
             (TENANT, Some(self.tenant.to_string())),
             (RUN_ID, self.run_id.clone()),
             (EXECUTION_ID, self.execution_id.clone()),
@@ -192,6 +212,7 @@ impl JobEnvironment {
             (XERO_CLIENT_SECRET, secret(&self.xero_client_secret)),
             (XERO_PER_MINUTE, self.xero_per_minute.map(|n| n.to_string())),
             (LOG_FILTER, self.log_filter.clone()),
+            (MALLOC_ARENA_MAX, self.malloc_arenas.map(|n| n.to_string())),
         ];
         values
             .into_iter()
@@ -243,6 +264,7 @@ mod tests {
             xero_client_secret: Some(SecretString::new("client-secret-value")),
             xero_per_minute: Some(100_000),
             log_filter: Some("debug".into()),
+            malloc_arenas: Some(JOB_MALLOC_ARENAS),
             ..JobEnvironment::new(TenantId::parse("acme").expect("id"))
         }
     }

@@ -64,12 +64,14 @@ impl JobTemplate {
     }
 
     /// The plain environment of `id`'s job definitions: the tenant, the
-    /// bucket prefix and the Xero settings, no secret.
+    /// bucket prefix, the Xero settings and the C library's arenas, no
+    /// secret.
     pub fn environment(&self, id: &TenantId, prefix: Option<&DeploymentPrefix>) -> JobEnvironment {
         JobEnvironment {
             bucket_prefix: prefix.cloned(),
             xero_endpoint: self.xero_endpoint.clone(),
             xero_per_minute: self.xero_per_minute,
+            malloc_arenas: Some(job_env::JOB_MALLOC_ARENAS),
             ..JobEnvironment::new(id.clone())
         }
     }
@@ -341,6 +343,13 @@ mod tests {
         for spec in specs {
             let env = JobEnvironment::from_env(|n| spec.env.get(n).cloned()).expect("env");
             assert_eq!(env, jobs.environment(&id, Some(&prefix)));
+            assert_eq!(
+                spec.env
+                    .get(crate::env::MALLOC_ARENA_MAX)
+                    .map(String::as_str),
+                Some("2"),
+                "every job definition limits glibc's arenas"
+            );
             assert!(spec
                 .env
                 .keys()

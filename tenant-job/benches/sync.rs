@@ -143,6 +143,11 @@ async fn job_in_its_own_process(invoices: usize) -> anyhow::Result<(f64, f64)> {
         .env(names::XERO_CLIENT_ID, support::CLIENT_ID)
         .env(names::XERO_CLIENT_SECRET, support::CLIENT_SECRET)
         .env(names::XERO_PER_MINUTE, "100000")
+        // As every job definition sets it (JobTemplate::environment).
+        .env(
+            names::MALLOC_ARENA_MAX,
+            names::JOB_MALLOC_ARENAS.to_string(),
+        )
         .output()
         .await?;
     let secs = started.elapsed().as_secs_f64();
