@@ -245,11 +245,11 @@ INSERT INTO ledgerlake_pages VALUES
 {% endfor -%};
 {%- set streak = status_field and not updated_field %}
 -- The latest version of each record is chosen over its keys and place
--- (object, line) only; its text joins back from the load table afterwards,
--- so the sort never moves the records' JSON (which, under the connection's
--- memory limit, would spill to disk).
+-- (object, line) only, and its text joins back from the load table only as
+-- it is inserted: neither the sort nor the incoming rows move the records'
+-- JSON (which, under the connection's memory limit, would spill to disk).
 CREATE TEMP TABLE ledgerlake_incoming AS
-SELECT w.id, w.updated_at, l.text AS record, w.run_id, w.fetched_at, w.xero_status,
+SELECT w.id, w.updated_at, w.object, w.line, w.run_id, w.fetched_at, w.xero_status,
        w.removed_at, w.removed_run_id, w.whole_streak
   FROM (
 SELECT id, updated_at, object, line, run_id, fetched_at, xero_status,
@@ -309,8 +309,7 @@ SELECT id, updated_at, object, line, run_id, fetched_at, xero_status,
       )
   )
 QUALIFY row_number() OVER (PARTITION BY id ORDER BY updated_at DESC NULLS LAST, fetched_at DESC, manifest DESC, page DESC, line DESC) = 1
-  ) AS w
-  JOIN {{ load }} AS l ON l.object = w.object AND l.line = w.line;
+  ) AS w;
 DELETE FROM ledgerlake_incoming AS i USING {{ target }} AS t
  WHERE t.id = i.id
    AND (COALESCE(t.updated_at, TIMESTAMP '0001-01-01') > COALESCE(i.updated_at, TIMESTAMP '0001-01-01')
@@ -324,7 +323,9 @@ UPDATE ledgerlake_incoming AS i
         OR (i.removed_at IS NULL AND t.run_id = i.run_id AND t.fetched_at = i.fetched_at));
 DELETE FROM {{ target }} AS t USING ledgerlake_incoming AS i WHERE t.id = i.id;
 INSERT INTO {{ target }} (id, updated_at, record, run_id, fetched_at, xero_status, removed_at, removed_run_id)
-SELECT id, updated_at, record, run_id, fetched_at, xero_status, removed_at, removed_run_id FROM ledgerlake_incoming;
+SELECT i.id, i.updated_at, l.text, i.run_id, i.fetched_at, i.xero_status, i.removed_at, i.removed_run_id
+  FROM ledgerlake_incoming AS i
+  JOIN {{ load }} AS l ON l.object = i.object AND l.line = i.line;
 DROP TABLE ledgerlake_incoming;
 DROP TABLE ledgerlake_pages;
 {%- endmacro merge_lines -%}
