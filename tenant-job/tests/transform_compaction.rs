@@ -676,6 +676,23 @@ async fn a_raw_table_without_the_removal_columns_is_upgraded_in_place() {
         .await
         .expect("second run");
     assert_eq!(tenant.snapshot(&tenant.raw).await, before);
+    // A raw table the job makes stores its records with zstd; an old one
+    // keeps the compression it was made with (until a rebuild).
+    let declared = tenant
+        .rows(
+            &tenant.raw,
+            "SELECT table_name, contains(sql, 'record VARCHAR USING COMPRESSION ZSTD') \
+               FROM duckdb_tables() \
+              WHERE table_name IN ('invoices', 'manualjournals') ORDER BY table_name",
+        )
+        .await;
+    assert_eq!(
+        declared,
+        vec![
+            vec![Value::from("invoices"), Value::from(true)],
+            vec![Value::from("manualjournals"), Value::from(false)],
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]
