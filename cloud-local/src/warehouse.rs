@@ -615,8 +615,8 @@ const PAGE_READ_BUFFER: usize = 1 << 20;
 
 /// A page's SHA-256 (lowercase hex) and its lines that are not empty, as
 /// the load counts them: the check of a page against its manifest, read
-/// here rather than by DuckDB, whose SHA-256 runs at about a quarter of the
-/// speed of the CPU's SHA instructions.
+/// here rather than by DuckDB, whose SHA-256 (no SHA instructions) took
+/// about 3.5 times as long over the same pages (BENCHMARKS.md).
 fn page_digest(path: &Path, buffer: usize) -> std::io::Result<(String, u64)> {
     let mut file = fs::File::open(path)?;
     let mut hasher = Sha256::new();
