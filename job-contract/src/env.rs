@@ -68,7 +68,7 @@ pub const MALLOC_ARENA_MAX: &str = "MALLOC_ARENA_MAX";
 /// (eight per core, one taken by each thread that allocates: the runtime's
 /// and DuckDB's) memory freed in one arena is not reused by another, and
 /// `tenant-job sync` peaked at 317–319 MiB on 100,000 invoices; with two,
-/// at 283–291 MiB on 100,000 and 290–295 MiB on 400,000 (BENCHMARKS.md).
+/// at 281–291 MiB on 100,000 and 290–295 MiB on 400,000 (BENCHMARKS.md).
 pub const JOB_MALLOC_ARENAS: u32 = 2;
 
 /// Every variable a job receives: the allow-list. Nothing else is passed to
