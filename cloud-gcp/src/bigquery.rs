@@ -12,11 +12,10 @@ use cloud::error::{CloudError, CloudResult};
 use cloud::naming::Labels;
 use cloud::ports::{
     Binding, Column, Credential, Dataset, DatasetSpec, ExpectedObject, LoadedObject, ObjectStore,
-    Policy, QueryRequest, QueryResult, TableInfo, Warehouse, WriteMode,
+    PageDigest, Policy, QueryRequest, QueryResult, TableInfo, Warehouse, WriteMode,
 };
 use reqwest::Method;
 use serde_json::{json, Value};
-use sha2::{Digest, Sha256};
 
 use crate::limiter::QuotaClass;
 use crate::rest::{int64, labels_in, Rest};
@@ -645,14 +644,9 @@ impl Warehouse for CellAdapter {
         for expected in objects {
             let key = &expected.key;
             let data = <Self as ObjectStore>::get_object(self, cred, bucket, key).await?;
-            let sha256 = hex::encode(Sha256::digest(&data));
-            let text = String::from_utf8_lossy(&data);
-            let lines = text.split('\n').filter(|l| !l.is_empty()).count() as u64;
-            let object = LoadedObject {
-                key: key.clone(),
-                sha256,
-                lines,
-            };
+            let mut digest = PageDigest::new();
+            digest.update(&data);
+            let object = digest.finish(key.clone());
             let matches = expected.matches(&object);
             read.push(object);
             if !matches {
@@ -663,6 +657,7 @@ impl Warehouse for CellAdapter {
                 }
                 return Ok(read);
             }
+            let text = String::from_utf8_lossy(&data);
             for (i, line) in text.split('\n').enumerate() {
                 if line.is_empty() {
                     continue;

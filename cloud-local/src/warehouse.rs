@@ -27,7 +27,6 @@ use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use duckdb::{AccessMode, Config, Connection, InterruptHandle};
-use sha2::{Digest, Sha256};
 use tokio::sync::{oneshot, OwnedRwLockWriteGuard, RwLock};
 
 use super::auth::Authoriser;
@@ -39,7 +38,7 @@ use super::sqlvalue;
 use cloud::error::{CloudError, CloudResult};
 use cloud::naming::Labels;
 use cloud::ports::{
-    Column, Credential, Dataset, DatasetSpec, ExpectedObject, LoadedObject, Permission,
+    Column, Credential, Dataset, DatasetSpec, ExpectedObject, LoadedObject, PageDigest, Permission,
     QueryRequest, QueryResult, ResourceRef, TableInfo, Warehouse, WriteMode,
 };
 
@@ -528,13 +527,8 @@ fn load_lines_blocking(
     // First what each object holds, before anything is loaded.
     let mut read = Vec::with_capacity(objects.len());
     for (expected, file) in objects.iter().zip(&files) {
-        let (sha256, lines) =
-            page_digest(file, PAGE_READ_BUFFER).map_err(|e| fsio::io_fail(&resource, file, &e))?;
-        let object = LoadedObject {
-            key: expected.key.clone(),
-            sha256,
-            lines,
-        };
+        let object = read_page(&expected.key, file, PAGE_READ_BUFFER)
+            .map_err(|e| fsio::io_fail(&resource, file, &e))?;
         let matches = expected.matches(&object);
         read.push(object);
         if !matches {
@@ -613,41 +607,21 @@ fn load_lines_blocking(
 /// The buffer a page is read through to hash it.
 const PAGE_READ_BUFFER: usize = 1 << 20;
 
-/// A page's SHA-256 (lowercase hex) and its lines that are not empty, as
-/// the load counts them: the check of a page against its manifest, read
-/// here rather than by DuckDB, whose SHA-256 (no SHA instructions) took
-/// about 3.5 times as long over the same pages (BENCHMARKS.md).
-fn page_digest(path: &Path, buffer: usize) -> std::io::Result<(String, u64)> {
+/// What the page `key` at `path` holds (its SHA-256 and lines), read here
+/// rather than by DuckDB, whose SHA-256 (no SHA instructions) took about 3.5
+/// times as long over the same pages (BENCHMARKS.md).
+fn read_page(key: &str, path: &Path, buffer: usize) -> std::io::Result<LoadedObject> {
     let mut file = fs::File::open(path)?;
-    let mut hasher = Sha256::new();
+    let mut digest = PageDigest::new();
     let mut buf = vec![0u8; buffer.max(1)];
-    // Whether bytes of a line not yet counted were read already.
-    let (mut lines, mut in_line) = (0u64, false);
     loop {
-        let n = match file.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+        match file.read(&mut buf) {
+            Ok(0) => return Ok(digest.finish(key.to_owned())),
+            Ok(n) => digest.update(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
-        };
-        let chunk = &buf[..n];
-        hasher.update(chunk);
-        let mut start = 0;
-        for end in memchr::memchr_iter(b'\n', chunk) {
-            if end > start || in_line {
-                lines += 1;
-            }
-            in_line = false;
-            start = end + 1;
-        }
-        if start < n {
-            in_line = true;
         }
     }
-    if in_line {
-        lines += 1;
-    }
-    Ok((hex::encode(hasher.finalize()), lines))
 }
 
 fn current_database(conn: &Connection, resource: &str) -> CloudResult<String> {
@@ -1225,21 +1199,26 @@ mod tests {
                 )
                 .expect("duckdb reads the page");
             for buffer in [1, 2, 3, 7, PAGE_READ_BUFFER] {
-                let (digest, counted) = page_digest(&path, buffer).expect("digest");
+                let read = read_page("page", &path, buffer).expect("digest");
+                assert_eq!(read.key, "page");
                 assert_eq!(
-                    digest,
+                    read.sha256,
                     sha.to_ascii_lowercase(),
                     "page {i}, buffer {buffer}"
                 );
                 assert_eq!(
-                    Some(counted),
+                    Some(read.lines),
                     u64::try_from(lines).ok(),
                     "page {i}, buffer {buffer}"
                 );
             }
         }
-        let missing = page_digest(&dir.path().join("missing.ndjson"), PAGE_READ_BUFFER)
-            .expect_err("no such page");
+        let missing = read_page(
+            "missing",
+            &dir.path().join("missing.ndjson"),
+            PAGE_READ_BUFFER,
+        )
+        .expect_err("no such page");
         assert_eq!(missing.kind(), ErrorKind::NotFound);
     }
 

@@ -24,8 +24,8 @@ pub use jobs::{Execution, ExecutionOverrides, ExecutionState, Job, JobRunner, Jo
 pub use objects::{Bucket, BucketSpec, ObjectInfo, ObjectStore, Precondition};
 pub use secrets::{SecretInfo, SecretPayload, SecretSpec, SecretStore};
 pub use warehouse::{
-    Column, Dataset, DatasetSpec, ExpectedObject, LoadedObject, QueryRequest, QueryResult,
-    TableInfo, Warehouse, WriteMode,
+    Column, Dataset, DatasetSpec, ExpectedObject, LoadedObject, PageDigest, QueryRequest,
+    QueryResult, TableInfo, Warehouse, WriteMode,
 };
 
 /// Who a data-plane call runs as.

@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
 use time::OffsetDateTime;
 
 use super::Credential;
@@ -58,6 +59,48 @@ pub struct LoadedObject {
     pub sha256: String,
     /// The rows loaded from it: its lines that are not empty.
     pub lines: u64,
+}
+
+/// What an object holds as [`Warehouse::load_lines`] checks it: the SHA-256
+/// of its bytes and its lines that are not empty, fed in chunks of any size
+/// (every adapter reads an object its own way, and all count alike).
+#[derive(Debug, Clone, Default)]
+pub struct PageDigest {
+    hasher: Sha256,
+    lines: u64,
+    /// Whether bytes of a line not yet counted were fed already.
+    in_line: bool,
+}
+
+impl PageDigest {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The object's next bytes.
+    pub fn update(&mut self, chunk: &[u8]) {
+        self.hasher.update(chunk);
+        let mut start = 0;
+        for end in memchr::memchr_iter(b'\n', chunk) {
+            if end > start || self.in_line {
+                self.lines += 1;
+            }
+            self.in_line = false;
+            start = end + 1;
+        }
+        if start < chunk.len() {
+            self.in_line = true;
+        }
+    }
+
+    /// What the object `key`, fed whole, holds.
+    pub fn finish(self, key: String) -> LoadedObject {
+        LoadedObject {
+            key,
+            sha256: hex::encode(self.hasher.finalize()),
+            lines: self.lines + u64::from(self.in_line),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
