@@ -570,7 +570,7 @@ async fn api(s: Arc<Shared>, resource: String, id: Option<String>, req: Request)
             return rate_limited(l);
         }
     };
-    let fault = s.faults.decide();
+    let fault = s.faults.decide(resource);
     let mut response = match fault {
         Fault::Fail(code) => {
             *lock(&s.stats).faults.entry("failed".into()).or_default() += 1;

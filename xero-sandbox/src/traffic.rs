@@ -9,7 +9,7 @@ use rand_chacha::ChaCha8Rng;
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
-use crate::wire;
+use crate::wire::{self, Resource};
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -248,6 +248,9 @@ pub struct FaultSettings {
     /// rotates) but drop the connection before the answer arrives: a lost
     /// refresh response.
     pub lose_token_responses_next: u32,
+    /// Fail every call listing this resource (an outage of one endpoint
+    /// mid-sync), whatever the other settings say.
+    pub fail_resource: Option<Resource>,
 }
 
 /// The longest injected delay.
@@ -294,13 +297,17 @@ impl Faults {
         }
     }
 
-    pub(crate) fn decide(&self) -> Fault {
+    /// What happens to one call listing `resource`.
+    pub(crate) fn decide(&self, resource: Resource) -> Fault {
         let mut st = lock(&self.state);
         let (s, rng) = &mut *st;
         let status = s
             .fail_status
             .filter(|c| (500..=599).contains(c))
             .unwrap_or(503);
+        if s.fail_resource == Some(resource) {
+            return Fault::Fail(status);
+        }
         if s.drop_next > 0 {
             s.drop_next -= 1;
             return Fault::Drop;
@@ -387,8 +394,8 @@ mod tests {
         };
         let a = Faults::new(s, 7);
         let b = Faults::new(s, 7);
-        let xa: Vec<Fault> = (0..50).map(|_| a.decide()).collect();
-        let xb: Vec<Fault> = (0..50).map(|_| b.decide()).collect();
+        let xa: Vec<Fault> = (0..50).map(|_| a.decide(Resource::Invoices)).collect();
+        let xb: Vec<Fault> = (0..50).map(|_| b.decide(Resource::Invoices)).collect();
         assert_eq!(xa, xb);
         assert!(xa.contains(&Fault::Fail(503)) && xa.contains(&Fault::Drop));
         let c = Faults::new(
@@ -398,8 +405,20 @@ mod tests {
             },
             1,
         );
-        assert_eq!(c.decide(), Fault::Fail(503));
-        assert_eq!(c.decide(), Fault::Fail(503));
-        assert_eq!(c.decide(), Fault::None);
+        assert_eq!(c.decide(Resource::Invoices), Fault::Fail(503));
+        assert_eq!(c.decide(Resource::Invoices), Fault::Fail(503));
+        assert_eq!(c.decide(Resource::Invoices), Fault::None);
+        let d = Faults::new(
+            FaultSettings {
+                fail_resource: Some(Resource::Payments),
+                fail_status: Some(500),
+                ..Default::default()
+            },
+            1,
+        );
+        for _ in 0..3 {
+            assert_eq!(d.decide(Resource::Payments), Fault::Fail(500));
+            assert_eq!(d.decide(Resource::Invoices), Fault::None);
+        }
     }
 }

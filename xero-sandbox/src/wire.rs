@@ -147,7 +147,7 @@ pub const LEGACY_READ_SCOPES: &[&str] = &[
 /// The Accounting API resources the sandbox serves: the path segment under
 /// [`API_PATH`] and the key of the records array in the response
 /// (xero_accounting.yaml paths and response schemas).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub enum Resource {
     /// `Organisation` (envelope `Organisations`).
     Organisation,
