@@ -134,6 +134,7 @@ async fn build_world() -> World {
             run_id: "r1".into(),
             client,
             resources: Resource::ALL.to_vec(),
+            manifests_written: None,
         })
         .await
         .expect("ingest");

@@ -60,6 +60,9 @@ pub struct IngestContext {
     pub client: XeroClient,
     /// The resources to ingest, in order (default: all).
     pub resources: Vec<Resource>,
+    /// Told the number of manifests written so far, each time one is
+    /// written: `sync` loads each as it lands while ingest goes on fetching.
+    pub manifests_written: Option<tokio::sync::watch::Sender<u64>>,
 }
 
 /// The cursors in the bucket; none yet is the empty set.
@@ -237,6 +240,10 @@ async fn ingest_resource(
         completed_at: OffsetDateTime::now_utc(),
     };
     put_json(ctx, &raw::manifest_key(resource, &ctx.run_id), &manifest).await?;
+    if let Some(written) = &ctx.manifests_written {
+        // No one listening (the loader stopped) is not the ingest's concern.
+        written.send_modify(|n| *n += 1);
+    }
     Ok((counts, Some(next)))
 }
 

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use time::OffsetDateTime;
+use tokio::sync::watch;
 
 use cloud::naming::{self, DeploymentPrefix, TenantId};
 use cloud::ports::Credential;
@@ -278,6 +279,13 @@ impl Job {
     }
 
     pub async fn ingest(&self) -> Result<IngestReport, JobError> {
+        self.ingest_telling(None).await
+    }
+
+    async fn ingest_telling(
+        &self,
+        manifests_written: Option<watch::Sender<u64>>,
+    ) -> Result<IngestReport, JobError> {
         let ctx = IngestContext {
             cloud: self.cloud.clone(),
             cred: self.cred.clone(),
@@ -285,12 +293,46 @@ impl Job {
             run_id: self.config.run_id.clone(),
             client: self.xero_client().await?,
             resources: Resource::ALL.to_vec(),
+            manifests_written,
         };
         Ok(ingest::run(&ctx).await?)
     }
 
-    pub async fn transform(&self) -> Result<transform::TransformReport, JobError> {
-        let ctx = TransformContext {
+    /// Ingests, loading each manifest into the raw dataset as soon as it is
+    /// written, while ingest goes on fetching the next resources: most of
+    /// the loading then hides behind Xero's call limit. Returns the ingest's
+    /// result and what was loaded, for [`Job::transform_after`].
+    ///
+    /// A load that fails here stops the early loading only (logged); the
+    /// transform after loads again and reports the failure if it stays.
+    pub async fn ingest_while_loading(
+        &self,
+    ) -> (Result<IngestReport, JobError>, transform::Preloaded) {
+        let (written, mut waiting) = watch::channel(0u64);
+        // The sender goes with the ingest: when it ends, so does the loader.
+        let ingest = self.ingest_telling(Some(written));
+        let ctx = self.transform_context();
+        let loading = async move {
+            let mut preloaded = transform::Preloaded::default();
+            while waiting.changed().await.is_ok() {
+                if let Err(e) = transform::load_ready(&ctx, &mut preloaded).await {
+                    tracing::warn!(error = %e, "loading while ingesting stopped; the transform loads the rest");
+                    break;
+                }
+            }
+            tracing::debug!(
+                passes = preloaded.passes,
+                manifests = preloaded.manifests().len(),
+                ms = preloaded.load_ms,
+                "loaded while ingesting"
+            );
+            preloaded
+        };
+        tokio::join!(ingest, loading)
+    }
+
+    fn transform_context(&self) -> TransformContext {
+        TransformContext {
             cloud: self.cloud.clone(),
             cred: self.cred.clone(),
             bucket: self.bucket(),
@@ -298,11 +340,25 @@ impl Job {
             transformed_dataset: naming::transformed_dataset(&self.config.tenant),
             run_id: self.config.run_id.clone(),
             dialect: self.dialect,
-        };
+        }
+    }
+
+    pub async fn transform(&self) -> Result<transform::TransformReport, JobError> {
+        self.transform_after(transform::Preloaded::default()).await
+    }
+
+    /// The transform after [`Job::ingest_while_loading`]: loads what is
+    /// left, builds and publishes (from scratch with `--rebuild`, which
+    /// `preloaded` does not change: it drops the raw tables first).
+    pub async fn transform_after(
+        &self,
+        preloaded: transform::Preloaded,
+    ) -> Result<transform::TransformReport, JobError> {
+        let ctx = self.transform_context();
         if self.config.rebuild {
             Ok(transform::rebuild(&ctx).await?)
         } else {
-            Ok(transform::run(&ctx).await?)
+            Ok(transform::run_after(&ctx, preloaded).await?)
         }
     }
 
@@ -338,8 +394,15 @@ impl Job {
         command: RunCommand,
         summary: &mut RunSummary,
     ) -> Result<(), JobError> {
+        let mut preloaded = transform::Preloaded::default();
         if command.reads_xero() {
-            let report = self.ingest().await?;
+            let report = if command.transforms() && !self.config.rebuild {
+                let (report, early) = self.ingest_while_loading().await;
+                preloaded = early;
+                report?
+            } else {
+                self.ingest().await?
+            };
             if let Some(stop) = &report.stopped_by_day_limit {
                 summary.outcome = RunOutcome::Partial;
                 summary.message = Some(format!(
@@ -350,7 +413,7 @@ impl Job {
             summary.ingest = Some(report);
         }
         if command.transforms() {
-            let report = self.transform().await?;
+            let report = self.transform_after(preloaded).await?;
             summary.transform = serde_json::to_value(&report).ok();
         }
         Ok(())

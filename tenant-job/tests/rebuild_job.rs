@@ -5,48 +5,12 @@
 
 mod support;
 
-use std::collections::BTreeMap;
-use std::time::Duration;
-
 use cloud::naming::{self, TenantId};
-use cloud::ports::{Credential, QueryRequest, Warehouse};
 use job_contract::summary::RunOutcome;
 use job_contract::RunCommand;
 use serde_json::Value;
 use tenant_job::job::{Job, JobConfig};
 use xero_sandbox::ChangeRequest;
-
-/// Every table of `dataset` with every row, sorted.
-async fn snapshot(
-    cloud: &cloud_local::LocalAdapters,
-    cred: &Credential,
-    dataset: &str,
-) -> BTreeMap<String, Vec<Vec<Value>>> {
-    let mut out = BTreeMap::new();
-    for table in cloud
-        .warehouse
-        .list_tables(cred, dataset)
-        .await
-        .expect("tables")
-    {
-        let rows = cloud
-            .warehouse
-            .query(
-                cred,
-                &QueryRequest {
-                    dataset: dataset.to_owned(),
-                    sql: format!("SELECT * FROM {} ORDER BY ALL", table.name),
-                    max_rows: 10_000_000,
-                    timeout: Duration::from_secs(120),
-                    max_bytes: None,
-                },
-            )
-            .await
-            .expect("rows");
-        out.insert(table.name, rows.rows);
-    }
-    out
-}
 
 async fn run(config: JobConfig, command: RunCommand) -> Value {
     let job = Job::open(config).await.expect("open");
@@ -92,8 +56,8 @@ async fn a_rebuild_run_reloads_the_bucket_to_the_same_tables() {
 
     let (raw, transformed) = (naming::raw_dataset(&id), naming::transformed_dataset(&id));
     let before = (
-        snapshot(&cloud, &cred, &raw).await,
-        snapshot(&cloud, &cred, &transformed).await,
+        support::snapshot(&cloud, &cred, &raw).await,
+        support::snapshot(&cloud, &cred, &transformed).await,
     );
     let rebuilt = run(
         JobConfig {
@@ -109,8 +73,8 @@ async fn a_rebuild_run_reloads_the_bucket_to_the_same_tables() {
         .expect("manifests")
         .is_empty());
     let after = (
-        snapshot(&cloud, &cred, &raw).await,
-        snapshot(&cloud, &cred, &transformed).await,
+        support::snapshot(&cloud, &cred, &raw).await,
+        support::snapshot(&cloud, &cred, &transformed).await,
     );
     assert_eq!(after, before);
 }

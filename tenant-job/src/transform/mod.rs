@@ -24,6 +24,12 @@
 //! Everything runs as the tenant's own credential through the cloud ports.
 //! A run may be repeated at will: loading is a merge and the build replaces.
 //! [`rebuild`] loads every manifest from scratch into emptied raw tables.
+//!
+//! `sync` does step 1 while ingest still fetches: [`load_ready`] loads the
+//! manifests written so far each time ingest writes one, and [`run_after`]
+//! then loads what is left and goes on from step 2. Loading a manifest
+//! early is the same merge as loading it late (manifests load oldest
+//! first either way), so the tables are the same.
 
 mod compact;
 pub mod datatests;
@@ -141,6 +147,10 @@ pub struct ModelReport {
 /// How long each phase took, in milliseconds.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Timings {
+    /// Loading done while ingest was still fetching (`sync`): it overlapped
+    /// the ingest, so it is not in `total_ms`.
+    pub preload_ms: u64,
+    /// Loading after ingest (or all of it, for a transform on its own).
     pub load_ms: u64,
     pub build_ms: u64,
     pub test_ms: u64,
@@ -157,7 +167,8 @@ pub struct TransformReport {
     /// Records merged into the raw dataset, per resource (storage name, e.g.
     /// `invoices`; every resource is listed).
     pub loaded: BTreeMap<String, u64>,
-    /// The manifests loaded by this run, in order.
+    /// The manifests loaded by this run, in order (also those loaded while
+    /// ingest was fetching).
     pub manifests: Vec<String>,
     /// The published tables, in build order.
     pub models: Vec<ModelReport>,
@@ -313,7 +324,7 @@ pub async fn run(ctx: &TransformContext) -> Result<TransformReport, TransformErr
 /// after a crash at any step: until it loads, the next run (rebuild or not)
 /// loads everything.
 pub async fn rebuild(ctx: &TransformContext) -> Result<TransformReport, TransformError> {
-    run_inner(ctx, &model_set()?, true).await
+    run_inner(ctx, &model_set()?, true, Preloaded::default()).await
 }
 
 /// Runs the transformation with the models of `set`.
@@ -321,13 +332,75 @@ pub async fn run_with_models(
     ctx: &TransformContext,
     set: &ModelSet,
 ) -> Result<TransformReport, TransformError> {
-    run_inner(ctx, set, false).await
+    run_inner(ctx, set, false, Preloaded::default()).await
+}
+
+/// What loading while ingest fetched has done so far ([`load_ready`]).
+#[derive(Debug, Default)]
+pub struct Preloaded {
+    loaded: BTreeMap<String, u64>,
+    manifests: Vec<String>,
+    resumed: Option<CompactionReport>,
+    /// Passes that loaded at least one manifest.
+    pub passes: u32,
+    /// Time spent loading, in milliseconds.
+    pub load_ms: u64,
+}
+
+impl Preloaded {
+    /// The manifests loaded so far, in order.
+    pub fn manifests(&self) -> &[String] {
+        &self.manifests
+    }
+
+    fn add(&mut self, outcome: load::LoadOutcome, ms: u64) {
+        if !outcome.manifests.is_empty() {
+            self.passes += 1;
+        }
+        for (table, records) in outcome.loaded {
+            *self.loaded.entry(table).or_default() += records;
+        }
+        self.manifests.extend(outcome.manifests);
+        if let Some(resumed) = outcome.resumed {
+            self.resumed
+                .get_or_insert_with(Default::default)
+                .add(&resumed);
+        }
+        self.load_ms += ms;
+    }
+}
+
+/// Loads every complete manifest not loaded yet into the raw dataset, and
+/// builds nothing: what `sync` runs each time ingest writes a manifest, so
+/// that loading overlaps fetching. Adds what it did to `into`; the
+/// transform that follows ([`run_after`]) reports it with its own.
+pub async fn load_ready(
+    ctx: &TransformContext,
+    into: &mut Preloaded,
+) -> Result<(), TransformError> {
+    check_context(ctx)?;
+    let set = model_set()?;
+    let renderer = Renderer::new(&set, ctx.dialect, &ctx.raw_dataset, STAGING_PREFIX)?;
+    let t = Instant::now();
+    let outcome = load::load_all(ctx, &renderer, false).await?;
+    into.add(outcome, millis(t));
+    Ok(())
+}
+
+/// [`run`] after loading while ingest fetched: loads what is left, builds,
+/// tests and publishes, and reports `preloaded` with what it did.
+pub async fn run_after(
+    ctx: &TransformContext,
+    preloaded: Preloaded,
+) -> Result<TransformReport, TransformError> {
+    run_inner(ctx, &model_set()?, false, preloaded).await
 }
 
 async fn run_inner(
     ctx: &TransformContext,
     set: &ModelSet,
     rebuild: bool,
+    preloaded: Preloaded,
 ) -> Result<TransformReport, TransformError> {
     let started = Instant::now();
     check_context(ctx)?;
@@ -353,8 +426,13 @@ async fn run_inner(
     let mut timings = Timings::default();
 
     let t = Instant::now();
-    let loaded = load::load_all(ctx, &renderer, rebuild).await?;
+    let mut loaded = load::load_all(ctx, &renderer, rebuild).await?;
     timings.load_ms = millis(t);
+    timings.preload_ms = preloaded.load_ms;
+    for (table, records) in preloaded.loaded {
+        *loaded.loaded.entry(table).or_default() += records;
+    }
+    loaded.manifests.splice(0..0, preloaded.manifests);
 
     let staged = build_and_test(ctx, &renderer, &models, &builds, &tests, &mut timings).await;
     let results = match staged {
@@ -385,6 +463,9 @@ async fn run_inner(
     // there leaves published tables that are right.
     let t = Instant::now();
     let mut compaction = loaded.resumed.clone().unwrap_or_default();
+    if let Some(resumed) = &preloaded.resumed {
+        compaction.add(resumed);
+    }
     match compact::compact(ctx).await {
         Ok(done) => compaction.add(&done),
         Err(e) => {

@@ -4,18 +4,21 @@
 //! pointing at both.
 #![allow(dead_code)]
 
+use std::collections::BTreeMap;
 use std::path::Path;
+use std::time::Duration;
 
 use cloud::naming::{self, TenantId};
 use cloud::ports::identity::grant;
 use cloud::ports::{
-    BucketSpec, Credential, DatasetSpec, Identity, ObjectStore, SecretSpec, SecretStore,
-    ServiceAccountSpec, Warehouse,
+    BucketSpec, Credential, DatasetSpec, Identity, ObjectStore, QueryRequest, SecretSpec,
+    SecretStore, ServiceAccountSpec, Warehouse,
 };
 use cloud_local::{LocalAdapters, LocalConfig};
 use job_contract::plan::{JobTemplate, Planned, TenantPlan};
 use job_contract::tokens::write_token_set;
 use job_contract::JobEnvironment;
+use serde_json::Value;
 use tenant_job::job::JobConfig;
 use xero::secret::SecretString;
 use xero_sandbox::{Sandbox, SandboxConfig, SandboxLimits};
@@ -143,4 +146,36 @@ pub fn job_config(dir: &Path, sandbox: &Sandbox, id: &TenantId, run_id: &str) ->
         xero_per_minute: Some(100_000),
         ..JobEnvironment::new(id.clone())
     })
+}
+
+/// Every table of `dataset` with every row, sorted.
+pub async fn snapshot(
+    cloud: &cloud_local::LocalAdapters,
+    cred: &Credential,
+    dataset: &str,
+) -> BTreeMap<String, Vec<Vec<Value>>> {
+    let mut out = BTreeMap::new();
+    for table in cloud
+        .warehouse
+        .list_tables(cred, dataset)
+        .await
+        .expect("tables")
+    {
+        let rows = cloud
+            .warehouse
+            .query(
+                cred,
+                &QueryRequest {
+                    dataset: dataset.to_owned(),
+                    sql: format!("SELECT * FROM {} ORDER BY ALL", table.name),
+                    max_rows: 10_000_000,
+                    timeout: Duration::from_secs(120),
+                    max_bytes: None,
+                },
+            )
+            .await
+            .expect("rows");
+        out.insert(table.name, rows.rows);
+    }
+    out
 }
