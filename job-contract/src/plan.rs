@@ -64,14 +64,15 @@ impl JobTemplate {
     }
 
     /// The plain environment of `id`'s job definitions: the tenant, the
-    /// bucket prefix, the Xero settings and the C library's arenas, no
-    /// secret.
+    /// bucket prefix, the Xero settings and the C library's arenas and mmap
+    /// threshold, no secret.
     pub fn environment(&self, id: &TenantId, prefix: Option<&DeploymentPrefix>) -> JobEnvironment {
         JobEnvironment {
             bucket_prefix: prefix.cloned(),
             xero_endpoint: self.xero_endpoint.clone(),
             xero_per_minute: self.xero_per_minute,
             malloc_arenas: Some(job_env::JOB_MALLOC_ARENAS),
+            malloc_mmap_threshold: Some(job_env::JOB_MALLOC_MMAP_THRESHOLD),
             ..JobEnvironment::new(id.clone())
         }
     }
@@ -349,6 +350,13 @@ mod tests {
                     .map(String::as_str),
                 Some("2"),
                 "every job definition limits glibc's arenas"
+            );
+            assert_eq!(
+                spec.env
+                    .get(crate::env::MALLOC_MMAP_THRESHOLD)
+                    .map(String::as_str),
+                Some("131072"),
+                "every job definition fixes glibc's mmap threshold"
             );
             assert!(spec
                 .env
