@@ -8,10 +8,9 @@
 mod support;
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
 use cloud::naming::{self, TenantId};
-use cloud::ports::{ObjectStore, QueryRequest, Warehouse};
+use cloud::ports::ObjectStore;
 use job_contract::raw::{self, Loaded};
 use job_contract::summary::RunOutcome;
 use job_contract::RunCommand;
@@ -56,21 +55,10 @@ async fn count(
     dataset: &str,
     table: &str,
 ) -> i64 {
-    let rows = cloud
-        .warehouse
-        .query(
-            cred,
-            &QueryRequest {
-                dataset: dataset.to_owned(),
-                sql: format!("SELECT count(*) AS n FROM {table}"),
-                max_rows: 1,
-                timeout: Duration::from_secs(60),
-                max_bytes: None,
-            },
-        )
-        .await
-        .expect("count");
-    rows.rows[0][0].as_i64().expect("a number")
+    let sql = format!("SELECT count(*) AS n FROM {table}");
+    support::rows(cloud, cred, dataset, sql).await[0][0]
+        .as_i64()
+        .expect("a number")
 }
 
 #[tokio::test(flavor = "multi_thread")]

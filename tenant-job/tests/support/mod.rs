@@ -148,6 +148,30 @@ pub fn job_config(dir: &Path, sandbox: &Sandbox, id: &TenantId, run_id: &str) ->
     })
 }
 
+/// The rows `sql` returns from `dataset`.
+pub async fn rows(
+    cloud: &cloud_local::LocalAdapters,
+    cred: &Credential,
+    dataset: &str,
+    sql: String,
+) -> Vec<Vec<Value>> {
+    cloud
+        .warehouse
+        .query(
+            cred,
+            &QueryRequest {
+                dataset: dataset.to_owned(),
+                sql,
+                max_rows: 10_000_000,
+                timeout: Duration::from_secs(120),
+                max_bytes: None,
+            },
+        )
+        .await
+        .expect("rows")
+        .rows
+}
+
 /// Every table of `dataset` with every row, sorted.
 pub async fn snapshot(
     cloud: &cloud_local::LocalAdapters,
@@ -161,21 +185,8 @@ pub async fn snapshot(
         .await
         .expect("tables")
     {
-        let rows = cloud
-            .warehouse
-            .query(
-                cred,
-                &QueryRequest {
-                    dataset: dataset.to_owned(),
-                    sql: format!("SELECT * FROM {} ORDER BY ALL", table.name),
-                    max_rows: 10_000_000,
-                    timeout: Duration::from_secs(120),
-                    max_bytes: None,
-                },
-            )
-            .await
-            .expect("rows");
-        out.insert(table.name, rows.rows);
+        let sql = format!("SELECT * FROM {} ORDER BY ALL", table.name);
+        out.insert(table.name, rows(cloud, cred, dataset, sql).await);
     }
     out
 }
