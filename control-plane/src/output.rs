@@ -347,6 +347,16 @@ fn raw_upkeep(run: &RunRecord) -> Vec<String> {
             if n("pages") == 1 { "" } else { "s" },
             human_bytes(n("bytes"))
         ));
+        if n("rewritten") > 0 {
+            out.push(format!(
+                "          rewrote {} manifest{} to the records still kept: {} new page{}, {}",
+                n("rewritten"),
+                if n("rewritten") == 1 { "" } else { "s" },
+                n("rewritten_pages"),
+                if n("rewritten_pages") == 1 { "" } else { "s" },
+                human_bytes(n("rewritten_bytes"))
+            ));
+        }
         if let Some(e) = c.get("error").and_then(serde_json::Value::as_str) {
             out.push(format!(
                 "          stopped part-way (the next run finishes it): {e}"
@@ -707,7 +717,8 @@ mod tests {
             "transform": {
                 "models": [],
                 "rebuilt": true,
-                "compaction": {"manifests": 3, "pages": 1, "bytes": 2_621_440, "error": "injected"},
+                "compaction": {"manifests": 3, "pages": 1, "bytes": 2_621_440, "rewritten": 1,
+                               "rewritten_pages": 2, "rewritten_bytes": 3072, "error": "injected"},
             },
         });
         assert_eq!(
@@ -715,6 +726,8 @@ mod tests {
             vec![
                 "rebuilt   yes (the raw tables were loaded from scratch)".to_owned(),
                 "compacted 3 manifests, 1 page, 2.5 MiB of superseded raw pages deleted".to_owned(),
+                "          rewrote 1 manifest to the records still kept: 2 new pages, 3.0 KiB"
+                    .to_owned(),
                 "          stopped part-way (the next run finishes it): injected".to_owned(),
             ]
         );

@@ -25,6 +25,16 @@
 //! `state/compaction.json` first, so a run finding that file finishes it
 //! before anything else. Pages without a manifest are never compacted (their
 //! ingest may still be under way).
+//!
+//! A loaded manifest of a paged resource fewer than half of whose records
+//! are still kept is rewritten: its kept records (lines unchanged, in their
+//! order) go into new pages `raw/<resource>/<run-id>/kept-<token>-<n>.ndjson`,
+//! the manifest is replaced by one naming them (same run, same completion
+//! time, so loading from scratch orders them as before), and the old pages
+//! are deleted. The rewrite is announced in `state/compaction.json` first:
+//! a run finding it keeps the new pages if the manifest names them and
+//! deletes the old ones, or else deletes the new ones. So the bucket holds
+//! at most about twice what the raw tables keep, whatever the edits.
 
 use std::collections::BTreeMap;
 
@@ -109,6 +119,25 @@ pub type Cursors = BTreeMap<String, Cursor>;
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Loaded {
     pub manifests: std::collections::BTreeSet<String>,
+    /// Records each loaded manifest holds, so that compaction can tell how
+    /// much of it is still kept without reading it (absent for manifests
+    /// loaded before this was kept: compaction reads those).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub records: BTreeMap<String, u64>,
+}
+
+impl Loaded {
+    /// Records `key` as loaded, holding `records`.
+    pub fn insert(&mut self, key: String, records: u64) {
+        self.records.insert(key.clone(), records);
+        self.manifests.insert(key);
+    }
+
+    /// Forgets `key`; whether it was loaded.
+    pub fn remove(&mut self, key: &str) -> bool {
+        self.records.remove(key);
+        self.manifests.remove(key)
+    }
 }
 
 /// `state/compaction.json`: a compaction announced and not finished.
@@ -121,6 +150,29 @@ pub struct Compaction {
     /// Their bytes, as listed when announced.
     #[serde(default)]
     pub bytes: u64,
+    /// Manifests being rewritten to hold only their kept records.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub rewrites: Vec<Rewrite>,
+}
+
+/// One manifest being rewritten (see the module's documentation).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rewrite {
+    /// The manifest's key (it stays the same).
+    pub manifest: String,
+    /// The pages it named before: deleted once it names the new ones.
+    pub replaced: Vec<String>,
+    /// Their bytes, as listed when announced.
+    pub replaced_bytes: u64,
+    /// Every new page's key starts with this; if the manifest does not name
+    /// them, they are deleted instead.
+    pub new_pages: String,
+}
+
+/// The prefix of the pages a rewrite of `resource`'s manifest of `run_id`
+/// writes; `token` makes it unique to that rewrite.
+pub fn rewritten_pages_prefix(resource: Resource, run_id: &str, token: &str) -> String {
+    format!("{}kept-{token}-", run_prefix(resource, run_id))
 }
 
 #[cfg(test)]
@@ -138,6 +190,10 @@ mod tests {
             "raw/creditnotes/r1/manifest.json"
         );
         assert_eq!(resource_prefix(Resource::Journals), "raw/journals/");
+        assert_eq!(
+            rewritten_pages_prefix(Resource::Invoices, "r1", "ab12"),
+            "raw/invoices/r1/kept-ab12-"
+        );
         assert_eq!(run_summary_key("r9"), "runs/r9.json");
     }
 }

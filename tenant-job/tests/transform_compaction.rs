@@ -20,9 +20,10 @@ use time::{Duration, OffsetDateTime};
 use cloud::naming::Labels;
 use cloud::ports::{Bucket, BucketSpec, Credential, ObjectInfo, ObjectStore, Precondition};
 use cloud::{CloudError, CloudResult};
-use job_contract::raw::{self, Compaction, Loaded, COMPACTION_KEY, LOADED_KEY};
+use cloud_local::LocalAdapters;
+use job_contract::raw::{self, Compaction, Loaded, Manifest, COMPACTION_KEY, LOADED_KEY};
 use tenant_job::transform::{self, TransformReport};
-use transform_support::{open_cloud, provision, with_field, write_run, Books, Tenant};
+use transform_support::{int, open_cloud, provision, with_field, write_run, Books, Tenant};
 use xero::resources::Resource;
 use xero_sandbox::ChangeRequest;
 
@@ -188,7 +189,11 @@ async fn compaction_keeps_what_a_rebuild_needs_and_the_rebuild_gives_the_same_ta
     // Re-syncs with edits, voids, payments, contacts archived and restored:
     // every re-listed resource's older manifests lose their last kept row.
     let mut compacted = transform::CompactionReport::default();
-    for run in 2..=5 {
+    let syncs: usize = std::env::var("COMPACTION_SYNCS")
+        .ok()
+        .and_then(|n| n.parse().ok())
+        .unwrap_or(5);
+    for run in 2..=syncs.max(2) {
         books
             .sandbox
             .apply_changes(&ChangeRequest {
@@ -231,12 +236,31 @@ async fn compaction_keeps_what_a_rebuild_needs_and_the_rebuild_gives_the_same_ta
         assert_eq!(left, 1, "{resource}");
     }
     let (objects, kept) = usage(&tenant, "raw/").await;
+    // One copy of what the raw tables keep: each row's record as a line.
+    let one_copy: u64 = {
+        let sum = Resource::ALL
+            .iter()
+            .map(|r| format!("SELECT length(record) + 1 AS n FROM {}", r.storage_name()))
+            .collect::<Vec<_>>()
+            .join(" UNION ALL ");
+        let rows = tenant
+            .rows(
+                &tenant.raw,
+                &format!("SELECT CAST(sum(n) AS BIGINT) FROM ({sum})"),
+            )
+            .await;
+        u64::try_from(int(&rows[0][0])).expect("bytes")
+    };
     eprintln!(
-        "{invoices} invoices, 5 syncs: {written} bytes of raw pages written, {kept} bytes in {objects} objects kept; \
-         compaction deleted {} manifests, {} pages, {} bytes; loaded.json lists {} manifests",
+        "{invoices} invoices, {syncs} syncs: {written} bytes of raw pages written, {kept} bytes in {objects} objects kept \
+         (the raw tables' records are {one_copy} bytes); compaction deleted {} manifests, {} pages, {} bytes, \
+         and rewrote {} manifests into {} pages of {} bytes; loaded.json lists {} manifests",
         compacted.manifests,
         compacted.pages,
         compacted.bytes,
+        compacted.rewritten,
+        compacted.rewritten_pages,
+        compacted.rewritten_bytes,
         loaded(&tenant).await.manifests.len()
     );
     assert!(kept < written);
@@ -439,12 +463,14 @@ async fn compaction_keeps_what_a_rebuild_needs_and_the_rebuild_gives_the_same_ta
     assert_compacted(&tenant, "after a crashed rebuild").await;
 }
 
-/// An object store whose deletions fail once `allowed` of them went through:
-/// a compaction stopped part-way, as by a crash.
+/// An object store whose deletions fail once `allowed` of them went through,
+/// and whose writes of `failing_put` (if any) fail: a compaction stopped
+/// part-way, as by a crash.
 struct FailingDeletes {
     inner: Arc<dyn ObjectStore>,
     allowed: usize,
     deleted: AtomicUsize,
+    failing_put: Option<String>,
 }
 
 #[async_trait]
@@ -468,6 +494,9 @@ impl ObjectStore for FailingDeletes {
         key: &str,
         data: Vec<u8>,
     ) -> CloudResult<ObjectInfo> {
+        if self.failing_put.as_deref() == Some(key) {
+            return Err(CloudError::permanent(key, "injected: the process died"));
+        }
         self.inner.put_object(cred, bucket, key, data).await
     }
     async fn put_object_if(
@@ -552,6 +581,7 @@ async fn a_compaction_stopped_part_way_is_finished_by_the_next_run_and_loses_not
         inner: tenant.cloud.objects.clone(),
         allowed: 3,
         deleted: AtomicUsize::new(0),
+        failing_put: None,
     });
     let report = transform::run(&faulty.context("run-2"))
         .await
@@ -985,7 +1015,7 @@ async fn an_empty_complete_listing_marks_every_row_removed_and_is_kept_as_the_ev
     // Loading it twice changes nothing.
     let before = snapshots(&tenant).await;
     let mut state = loaded(&tenant).await;
-    assert!(state.manifests.remove(&key));
+    assert!(state.remove(&key));
     tenant
         .put(LOADED_KEY, serde_json::to_vec(&state).expect("loaded"))
         .await;
@@ -1038,4 +1068,233 @@ async fn an_empty_complete_listing_marks_every_row_removed_and_is_kept_as_the_ev
     assert_eq!(report.compaction.manifests, 2, "{:?}", report.compaction);
     assert!(manifests(&other).await.is_empty());
     assert!(loaded(&other).await.manifests.is_empty());
+}
+
+/// Objects under `raw/` that no manifest names (pages left behind).
+async fn orphans(t: &Tenant) -> Vec<String> {
+    let objects = t
+        .cloud
+        .objects
+        .list_objects(&t.cred, &t.bucket, "raw/")
+        .await
+        .expect("list");
+    let mut named = BTreeSet::new();
+    for o in objects.iter().filter(|o| o.key.ends_with("/manifest.json")) {
+        let m: Manifest = serde_json::from_slice(&t.get(&o.key).await).expect("manifest");
+        named.extend(m.pages.into_iter().map(|p| p.key));
+    }
+    objects
+        .into_iter()
+        .map(|o| o.key)
+        .filter(|k| !k.ends_with("/manifest.json") && !named.contains(k))
+        .collect()
+}
+
+/// A company of 60 invoices synced in pages of 20 (run-1), then a run
+/// (edit-1) with a newer version of 40 of them: run-1's invoices manifest
+/// keeps 20 of its 60 records.
+async fn two_thirds_edited(adapters: &LocalAdapters) -> (Tenant, String, Vec<raw::PageEntry>) {
+    let tenant = provision(adapters, "acme").await;
+    let mut books = Books::start(60, 57).await;
+    books.ingest(&tenant, "run-1", 20).await;
+    transform::run(&tenant.context("run-1"))
+        .await
+        .expect("first");
+    let key = raw::manifest_key(Resource::Invoices, "run-1");
+    let first: Manifest = serde_json::from_slice(&tenant.get(&key).await).expect("manifest");
+    assert_eq!((first.records, first.pages.len()), (60, 3));
+    let edited: Vec<String> = records(&tenant, "invoices")
+        .await
+        .into_iter()
+        .take(40)
+        .map(|r| {
+            let v: Value = serde_json::from_str(&r).expect("record");
+            let stamp =
+                xero::dates::parse(v["UpdatedDateUTC"].as_str().expect("stamp")).expect("stamp");
+            with_field(
+                &with_field(&r, "Reference", Value::from("edited")),
+                "UpdatedDateUTC",
+                Value::from(xero::dates::to_ms_date(stamp + Duration::days(1))),
+            )
+        })
+        .collect();
+    write_run(
+        &tenant,
+        Resource::Invoices,
+        "edit-1",
+        &edited,
+        20,
+        None,
+        OffsetDateTime::now_utc(),
+    )
+    .await;
+    (tenant, key, first.pages)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_manifest_mostly_superseded_is_rewritten_to_its_kept_records_and_a_rebuild_gives_the_same_tables(
+) {
+    let (_dir, adapters) = open_cloud();
+    let (tenant, key, old_pages) = two_thirds_edited(&adapters).await;
+    let (_, before) = usage(&tenant, "raw/invoices/run-1/").await;
+    // loaded.json as jobs wrote it before it kept record counts: compaction
+    // reads the manifests once and keeps their counts from then on.
+    let mut state = loaded(&tenant).await;
+    assert!(!state.records.is_empty());
+    state.records.clear();
+    tenant
+        .put(LOADED_KEY, serde_json::to_vec(&state).expect("loaded"))
+        .await;
+    let report = transform::run(&tenant.context("run-2"))
+        .await
+        .expect("edits");
+    assert!(report.compaction.error.is_none(), "{:?}", report.compaction);
+    assert_eq!(report.compaction.rewritten, 1, "{:?}", report.compaction);
+    assert_eq!(report.compaction.rewritten_pages, 1);
+    assert_eq!(report.compaction.pages, 3, "the three old pages");
+
+    // run-1's invoices manifest now names one new page of its 20 kept
+    // records, in their order; the old pages are gone, nothing is left over.
+    let rewritten: Manifest = serde_json::from_slice(&tenant.get(&key).await).expect("manifest");
+    assert_eq!(rewritten.run_id, "run-1");
+    assert_eq!(rewritten.records, 20);
+    assert_eq!(rewritten.pages.len(), 1);
+    assert!(
+        rewritten.pages[0]
+            .key
+            .starts_with("raw/invoices/run-1/kept-"),
+        "{:?}",
+        rewritten.pages
+    );
+    for page in &old_pages {
+        assert!(!exists(&tenant, &page.key).await, "{} left", page.key);
+    }
+    assert_eq!(orphans(&tenant).await, Vec::<String>::new());
+    let state = loaded(&tenant).await;
+    assert_eq!(state.records.get(&key), Some(&20));
+    // Counted now: every manifest of a resource whose manifests may be
+    // rewritten (the others are never read for it).
+    for resource in Resource::ALL {
+        if resource.updated_field().is_none() || resource.listed_in_full() {
+            continue;
+        }
+        let prefix = raw::resource_prefix(resource);
+        for m in state.manifests.iter().filter(|k| k.starts_with(&prefix)) {
+            assert!(state.records.contains_key(m), "{m}'s count");
+        }
+    }
+    let kept_ids: BTreeSet<String> = tenant
+        .rows(
+            &tenant.raw,
+            "SELECT id FROM invoices WHERE run_id = 'run-1'",
+        )
+        .await
+        .into_iter()
+        .map(|r| r[0].as_str().expect("id").to_owned())
+        .collect();
+    let page = String::from_utf8(tenant.get(&rewritten.pages[0].key).await).expect("utf-8");
+    let in_page: BTreeSet<String> = page
+        .lines()
+        .map(|l| {
+            let v: Value = serde_json::from_str(l).expect("line");
+            v["InvoiceID"].as_str().expect("id").to_owned()
+        })
+        .collect();
+    assert_eq!(in_page, kept_ids);
+    let (_, after) = usage(&tenant, "raw/invoices/run-1/").await;
+    assert!(after * 2 < before, "{after} of {before} bytes");
+    assert_compacted(&tenant, "after the rewrite").await;
+
+    // Nothing more to rewrite: the next run leaves the bucket alone.
+    let report = transform::run(&tenant.context("run-3"))
+        .await
+        .expect("again");
+    assert_eq!(report.compaction, transform::CompactionReport::default());
+
+    // Loading from scratch gives the same tables.
+    let before = snapshots(&tenant).await;
+    transform::rebuild(&tenant.context("rebuild"))
+        .await
+        .expect("rebuild");
+    assert_eq!(snapshots(&tenant).await, before);
+    assert_compacted(&tenant, "after the rebuild").await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rewrite_stopped_before_or_after_the_manifest_is_swapped_is_finished_or_undone() {
+    let (_dir, adapters) = open_cloud();
+    let (tenant, key, old_pages) = two_thirds_edited(&adapters).await;
+    let faulty = |failing_put: Option<String>, allowed: usize| {
+        let mut t = tenant.clone();
+        t.cloud.objects = Arc::new(FailingDeletes {
+            inner: tenant.cloud.objects.clone(),
+            allowed,
+            deleted: AtomicUsize::new(0),
+            failing_put,
+        });
+        t
+    };
+
+    // Stopped before the swap: the new page is written, the manifest still
+    // names the old ones; the marker says what to undo.
+    let report = transform::run(&faulty(Some(key.clone()), usize::MAX).context("run-2"))
+        .await
+        .expect("published despite the compaction");
+    assert!(report.compaction.error.is_some(), "{:?}", report.compaction);
+    let marker: Compaction =
+        serde_json::from_slice(&tenant.get(COMPACTION_KEY).await).expect("marker");
+    assert_eq!(marker.rewrites.len(), 1, "{marker:?}");
+    let unswapped: Manifest = serde_json::from_slice(&tenant.get(&key).await).expect("manifest");
+    assert_eq!(unswapped.pages, old_pages);
+    let left = orphans(&tenant).await;
+    assert_eq!(left.len(), 1, "{left:?}");
+    assert!(left[0].starts_with(&marker.rewrites[0].new_pages));
+    let tables = snapshots(&tenant).await;
+
+    // The next run undoes it first, then rewrites again; but its deletions
+    // fail after the swap: the old pages stay, named by the marker.
+    // (Two deletions go through: the undone page and the marker.)
+    let report = transform::run(&faulty(None, 2).context("run-3"))
+        .await
+        .expect("published despite the compaction");
+    assert!(report.compaction.error.is_some(), "{:?}", report.compaction);
+    assert!(
+        !exists(&tenant, &left[0]).await,
+        "the undone rewrite's page"
+    );
+    let marker: Compaction =
+        serde_json::from_slice(&tenant.get(COMPACTION_KEY).await).expect("marker");
+    assert_eq!(marker.rewrites.len(), 1, "{marker:?}");
+    let swapped: Manifest = serde_json::from_slice(&tenant.get(&key).await).expect("manifest");
+    assert_eq!(swapped.records, 20);
+    assert!(swapped.pages[0]
+        .key
+        .starts_with(&marker.rewrites[0].new_pages));
+    let left = orphans(&tenant).await;
+    for page in &old_pages {
+        assert!(left.contains(&page.key), "{} in {left:?}", page.key);
+    }
+    assert_eq!(snapshots(&tenant).await, tables);
+
+    // The next run deletes the old pages; nothing is left over, and a
+    // rebuild gives the same tables.
+    let report = transform::run(&tenant.context("run-4"))
+        .await
+        .expect("finished");
+    assert!(report.compaction.error.is_none(), "{:?}", report.compaction);
+    assert_eq!(
+        report.compaction.rewritten, 1,
+        "finished: {:?}",
+        report.compaction
+    );
+    for page in &old_pages {
+        assert!(!exists(&tenant, &page.key).await, "{} left", page.key);
+    }
+    assert_eq!(orphans(&tenant).await, Vec::<String>::new());
+    assert_compacted(&tenant, "after finishing the rewrite").await;
+    assert_eq!(snapshots(&tenant).await, tables);
+    transform::rebuild(&tenant.context("rebuild"))
+        .await
+        .expect("rebuild");
+    assert_eq!(snapshots(&tenant).await, tables);
 }

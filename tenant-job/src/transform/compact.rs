@@ -17,10 +17,14 @@
 //! rewritten, and the marker removed. A run finding the marker finishes that
 //! compaction before it reads anything ([`finish_pending`]). Only manifests
 //! already loaded are candidates, and pages are only ever deleted as named
-//! by such a manifest: pages of a run without a manifest (perhaps an ingest
-//! still under way) are never touched.
+//! by such a manifest (or as written by a rewrite the marker announced):
+//! pages of a run without a manifest (perhaps an ingest still under way) are
+//! never touched.
+//!
+//! Then the manifests still named but mostly superseded are rewritten to
+//! hold only their kept records (`rewrite.rs`), through the same marker.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -28,10 +32,11 @@ use tokio::task::JoinSet;
 
 use cloud::ports::QueryRequest;
 use cloud::CloudError;
-use job_contract::raw::{self, Compaction, Manifest};
+use job_contract::raw::{self, Compaction, Loaded, Manifest, Rewrite};
 use xero::resources::Resource;
 
 use super::load::{list_prefix, read_loaded_state, storage, write_loaded};
+use super::rewrite;
 use super::{retrying, TransformContext, TransformError};
 
 /// Objects deleted at once.
@@ -46,6 +51,12 @@ pub struct CompactionReport {
     pub pages: u64,
     /// Bytes of manifests and pages deleted.
     pub bytes: u64,
+    /// Manifests rewritten to hold only their kept records (their old
+    /// pages are counted in `pages` and `bytes`).
+    pub rewritten: u64,
+    /// The pages those rewrites wrote, and their bytes.
+    pub rewritten_pages: u64,
+    pub rewritten_bytes: u64,
     /// Why compaction stopped part-way, if it did: the tables were published
     /// and the next run finishes it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -53,11 +64,14 @@ pub struct CompactionReport {
 }
 
 impl CompactionReport {
-    /// Adds what `other` deleted.
+    /// Adds what `other` deleted and wrote.
     pub fn add(&mut self, other: &CompactionReport) {
         self.manifests += other.manifests;
         self.pages += other.pages;
         self.bytes += other.bytes;
+        self.rewritten += other.rewritten;
+        self.rewritten_pages += other.rewritten_pages;
+        self.rewritten_bytes += other.rewritten_bytes;
     }
 }
 
@@ -96,13 +110,32 @@ pub(crate) async fn finish_pending(
     finish(ctx, &marker).await.map(Some)
 }
 
-/// Deletes what `marker` names, takes its manifests out of
-/// `state/loaded.json`, then removes the marker. Every step may be redone.
-async fn finish(
+/// Writes `marker` to `state/compaction.json`: what follows may be
+/// finished (or undone) by the next run.
+pub(super) async fn announce(
     ctx: &TransformContext,
     marker: &Compaction,
-) -> Result<CompactionReport, TransformError> {
-    let mut pending = marker.objects.iter().cloned();
+) -> Result<(), TransformError> {
+    let bytes = serde_json::to_vec_pretty(marker)
+        .map_err(|e| bad_raw(raw::COMPACTION_KEY, format!("cannot encode: {e}")))?;
+    retrying(|| {
+        ctx.cloud
+            .objects
+            .put_object(&ctx.cred, &ctx.bucket, raw::COMPACTION_KEY, bytes.clone())
+    })
+    .await
+    .map(|_| ())
+    .map_err(storage(format!(
+        "writing {} to bucket {}",
+        raw::COMPACTION_KEY,
+        ctx.bucket
+    )))
+}
+
+/// Deletes `keys`, [`DELETE_CONCURRENCY`] at once; one already gone is
+/// deleted.
+async fn delete_all(ctx: &TransformContext, keys: Vec<String>) -> Result<(), TransformError> {
+    let mut pending = keys.into_iter();
     let mut running = JoinSet::new();
     loop {
         while running.len() < DELETE_CONCURRENCY {
@@ -118,7 +151,7 @@ async fn finish(
             });
         }
         let Some(joined) = running.join_next().await else {
-            break;
+            return Ok(());
         };
         let (key, deleted) = joined.map_err(|e| {
             bad_raw(
@@ -137,13 +170,76 @@ async fn finish(
             }
         }
     }
+}
+
+/// What became of an announced rewrite: the records the manifest now holds
+/// if it names the new pages, `None` if it does not (or is gone).
+async fn rewrite_outcome(
+    ctx: &TransformContext,
+    rewrite: &Rewrite,
+) -> Result<Option<u64>, TransformError> {
+    let key = &rewrite.manifest;
+    match retrying(|| ctx.cloud.objects.get_object(&ctx.cred, &ctx.bucket, key)).await {
+        Ok(bytes) => {
+            // One that cannot be read names no new page: undone.
+            let Ok(manifest) = serde_json::from_slice::<Manifest>(&bytes) else {
+                return Ok(None);
+            };
+            let swapped = !manifest.pages.is_empty()
+                && manifest
+                    .pages
+                    .iter()
+                    .all(|p| p.key.starts_with(&rewrite.new_pages));
+            Ok(swapped.then_some(manifest.records))
+        }
+        Err(CloudError::NotFound { .. }) => Ok(None),
+        Err(source) => Err(TransformError::Storage {
+            what: format!("reading {key} from bucket {}", ctx.bucket),
+            source,
+        }),
+    }
+}
+
+/// Finishes what `marker` announced: deletes the superseded objects; for
+/// each rewrite, the old pages if the manifest names the new ones, else the
+/// new ones; then brings `state/loaded.json` up to date and removes the
+/// marker. Every step may be redone.
+pub(super) async fn finish(
+    ctx: &TransformContext,
+    marker: &Compaction,
+) -> Result<CompactionReport, TransformError> {
+    let mut doomed = marker.objects.clone();
+    let mut swapped: Vec<(&str, u64)> = Vec::new();
+    let (mut replaced_pages, mut replaced_bytes) = (0u64, 0u64);
+    for rewrite in &marker.rewrites {
+        match rewrite_outcome(ctx, rewrite).await? {
+            Some(records) => {
+                doomed.extend(rewrite.replaced.iter().cloned());
+                replaced_pages += rewrite.replaced.len() as u64;
+                replaced_bytes += rewrite.replaced_bytes;
+                swapped.push((&rewrite.manifest, records));
+            }
+            None => {
+                // Undone: whatever new pages were written go, the manifest
+                // and its pages stay as they were.
+                let written = list_prefix(ctx, &rewrite.new_pages).await?;
+                doomed.extend(written.into_iter().map(|o| o.key));
+            }
+        }
+    }
+    delete_all(ctx, doomed).await?;
 
     let mut loaded = read_loaded_state(ctx).await?;
-    let before = loaded.manifests.len();
+    let before = loaded.clone();
     for key in &marker.manifests {
-        loaded.manifests.remove(key);
+        loaded.remove(key);
     }
-    if loaded.manifests.len() != before {
+    for (key, records) in &swapped {
+        if loaded.manifests.contains(*key) {
+            loaded.records.insert((*key).to_owned(), *records);
+        }
+    }
+    if loaded != before {
         write_loaded(ctx, &loaded).await?;
     }
     match retrying(|| {
@@ -168,39 +264,60 @@ async fn finish(
     let manifests = marker.manifests.len() as u64;
     let report = CompactionReport {
         manifests,
-        pages: (marker.objects.len() as u64).saturating_sub(manifests),
-        bytes: marker.bytes,
-        error: None,
+        pages: (marker.objects.len() as u64).saturating_sub(manifests) + replaced_pages,
+        bytes: marker.bytes + replaced_bytes,
+        rewritten: swapped.len() as u64,
+        ..CompactionReport::default()
     };
     tracing::info!(
         manifests = report.manifests,
         pages = report.pages,
         bytes = report.bytes,
+        rewritten = report.rewritten,
         "compacted the raw pages"
     );
     Ok(report)
 }
 
-/// Per raw table, the runs its rows name (`run_id`, `removed_run_id`).
-async fn kept_runs(
-    ctx: &TransformContext,
-) -> Result<BTreeMap<String, BTreeSet<String>>, TransformError> {
-    // GROUP BY rather than DISTINCT: the same text in both dialects; one
-    // SELECT around the UNION, which is what a question may be (the
+/// How a raw table's rows name one run.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(super) struct RunUse {
+    /// Rows whose kept version the run fetched (`run_id`).
+    pub kept: u64,
+    /// Rows of other runs whose removal the run's data showed
+    /// (`removed_run_id`): its listing is their evidence.
+    pub evidence: u64,
+}
+
+/// A count as the warehouse returns it (BigQuery's integers are strings).
+fn count(v: &serde_json::Value) -> Option<u64> {
+    match v {
+        serde_json::Value::Number(n) => n.as_u64(),
+        serde_json::Value::String(s) => s.parse().ok(),
+        _ => None,
+    }
+}
+
+/// Per raw table, the runs its rows name (`run_id`, `removed_run_id`), and
+/// how many rows name each.
+pub(super) type KeptRuns = BTreeMap<String, BTreeMap<String, RunUse>>;
+
+async fn kept_runs(ctx: &TransformContext) -> Result<KeptRuns, TransformError> {
+    // One SELECT around the UNION, which is what a question may be (the
     // BigQuery emulator calls a bare UNION something else).
     let union = Resource::ALL
         .iter()
         .map(|r| {
             let t = r.storage_name();
             format!(
-                "SELECT '{t}' AS raw_table, run_id FROM {t} GROUP BY run_id\n\
-                 UNION ALL SELECT '{t}' AS raw_table, removed_run_id FROM {t} \
-                 WHERE removed_run_id IS NOT NULL GROUP BY removed_run_id"
+                "SELECT '{t}' AS raw_table, run_id, COUNT(*) AS kept, 0 AS evidence FROM {t} GROUP BY run_id\n\
+                 UNION ALL SELECT '{t}' AS raw_table, removed_run_id, 0 AS kept, COUNT(*) AS evidence FROM {t} \
+                 WHERE removed_run_id IS NOT NULL AND removed_run_id <> run_id GROUP BY removed_run_id"
             )
         })
         .collect::<Vec<_>>()
         .join("\nUNION ALL ");
-    let sql = format!("SELECT raw_table, run_id FROM (\n{union}\n) AS runs");
+    let sql = format!("SELECT raw_table, run_id, kept, evidence FROM (\n{union}\n) AS runs");
     let request = QueryRequest {
         dataset: ctx.raw_dataset.clone(),
         sql,
@@ -220,31 +337,58 @@ async fn kept_runs(
             "too many runs to compact by (the answer was truncated)",
         ));
     }
-    let mut out: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    let mut out = KeptRuns::new();
     for row in result.rows {
-        if let [serde_json::Value::String(table), serde_json::Value::String(run)] = row.as_slice() {
-            out.entry(table.clone()).or_default().insert(run.clone());
-        }
+        let [serde_json::Value::String(table), serde_json::Value::String(run), kept, evidence] =
+            row.as_slice()
+        else {
+            continue;
+        };
+        let (Some(kept), Some(evidence)) = (count(kept), count(evidence)) else {
+            return Err(bad_raw(
+                &ctx.raw_dataset,
+                format!("the count of rows naming run {run} in {table} is not a number"),
+            ));
+        };
+        let entry = out
+            .entry(table.clone())
+            .or_default()
+            .entry(run.clone())
+            .or_default();
+        entry.kept += kept;
+        entry.evidence += evidence;
     }
     Ok(out)
 }
 
 /// The run folder of a manifest key under `prefix`
 /// (`raw/<resource>/<run>/manifest.json`).
-fn manifest_run<'a>(key: &'a str, prefix: &str) -> Option<&'a str> {
+pub(super) fn manifest_run<'a>(key: &'a str, prefix: &str) -> Option<&'a str> {
     key.strip_prefix(prefix)
         .and_then(|rest| rest.strip_suffix("/manifest.json"))
         .filter(|run| !run.is_empty() && !run.contains('/'))
 }
 
-/// Removes every loaded manifest no raw table needs any more (see the
-/// module's documentation). Run after a successful load.
+/// Removes every loaded manifest no raw table needs any more, then rewrites
+/// those mostly superseded (see the module's documentation). Run after a
+/// successful load.
 pub(crate) async fn compact(ctx: &TransformContext) -> Result<CompactionReport, TransformError> {
     let loaded = read_loaded_state(ctx).await?;
     if loaded.manifests.is_empty() {
         return Ok(CompactionReport::default());
     }
     let kept = kept_runs(ctx).await?;
+    let mut report = remove_superseded(ctx, &loaded, &kept).await?;
+    report.add(&rewrite::rewrite_sparse(ctx, &kept).await?);
+    Ok(report)
+}
+
+/// Deletes every loaded manifest whose run no row names, with its pages.
+async fn remove_superseded(
+    ctx: &TransformContext,
+    loaded: &Loaded,
+    kept: &KeptRuns,
+) -> Result<CompactionReport, TransformError> {
     let mut marker = Compaction::default();
     for resource in Resource::ALL {
         let prefix = raw::resource_prefix(resource);
@@ -255,7 +399,8 @@ pub(crate) async fn compact(ctx: &TransformContext) -> Result<CompactionReport, 
             .manifests
             .iter()
             .filter(|key| {
-                manifest_run(key, &prefix).is_some_and(|run| runs.is_none_or(|r| !r.contains(run)))
+                manifest_run(key, &prefix)
+                    .is_some_and(|run| runs.is_none_or(|r| !r.contains_key(run)))
             })
             .collect();
         if candidates.is_empty() {
@@ -278,7 +423,7 @@ pub(crate) async fn compact(ctx: &TransformContext) -> Result<CompactionReport, 
                 .map_err(|e| bad_raw(key, format!("not a manifest: {e}")))?;
             // The table names the run the manifest says, which is normally
             // its folder; when they differ, the manifest's word counts.
-            if runs.is_some_and(|r| r.contains(&manifest.run_id)) {
+            if runs.is_some_and(|r| r.contains_key(&manifest.run_id)) {
                 continue;
             }
             holds_records |= manifest.records > 0;
@@ -311,19 +456,7 @@ pub(crate) async fn compact(ctx: &TransformContext) -> Result<CompactionReport, 
     if marker.manifests.is_empty() {
         return Ok(CompactionReport::default());
     }
-    let bytes = serde_json::to_vec_pretty(&marker)
-        .map_err(|e| bad_raw(raw::COMPACTION_KEY, format!("cannot encode: {e}")))?;
-    retrying(|| {
-        ctx.cloud
-            .objects
-            .put_object(&ctx.cred, &ctx.bucket, raw::COMPACTION_KEY, bytes.clone())
-    })
-    .await
-    .map_err(storage(format!(
-        "writing {} to bucket {}",
-        raw::COMPACTION_KEY,
-        ctx.bucket
-    )))?;
+    announce(ctx, &marker).await?;
     finish(ctx, &marker).await
 }
 

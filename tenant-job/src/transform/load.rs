@@ -319,8 +319,8 @@ pub(crate) async fn load_all(
     );
 
     for (_, p) in &pending {
-        for (key, _) in &p.manifests {
-            state.manifests.insert(key.clone());
+        for (key, records) in &p.manifests {
+            state.insert(key.clone(), *records);
         }
     }
     write_loaded(ctx, &state).await?;

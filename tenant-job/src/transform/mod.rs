@@ -36,6 +36,7 @@ pub mod datatests;
 mod load;
 pub mod models;
 pub mod render;
+mod rewrite;
 
 use std::collections::BTreeMap;
 use std::fmt;
