@@ -25,17 +25,15 @@
 //! hold only their kept records (`rewrite.rs`), through the same marker.
 
 use std::collections::BTreeMap;
-use std::time::Duration;
 
 use serde::Serialize;
 use tokio::task::JoinSet;
 
-use cloud::ports::QueryRequest;
 use cloud::CloudError;
 use job_contract::raw::{self, Compaction, Loaded, Manifest, Rewrite};
 use xero::resources::Resource;
 
-use super::load::{list_prefix, read_loaded_state, storage, write_loaded};
+use super::load::{list_prefix, query_raw, read_loaded_state, storage, write_loaded};
 use super::rewrite;
 use super::{retrying, TransformContext, TransformError};
 
@@ -318,19 +316,13 @@ async fn kept_runs(ctx: &TransformContext) -> Result<KeptRuns, TransformError> {
         .collect::<Vec<_>>()
         .join("\nUNION ALL ");
     let sql = format!("SELECT raw_table, run_id, kept, evidence FROM (\n{union}\n) AS runs");
-    let request = QueryRequest {
-        dataset: ctx.raw_dataset.clone(),
-        sql,
-        max_rows: 10_000_000,
-        timeout: Duration::from_secs(600),
-        max_bytes: None,
-    };
-    let result = retrying(|| ctx.cloud.warehouse.query(&ctx.cred, &request))
-        .await
-        .map_err(storage(format!(
+    let result = query_raw(ctx, sql, || {
+        format!(
             "reading the runs the raw tables of dataset {} keep",
             ctx.raw_dataset
-        )))?;
+        )
+    })
+    .await?;
     if result.truncated {
         return Err(bad_raw(
             &ctx.raw_dataset,

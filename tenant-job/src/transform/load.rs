@@ -35,7 +35,7 @@ use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 use xero::resources::Resource;
 
-use cloud::ports::{ExpectedObject, LoadedObject, ObjectInfo, QueryRequest};
+use cloud::ports::{ExpectedObject, LoadedObject, ObjectInfo, QueryRequest, QueryResult};
 use cloud::CloudError;
 
 use super::compact::{self, CompactionReport};
@@ -105,6 +105,28 @@ async fn execute_raw(ctx: &TransformContext, sql: &str) -> Result<(), CloudError
     })
     .await
     .map(|_| ())
+}
+
+/// Answers `sql` on the raw dataset (up to ten million rows), retried while
+/// the warehouse says so; `what` names it in the error.
+pub(super) async fn query_raw(
+    ctx: &TransformContext,
+    sql: String,
+    what: impl FnOnce() -> String,
+) -> Result<QueryResult, TransformError> {
+    let request = QueryRequest {
+        dataset: ctx.raw_dataset.clone(),
+        sql,
+        max_rows: 10_000_000,
+        timeout: Duration::from_secs(600),
+        max_bytes: None,
+    };
+    retrying(|| ctx.cloud.warehouse.query(&ctx.cred, &request))
+        .await
+        .map_err(|source| TransformError::Storage {
+            what: what(),
+            source,
+        })
 }
 
 fn rfc3339(t: OffsetDateTime) -> Result<String, String> {

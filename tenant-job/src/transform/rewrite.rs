@@ -24,14 +24,13 @@
 //! says, or a kept record the manifest lacks, leaves the manifest as it is.
 
 use std::collections::{BTreeMap, HashSet};
-use std::time::Duration;
 
-use cloud::ports::{PageDigest, QueryRequest};
+use cloud::ports::PageDigest;
 use job_contract::raw::{self, Compaction, Manifest, PageEntry, Rewrite};
 use xero::resources::Resource;
 
 use super::compact::{self, manifest_run, CompactionReport, KeptRuns, RunUse};
-use super::load::{list_prefix, read_loaded_state, storage, write_loaded};
+use super::load::{list_prefix, query_raw, read_loaded_state, storage, write_loaded};
 use super::{retrying, TransformContext, TransformError};
 
 fn bad_raw(key: &str, reason: impl Into<String>) -> TransformError {
@@ -199,18 +198,12 @@ async fn rewrite_one(
         return Ok(CompactionReport::default());
     }
     let table = resource.storage_name();
-    let request = QueryRequest {
-        dataset: ctx.raw_dataset.clone(),
-        sql: format!("SELECT id FROM {table} WHERE run_id = '{run}'"),
-        max_rows: 10_000_000,
-        timeout: Duration::from_secs(600),
-        max_bytes: None,
-    };
-    let result = retrying(|| ctx.cloud.warehouse.query(&ctx.cred, &request))
-        .await
-        .map_err(storage(format!(
-            "reading the records {table} keeps of run {run}"
-        )))?;
+    let result = query_raw(
+        ctx,
+        format!("SELECT id FROM {table} WHERE run_id = '{run}'"),
+        || format!("reading the records {table} keeps of run {run}"),
+    )
+    .await?;
     let ids: HashSet<String> = result
         .rows
         .into_iter()
