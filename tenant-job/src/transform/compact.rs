@@ -12,10 +12,11 @@
 //! names no run: its manifests go only if none holds a record.
 //!
 //! Crash-safe: what is about to go is written to `state/compaction.json`
-//! first; then the objects are deleted (the manifest before its pages, so no
-//! manifest ever names a page already gone), `state/loaded.json` is
+//! first; then the objects are deleted (several at once, so a crash may
+//! leave a manifest naming pages already gone), `state/loaded.json` is
 //! rewritten, and the marker removed. A run finding the marker finishes that
-//! compaction before it reads anything ([`finish_pending`]). Only manifests
+//! compaction before it reads anything ([`finish_pending`]), so no run loads
+//! a manifest that is half deleted. Only manifests
 //! already loaded are candidates, and pages are only ever deleted as named
 //! by such a manifest (or as written by a rewrite the marker announced):
 //! pages of a run without a manifest (perhaps an ingest still under way) are
