@@ -20,6 +20,10 @@
 //! built.) With `LEDGERLAKE_BENCH_JOB_LOG=<path>` its log (`RUST_LOG`
 //! applies) is written to `<path>.<invoices>`.
 //!
+//! `LEDGERLAKE_BENCH_LOAD_BATCH_MIB` sets loading's batch in this process
+//! (the job's is 128 MiB); `LEDGERLAKE_LOCAL_DUCKDB_MEMORY_MIB` DuckDB's
+//! memory limit, as for the job.
+//!
 //! With `LEDGERLAKE_BENCH_KEEP=1` the data directory of the first sync is
 //! kept (its path is printed), to look at its datasets afterwards.
 //!
@@ -198,6 +202,12 @@ async fn main() -> anyhow::Result<()> {
         .try_init();
     let invoices = env_usize("LEDGERLAKE_BENCH_INVOICES", 100_000);
     let limited = env_usize("LEDGERLAKE_BENCH_LIMITED_INVOICES", 2_000);
+    // Loading's batch, to measure other sizes than the job's 128 MiB.
+    let batch_mib = env_usize("LEDGERLAKE_BENCH_LOAD_BATCH_MIB", 0);
+    if batch_mib > 0 {
+        tenant_job::transform::set_load_batch_bytes(batch_mib as u64 * 1024 * 1024);
+        println!("load batches of {batch_mib} MiB");
+    }
 
     // Limits off.
     let dir = tempfile::tempdir()?;
