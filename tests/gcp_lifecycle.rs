@@ -438,17 +438,19 @@ async fn gcp_emulators_and_contract_server_a_tenant_from_provisioning_through_a_
             .await
             .unwrap_or_else(|e| panic!("{key}: {e}"));
     }
-    let report = tenant_job::transform::run(&tenant_job::transform::TransformContext {
+    // The tenant's transform on BigQuery, as its job runs it.
+    let on_bigquery = |run_id: &str| tenant_job::transform::TransformContext {
         cloud: cloud.clone(),
         cred: tenant_cred.clone(),
         bucket: bucket.clone(),
         raw_dataset: naming::raw_dataset(&id),
         transformed_dataset: naming::transformed_dataset(&id),
-        run_id: "edit-gcp".into(),
+        run_id: run_id.into(),
         dialect: tenant_job::transform::Dialect::BigQuery,
-    })
-    .await
-    .expect("a transform on BigQuery");
+    };
+    let report = tenant_job::transform::run(&on_bigquery("edit-gcp"))
+        .await
+        .expect("a transform on BigQuery");
     assert!(report.compaction.error.is_none(), "{:?}", report.compaction);
     assert_eq!(report.compaction.rewritten, 1, "{:?}", report.compaction);
     let rewritten = manifest_of(first_key).await;
@@ -476,17 +478,9 @@ async fn gcp_emulators_and_contract_server_a_tenant_from_provisioning_through_a_
     for table in tables {
         before.push(raw_rows(table).await);
     }
-    tenant_job::transform::rebuild(&tenant_job::transform::TransformContext {
-        cloud: cloud.clone(),
-        cred: tenant_cred.clone(),
-        bucket: bucket.clone(),
-        raw_dataset: naming::raw_dataset(&id),
-        transformed_dataset: naming::transformed_dataset(&id),
-        run_id: "rebuild".into(),
-        dialect: tenant_job::transform::Dialect::BigQuery,
-    })
-    .await
-    .expect("rebuild on BigQuery");
+    tenant_job::transform::rebuild(&on_bigquery("rebuild"))
+        .await
+        .expect("rebuild on BigQuery");
     for (table, rows) in tables.into_iter().zip(before) {
         assert_eq!(raw_rows(table).await, rows, "{table} after the rebuild");
     }

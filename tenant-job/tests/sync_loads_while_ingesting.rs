@@ -17,23 +17,6 @@ use job_contract::RunCommand;
 use tenant_job::job::{Job, JobConfig};
 use xero_sandbox::FaultSettings;
 
-/// Every manifest in the tenant's bucket.
-async fn manifests_in_bucket(
-    cloud: &cloud_local::LocalAdapters,
-    cred: &cloud::ports::Credential,
-    bucket: &str,
-) -> BTreeSet<String> {
-    cloud
-        .objects
-        .list_objects(cred, bucket, "raw/")
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|o| o.key)
-        .filter(|k| k.ends_with("/manifest.json"))
-        .collect()
-}
-
 async fn loaded(
     cloud: &cloud_local::LocalAdapters,
     cred: &cloud::ports::Credential,
@@ -91,7 +74,7 @@ async fn a_sync_loads_what_ingest_fetched_before_an_endpoint_failed_and_the_next
 
     // Every manifest the ingest wrote before it failed is loaded, though
     // no transform ran: the loading went on beside the ingest.
-    let written = manifests_in_bucket(&cloud, &cred, &bucket).await;
+    let written = support::manifests(&*cloud.objects, &cred, &bucket).await;
     assert!(
         written.iter().any(|k| k.starts_with("raw/invoices/"))
             && written.iter().any(|k| k.starts_with("raw/contacts/")),

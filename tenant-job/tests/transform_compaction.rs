@@ -50,24 +50,11 @@ async fn exists(t: &Tenant, key: &str) -> bool {
     }
 }
 
-/// Every manifest in the bucket.
-async fn manifests(t: &Tenant) -> BTreeSet<String> {
-    t.cloud
-        .objects
-        .list_objects(&t.cred, &t.bucket, "raw/")
-        .await
-        .expect("list")
-        .into_iter()
-        .map(|o| o.key)
-        .filter(|k| k.ends_with("/manifest.json"))
-        .collect()
-}
-
 /// What the bucket must hold after compaction: every manifest is loaded,
 /// and each still holds a version a raw table keeps (or a removal's
 /// evidence); every page a manifest names is there.
 async fn assert_compacted(t: &Tenant, when: &str) {
-    let in_bucket = manifests(t).await;
+    let in_bucket = t.manifests().await;
     let state = loaded(t).await;
     assert_eq!(state.manifests, in_bucket, "{when}: loaded.json");
     assert!(!exists(t, COMPACTION_KEY).await, "{when}: marker left");
@@ -228,7 +215,8 @@ async fn compaction_keeps_what_a_rebuild_needs_and_the_rebuild_gives_the_same_ta
         Resource::Items,
         Resource::Accounts,
     ] {
-        let left = manifests(&tenant)
+        let left = tenant
+            .manifests()
             .await
             .into_iter()
             .filter(|k| k.starts_with(&raw::resource_prefix(resource)))
@@ -1066,7 +1054,7 @@ async fn an_empty_complete_listing_marks_every_row_removed_and_is_kept_as_the_ev
         .expect("empty listings");
     assert_eq!(report.manifests.len(), 2, "{:?}", report.manifests);
     assert_eq!(report.compaction.manifests, 2, "{:?}", report.compaction);
-    assert!(manifests(&other).await.is_empty());
+    assert!(other.manifests().await.is_empty());
     assert!(loaded(&other).await.manifests.is_empty());
 }
 

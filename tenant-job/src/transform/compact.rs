@@ -34,7 +34,10 @@ use cloud::CloudError;
 use job_contract::raw::{self, Compaction, Loaded, Manifest, Rewrite};
 use xero::resources::Resource;
 
-use super::load::{list_prefix, query_raw, read_loaded_state, storage, write_loaded};
+use super::datatests::as_count;
+use super::load::{
+    bad_raw, list_prefix, query_raw, read_loaded_state, read_manifest, storage, write_loaded,
+};
 use super::rewrite;
 use super::{retrying, TransformContext, TransformError};
 
@@ -71,13 +74,6 @@ impl CompactionReport {
         self.rewritten += other.rewritten;
         self.rewritten_pages += other.rewritten_pages;
         self.rewritten_bytes += other.rewritten_bytes;
-    }
-}
-
-fn bad_raw(key: &str, reason: impl Into<String>) -> TransformError {
-    TransformError::BadRaw {
-        key: key.to_owned(),
-        reason: reason.into(),
     }
 }
 
@@ -288,15 +284,6 @@ pub(super) struct RunUse {
     pub evidence: u64,
 }
 
-/// A count as the warehouse returns it (BigQuery's integers are strings).
-fn count(v: &serde_json::Value) -> Option<u64> {
-    match v {
-        serde_json::Value::Number(n) => n.as_u64(),
-        serde_json::Value::String(s) => s.parse().ok(),
-        _ => None,
-    }
-}
-
 /// Per raw table, the runs its rows name (`run_id`, `removed_run_id`), and
 /// how many rows name each.
 pub(super) type KeptRuns = BTreeMap<String, BTreeMap<String, RunUse>>;
@@ -337,7 +324,7 @@ async fn kept_runs(ctx: &TransformContext) -> Result<KeptRuns, TransformError> {
         else {
             continue;
         };
-        let (Some(kept), Some(evidence)) = (count(kept), count(evidence)) else {
+        let (Some(kept), Some(evidence)) = (as_count(Some(kept)), as_count(Some(evidence))) else {
             return Err(bad_raw(
                 &ctx.raw_dataset,
                 format!("the count of rows naming run {run} in {table} is not a number"),
@@ -409,11 +396,7 @@ async fn remove_superseded(
                 superseded.manifests.push(key.clone());
                 continue;
             };
-            let bytes = retrying(|| ctx.cloud.objects.get_object(&ctx.cred, &ctx.bucket, key))
-                .await
-                .map_err(storage(format!("reading {key}")))?;
-            let manifest: Manifest = serde_json::from_slice(&bytes)
-                .map_err(|e| bad_raw(key, format!("not a manifest: {e}")))?;
+            let manifest = read_manifest(ctx, key).await?;
             // The table names the run the manifest says, which is normally
             // its folder; when they differ, the manifest's word counts.
             if runs.is_some_and(|r| r.contains_key(&manifest.run_id)) {

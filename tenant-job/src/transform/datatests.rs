@@ -96,7 +96,8 @@ fn request(ctx: &TransformContext, sql: String, max_rows: usize) -> QueryRequest
     }
 }
 
-fn as_count(v: Option<&Value>) -> Option<u64> {
+/// A count as the warehouse returns it.
+pub(crate) fn as_count(v: Option<&Value>) -> Option<u64> {
     match v? {
         Value::Number(n) => n.as_u64(),
         // BigQuery's REST API renders integers as strings.

@@ -68,7 +68,7 @@ pub(crate) struct LoadOutcome {
     pub resumed: Option<CompactionReport>,
 }
 
-fn bad_raw(key: &str, reason: impl Into<String>) -> TransformError {
+pub(super) fn bad_raw(key: &str, reason: impl Into<String>) -> TransformError {
     TransformError::BadRaw {
         key: key.to_owned(),
         reason: reason.into(),
@@ -94,6 +94,17 @@ pub(super) async fn list_prefix(
         "listing {prefix} in bucket {}",
         ctx.bucket
     )))
+}
+
+/// The manifest `key` in the tenant's bucket.
+pub(super) async fn read_manifest(
+    ctx: &TransformContext,
+    key: &str,
+) -> Result<Manifest, TransformError> {
+    let bytes = retrying(|| ctx.cloud.objects.get_object(&ctx.cred, &ctx.bucket, key))
+        .await
+        .map_err(storage(format!("reading {key}")))?;
+    serde_json::from_slice(&bytes).map_err(|e| bad_raw(key, format!("not a manifest: {e}")))
 }
 
 /// Runs `sql` on the raw dataset, retried while the warehouse says so.
@@ -393,15 +404,7 @@ async fn pending_manifests(
         if !is_manifest_key(&object.key, &prefix) || state.manifests.contains(&object.key) {
             continue;
         }
-        let bytes = retrying(|| {
-            ctx.cloud
-                .objects
-                .get_object(&ctx.cred, &ctx.bucket, &object.key)
-        })
-        .await
-        .map_err(storage(format!("reading {}", object.key)))?;
-        let manifest: Manifest = serde_json::from_slice(&bytes)
-            .map_err(|e| bad_raw(&object.key, format!("not a manifest: {e}")))?;
+        let manifest = read_manifest(ctx, &object.key).await?;
         if !manifest.resource.eq_ignore_ascii_case(resource.name()) {
             return Err(bad_raw(
                 &object.key,

@@ -30,15 +30,10 @@ use job_contract::raw::{self, Compaction, Manifest, PageEntry, Rewrite};
 use xero::resources::Resource;
 
 use super::compact::{self, manifest_run, CompactionReport, KeptRuns, RunUse};
-use super::load::{list_prefix, query_raw, read_loaded_state, storage, write_loaded};
+use super::load::{
+    bad_raw, list_prefix, query_raw, read_loaded_state, read_manifest, storage, write_loaded,
+};
 use super::{retrying, TransformContext, TransformError};
-
-fn bad_raw(key: &str, reason: impl Into<String>) -> TransformError {
-    TransformError::BadRaw {
-        key: key.to_owned(),
-        reason: reason.into(),
-    }
-}
 
 /// Whether `resource`'s manifests may be rewritten (see the module's
 /// documentation).
@@ -73,13 +68,6 @@ fn record_id(line: &[u8], id_field: &str) -> Option<String> {
     }
 }
 
-async fn read_manifest(ctx: &TransformContext, key: &str) -> Result<Manifest, TransformError> {
-    let bytes = retrying(|| ctx.cloud.objects.get_object(&ctx.cred, &ctx.bucket, key))
-        .await
-        .map_err(storage(format!("reading {key}")))?;
-    serde_json::from_slice(&bytes).map_err(|e| bad_raw(key, format!("not a manifest: {e}")))
-}
-
 /// Rewrites every loaded manifest that is [`sparse`] by `kept`.
 pub(crate) async fn rewrite_sparse(
     ctx: &TransformContext,
@@ -102,16 +90,20 @@ pub(crate) async fn rewrite_sparse(
             let Some(&usage) = runs.get(run) else {
                 continue;
             };
-            let records = match loaded.records.get(key) {
-                Some(&n) => n,
+            let (records, read) = match loaded.records.get(key) {
+                Some(&n) => (n, None),
                 None => {
-                    let n = read_manifest(ctx, key).await?.records;
-                    counted.insert(key.clone(), n);
-                    n
+                    let manifest = read_manifest(ctx, key).await?;
+                    counted.insert(key.clone(), manifest.records);
+                    (manifest.records, Some(manifest))
                 }
             };
             if sparse(usage, records) {
-                report.add(&rewrite_one(ctx, resource, key, run).await?);
+                let manifest = match read {
+                    Some(manifest) => manifest,
+                    None => read_manifest(ctx, key).await?,
+                };
+                report.add(&rewrite_one(ctx, resource, key, run, manifest).await?);
             }
         }
     }
@@ -182,16 +174,16 @@ impl PageWriter<'_> {
     }
 }
 
-/// Rewrites the manifest `key` of `resource` (in the folder of run `folder`)
-/// to hold only its kept records; a report of nothing when it is left as it
-/// is.
+/// Rewrites `manifest`, at `key` of `resource` (in the folder of run
+/// `folder`), to hold only its kept records; a report of nothing when it is
+/// left as it is.
 async fn rewrite_one(
     ctx: &TransformContext,
     resource: Resource,
     key: &str,
     folder: &str,
+    manifest: Manifest,
 ) -> Result<CompactionReport, TransformError> {
-    let manifest = read_manifest(ctx, key).await?;
     // The table names the run the manifest says (normally its folder).
     let run = manifest.run_id.clone();
     if !plain_run(&run) {

@@ -4,7 +4,7 @@
 //! pointing at both.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::Path;
 use std::time::Duration;
 
@@ -146,6 +146,22 @@ pub fn job_config(dir: &Path, sandbox: &Sandbox, id: &TenantId, run_id: &str) ->
         xero_per_minute: Some(100_000),
         ..JobEnvironment::new(id.clone())
     })
+}
+
+/// Every manifest in `bucket`.
+pub async fn manifests(
+    objects: &dyn ObjectStore,
+    cred: &Credential,
+    bucket: &str,
+) -> BTreeSet<String> {
+    objects
+        .list_objects(cred, bucket, "raw/")
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|o| o.key)
+        .filter(|k| k.ends_with("/manifest.json"))
+        .collect()
 }
 
 /// The rows `sql` returns from `dataset`.

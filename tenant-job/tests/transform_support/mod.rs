@@ -4,7 +4,7 @@
 //! sandbox exactly as `job_contract::raw` lays them out.
 #![allow(dead_code)]
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -68,6 +68,11 @@ pub async fn provision(adapters: &LocalAdapters, id: &str) -> Tenant {
 }
 
 impl Tenant {
+    /// Every manifest in the tenant's bucket.
+    pub async fn manifests(&self) -> BTreeSet<String> {
+        support::manifests(&*self.cloud.objects, &self.cred, &self.bucket).await
+    }
+
     pub fn context(&self, run_id: &str) -> TransformContext {
         TransformContext {
             cloud: self.cloud.clone(),
