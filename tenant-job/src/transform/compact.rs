@@ -36,7 +36,7 @@ use xero::resources::Resource;
 
 use super::datatests::as_count;
 use super::load::{
-    bad_raw, list_prefix, query_raw, read_loaded_state, read_manifest, storage, write_loaded,
+    bad_raw, list_prefix, query_raw, read_loaded_state, read_manifest, write_json, write_loaded,
 };
 use super::rewrite;
 use super::{retrying, TransformContext, TransformError};
@@ -111,20 +111,7 @@ pub(super) async fn announce(
     ctx: &TransformContext,
     marker: &Compaction,
 ) -> Result<(), TransformError> {
-    let bytes = serde_json::to_vec_pretty(marker)
-        .map_err(|e| bad_raw(raw::COMPACTION_KEY, format!("cannot encode: {e}")))?;
-    retrying(|| {
-        ctx.cloud
-            .objects
-            .put_object(&ctx.cred, &ctx.bucket, raw::COMPACTION_KEY, bytes.clone())
-    })
-    .await
-    .map(|_| ())
-    .map_err(storage(format!(
-        "writing {} to bucket {}",
-        raw::COMPACTION_KEY,
-        ctx.bucket
-    )))
+    write_json(ctx, raw::COMPACTION_KEY, marker).await
 }
 
 /// Deletes `keys`, [`DELETE_CONCURRENCY`] at once; one already gone is

@@ -179,22 +179,28 @@ pub(crate) async fn write_loaded(
     ctx: &TransformContext,
     loaded: &Loaded,
 ) -> Result<(), TransformError> {
-    let bytes = serde_json::to_vec_pretty(loaded)
-        .map_err(|e| bad_raw(raw::LOADED_KEY, format!("cannot encode: {e}")))?;
     // A plain write: two transforms of one tenant at once could only lose a
     // key of the other's, whose manifest is then merged again, harmlessly.
+    write_json(ctx, raw::LOADED_KEY, loaded).await
+}
+
+/// Writes `value` as JSON to `key` in the tenant's bucket, retried while the
+/// store says so.
+pub(super) async fn write_json<T: serde::Serialize>(
+    ctx: &TransformContext,
+    key: &str,
+    value: &T,
+) -> Result<(), TransformError> {
+    let bytes = serde_json::to_vec_pretty(value)
+        .map_err(|e| bad_raw(key, format!("cannot encode: {e}")))?;
     retrying(|| {
         ctx.cloud
             .objects
-            .put_object(&ctx.cred, &ctx.bucket, raw::LOADED_KEY, bytes.clone())
+            .put_object(&ctx.cred, &ctx.bucket, key, bytes.clone())
     })
     .await
     .map(|_| ())
-    .map_err(storage(format!(
-        "writing {} to bucket {}",
-        raw::LOADED_KEY,
-        ctx.bucket
-    )))
+    .map_err(storage(format!("writing {key} to bucket {}", ctx.bucket)))
 }
 
 /// One resource's manifests waiting to be loaded.

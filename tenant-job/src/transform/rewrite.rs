@@ -31,7 +31,7 @@ use xero::resources::Resource;
 
 use super::compact::{self, manifest_run, CompactionReport, KeptRuns, RunUse};
 use super::load::{
-    bad_raw, list_prefix, query_raw, read_loaded_state, read_manifest, storage, write_loaded,
+    list_prefix, query_raw, read_loaded_state, read_manifest, storage, write_json, write_loaded,
 };
 use super::{retrying, TransformContext, TransformError};
 
@@ -293,15 +293,7 @@ async fn rewrite_one(
             records,
             ..manifest
         };
-        let bytes = serde_json::to_vec_pretty(&rewritten)
-            .map_err(|e| bad_raw(key, format!("cannot encode: {e}")))?;
-        retrying(|| {
-            ctx.cloud
-                .objects
-                .put_object(&ctx.cred, &ctx.bucket, key, bytes.clone())
-        })
-        .await
-        .map_err(storage(format!("writing {key} (compaction)")))?;
+        write_json(ctx, key, &rewritten).await?;
         tracing::info!(manifest = %key, records, pages = rewritten.pages.len(), "rewrote a manifest to its kept records");
         let mut report = compact::finish(ctx, &marker).await?;
         report.rewritten_pages = rewritten.pages.len() as u64;
