@@ -35,10 +35,10 @@ use job_contract::raw::{self, Compaction, Loaded, Manifest, Rewrite};
 use xero::resources::Resource;
 
 use super::datatests::as_count;
-use super::load::{
-    bad_raw, list_prefix, query_raw, read_loaded_state, read_manifest, write_json, write_loaded,
+use super::raw_io::{
+    bad_raw, list_prefix, manifest_run, query_raw, read_loaded, read_manifest, write_json,
+    write_loaded,
 };
-use super::rewrite;
 use super::{retrying, TransformContext, TransformError};
 
 /// Objects deleted at once.
@@ -211,7 +211,7 @@ pub(super) async fn finish(
     }
     delete_all(ctx, doomed).await?;
 
-    let mut loaded = read_loaded_state(ctx).await?;
+    let mut loaded = read_loaded(ctx).await?;
     let before = loaded.clone();
     for key in &marker.manifests {
         loaded.remove(key);
@@ -275,7 +275,7 @@ pub(super) struct RunUse {
 /// how many rows name each.
 pub(super) type KeptRuns = BTreeMap<String, BTreeMap<String, RunUse>>;
 
-async fn kept_runs(ctx: &TransformContext) -> Result<KeptRuns, TransformError> {
+pub(super) async fn kept_runs(ctx: &TransformContext) -> Result<KeptRuns, TransformError> {
     // One SELECT around the UNION, which is what a question may be (the
     // BigQuery emulator calls a bare UNION something else).
     let union = Resource::ALL
@@ -328,30 +328,9 @@ async fn kept_runs(ctx: &TransformContext) -> Result<KeptRuns, TransformError> {
     Ok(out)
 }
 
-/// The run folder of a manifest key under `prefix`
-/// (`raw/<resource>/<run>/manifest.json`).
-pub(super) fn manifest_run<'a>(key: &'a str, prefix: &str) -> Option<&'a str> {
-    key.strip_prefix(prefix)
-        .and_then(|rest| rest.strip_suffix("/manifest.json"))
-        .filter(|run| !run.is_empty() && !run.contains('/'))
-}
-
-/// Removes every loaded manifest no raw table needs any more, then rewrites
-/// those mostly superseded (see the module's documentation). Run after a
-/// successful load.
-pub(crate) async fn compact(ctx: &TransformContext) -> Result<CompactionReport, TransformError> {
-    let loaded = read_loaded_state(ctx).await?;
-    if loaded.manifests.is_empty() {
-        return Ok(CompactionReport::default());
-    }
-    let kept = kept_runs(ctx).await?;
-    let mut report = remove_superseded(ctx, &loaded, &kept).await?;
-    report.add(&rewrite::rewrite_sparse(ctx, &kept).await?);
-    Ok(report)
-}
-
-/// Deletes every loaded manifest whose run no row names, with its pages.
-async fn remove_superseded(
+/// Deletes every loaded manifest whose run no row names, with its pages
+/// (run after a successful load).
+pub(super) async fn remove_superseded(
     ctx: &TransformContext,
     loaded: &Loaded,
     kept: &KeptRuns,
@@ -421,19 +400,4 @@ async fn remove_superseded(
     }
     announce(ctx, &marker).await?;
     finish(ctx, &marker).await
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_manifest_key_names_its_run() {
-        let p = "raw/invoices/";
-        assert_eq!(manifest_run("raw/invoices/r1/manifest.json", p), Some("r1"));
-        assert_eq!(manifest_run("raw/invoices/r1/00001.ndjson", p), None);
-        assert_eq!(manifest_run("raw/invoices/manifest.json", p), None);
-        assert_eq!(manifest_run("raw/invoicesx/r1/manifest.json", p), None);
-        assert_eq!(manifest_run("raw/invoices/a/b/manifest.json", p), None);
-    }
 }

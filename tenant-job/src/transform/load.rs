@@ -35,10 +35,14 @@ use time::format_description::well_known::Rfc3339;
 use time::{OffsetDateTime, UtcOffset};
 use xero::resources::Resource;
 
-use cloud::ports::{ExpectedObject, LoadedObject, ObjectInfo, QueryRequest, QueryResult};
+use cloud::ports::{ExpectedObject, LoadedObject, QueryRequest};
 use cloud::CloudError;
 
 use super::compact::{self, CompactionReport};
+use super::raw_io::{
+    bad_raw, execute_raw, list_prefix, manifest_run, read_loaded, read_manifest, storage,
+    write_loaded,
+};
 use super::render::{Listing, PageRef, Renderer};
 use super::{retrying, TransformContext, TransformError};
 use job_contract::raw::{self, Loaded, Manifest};
@@ -68,139 +72,10 @@ pub(crate) struct LoadOutcome {
     pub resumed: Option<CompactionReport>,
 }
 
-pub(super) fn bad_raw(key: &str, reason: impl Into<String>) -> TransformError {
-    TransformError::BadRaw {
-        key: key.to_owned(),
-        reason: reason.into(),
-    }
-}
-
-pub(super) fn storage(what: String) -> impl FnOnce(CloudError) -> TransformError {
-    move |source| TransformError::Storage { what, source }
-}
-
-/// Every object under `prefix` in the tenant's bucket.
-pub(super) async fn list_prefix(
-    ctx: &TransformContext,
-    prefix: &str,
-) -> Result<Vec<ObjectInfo>, TransformError> {
-    retrying(|| {
-        ctx.cloud
-            .objects
-            .list_objects(&ctx.cred, &ctx.bucket, prefix)
-    })
-    .await
-    .map_err(storage(format!(
-        "listing {prefix} in bucket {}",
-        ctx.bucket
-    )))
-}
-
-/// The manifest `key` in the tenant's bucket.
-pub(super) async fn read_manifest(
-    ctx: &TransformContext,
-    key: &str,
-) -> Result<Manifest, TransformError> {
-    let bytes = retrying(|| ctx.cloud.objects.get_object(&ctx.cred, &ctx.bucket, key))
-        .await
-        .map_err(storage(format!("reading {key}")))?;
-    serde_json::from_slice(&bytes).map_err(|e| bad_raw(key, format!("not a manifest: {e}")))
-}
-
-/// Runs `sql` on the raw dataset, retried while the warehouse says so.
-async fn execute_raw(ctx: &TransformContext, sql: &str) -> Result<(), CloudError> {
-    retrying(|| {
-        ctx.cloud
-            .warehouse
-            .execute(&ctx.cred, &ctx.raw_dataset, sql)
-    })
-    .await
-    .map(|_| ())
-}
-
-/// Answers `sql` on the raw dataset (up to ten million rows), retried while
-/// the warehouse says so; `what` names it in the error.
-pub(super) async fn query_raw(
-    ctx: &TransformContext,
-    sql: String,
-    what: impl FnOnce() -> String,
-) -> Result<QueryResult, TransformError> {
-    let request = QueryRequest {
-        dataset: ctx.raw_dataset.clone(),
-        sql,
-        max_rows: 10_000_000,
-        timeout: Duration::from_secs(600),
-        max_bytes: None,
-    };
-    retrying(|| ctx.cloud.warehouse.query(&ctx.cred, &request))
-        .await
-        .map_err(|source| TransformError::Storage {
-            what: what(),
-            source,
-        })
-}
-
 fn rfc3339(t: OffsetDateTime) -> Result<String, String> {
     t.to_offset(UtcOffset::UTC)
         .format(&Rfc3339)
         .map_err(|e| format!("cannot format {t}: {e}"))
-}
-
-/// `raw/<resource>/<run>/manifest.json`, directly under the resource's folder.
-fn is_manifest_key(key: &str, resource_prefix: &str) -> bool {
-    key.strip_prefix(resource_prefix)
-        .and_then(|rest| rest.strip_suffix("/manifest.json"))
-        .is_some_and(|run| !run.is_empty() && !run.contains('/'))
-}
-
-async fn read_loaded(ctx: &TransformContext) -> Result<Loaded, TransformError> {
-    let read = retrying(|| {
-        ctx.cloud
-            .objects
-            .get_object(&ctx.cred, &ctx.bucket, raw::LOADED_KEY)
-    })
-    .await;
-    match read {
-        Ok(bytes) => serde_json::from_slice(&bytes)
-            .map_err(|e| bad_raw(raw::LOADED_KEY, format!("not valid: {e}"))),
-        Err(CloudError::NotFound { .. }) => Ok(Loaded::default()),
-        Err(source) => Err(TransformError::Storage {
-            what: format!("reading {} from bucket {}", raw::LOADED_KEY, ctx.bucket),
-            source,
-        }),
-    }
-}
-
-pub(crate) async fn read_loaded_state(ctx: &TransformContext) -> Result<Loaded, TransformError> {
-    read_loaded(ctx).await
-}
-
-pub(crate) async fn write_loaded(
-    ctx: &TransformContext,
-    loaded: &Loaded,
-) -> Result<(), TransformError> {
-    // A plain write: two transforms of one tenant at once could only lose a
-    // key of the other's, whose manifest is then merged again, harmlessly.
-    write_json(ctx, raw::LOADED_KEY, loaded).await
-}
-
-/// Writes `value` as JSON to `key` in the tenant's bucket, retried while the
-/// store says so.
-pub(super) async fn write_json<T: serde::Serialize>(
-    ctx: &TransformContext,
-    key: &str,
-    value: &T,
-) -> Result<(), TransformError> {
-    let bytes = serde_json::to_vec_pretty(value)
-        .map_err(|e| bad_raw(key, format!("cannot encode: {e}")))?;
-    retrying(|| {
-        ctx.cloud
-            .objects
-            .put_object(&ctx.cred, &ctx.bucket, key, bytes.clone())
-    })
-    .await
-    .map(|_| ())
-    .map_err(storage(format!("writing {key} to bucket {}", ctx.bucket)))
 }
 
 /// One resource's manifests waiting to be loaded.
@@ -407,7 +282,7 @@ async fn pending_manifests(
     let mut pending = Vec::new();
     for object in objects {
         sizes.insert(object.key.clone(), object.size);
-        if !is_manifest_key(&object.key, &prefix) || state.manifests.contains(&object.key) {
+        if manifest_run(&object.key, &prefix).is_none() || state.manifests.contains(&object.key) {
             continue;
         }
         let manifest = read_manifest(ctx, &object.key).await?;
@@ -630,16 +505,6 @@ async fn blame(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn manifests_are_found_only_where_the_layout_puts_them() {
-        let p = "raw/invoices/";
-        assert!(is_manifest_key("raw/invoices/r1/manifest.json", p));
-        assert!(!is_manifest_key("raw/invoices/r1/00001.ndjson", p));
-        assert!(!is_manifest_key("raw/invoices/manifest.json", p));
-        assert!(!is_manifest_key("raw/invoices/a/b/manifest.json", p));
-        assert!(!is_manifest_key("raw/invoicesx/r1/manifest.json", p));
-    }
 
     #[test]
     fn batches_cut_the_pages_in_load_order_by_size() {

@@ -35,6 +35,7 @@ mod compact;
 pub mod datatests;
 mod load;
 pub mod models;
+mod raw_io;
 pub mod render;
 mod rewrite;
 
@@ -467,7 +468,7 @@ async fn run_inner(
     if let Some(resumed) = &preloaded.resumed {
         compaction.add(resumed);
     }
-    match compact::compact(ctx).await {
+    match compact_raw(ctx).await {
         Ok(done) => compaction.add(&done),
         Err(e) => {
             tracing::warn!(error = %e, "compaction stopped part-way; the next run finishes it");
@@ -525,6 +526,20 @@ async fn run_inner(
 
 /// Builds every staging table in order, then runs every test on them.
 /// `Ok` only when every test of severity `error` passes.
+/// Removes every loaded manifest no raw table needs any more, then rewrites
+/// those mostly superseded (`compact.rs`, `rewrite.rs`). Run after a
+/// successful load.
+async fn compact_raw(ctx: &TransformContext) -> Result<CompactionReport, TransformError> {
+    let loaded = raw_io::read_loaded(ctx).await?;
+    if loaded.manifests.is_empty() {
+        return Ok(CompactionReport::default());
+    }
+    let kept = compact::kept_runs(ctx).await?;
+    let mut report = compact::remove_superseded(ctx, &loaded, &kept).await?;
+    report.add(&rewrite::rewrite_sparse(ctx, &kept).await?);
+    Ok(report)
+}
+
 async fn build_and_test(
     ctx: &TransformContext,
     renderer: &Renderer,

@@ -29,9 +29,10 @@ use cloud::ports::PageDigest;
 use job_contract::raw::{self, Compaction, Manifest, PageEntry, Rewrite};
 use xero::resources::Resource;
 
-use super::compact::{self, manifest_run, CompactionReport, KeptRuns, RunUse};
-use super::load::{
-    list_prefix, query_raw, read_loaded_state, read_manifest, storage, write_json, write_loaded,
+use super::compact::{self, CompactionReport, KeptRuns, RunUse};
+use super::raw_io::{
+    list_prefix, manifest_run, query_raw, read_loaded, read_manifest, storage, write_json,
+    write_loaded,
 };
 use super::{retrying, TransformContext, TransformError};
 
@@ -73,7 +74,7 @@ pub(crate) async fn rewrite_sparse(
     ctx: &TransformContext,
     kept: &KeptRuns,
 ) -> Result<CompactionReport, TransformError> {
-    let loaded = read_loaded_state(ctx).await?;
+    let loaded = read_loaded(ctx).await?;
     let mut report = CompactionReport::default();
     // Counts of manifests loaded before loaded.json kept them, read here
     // once and kept from now on.
@@ -109,7 +110,7 @@ pub(crate) async fn rewrite_sparse(
     }
     if !counted.is_empty() {
         // Read again: each rewrite brought it up to date already.
-        let mut state = read_loaded_state(ctx).await?;
+        let mut state = read_loaded(ctx).await?;
         let before = state.clone();
         for (key, n) in counted {
             if state.manifests.contains(&key) {
