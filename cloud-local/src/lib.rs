@@ -240,7 +240,9 @@ pub fn rotate_master_key(config: &LocalConfig, new_key: Option<&str>) -> CloudRe
     let root = std::fs::canonicalize(&config.data_dir)
         .map_err(|e| fsio::io_fail("data directory", &config.data_dir, &e))?;
     let layout = Layout::new(root, config.project.clone());
-    secrets::rotate_master_key(&layout, config.master_key.as_deref(), new_key)
+    secrets::rotate_master_key(&layout, config.master_key.as_deref(), new_key, || {
+        jobs::running_executions(&layout)
+    })
 }
 
 /// Opens the local adapter on `config.data_dir` (see [`LocalAdapters::open`]).

@@ -287,20 +287,23 @@ fn rename(from: &Path, to: &Path) -> CloudResult<()> {
 /// Re-encrypts every secret version of the data directory under a new master
 /// key. `current`: the value of `LEDGERLAKE_MASTER_KEY` (`None`: the key
 /// file); `new`: the value of [`NEW_MASTER_KEY_ENV`] (`None`: generated, and
-/// only when the key lives in the key file). Holds the secrets' lock
-/// throughout, and refuses while any execution that was handed the current
-/// key may still write. Each version is replaced atomically, and the key
-/// check and key file last, so a crash anywhere leaves a state that opening
-/// refuses clearly and that running the rotation again (with the same new
-/// key) finishes. Blocking (file I/O).
+/// only when the key lives in the key file); `running`: the executions
+/// (`job/id`) that were handed the current key and may still write, asked
+/// for under the lock (the caller's: executions are the job runner's
+/// records, not the secrets'). Holds the secrets' lock throughout, and
+/// refuses while any such execution remains. Each version is replaced
+/// atomically, and the key check and key file last, so a crash anywhere
+/// leaves a state that opening refuses clearly and that running the rotation
+/// again (with the same new key) finishes. Blocking (file I/O).
 pub(crate) fn rotate_master_key(
     layout: &Layout,
     current: Option<&str>,
     new: Option<&str>,
+    running: impl FnOnce() -> CloudResult<Vec<String>>,
 ) -> CloudResult<KeyRotation> {
     let resource = master_key_resource();
     let _lock = fsio::lock(resource, &layout.lock_file(SECRETS_LOCK))?;
-    let running = super::jobs::running_executions(layout)?;
+    let running = running()?;
     if !running.is_empty() {
         return Err(CloudError::permanent(
             resource,
