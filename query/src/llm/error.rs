@@ -2,6 +2,7 @@
 //! status. No variant ever holds the API key or a request header: the
 //! provider's own messages are scrubbed of the key before they are kept
 //! (`http::Http::redact`), and transport errors are kept without their URL.
+//! What an error quotes of a reply is bounded by `excerpt`.
 
 use std::time::Duration;
 
@@ -99,5 +100,25 @@ impl LlmError {
             LlmError::Api { status, .. } => Some(*status),
             _ => None,
         }
+    }
+}
+
+/// The first `max` characters of `text`, marked when cut: what an error
+/// quotes of a reply or an error body.
+pub(crate) fn excerpt(text: &str, max: usize) -> String {
+    match text.char_indices().nth(max) {
+        Some((cut, _)) => format!("{}…", &text[..cut]),
+        None => text.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn excerpts_cut_on_characters() {
+        assert_eq!(excerpt("héllo", 2), "hé…");
+        assert_eq!(excerpt("hi", 2), "hi");
     }
 }

@@ -13,7 +13,7 @@ use backon::{ExponentialBuilder, Retryable};
 use reqwest::header::HeaderMap;
 
 use super::config::{ApiKey, LlmConfig};
-use super::error::LlmError;
+use super::error::{excerpt, LlmError};
 use super::reply::Completion;
 use super::sse;
 
@@ -261,14 +261,6 @@ fn fallback_message(status: reqwest::StatusCode, body: &[u8]) -> String {
     }
 }
 
-/// The first `max` characters of `text`, marked when cut.
-pub(crate) fn excerpt(text: &str, max: usize) -> String {
-    match text.char_indices().nth(max) {
-        Some((cut, _)) => format!("{}…", &text[..cut]),
-        None => text.to_owned(),
-    }
-}
-
 /// The server's `Retry-After` (seconds or an HTTP date), or OpenAI's
 /// `retry-after-ms`, at most `cap`.
 pub(crate) fn retry_after(headers: &HeaderMap, cap: Duration) -> Option<Duration> {
@@ -352,11 +344,5 @@ mod tests {
         );
         assert_eq!(retry_after(&headers(&[("retry-after", "soon")]), cap), None);
         assert_eq!(retry_after(&HeaderMap::new(), cap), None);
-    }
-
-    #[test]
-    fn excerpts_cut_on_characters() {
-        assert_eq!(excerpt("héllo", 2), "hé…");
-        assert_eq!(excerpt("hi", 2), "hi");
     }
 }

@@ -8,8 +8,7 @@
 
 use serde_json::Value;
 
-use super::error::LlmError;
-use super::http::excerpt;
+use super::error::{excerpt, LlmError};
 use super::Generated;
 use crate::plan::Plan;
 
