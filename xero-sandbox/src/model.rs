@@ -869,6 +869,44 @@ pub(crate) struct Currency {
     pub description: &'static str,
 }
 
+/// A record as an organisation's tables keep it and listings select it: its
+/// id and when it last changed (for a journal, which has no such stamp, when
+/// it was created).
+pub(crate) trait Row {
+    fn id(&self) -> Uuid;
+    fn updated(&self) -> Ms;
+}
+
+macro_rules! row {
+    ($t:ty) => {
+        impl Row for $t {
+            fn id(&self) -> Uuid {
+                self.id
+            }
+            fn updated(&self) -> Ms {
+                self.updated
+            }
+        }
+    };
+}
+row!(Contact);
+row!(Invoice);
+row!(CreditNote);
+row!(Payment);
+row!(BankTransaction);
+row!(ManualJournal);
+row!(Account);
+row!(Item);
+
+impl Row for Journal {
+    fn id(&self) -> Uuid {
+        self.id
+    }
+    fn updated(&self) -> Ms {
+        self.created
+    }
+}
+
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {

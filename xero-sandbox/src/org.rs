@@ -21,42 +21,6 @@ fn splitmix64(x: u64) -> u64 {
     z ^ (z >> 31)
 }
 
-/// A record kept in a [`Table`].
-pub(crate) trait Row {
-    fn id(&self) -> Uuid;
-    fn updated(&self) -> Ms;
-}
-
-macro_rules! row {
-    ($t:ty) => {
-        impl Row for $t {
-            fn id(&self) -> Uuid {
-                self.id
-            }
-            fn updated(&self) -> Ms {
-                self.updated
-            }
-        }
-    };
-}
-row!(Contact);
-row!(Invoice);
-row!(CreditNote);
-row!(Payment);
-row!(BankTransaction);
-row!(ManualJournal);
-row!(Account);
-row!(Item);
-
-impl Row for Journal {
-    fn id(&self) -> Uuid {
-        self.id
-    }
-    fn updated(&self) -> Ms {
-        self.created
-    }
-}
-
 /// Records in creation order (the default order of listings) with an id
 /// index.
 #[derive(Debug)]

@@ -15,7 +15,6 @@ use serde_json::Value;
 use uuid::Uuid;
 
 use super::model::*;
-use super::org::Row;
 use crate::wire::{self, DEFAULT_PAGE_SIZE};
 
 /// A listing the client asked for wrongly (answered with 400).
