@@ -19,7 +19,7 @@ use tower::load_shed::error::Overloaded;
 use tower::load_shed::LoadShedLayer;
 use tower::ServiceBuilder;
 
-use super::listener::ConnectionLimits;
+use super::listener::{ClientAddr, ConnectionLimits};
 use super::ApiError;
 
 /// The service's limits; [`Default`] gives the documented defaults.
@@ -89,10 +89,6 @@ impl Default for ServeLimits {
         }
     }
 }
-
-/// The address a connection came from, set on every request by the listener.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddr(pub IpAddr);
 
 /// Requests per client address: a GCRA rate limiter keyed by address.
 pub struct PerClient {

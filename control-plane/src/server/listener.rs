@@ -6,6 +6,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::IpAddr;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -34,6 +35,10 @@ pub struct ConnectionLimits {
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
 }
+
+/// The address a connection came from, set on every request it carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClientAddr(pub IpAddr);
 
 /// Descriptors kept for everything but connections: at least 64, or a quarter
 /// of the limit (the state store, DuckDB files, job logs, locks).
@@ -124,8 +129,7 @@ pub async fn serve_connections(
         tokio::spawn(serve_one(
             stream,
             // Rate limits per client need the address the connection came from.
-            app.clone()
-                .layer(axum::Extension(super::limits::ClientAddr(peer.ip()))),
+            app.clone().layer(axum::Extension(ClientAddr(peer.ip()))),
             http.clone(),
             limits.keep_alive_timeout,
             stopping.clone(),
