@@ -8,6 +8,7 @@ mod cells;
 mod error;
 mod limits;
 mod listener;
+mod meta;
 mod observability;
 pub mod oidc;
 mod onboarding;

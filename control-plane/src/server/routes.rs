@@ -11,7 +11,7 @@ use axum::handler::Handler;
 use axum::http::Method;
 use axum::routing::{delete, get, post, MethodRouter};
 
-use super::{api_tokens, cells, observability, onboarding, questions, runs, tenants, webhooks};
+use super::{api_tokens, cells, meta, onboarding, questions, runs, tenants, webhooks};
 use super::{healthz, readyz, AppState};
 
 /// A class of routes: each has its own limit of requests at once, and `serve
@@ -99,8 +99,8 @@ pub(super) fn table() -> Vec<Entry> {
     vec![
         route(Health, Get, "/healthz", healthz),
         route(Health, Get, "/readyz", readyz),
-        route(Meta, Get, "/metrics", observability::metrics),
-        route(Meta, Get, "/openapi.json", observability::openapi),
+        route(Meta, Get, "/metrics", meta::metrics),
+        route(Meta, Get, "/openapi.json", meta::openapi),
         route(Public, Get, "/connect/xero", onboarding::connect),
         route(Public, Get, "/oauth/xero/callback", onboarding::callback),
         route(Public, Get, "/onboarding/{id}/status", onboarding::status),
