@@ -428,13 +428,12 @@ async fn run_inner(
     let mut timings = Timings::default();
 
     let t = Instant::now();
-    let mut loaded = load::load_all(ctx, &renderer, rebuild).await?;
+    let outcome = load::load_all(ctx, &renderer, rebuild).await?;
     timings.load_ms = millis(t);
     timings.preload_ms = preloaded.load_ms;
-    for (table, records) in preloaded.loaded {
-        *loaded.loaded.entry(table).or_default() += records;
-    }
-    loaded.manifests.splice(0..0, preloaded.manifests);
+    // What loading beside ingest did, then what this load did.
+    let mut loaded = preloaded;
+    loaded.add(outcome, 0);
 
     let staged = build_and_test(ctx, &renderer, &models, &builds, &tests, &mut timings).await;
     let results = match staged {
@@ -464,10 +463,7 @@ async fn run_inner(
     // After the publish: compaction only touches the bucket, and a failure
     // there leaves published tables that are right.
     let t = Instant::now();
-    let mut compaction = loaded.resumed.clone().unwrap_or_default();
-    if let Some(resumed) = &preloaded.resumed {
-        compaction.add(resumed);
-    }
+    let mut compaction = loaded.resumed.take().unwrap_or_default();
     match compact_raw(ctx).await {
         Ok(done) => compaction.add(&done),
         Err(e) => {
@@ -524,8 +520,6 @@ async fn run_inner(
     })
 }
 
-/// Builds every staging table in order, then runs every test on them.
-/// `Ok` only when every test of severity `error` passes.
 /// Removes every loaded manifest no raw table needs any more, then rewrites
 /// those mostly superseded (`compact.rs`, `rewrite.rs`). Run after a
 /// successful load.
@@ -540,6 +534,8 @@ async fn compact_raw(ctx: &TransformContext) -> Result<CompactionReport, Transfo
     Ok(report)
 }
 
+/// Builds every staging table in order, then runs every test on them.
+/// `Ok` only when every test of severity `error` passes.
 async fn build_and_test(
     ctx: &TransformContext,
     renderer: &Renderer,
