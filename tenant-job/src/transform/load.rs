@@ -311,8 +311,13 @@ fn check_manifest(
     p: &mut Pending,
     sizes: &BTreeMap<String, u64>,
 ) -> Result<(), TransformError> {
-    let listed: u64 = manifest.pages.iter().map(|p| p.records).sum();
-    if listed != manifest.records {
+    // Checked: the counts are the bucket's word, not ours.
+    let listed = manifest
+        .pages
+        .iter()
+        .try_fold(0u64, |sum, p| sum.checked_add(p.records));
+    if listed != Some(manifest.records) {
+        let listed = listed.map_or_else(|| "more than 2^64".to_owned(), |n| n.to_string());
         return Err(bad_raw(
             key,
             format!(
@@ -528,5 +533,48 @@ mod tests {
         );
         assert_eq!(batches(&p, 100), vec![vec![(0, 0..3), (2, 0..2)]]);
         assert!(batches(&[], 10).is_empty());
+    }
+
+    #[test]
+    fn a_manifest_whose_page_counts_overflow_is_refused_not_wrapped() {
+        let page = |n: u64, records: u64| raw::PageEntry {
+            key: format!("raw/invoices/r1/{n:05}.ndjson"),
+            records,
+            sha256: "0".repeat(64),
+        };
+        let manifest = |pages: Vec<raw::PageEntry>, records: u64| Manifest {
+            resource: "Invoices".to_owned(),
+            run_id: "r1".to_owned(),
+            pages,
+            records,
+            modified_since: None,
+            completed_at: time::OffsetDateTime::UNIX_EPOCH,
+        };
+        let key = "raw/invoices/r1/manifest.json";
+        let check = |m: &Manifest| {
+            check_manifest(
+                Resource::Invoices,
+                key,
+                m,
+                0,
+                &mut Pending::default(),
+                &BTreeMap::new(),
+            )
+        };
+        // Two pages whose counts wrap around to the manifest's total.
+        let wrapped = manifest(vec![page(1, u64::MAX), page(2, 3)], 2);
+        let err = check(&wrapped)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("more than 2^64"), "{err}");
+        let fine = manifest(vec![page(1, 4), page(2, 3)], 7);
+        assert!(check(&fine).is_ok());
+        let short = manifest(vec![page(1, 4)], 7);
+        let err = check(&short)
+            .err()
+            .map(|e| e.to_string())
+            .unwrap_or_default();
+        assert!(err.contains("the pages hold 4 records"), "{err}");
     }
 }
