@@ -37,6 +37,12 @@ pub const RATE_LIMIT_PROBLEM: &str = "x-rate-limit-problem";
 const MINUTE: Duration = Duration::from_secs(60);
 const DAY: Duration = Duration::from_secs(24 * 60 * 60);
 
+/// The longest a 429's `Retry-After` is believed. Every Xero limit is a
+/// rolling minute or day, so no honest answer asks for more than a day; a
+/// larger one (a bug or a hostile server) must not block an organisation for
+/// years or overflow the clock.
+pub const MAX_RETRY_AFTER: Duration = DAY;
+
 /// A source of time and sleep.
 pub trait Clock: Send + Sync + fmt::Debug + 'static {
     /// The current instant.
@@ -185,7 +191,8 @@ impl fmt::Display for RateLimitProblem {
     }
 }
 
-/// `Retry-After` in seconds, if present and numeric.
+/// `Retry-After` in seconds, if present and numeric, at most
+/// [`MAX_RETRY_AFTER`].
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     headers
         .get(reqwest::header::RETRY_AFTER)?
@@ -194,7 +201,7 @@ pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
         .trim()
         .parse::<u64>()
         .ok()
-        .map(Duration::from_secs)
+        .map(|secs| Duration::from_secs(secs).min(MAX_RETRY_AFTER))
 }
 
 /// The organisation's day limit is used up.
@@ -466,9 +473,16 @@ impl OrgLimiter {
         org.day.limit.saturating_sub(used)
     }
 
-    /// Records a 429: the named window is closed for `retry_after`.
+    /// Records a 429: the named window is closed for `retry_after`, at most
+    /// [`MAX_RETRY_AFTER`].
     pub fn rate_limited(&self, problem: &RateLimitProblem, retry_after: Duration) {
-        let until = self.clock.now() + retry_after;
+        let now = self.clock.now();
+        // Capped again here because callers may pass a configured default;
+        // should the clock still not reach that far, block nothing rather
+        // than panic (a further 429 just comes back).
+        let Some(until) = now.checked_add(retry_after.min(MAX_RETRY_AFTER)) else {
+            return;
+        };
         match problem {
             RateLimitProblem::Day => lock(&self.windows).day.block_until(until),
             RateLimitProblem::AppMinute => lock(&self.app).block_until(until),
@@ -651,6 +665,49 @@ mod tests {
         let err = org.acquire().await.unwrap_err();
         assert_eq!(err.retry_after, Duration::from_secs(3600));
         assert!(other.acquire().await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn huge_retry_after_is_capped_and_never_panics() {
+        let (clock, day_limits) = limits(LimitConfig::default());
+        let org = day_limits.for_org("a");
+        // What `Retry-After: 18446744073709551615` used to become: the
+        // Instant addition overflowed and panicked.
+        org.rate_limited(&RateLimitProblem::Day, Duration::from_secs(u64::MAX));
+        org.rate_limited(&RateLimitProblem::AppMinute, Duration::MAX);
+        let err = org.acquire().await.unwrap_err();
+        assert_eq!(err.retry_after, MAX_RETRY_AFTER);
+
+        // Ten years, which does not overflow, blocks a day, not a decade.
+        let (clock2, minute_limits) = limits(LimitConfig::default());
+        let org2 = minute_limits.for_org("b");
+        org2.rate_limited(
+            &RateLimitProblem::Minute,
+            Duration::from_secs(10 * 365 * 24 * 3600),
+        );
+        drop(org2.acquire().await.unwrap());
+        assert_eq!(clock2.elapsed(), MAX_RETRY_AFTER);
+        assert_eq!(clock.elapsed(), Duration::ZERO);
+    }
+
+    #[test]
+    fn retry_after_header_is_capped_at_a_day() {
+        let mut h = HeaderMap::new();
+        for huge in ["18446744073709551615", "315360000", "86401"] {
+            h.insert(reqwest::header::RETRY_AFTER, HeaderValue::from_static(huge));
+            assert_eq!(retry_after(&h), Some(MAX_RETRY_AFTER), "{huge}");
+        }
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            HeaderValue::from_static("86400"),
+        );
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(86_400)));
+        // Beyond u64 is not a number of seconds at all.
+        h.insert(
+            reqwest::header::RETRY_AFTER,
+            HeaderValue::from_static("18446744073709551616"),
+        );
+        assert_eq!(retry_after(&h), None);
     }
 
     #[test]

@@ -452,6 +452,59 @@ async fn app_minute_429_also_waits() {
 }
 
 #[tokio::test]
+async fn absurd_retry_after_is_capped_at_a_day_without_panicking() {
+    let h = harness().await;
+    // u64::MAX seconds: once an Instant overflow panic.
+    Mock::given(method("GET"))
+        .and(path("/api.xro/2.0/Accounts"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "18446744073709551615")
+                .insert_header("X-Rate-Limit-Problem", "minute"),
+        )
+        .up_to_n_times(1)
+        .with_priority(1)
+        .mount(&h.server)
+        .await;
+    Mock::given(method("GET"))
+        .and(path("/api.xro/2.0/Accounts"))
+        .respond_with(accounts_ok())
+        .mount(&h.server)
+        .await;
+    h.client
+        .fetch_all(ListRequest::new(Resource::Accounts))
+        .await
+        .unwrap();
+    let waited = h.clock.elapsed();
+    assert!(waited >= xero::limits::MAX_RETRY_AFTER, "{waited:?}");
+    assert!(
+        waited < xero::limits::MAX_RETRY_AFTER + Duration::from_secs(5),
+        "{waited:?}"
+    );
+
+    // A day 429 asking for ten years reports (and blocks for) one day.
+    let h = harness().await;
+    Mock::given(method("GET"))
+        .and(path("/api.xro/2.0/Accounts"))
+        .respond_with(
+            ResponseTemplate::new(429)
+                .insert_header("Retry-After", "315360000")
+                .insert_header("X-Rate-Limit-Problem", "day"),
+        )
+        .mount(&h.server)
+        .await;
+    let err = h
+        .client
+        .fetch_all(ListRequest::new(Resource::Accounts))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        err.day_limit_retry_after(),
+        Some(xero::limits::MAX_RETRY_AFTER)
+    );
+}
+
+#[tokio::test]
 async fn day_429_is_a_typed_error_without_retry() {
     let h = harness().await;
     Mock::given(method("GET"))
