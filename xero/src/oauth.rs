@@ -633,6 +633,28 @@ where
     }
 }
 
+/// Xero's access tokens live 30 minutes; assumed when `expires_in` is absent.
+const DEFAULT_ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(30 * 60);
+
+/// The longest `expires_in` believed. Far above Xero's 30 minutes, yet a
+/// wild value (a bug or a hostile endpoint) can neither overflow the date
+/// past year 9999 (a panic, after Xero has already rotated the refresh token
+/// we would then lose) nor keep a dead access token in use for years.
+const MAX_ACCESS_TOKEN_LIFETIME: Duration = Duration::from_secs(24 * 60 * 60);
+
+/// When an access token issued at `now` with `expires_in` expires.
+fn expiry(now: OffsetDateTime, expires_in: Option<Duration>) -> OffsetDateTime {
+    let lifetime = expires_in
+        .unwrap_or(DEFAULT_ACCESS_TOKEN_LIFETIME)
+        .min(MAX_ACCESS_TOKEN_LIFETIME);
+    // Neither fallback is reachable after the clamp short of a clock at the
+    // end of time; "expires now" is the safe answer then (it only refreshes).
+    time::Duration::try_from(lifetime)
+        .ok()
+        .and_then(|l| now.checked_add(l))
+        .unwrap_or(now)
+}
+
 fn token_set_from_response(
     response: &oauth2::basic::BasicTokenResponse,
     previous_refresh: Option<&SecretString>,
@@ -644,12 +666,7 @@ fn token_set_from_response(
         (None, Some(prev)) => prev.clone(),
         (None, None) => return Err(OAuthError::MissingRefreshToken),
     };
-    // Xero's access tokens live 30 minutes; assume so if unstated.
-    let lifetime = response
-        .expires_in()
-        .unwrap_or(Duration::from_secs(30 * 60));
-    let expires_at = OffsetDateTime::now_utc()
-        + time::Duration::try_from(lifetime).unwrap_or(time::Duration::minutes(30));
+    let expires_at = expiry(OffsetDateTime::now_utc(), response.expires_in());
     let scopes = response
         .scopes()
         .map(|s| s.iter().map(|s| s.to_string()).collect())
@@ -722,6 +739,50 @@ mod tests {
     fn form_encoding_matches_rfc6749() {
         assert_eq!(form_encode("abc-._*"), "abc-._*");
         assert_eq!(form_encode("a b+c:d/é"), "a+b%2Bc%3Ad%2F%C3%A9");
+    }
+
+    fn token_response(expires_in: &str) -> oauth2::basic::BasicTokenResponse {
+        serde_json::from_str(&format!(
+            r#"{{"access_token":"a","token_type":"Bearer","refresh_token":"r","expires_in":{expires_in}}}"#
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn absurd_expires_in_is_clamped_without_panicking() {
+        let before = OffsetDateTime::now_utc();
+        // 10^12 s is ~31,700 years: past year 9999, which once panicked.
+        for wild in ["1000000000000", "18446744073709551615", "31536000"] {
+            let t = token_set_from_response(&token_response(wild), None, Vec::new()).unwrap();
+            let lifetime = t.expires_at - before;
+            assert!(
+                lifetime >= time::Duration::hours(24)
+                    && lifetime < time::Duration::hours(24) + time::Duration::minutes(1),
+                "{wild}: {lifetime}"
+            );
+        }
+        let t = token_set_from_response(&token_response("1800"), None, Vec::new()).unwrap();
+        let lifetime = t.expires_at - before;
+        assert!(
+            lifetime >= time::Duration::minutes(30) && lifetime < time::Duration::minutes(31),
+            "{lifetime}"
+        );
+    }
+
+    #[test]
+    fn expiry_never_overflows_the_calendar() {
+        let end = time::macros::datetime!(9999-12-31 23:59:59 UTC);
+        assert_eq!(expiry(end, Some(Duration::from_secs(3600))), end);
+        assert_eq!(expiry(end, Some(Duration::MAX)), end);
+        let now = time::macros::datetime!(2030-01-01 00:00 UTC);
+        assert_eq!(
+            expiry(now, None),
+            time::macros::datetime!(2030-01-01 00:30 UTC)
+        );
+        assert_eq!(
+            expiry(now, Some(Duration::from_secs(1_000_000_000_000))),
+            time::macros::datetime!(2030-01-02 00:00 UTC)
+        );
     }
 
     #[test]

@@ -232,6 +232,36 @@ async fn refresh_uses_basic_auth_and_rotates() {
 }
 
 #[tokio::test]
+async fn refresh_with_absurd_expires_in_keeps_the_rotated_token() {
+    let server = MockServer::start().await;
+    // 10^12 seconds overflows the calendar (past year 9999): once a panic,
+    // after Xero had already rotated the refresh token.
+    Mock::given(method("POST"))
+        .and(path("/connect/token"))
+        .respond_with(ResponseTemplate::new(200).set_body_json(json!({
+            "access_token": "access-2",
+            "expires_in": 1_000_000_000_000_u64,
+            "token_type": "Bearer",
+            "refresh_token": "refresh-2"
+        })))
+        .mount(&server)
+        .await;
+    let before = OffsetDateTime::now_utc();
+    let fresh = client(&server)
+        .await
+        .refresh(&sample_tokens("access-1", "refresh-1"))
+        .await
+        .unwrap();
+    assert_eq!(fresh.refresh_token.expose_secret(), "refresh-2");
+    let lifetime = fresh.expires_at - before;
+    assert!(lifetime >= time::Duration::hours(24), "{lifetime}");
+    assert!(
+        lifetime < time::Duration::hours(24) + time::Duration::minutes(1),
+        "{lifetime}"
+    );
+}
+
+#[tokio::test]
 async fn invalid_grant_is_its_own_error() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
