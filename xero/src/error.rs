@@ -5,7 +5,7 @@ use std::time::Duration;
 use serde_json::Value;
 
 use crate::limits::{DayLimitReached, RateLimitProblem};
-use crate::secret::{scrub, SecretString};
+use crate::secret::{scrubbed_excerpt, SecretString};
 use crate::token::TokenError;
 
 /// Why a call failed. Never carries a token.
@@ -135,19 +135,20 @@ pub(crate) fn error_message(body: &[u8], token: &SecretString) -> (Option<String
             message.push_str(&validation.join("; "));
         }
     }
-    if message.is_empty() {
-        message = text.trim().chars().take(300).collect();
-    }
-    if message.chars().count() > 500 {
-        message = message.chars().take(500).collect();
-    }
-    (error_type, scrub(&message, token))
+    // Scrubbed whole, then cut (see `scrubbed_excerpt`).
+    let message = if message.is_empty() {
+        scrubbed_excerpt(text.trim(), &[token], 300)
+    } else {
+        scrubbed_excerpt(&message, &[token], 500)
+    };
+    (error_type, message)
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use crate::secret::testing;
 
     #[test]
     fn error_messages_are_extracted_and_scrubbed() {
@@ -166,5 +167,39 @@ mod tests {
         assert_eq!(m, "AuthorizationUnsuccessful");
         let (_, m) = error_message(b"bad token tok-123", &token);
         assert_eq!(m, "bad token [REDACTED]");
+    }
+
+    #[test]
+    fn a_long_echoed_token_is_scrubbed_before_the_message_is_cut() {
+        let jwt = testing::jwt_like();
+        assert!(jwt.len() > 500);
+        let token = SecretString::new(jwt.clone());
+        // Plain text: cut at 300 characters, inside the token.
+        let body = format!("The access token {jwt} is not valid for this organisation");
+        let (_, m) = error_message(body.as_bytes(), &token);
+        assert!(
+            !testing::shows_part_of(&m, &jwt),
+            "a piece of the token shows"
+        );
+        assert!(
+            m.starts_with("The access token [REDACTED] is not valid"),
+            "token not redacted in place"
+        );
+        // Xero's JSON: cut at 500 characters, inside the token.
+        let body = serde_json::json!({
+            "Type": "AuthenticationException",
+            "Message": format!("{} rejected {jwt}", "é".repeat(120)),
+        })
+        .to_string();
+        let (t, m) = error_message(body.as_bytes(), &token);
+        assert_eq!(t.as_deref(), Some("AuthenticationException"));
+        assert!(
+            !testing::shows_part_of(&m, &jwt),
+            "a piece of the token shows"
+        );
+        assert!(
+            m.ends_with(" rejected [REDACTED]"),
+            "token not redacted in place"
+        );
     }
 }

@@ -29,7 +29,7 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 pub use crate::connection::Connection;
-use crate::secret::{scrub, SecretString};
+use crate::secret::{scrubbed_excerpt, SecretString};
 use crate::token_set::TokenSet;
 
 /// Xero's authorization endpoint.
@@ -569,24 +569,24 @@ impl OAuthClient {
             #[serde(default)]
             error_description: Option<String>,
         }
+        let mut secrets = secrets.to_vec();
+        secrets.push(&self.config.client_secret);
+        // The server's words may echo what we sent, whichever field they use.
+        let clean = |text: &str| scrubbed_excerpt(text, &secrets, usize::MAX);
         if let Ok(e) = serde_json::from_str::<OAuthErrorBody>(body) {
+            let description = e.error_description.as_deref().map(clean);
             if e.error == "invalid_grant" {
-                return OAuthError::InvalidGrant {
-                    description: e.error_description,
-                };
+                return OAuthError::InvalidGrant { description };
             }
             return OAuthError::Rejected {
-                error: e.error,
-                description: e.error_description,
+                error: clean(&e.error),
+                description,
             };
-        }
-        let mut message: String = body.chars().take(300).collect();
-        for s in secrets.iter().copied().chain([&self.config.client_secret]) {
-            message = scrub(&message, s);
         }
         OAuthError::Http {
             status: status.as_u16(),
-            message,
+            // Scrubbed whole, then cut (see `scrubbed_excerpt`).
+            message: scrubbed_excerpt(body, &secrets, 300),
         }
     }
 }
@@ -782,6 +782,67 @@ mod tests {
         assert_eq!(
             expiry(now, Some(Duration::from_secs(1_000_000_000_000))),
             time::macros::datetime!(2030-01-02 00:00 UTC)
+        );
+    }
+
+    #[test]
+    fn error_bodies_are_scrubbed_whole_before_they_are_cut() {
+        let client = OAuthClient::new(OAuthConfig::new(
+            "client",
+            "client-secret-value-0123456789",
+            Url::parse("http://localhost/cb").unwrap(),
+        ))
+        .unwrap();
+        let jwt = crate::secret::testing::jwt_like();
+        let access = SecretString::new(jwt.clone());
+        let refresh =
+            SecretString::new("b1c4f0e2d9a8476c5e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d");
+        let leaks = |shown: &str| {
+            [
+                jwt.as_str(),
+                refresh.expose_secret(),
+                "client-secret-value-0123456789",
+            ]
+            .iter()
+            .any(|s| crate::secret::testing::shows_part_of(shown, s))
+        };
+        // An access token (a JWT, longer than the 300-character excerpt).
+        let body = format!("<html>token {jwt} refused</html>");
+        let err = client.error_from_body(StatusCode::BAD_GATEWAY, &body, &[&access]);
+        let shown = format!("{err} {err:?}");
+        assert!(!leaks(&shown), "a piece of a secret shows");
+        assert!(
+            shown.contains("token [REDACTED] refused"),
+            "token not redacted in place"
+        );
+        // A refresh token straddling the 300th character, with the client secret.
+        let body = format!(
+            "{} {} client-secret-value-0123456789",
+            "-".repeat(280),
+            refresh.expose_secret()
+        );
+        let err = client.error_from_body(StatusCode::BAD_GATEWAY, &body, &[&refresh]);
+        let shown = format!("{err} {err:?}");
+        assert!(!leaks(&shown), "a piece of a secret shows");
+        match &err {
+            OAuthError::Http { status, message } => {
+                assert_eq!(*status, 502);
+                assert_eq!(message.chars().count(), 300);
+            }
+            _ => panic!("expected an HTTP error"),
+        }
+        // An OAuth error whose description echoes the token.
+        let body = serde_json::json!({
+            "error": "invalid_token",
+            "error_description": format!("{} is not a refresh token", refresh.expose_secret()),
+        })
+        .to_string();
+        let err = client.error_from_body(StatusCode::BAD_REQUEST, &body, &[&refresh]);
+        let shown = format!("{err} {err:?}");
+        assert!(!leaks(&shown), "a piece of a secret shows");
+        assert!(
+            shown.contains("[REDACTED] is not a refresh token"),
+            "token not redacted in place"
         );
     }
 

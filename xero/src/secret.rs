@@ -69,6 +69,51 @@ pub(crate) fn scrub(text: &str, secret: &SecretString) -> String {
     text.replace(secret.expose_secret(), REDACTED)
 }
 
+/// At most `max_chars` characters of a server's `text` for an error message,
+/// every secret removed. The whole text is scrubbed *before* it is cut: a
+/// secret cut in half no longer matches and would leak its first half (a
+/// Xero access token, a JWT, is longer than any excerpt).
+pub(crate) fn scrubbed_excerpt(text: &str, secrets: &[&SecretString], max_chars: usize) -> String {
+    // Longest first, so a secret containing another is removed whole.
+    let mut secrets = secrets.to_vec();
+    secrets.sort_by_key(|s| std::cmp::Reverse(s.expose_secret().len()));
+    let mut clean = text.to_owned();
+    for secret in secrets {
+        clean = scrub(&clean, secret);
+    }
+    // `chars` keeps the cut on a character boundary.
+    clean.chars().take(max_chars).collect()
+}
+
+/// A JWT-shaped access token (longer than any error excerpt) and whether
+/// `text` shows any piece of it, for tests of scrubbing.
+#[cfg(test)]
+pub(crate) mod testing {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine;
+
+    pub(crate) fn jwt_like() -> String {
+        let header =
+            r#"{"alg":"RS256","kid":"1CAF8E66772D6DC028D6726FD0261581570EFC19","typ":"JWT"}"#;
+        let payload = r#"{"nbf":1700000000,"exp":1700001800,"iss":"https://identity.xero.com","aud":"https://identity.xero.com/resources","client_id":"ABCDEF0123456789","sub":"a3a4dbafh3495a808ed7a7b964388f53","auth_time":1699999990,"xero_userid":"1945393b-6eb7-4143-b083-7ab26cd7690b","global_session_id":"ac2202575e824af3a181c50fcaa65c3c","jti":"4e7747cec0ce54a1f6a5cd6a1b3c2b8a","authentication_event_id":"d0ddcf81-f942-4f4d-b3c7-f98045204db4","scope":["email","profile","openid","accounting.invoices.read","offline_access"]}"#;
+        let signature: Vec<u8> = (0u8..=255).collect();
+        format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(header),
+            URL_SAFE_NO_PAD.encode(payload),
+            URL_SAFE_NO_PAD.encode(signature)
+        )
+    }
+
+    /// Whether `text` holds any 12-character piece of `secret`.
+    pub(crate) fn shows_part_of(text: &str, secret: &str) -> bool {
+        let chars: Vec<char> = secret.chars().collect();
+        chars
+            .windows(12.min(chars.len()))
+            .any(|w| text.contains(&w.iter().collect::<String>()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -84,6 +129,34 @@ mod tests {
         );
         let back: SecretString = serde_json::from_str("\"hunter2\"").unwrap_or_default();
         assert_eq!(back.expose_secret(), "hunter2");
+    }
+
+    #[test]
+    fn excerpt_scrubs_before_cutting() {
+        let jwt = testing::jwt_like();
+        assert!(jwt.len() > 500, "{}", jwt.len());
+        let token = SecretString::new(jwt.clone());
+        let refresh =
+            SecretString::new("b1c4f0e2d9a8476c5e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d");
+        let body = format!("échec: {} then {}", jwt, refresh.expose_secret());
+        let cut = scrubbed_excerpt(&body, &[&refresh, &token], 40);
+        assert_eq!(cut, "échec: [REDACTED] then [REDACTED]");
+        for max in [10, 100, 300, 500] {
+            let cut = scrubbed_excerpt(&body, &[&token, &refresh], max);
+            assert!(cut.chars().count() <= max);
+            assert!(!testing::shows_part_of(&cut, &jwt), "token piece at {max}");
+            assert!(
+                !testing::shows_part_of(&cut, refresh.expose_secret()),
+                "refresh token piece at {max}"
+            );
+        }
+        // A secret inside a longer one: the longer goes whole.
+        let inner = SecretString::new("abcdef");
+        let outer = SecretString::new("xxabcdefyy");
+        assert_eq!(
+            scrubbed_excerpt("t xxabcdefyy", &[&inner, &outer], 100),
+            "t [REDACTED]"
+        );
     }
 
     #[test]

@@ -203,6 +203,48 @@ async fn connections_with_a_bad_token_is_unauthorized() {
 }
 
 #[tokio::test]
+async fn a_long_access_token_echoed_in_an_error_body_never_shows() {
+    let server = MockServer::start().await;
+    // A JWT-shaped access token, far longer than the 300-character excerpt.
+    let claims = format!(
+        r#"{{"iss":"https://identity.xero.com","client_id":"{CLIENT_ID}","scope":["{}"],"pad":"{}"}}"#,
+        OFFLINE_ACCESS,
+        "0123456789abcdef".repeat(16)
+    );
+    let jwt = format!(
+        "{}.{}.{}",
+        URL_SAFE_NO_PAD.encode(r#"{"alg":"RS256","typ":"JWT"}"#),
+        URL_SAFE_NO_PAD.encode(claims),
+        URL_SAFE_NO_PAD.encode((0u8..=255).collect::<Vec<u8>>())
+    );
+    Mock::given(method("GET"))
+        .and(path("/connections"))
+        .respond_with(
+            ResponseTemplate::new(502).set_body_string(format!("gateway refused token {jwt}")),
+        )
+        .mount(&server)
+        .await;
+    let err = client(&server)
+        .await
+        .connections(&SecretString::new(jwt.clone()))
+        .await
+        .unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(
+        matches!(err, OAuthError::Http { status: 502, .. }),
+        "not an HTTP error"
+    );
+    assert!(
+        shown.contains("gateway refused token [REDACTED]"),
+        "token not redacted in place"
+    );
+    for part in jwt.split('.') {
+        let start: String = part.chars().take(12).collect();
+        assert!(!shown.contains(&start), "a piece of the token shows");
+    }
+}
+
+#[tokio::test]
 async fn refresh_uses_basic_auth_and_rotates() {
     let server = MockServer::start().await;
     Mock::given(method("POST"))
