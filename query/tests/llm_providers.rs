@@ -1078,6 +1078,50 @@ async fn local_wire_servers_never_see_the_key_in_errors_or_debug() {
 }
 
 #[tokio::test]
+async fn a_key_quoted_where_a_plain_error_body_is_cut_leaks_no_part_of_itself() {
+    // A proxy's page, not the provider's JSON: the message quotes its first
+    // 200 characters, and the key sits across that cut.
+    for flavour in [&OPENAI, &ANTHROPIC, &VERTEX] {
+        for before in [185, 190, 195, 199] {
+            let body = format!(
+                "{}{KEY} is not a key this gateway knows",
+                "x".repeat(before)
+            );
+            let (server, base) = start(
+                flavour,
+                vec![Canned::Json {
+                    status: 400,
+                    headers: vec![],
+                    body,
+                }],
+            )
+            .await;
+            let err = provider(flavour, &(flavour.config)(&base))
+                .complete(&request(false))
+                .await
+                .expect_err("400");
+            assert_eq!(server.hits(), 1);
+            let LlmError::Api { message, .. } = &err else {
+                panic!("not an API error: {err:?}");
+            };
+            assert!(message.starts_with(&"x".repeat(before)), "{message}");
+            assert!(message.ends_with('…'), "cut: {message}");
+            let shown = [err.to_string(), format!("{err:?}")];
+            for part in KEY.as_bytes().windows(8) {
+                let part = std::str::from_utf8(part).expect("ASCII");
+                for text in &shown {
+                    assert!(
+                        !text.contains(part),
+                        "{:?}, key at {before}: {part:?} leaked in {text}",
+                        flavour.kind
+                    );
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
 async fn local_wire_servers_refusals_are_declines_and_cut_off_replies_bad() {
     for flavour in [&OPENAI, &ANTHROPIC, &VERTEX] {
         let half = &PLAN_REPLY[..PLAN_REPLY.len() / 2];

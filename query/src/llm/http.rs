@@ -20,6 +20,9 @@ use super::sse;
 /// How much of an error body is read: enough for any provider's message.
 const ERROR_BODY_LIMIT: usize = 64 * 1024;
 
+/// How much of a non-JSON error body a message quotes, in characters.
+const FALLBACK_CHARS: usize = 200;
+
 /// A successful reply's body, as the provider's format needs it.
 pub(crate) enum Body {
     Whole(Vec<u8>),
@@ -143,7 +146,7 @@ impl Http {
             let (kind, message) = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
                 .and_then(|v| wire.error_detail(&v))
-                .unwrap_or_else(|| (None, fallback_message(status, &body)));
+                .unwrap_or_else(|| (None, self.fallback_message(status, &body)));
             return Err(LlmError::Api {
                 provider: self.provider,
                 status: status.as_u16(),
@@ -247,17 +250,18 @@ impl Http {
             _ => text,
         }
     }
-}
 
-/// An error body that is not the provider's JSON (a proxy's HTML page, say):
-/// its start, or the status's reason.
-fn fallback_message(status: reqwest::StatusCode, body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(body);
-    let text = text.trim();
-    if text.is_empty() {
-        status.canonical_reason().unwrap_or("no message").to_owned()
-    } else {
-        excerpt(text, 200)
+    /// An error body that is not the provider's JSON (a proxy's HTML page,
+    /// say): its start, or the status's reason. Redacted whole before it is
+    /// cut: a key cut in two would no longer be found, and its first part kept.
+    fn fallback_message(&self, status: reqwest::StatusCode, body: &[u8]) -> String {
+        let text = self.redact(String::from_utf8_lossy(body).into_owned());
+        let text = text.trim();
+        if text.is_empty() {
+            status.canonical_reason().unwrap_or("no message").to_owned()
+        } else {
+            excerpt(text, FALLBACK_CHARS)
+        }
     }
 }
 
