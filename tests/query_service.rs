@@ -532,6 +532,132 @@ fn the_stream_sends_the_plan_the_sql_the_rows_then_the_recorded_answer() {
     });
 }
 
+/// The audit's example: a question whose comparison period is counted back
+/// from the edges of the calendar.
+const EDGE_QUESTION: &str = "revenue between 0000-01-02 and 9999-12-31 versus the previous period";
+
+#[test]
+fn an_as_of_date_out_of_range_is_a_bad_request_and_the_service_keeps_answering() {
+    let w = world();
+    runtime().block_on(async {
+        for as_of in ["9999-12-31", "0000-01-01", "1899-12-31", "2201-01-01"] {
+            for route in ["/v1/query", "/v1/query/stream"] {
+                let (status, body) = post(
+                    &w.a.token,
+                    format!("{}{route}", w.base),
+                    json!({"question": EDGE_QUESTION, "as_of": as_of}),
+                )
+                .await;
+                assert_eq!(status, 400, "{route} as of {as_of}: {body}");
+                assert_eq!(body["code"], "invalid_as_of", "{body}");
+                assert!(
+                    body["message"]
+                        .as_str()
+                        .is_some_and(|m| m.contains("1900 to 2200")),
+                    "{body}"
+                );
+            }
+        }
+        // As of a date in range, the question's own period is out of range:
+        // declined with the reason, nothing run.
+        let a = ask(w, &w.a.token, EDGE_QUESTION).await;
+        assert_eq!(a["answered"], false, "{a}");
+        assert_eq!(a["sql"], "", "{a}");
+        assert!(
+            a["explanation"]
+                .as_str()
+                .is_some_and(|e| e.contains("out of range")),
+            "{a}"
+        );
+        // And the service is still there.
+        let a = ask(w, &w.a.token, "revenue this year").await;
+        assert_eq!(a["answered"], true, "{a}");
+    });
+}
+
+#[test]
+fn an_llm_plan_s_period_is_checked_before_it_is_compiled() {
+    use query::plan::{Comparison, Period, Plan};
+    let w = world();
+    runtime().block_on(async {
+        let scripted = Arc::new(Scripted::default());
+        let engine = QueryEngine::new(
+            Arc::new(SemanticModel::builtin().expect("model")),
+            w.platform.cloud.warehouse.clone(),
+            EngineConfig::default(),
+            Some(scripted.clone()),
+        );
+        let scope = scope_of(w, &w.a.id).await;
+        let plan = |start: Date, end: Date| Plan {
+            metrics: vec!["revenue".to_owned()],
+            period: Some(Period {
+                start,
+                end,
+                label: "that period".to_owned(),
+            }),
+            compare: Some(Comparison::PreviousPeriod),
+            ..Plan::default()
+        };
+        for (start, end, said) in [
+            // Reversed: answered before, compared with a period after it.
+            (
+                date!(2026 - 06 - 30),
+                date!(2026 - 04 - 01),
+                "the period starts on 2026-06-30, after it ends on 2026-04-01",
+            ),
+            // Reversed across the calendar: the day count overflowed.
+            (date!(9999 - 12 - 31), Date::MIN, "out of range"),
+            // The period before would start before the calendar does.
+            (Date::MIN, AS_OF, "out of range"),
+            (
+                date!(2026 - 10 - 01),
+                date!(2026 - 12 - 31),
+                "the period ends on 2026-12-31, after the as-of date 2026-11-30",
+            ),
+        ] {
+            // The same plan again after the error is fed back.
+            scripted.script([
+                Generated::Plan(plan(start, end)),
+                Generated::Plan(plan(start, end)),
+            ]);
+            let a = engine
+                .ask(
+                    &scope,
+                    &question(
+                        "revenue over that period versus the one before",
+                        GeneratorChoice::Llm,
+                    ),
+                )
+                .await
+                .expect("an answer");
+            assert!(!a.answered, "{start} to {end}: {}", a.explanation);
+            assert!(a.rows.is_empty());
+            assert!(a.explanation.contains(said), "{said}: {}", a.explanation);
+            assert_eq!(scripted.calls(), 2, "the error is fed back once");
+            let second = scripted.requests.lock().expect("lock")[1].clone();
+            let text: String = second.messages.iter().map(|m| m.content.as_str()).collect();
+            assert!(text.contains(said), "the correction says why: {text}");
+        }
+
+        // An as-of date out of range is refused before anything is planned or asked.
+        scripted.script([]);
+        let refused = engine
+            .ask(
+                &scope,
+                &Ask {
+                    as_of: date!(9999 - 12 - 31),
+                    ..question(EDGE_QUESTION, GeneratorChoice::Auto)
+                },
+            )
+            .await;
+        match refused {
+            Err(e) => assert!(e.to_string().contains("out of range"), "{e}"),
+            Ok(a) => panic!("answered as of 9999-12-31: {}", a.explanation),
+        }
+        assert_eq!(scripted.calls(), 0);
+    });
+}
+
 /// Every file of the local cloud a query could change (datasets, buckets,
 /// secrets, identities), with its SHA-256.
 fn cloud_files(root: &Path) -> BTreeMap<PathBuf, String> {

@@ -34,6 +34,11 @@ pub enum CompileError {
     CompareOverTime(String),
     #[error("the plan names no measure")]
     NoMetric,
+    #[error("{0}")]
+    AsOf(#[from] crate::plan::AsOfOutOfRange),
+    /// The plan's period, or the one it is compared with, is not one to query.
+    #[error("{0}")]
+    Period(#[from] timephrase::PeriodError),
 }
 
 /// The SQL of a plan, and the columns it returns in order.
@@ -80,6 +85,13 @@ pub fn compile(
 ) -> Result<Compiled, CompileError> {
     if plan.metrics.is_empty() {
         return Err(CompileError::NoMetric);
+    }
+    // The dates are counted with below (the comparison's period) and may
+    // come from an LLM's plan: checked first, so bad ones are refused, not
+    // computed with.
+    crate::plan::check_as_of(as_of)?;
+    if let Some(period) = &plan.period {
+        timephrase::check_period(period, as_of)?;
     }
     for d in plan
         .dimensions
@@ -161,7 +173,7 @@ pub fn compile(
 
     let current = plan.period.clone();
     let previous = match (&current, plan.compare) {
-        (Some(p), Some(c)) => timephrase::previous(p, c),
+        (Some(p), Some(c)) => Some(timephrase::previous(p, c)?),
         _ => None,
     };
 
@@ -645,5 +657,62 @@ mod tests {
         };
         let e = compile(&model(), &plan, date!(2026 - 08 - 15), Dialect::DuckDb).expect_err("past");
         assert!(matches!(e, CompileError::BalanceOverTime(_)));
+    }
+
+    fn compared(start: Date, end: Date) -> Plan {
+        Plan {
+            metrics: vec!["revenue".to_owned()],
+            period: Some(Period {
+                start,
+                end,
+                label: String::new(),
+            }),
+            compare: Some(Comparison::PreviousPeriod),
+            ..Plan::default()
+        }
+    }
+
+    #[test]
+    fn a_comparison_whose_earlier_period_leaves_the_calendar_is_refused_not_a_panic() {
+        // "revenue between 0000-01-02 and 9999-12-31 versus the previous
+        // period" as of 9999-12-31: the period before underflowed.
+        let plan = compared(date!(0000 - 01 - 02), date!(9999 - 12 - 31));
+        let e = compile(&model(), &plan, date!(9999 - 12 - 31), Dialect::DuckDb)
+            .expect_err("out of range");
+        assert!(e.to_string().contains("out of range"), "{e}");
+        // An as-of date in range, and an LLM's period from the first day there is.
+        let plan = compared(Date::MIN, date!(2026 - 08 - 15));
+        let e = compile(&model(), &plan, date!(2026 - 08 - 15), Dialect::DuckDb)
+            .expect_err("out of range");
+        assert!(e.to_string().contains("out of range"), "{e}");
+    }
+
+    #[test]
+    fn a_plan_s_period_must_start_before_it_ends_and_end_by_the_as_of_date() {
+        let as_of = date!(2026 - 08 - 15);
+        for (start, end, said) in [
+            // Compiled before, comparing with a period after it.
+            (
+                date!(2026 - 06 - 30),
+                date!(2026 - 04 - 01),
+                "the period starts on 2026-06-30, after it ends on 2026-04-01",
+            ),
+            // The day count's overflow the other way.
+            (date!(9999 - 12 - 31), Date::MIN, "out of range"),
+            (
+                date!(2026 - 07 - 01),
+                date!(2026 - 09 - 30),
+                "the period ends on 2026-09-30, after the as-of date 2026-08-15",
+            ),
+        ] {
+            let e = compile(&model(), &compared(start, end), as_of, Dialect::DuckDb)
+                .expect_err("refused");
+            assert!(e.to_string().contains(said), "{start} {end}: {e}");
+        }
+        let sql = admitted(
+            &compared(date!(2026 - 04 - 01), date!(2026 - 06 - 30)),
+            Dialect::DuckDb,
+        );
+        assert!(sql.contains("DATE '2026-01-01'"), "{sql}");
     }
 }

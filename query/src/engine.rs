@@ -109,6 +109,9 @@ pub enum QueryError {
     LlmNotAllowed,
     #[error("the question is empty or longer than {0} characters")]
     BadQuestion(usize),
+    /// Refused before any date is counted from it.
+    #[error("{0}")]
+    AsOfOutOfRange(#[from] crate::plan::AsOfOutOfRange),
 }
 
 /// The longest question accepted, in characters.
@@ -297,6 +300,7 @@ impl QueryEngine {
         if question.is_empty() || question.chars().count() > MAX_QUESTION_CHARS {
             return Err(QueryError::BadQuestion(MAX_QUESTION_CHARS));
         }
+        crate::plan::check_as_of(ask.as_of)?;
         if ask.generator == GeneratorChoice::Llm {
             if self.llm.is_none() {
                 return Err(QueryError::NoLlm);
@@ -530,11 +534,15 @@ impl QueryEngine {
                 error,
             });
         }
-        self.llm_failed(
-            ask,
-            detail,
-            "the model's reply could not be used after a correction",
-        )
+        // The last error says what was wrong (a period out of range, say).
+        let why = match correction {
+            Some(c) => format!(
+                "the model's reply could not be used after a correction: {}",
+                c.error
+            ),
+            None => "the model's reply could not be used after a correction".to_owned(),
+        };
+        self.llm_failed(ask, detail, &why)
     }
 
     fn llm_failed(&self, ask: &Ask, detail: Option<String>, why: &str) -> Preparation {
@@ -824,7 +832,7 @@ impl QueryEngine {
             ));
         }
         if let (Some(c), Some(p)) = (plan.compare, &plan.period) {
-            if let Some(prev) = crate::timephrase::previous(p, c) {
+            if let Ok(prev) = crate::timephrase::previous(p, c) {
                 text.push_str(&format!(
                     ", compared with {} to {}",
                     crate::plan::iso_date::format(prev.start),

@@ -3,8 +3,33 @@
 //! it into SQL deterministically, so every generator's answer means the same
 //! thing for the same plan.
 
+use std::ops::RangeInclusive;
+
 use serde::{Deserialize, Serialize};
 use time::Date;
+
+/// The years an as-of date may fall in: any books' lifetime, and narrow
+/// enough that the periods counted from it stay inside the calendar.
+pub const AS_OF_YEARS: RangeInclusive<i32> = 1900..=2200;
+
+/// An as-of date outside [`AS_OF_YEARS`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "the as-of date {date} is out of range: it must fall in the years {first} to {last}",
+    date = .0,
+    first = AS_OF_YEARS.start(),
+    last = AS_OF_YEARS.end()
+)]
+pub struct AsOfOutOfRange(pub String);
+
+/// `as_of`, if it falls in [`AS_OF_YEARS`].
+pub fn check_as_of(as_of: Date) -> Result<Date, AsOfOutOfRange> {
+    if AS_OF_YEARS.contains(&as_of.year()) {
+        Ok(as_of)
+    } else {
+        Err(AsOfOutOfRange(iso_date::format(as_of)))
+    }
+}
 
 /// What a question asks for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
@@ -111,5 +136,31 @@ pub mod iso_date {
     /// Prints `YYYY-MM-DD`.
     pub fn format(day: Date) -> String {
         day.format(FORMAT).unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::date;
+
+    #[test]
+    fn as_of_dates_are_bounded() {
+        for day in [
+            date!(1900 - 01 - 01),
+            date!(2026 - 11 - 30),
+            date!(2200 - 12 - 31),
+        ] {
+            assert_eq!(check_as_of(day), Ok(day));
+        }
+        for day in [
+            date!(1899 - 12 - 31),
+            date!(2201 - 01 - 01),
+            Date::MIN,
+            Date::MAX,
+        ] {
+            let e = check_as_of(day).expect_err("out of range");
+            assert!(e.to_string().contains("1900 to 2200"), "{e}");
+        }
     }
 }

@@ -369,6 +369,10 @@ pub fn plan(
 
     let decline =
         |understood: Vec<String>, reason: String| Planned::Declined { understood, reason };
+    // Every relative period is counted from the as-of date.
+    if let Err(e) = crate::plan::check_as_of(as_of) {
+        return decline(understood, format!("I can't answer as of that date: {e}."));
+    }
 
     // Comparison first: "vs last year" must not be read as the period.
     if let Some(found) = timephrase::find_comparison(&text.rest) {
@@ -391,18 +395,23 @@ pub fn plan(
                 .unwrap_or_else(|e| panic!("{e}"))
         });
         if let Some(m) = before.find(&text.rest) {
-            if let Some(mut period) =
-                timephrase::previous(previous_period, crate::plan::Comparison::PreviousPeriod)
-            {
-                period.label = m.as_str().to_owned();
-                understood.push(format!(
-                    "period {} ({} to {})",
-                    period.label,
-                    crate::plan::iso_date::format(period.start),
-                    crate::plan::iso_date::format(period.end)
-                ));
-                plan.period = Some(period);
-                period_named = true;
+            // The previous plan is stored (and may be an LLM's): its period
+            // may have no period before it.
+            match timephrase::previous(previous_period, crate::plan::Comparison::PreviousPeriod) {
+                Ok(mut period) => {
+                    period.label = m.as_str().to_owned();
+                    understood.push(format!(
+                        "period {} ({} to {})",
+                        period.label,
+                        crate::plan::iso_date::format(period.start),
+                        crate::plan::iso_date::format(period.end)
+                    ));
+                    plan.period = Some(period);
+                    period_named = true;
+                }
+                Err(e) => {
+                    return decline(understood, format!("I can't answer for that period: {e}."))
+                }
             }
             text.take(m.start(), m.end());
         }
@@ -1537,5 +1546,41 @@ mod tests {
         assert!(declined("revenue from Narnia last year").contains("Narnia"));
         assert!(declined("revenue from kauri last year").contains("which one"));
         assert!(declined("revenue in 2031").contains("after the as-of date"));
+    }
+
+    #[test]
+    fn dates_at_the_calendar_s_edge_are_declined() {
+        let model = SemanticModel::builtin().expect("model");
+        let question = "revenue between 0000-01-02 and 9999-12-31 versus the previous period";
+        for as_of in [date!(9999 - 12 - 31), AS_OF] {
+            match plan(&model, &vocabulary(), question, as_of, None) {
+                Planned::Plan { plan, .. } => panic!("{as_of}: planned {plan:?}"),
+                Planned::Declined { reason, .. } => {
+                    assert!(reason.contains("out of range"), "{as_of}: {reason}")
+                }
+            }
+        }
+        // "and the month before?" after a stored plan whose period has none before it.
+        let previous = Plan {
+            metrics: vec!["revenue".to_owned()],
+            period: Some(crate::plan::Period {
+                start: Date::MIN,
+                end: AS_OF,
+                label: String::new(),
+            }),
+            ..Plan::default()
+        };
+        match plan(
+            &model,
+            &vocabulary(),
+            "and the month before?",
+            AS_OF,
+            Some(&previous),
+        ) {
+            Planned::Plan { plan, .. } => panic!("planned {plan:?}"),
+            Planned::Declined { reason, .. } => {
+                assert!(reason.contains("out of range"), "{reason}")
+            }
+        }
     }
 }

@@ -28,6 +28,13 @@ pub enum PeriodError {
     InTheFuture(String, String),
     #[error("{0} is not a date")]
     BadDate(String),
+    /// Its dates fall outside the calendar the warehouses hold (or `time` can count).
+    #[error("the period {0} is out of range")]
+    OutOfRange(String),
+    #[error("the period starts on {0}, after it ends on {1}")]
+    Reversed(String, String),
+    #[error("the period ends on {0}, after the as-of date {1}")]
+    EndsAfterAsOf(String, String),
 }
 
 const MONTHS: [(&str, Month); 12] = [
@@ -58,7 +65,7 @@ fn first_of_month(year: i32, month: Month) -> Option<Date> {
 
 fn last_of_month(year: i32, month: Month) -> Option<Date> {
     let next = if month == Month::December {
-        first_of_month(year + 1, Month::January)?
+        first_of_month(year.checked_add(1)?, Month::January)?
     } else {
         first_of_month(year, month.next())?
     };
@@ -67,7 +74,11 @@ fn last_of_month(year: i32, month: Month) -> Option<Date> {
 
 /// The first of the month `n` months before `day`'s month (after it, for a negative `n`).
 pub(crate) fn months_before(day: Date, n: i32) -> Option<Date> {
-    let index = day.year() * 12 + i32::from(u8::from(day.month())) - 1 - n;
+    let index = day
+        .year()
+        .checked_mul(12)?
+        .checked_add(i32::from(u8::from(day.month())) - 1)?
+        .checked_sub(n)?;
     let year = index.div_euclid(12);
     let month = Month::try_from(u8::try_from(index.rem_euclid(12) + 1).ok()?).ok()?;
     first_of_month(year, month)
@@ -85,11 +96,53 @@ fn financial_year_start(day: Date, fy_start: Month) -> Option<Date> {
     if day >= start_this_year {
         Some(start_this_year)
     } else {
-        first_of_month(day.year() - 1, fy_start)
+        first_of_month(day.year().checked_sub(1)?, fy_start)
     }
 }
 
+/// Whether `day` is one both warehouses' DATE holds (BigQuery's runs from
+/// year 1 to 9999), so it can be written into the SQL.
+fn in_calendar(day: Date) -> bool {
+    (1..=9999).contains(&day.year())
+}
+
+/// A period a plan may name as of `as_of`: in the calendar, starting no later
+/// than it ends, and ending no later than the as-of date. The offline planner
+/// only makes such periods; an LLM's plan or a stored one is checked here
+/// before its dates are counted with.
+pub fn check_period(period: &Period, as_of: Date) -> Result<(), PeriodError> {
+    let (start, end) = (
+        crate::plan::iso_date::format(period.start),
+        crate::plan::iso_date::format(period.end),
+    );
+    if !in_calendar(period.start) || !in_calendar(period.end) {
+        return Err(PeriodError::OutOfRange(format!("{start} to {end}")));
+    }
+    if period.start > period.end {
+        return Err(PeriodError::Reversed(start, end));
+    }
+    if period.end > as_of {
+        return Err(PeriodError::EndsAfterAsOf(
+            end,
+            crate::plan::iso_date::format(as_of),
+        ));
+    }
+    Ok(())
+}
+
+/// The period a phrase resolved to; `None` from its date arithmetic is a
+/// period outside the calendar, not a phrase that was not there.
+fn in_range(
+    label: &str,
+    value: Option<Result<Period, PeriodError>>,
+) -> Result<Period, PeriodError> {
+    value.unwrap_or_else(|| Err(PeriodError::OutOfRange(label.to_owned())))
+}
+
 fn period(start: Date, end: Date, as_of: Date, label: &str) -> Result<Period, PeriodError> {
+    if !in_calendar(start) || !in_calendar(end.min(as_of)) {
+        return Err(PeriodError::OutOfRange(label.to_owned()));
+    }
     if start > as_of {
         return Err(PeriodError::InTheFuture(
             label.to_owned(),
@@ -228,16 +281,19 @@ pub fn find_period(
         let whole = c.get(0)?;
         let label = whole.as_str().trim().to_owned();
         let value = match parse_date(&c[1]) {
-            Some(end) => {
-                let start = months_before(first_of_month(end.year(), end.month())?, 11)?;
-                // A year ending mid-month starts the day after a year before.
-                let start = if end.next_day().is_some_and(|d| d.day() == 1) {
-                    start
-                } else {
-                    shift_years(end, -1)?.next_day()?
-                };
-                period(start, end, as_of, &label)
-            }
+            Some(end) => in_range(
+                &label,
+                (|| {
+                    let start = months_before(first_of_month(end.year(), end.month())?, 11)?;
+                    // A year ending mid-month starts the day after a year before.
+                    let start = if end.next_day().is_some_and(|d| d.day() == 1) {
+                        start
+                    } else {
+                        shift_years(end, -1)?.next_day()?
+                    };
+                    Some(period(start, end, as_of, &label))
+                })(),
+            ),
             None => bad(&c[1]),
         };
         return found(whole, value);
@@ -252,25 +308,27 @@ pub fn find_period(
         let whole = c.get(0)?;
         let label = whole.as_str().trim().to_owned();
         let (first, last) = (month_of(&c[1])?, month_of(&c[3])?);
-        // A year given once applies to both ends; none: the latest such
-        // range not after the as-of date.
-        let end_year = match (c.get(4), c.get(2)) {
-            (Some(y), _) | (None, Some(y)) => y.as_str().parse().ok()?,
-            (None, None) if first_of_month(as_of.year(), last)? <= as_of => as_of.year(),
-            (None, None) => as_of.year() - 1,
-        };
-        let start_year = match c.get(2) {
-            Some(y) => y.as_str().parse().ok()?,
-            None if u8::from(first) > u8::from(last) => end_year - 1,
-            None => end_year,
-        };
-        let start = first_of_month(start_year, first)?;
-        let end = last_of_month(end_year, last)?;
-        let value = if start <= end {
-            period(start, end, as_of, &label)
-        } else {
-            bad(&label)
-        };
+        let value = in_range(&label, (|| {
+            // A year given once applies to both ends; none: the latest such
+            // range not after the as-of date.
+            let end_year: i32 = match (c.get(4), c.get(2)) {
+                (Some(y), _) | (None, Some(y)) => y.as_str().parse().ok()?,
+                (None, None) if first_of_month(as_of.year(), last)? <= as_of => as_of.year(),
+                (None, None) => as_of.year().checked_sub(1)?,
+            };
+            let start_year = match c.get(2) {
+                Some(y) => y.as_str().parse().ok()?,
+                None if u8::from(first) > u8::from(last) => end_year.checked_sub(1)?,
+                None => end_year,
+            };
+            let start = first_of_month(start_year, first)?;
+            let end = last_of_month(end_year, last)?;
+            Some(if start <= end {
+                period(start, end, as_of, &label)
+            } else {
+                bad(&label)
+            })
+        })());
         return found(whole, value);
     }
     // Between two dates.
@@ -309,18 +367,21 @@ pub fn find_period(
         let whole = c.get(0)?;
         let label = whole.as_str().trim().to_owned();
         let month = month_of(&c[1])?;
-        let start = match c.get(2) {
-            Some(y) => first_of_month(y.as_str().parse().ok()?, month)?,
-            None => {
-                let this_year = first_of_month(as_of.year(), month)?;
-                if this_year <= as_of {
-                    this_year
-                } else {
-                    first_of_month(as_of.year() - 1, month)?
+        let value = in_range(&label, (|| {
+            let start = match c.get(2) {
+                Some(y) => first_of_month(y.as_str().parse().ok()?, month)?,
+                None => {
+                    let this_year = first_of_month(as_of.year(), month)?;
+                    if this_year <= as_of {
+                        this_year
+                    } else {
+                        first_of_month(as_of.year().checked_sub(1)?, month)?
+                    }
                 }
-            }
-        };
-        return found(whole, period(start, as_of, as_of, &label));
+            };
+            Some(period(start, as_of, as_of, &label))
+        })());
+        return found(whole, value);
     }
     // Last / past N days, weeks, months, quarters, years.
     if let Some(c) = re(
@@ -332,16 +393,22 @@ pub fn find_period(
         let whole = c.get(0)?;
         let label = whole.as_str().trim().to_owned();
         let n = number_word(&c[1])?.clamp(1, 3650);
-        let start = match &c[2] {
-            u if u.starts_with("day") => as_of - Duration::days(n - 1),
-            u if u.starts_with("week") => as_of - Duration::days(7 * n - 1),
-            u if u.starts_with("month") => months_before(as_of, i32::try_from(n - 1).ok()?)?,
-            u if u.starts_with("quarter") => {
-                months_before(quarter_start(as_of)?, i32::try_from(3 * (n - 1)).ok()?)?
-            }
-            _ => first_of_month(as_of.year() - i32::try_from(n - 1).ok()?, Month::January)?,
-        };
-        return found(whole, period(start, as_of, as_of, &label));
+        let value = in_range(&label, (|| {
+            let start = match &c[2] {
+                u if u.starts_with("day") => as_of.checked_sub(Duration::days(n - 1))?,
+                u if u.starts_with("week") => as_of.checked_sub(Duration::days(7 * n - 1))?,
+                u if u.starts_with("month") => months_before(as_of, i32::try_from(n - 1).ok()?)?,
+                u if u.starts_with("quarter") => {
+                    months_before(quarter_start(as_of)?, i32::try_from(3 * (n - 1)).ok()?)?
+                }
+                _ => first_of_month(
+                    as_of.year().checked_sub(i32::try_from(n - 1).ok()?)?,
+                    Month::January,
+                )?,
+            };
+            Some(period(start, as_of, as_of, &label))
+        })());
+        return found(whole, value);
     }
     // Financial years: "this/last financial year", "financial year to date", "FY2025".
     if let Some(c) = re(
@@ -352,27 +419,29 @@ pub fn find_period(
     {
         let whole = c.get(0)?;
         let label = whole.as_str().trim().to_owned();
-        let this_start = financial_year_start(as_of, fy_start)?;
-        let value = match (c.get(1).map(|m| m.as_str()), c.get(2)) {
-            (Some("last" | "previous" | "prior"), _) => {
-                let start = months_before(this_start, 12)?;
-                period(start, this_start.previous_day()?, as_of, &label)
-            }
-            (_, Some(year)) => {
-                // Named by the calendar year it ends in.
-                let y: i32 = year.as_str().parse().ok()?;
-                let ends_in = if y < 100 { 2000 + y } else { y };
-                let end_start = months_before(first_of_month(ends_in, fy_start)?, 0)?;
-                let start = if fy_start == Month::January {
-                    first_of_month(ends_in, Month::January)?
-                } else {
-                    months_before(end_start, 12)?
-                };
-                let end = months_before(start, -12)?.previous_day()?;
-                period(start, end, as_of, &label)
-            }
-            _ => period(this_start, as_of, as_of, &label),
-        };
+        let value = in_range(&label, (|| {
+            let this_start = financial_year_start(as_of, fy_start)?;
+            Some(match (c.get(1).map(|m| m.as_str()), c.get(2)) {
+                (Some("last" | "previous" | "prior"), _) => {
+                    let start = months_before(this_start, 12)?;
+                    period(start, this_start.previous_day()?, as_of, &label)
+                }
+                (_, Some(year)) => {
+                    // Named by the calendar year it ends in.
+                    let y: i32 = year.as_str().parse().ok()?;
+                    let ends_in = if y < 100 { 2000 + y } else { y };
+                    let end_start = months_before(first_of_month(ends_in, fy_start)?, 0)?;
+                    let start = if fy_start == Month::January {
+                        first_of_month(ends_in, Month::January)?
+                    } else {
+                        months_before(end_start, 12)?
+                    };
+                    let end = months_before(start, -12)?.previous_day()?;
+                    period(start, end, as_of, &label)
+                }
+                _ => period(this_start, as_of, as_of, &label),
+            })
+        })());
         return found(whole, value);
     }
     // Relative calendar periods.
@@ -397,22 +466,24 @@ pub fn find_period(
             ),
             _ => return None,
         };
-        let this_start = match unit {
-            "month" => first_of_month(as_of.year(), as_of.month())?,
-            "quarter" => quarter_start(as_of)?,
-            _ => first_of_month(as_of.year(), Month::January)?,
-        };
         let months = match unit {
             "month" => 1,
             "quarter" => 3,
             _ => 12,
         };
-        let value = if matches!(which, "this" | "current") {
-            period(this_start, as_of, as_of, &label)
-        } else {
-            let start = months_before(this_start, months)?;
-            period(start, this_start.previous_day()?, as_of, &label)
-        };
+        let value = in_range(&label, (|| {
+            let this_start = match unit {
+                "month" => first_of_month(as_of.year(), as_of.month())?,
+                "quarter" => quarter_start(as_of)?,
+                _ => first_of_month(as_of.year(), Month::January)?,
+            };
+            Some(if matches!(which, "this" | "current") {
+                period(this_start, as_of, as_of, &label)
+            } else {
+                let start = months_before(this_start, months)?;
+                period(start, this_start.previous_day()?, as_of, &label)
+            })
+        })());
         return found(whole, value);
     }
     // A named quarter: "Q3", "Q3 2025", "the third quarter of 2025".
@@ -432,14 +503,20 @@ pub fn find_period(
             _ => 4,
         };
         let first_month = Month::try_from((q - 1) * 3 + 1).ok()?;
-        let year = match c.get(3) {
-            Some(y) => y.as_str().parse().ok()?,
-            None if first_of_month(as_of.year(), first_month)? <= as_of => as_of.year(),
-            None => as_of.year() - 1,
-        };
-        let start = first_of_month(year, first_month)?;
-        let end = months_before(start, -3)?.previous_day()?;
-        return found(whole, period(start, end, as_of, &label));
+        let value = in_range(
+            &label,
+            (|| {
+                let year = match c.get(3) {
+                    Some(y) => y.as_str().parse().ok()?,
+                    None if first_of_month(as_of.year(), first_month)? <= as_of => as_of.year(),
+                    None => as_of.year().checked_sub(1)?,
+                };
+                let start = first_of_month(year, first_month)?;
+                let end = months_before(start, -3)?.previous_day()?;
+                Some(period(start, end, as_of, &label))
+            })(),
+        );
+        return found(whole, value);
     }
     // A named month: "in March", "March 2025".
     if let Some(c) = re(
@@ -454,14 +531,20 @@ pub fn find_period(
         if word != "may" || c.get(1).is_some() || c.get(3).is_some() {
             let label = whole.as_str().trim().to_owned();
             let month = month_of(word)?;
-            let year = match c.get(3) {
-                Some(y) => y.as_str().parse().ok()?,
-                None if first_of_month(as_of.year(), month)? <= as_of => as_of.year(),
-                None => as_of.year() - 1,
-            };
-            let start = first_of_month(year, month)?;
-            let end = last_of_month(year, month)?;
-            return found(whole, period(start, end, as_of, &label));
+            let value = in_range(
+                &label,
+                (|| {
+                    let year = match c.get(3) {
+                        Some(y) => y.as_str().parse().ok()?,
+                        None if first_of_month(as_of.year(), month)? <= as_of => as_of.year(),
+                        None => as_of.year().checked_sub(1)?,
+                    };
+                    let start = first_of_month(year, month)?;
+                    let end = last_of_month(year, month)?;
+                    Some(period(start, end, as_of, &label))
+                })(),
+            );
+            return found(whole, value);
         }
     }
     // A named year: "in 2025".
@@ -470,17 +553,24 @@ pub fn find_period(
         let whole = c.get(0)?;
         let label = whole.as_str().trim().to_owned();
         let year: i32 = c[1].parse().ok()?;
-        let start = first_of_month(year, Month::January)?;
-        let end = last_of_month(year, Month::December)?;
-        return found(whole, period(start, end, as_of, &label));
+        let value = in_range(
+            &label,
+            (|| {
+                let start = first_of_month(year, Month::January)?;
+                let end = last_of_month(year, Month::December)?;
+                Some(period(start, end, as_of, &label))
+            })(),
+        );
+        return found(whole, value);
     }
     if let Some(m) = re(&TODAY, r"\b(today|yesterday)\b").find(text) {
         let day = if m.as_str() == "today" {
-            as_of
+            Some(as_of)
         } else {
-            as_of.previous_day()?
+            as_of.previous_day()
         };
-        return found(m, period(day, day, as_of, m.as_str()));
+        let value = in_range(m.as_str(), day.map(|d| period(d, d, as_of, m.as_str())));
+        return found(m, value);
     }
     None
 }
@@ -535,44 +625,69 @@ pub fn find_comparison(text: &str) -> Option<Found<Comparison>> {
     })
 }
 
-/// The period a comparison compares with.
-pub fn previous(period: &Period, comparison: Comparison) -> Option<Period> {
-    match comparison {
-        Comparison::PreviousYear => Some(Period {
-            start: shift_years(period.start, -1)?,
-            end: shift_years(period.end, -1)?,
-            label: format!("{} a year earlier", period.label),
-        }),
-        Comparison::PreviousPeriod => {
-            // Whole calendar months shift by months; other spans by days.
-            let months = whole_months(period);
-            if let Some(n) = months {
-                // Both ends move back by whole months, day of month kept
-                // (clamped to the month's end), as DATEADD does.
-                let start = months_before(period.start, n)?;
-                let end_month = months_before(period.end, n)?;
-                let month_end = last_of_month(end_month.year(), end_month.month())?;
-                let end = if period.end.next_day().is_some_and(|d| d.day() == 1) {
-                    month_end
-                } else {
-                    Date::from_calendar_date(end_month.year(), end_month.month(), period.end.day())
-                        .unwrap_or(month_end)
-                };
-                Some(Period {
-                    start,
-                    end,
-                    label: "the previous period".to_owned(),
-                })
-            } else {
-                let days = (period.end - period.start).whole_days() + 1;
-                Some(Period {
-                    start: period.start - Duration::days(days),
-                    end: period.start.previous_day()?,
-                    label: "the previous period".to_owned(),
-                })
-            }
-        }
+/// The period a comparison compares with. `period` may come from an LLM's
+/// plan or a stored one, so it is checked, and every step of the arithmetic
+/// too: a period that would leave the calendar is an error, never a panic.
+pub fn previous(period: &Period, comparison: Comparison) -> Result<Period, PeriodError> {
+    if period.start > period.end {
+        return Err(PeriodError::Reversed(
+            crate::plan::iso_date::format(period.start),
+            crate::plan::iso_date::format(period.end),
+        ));
     }
+    let out_of_range = || {
+        PeriodError::OutOfRange(format!(
+            "before {} to {}",
+            crate::plan::iso_date::format(period.start),
+            crate::plan::iso_date::format(period.end)
+        ))
+    };
+    let found = match comparison {
+        Comparison::PreviousYear => (|| {
+            Some(Period {
+                start: shift_years(period.start, -1)?,
+                end: shift_years(period.end, -1)?,
+                label: format!("{} a year earlier", period.label),
+            })
+        })(),
+        Comparison::PreviousPeriod => previous_period(period),
+    };
+    found
+        .filter(|p| in_calendar(p.start) && in_calendar(p.end))
+        .ok_or_else(out_of_range)
+}
+
+/// The period of the same length just before `period` (which starts no later than it ends).
+fn previous_period(period: &Period) -> Option<Period> {
+    // Whole calendar months shift by months; other spans by days.
+    let (start, end) = match whole_months(period) {
+        Some(n) => {
+            // Both ends move back by whole months, day of month kept
+            // (clamped to the month's end), as DATEADD does.
+            let start = months_before(period.start, n)?;
+            let end_month = months_before(period.end, n)?;
+            let month_end = last_of_month(end_month.year(), end_month.month())?;
+            let end = if period.end.next_day().is_some_and(|d| d.day() == 1) {
+                month_end
+            } else {
+                Date::from_calendar_date(end_month.year(), end_month.month(), period.end.day())
+                    .unwrap_or(month_end)
+            };
+            (start, end)
+        }
+        None => {
+            let days = (period.end - period.start).whole_days().checked_add(1)?;
+            (
+                period.start.checked_sub(Duration::days(days))?,
+                period.start.previous_day()?,
+            )
+        }
+    };
+    Some(Period {
+        start,
+        end,
+        label: "the previous period".to_owned(),
+    })
 }
 
 /// When the period starts on the first of a month, the months a period of
@@ -605,7 +720,7 @@ fn whole_months(period: &Period) -> Option<i32> {
 /// The same day `years` later (earlier, when negative); the 29th of
 /// February becomes the month's last day.
 pub(crate) fn shift_years(day: Date, years: i32) -> Option<Date> {
-    let year = day.year() + years;
+    let year = day.year().checked_add(years)?;
     Date::from_calendar_date(year, day.month(), day.day())
         .ok()
         .or_else(|| last_of_month(year, day.month()))
@@ -769,6 +884,77 @@ mod tests {
         assert_eq!(
             (prev.start, prev.end),
             (date!(2025 - 07 - 01), date!(2025 - 08 - 15))
+        );
+    }
+
+    #[test]
+    fn phrases_at_the_calendar_s_edge_name_a_period_out_of_range() {
+        // Neither a panic nor "no period" (which would answer for all time).
+        for (text, as_of) in [
+            ("revenue between 0000-01-02 and 9999-12-31", AS_OF),
+            ("revenue in december 9999", date!(9999 - 12 - 31)),
+            ("sales in the last 30 days", Date::MIN),
+            ("expenses yesterday", Date::MIN),
+        ] {
+            let found = find_period(text, as_of, Month::July)
+                .unwrap_or_else(|| panic!("{text}: no period found"));
+            let e = found.value.expect_err(text);
+            assert!(e.to_string().contains("out of range"), "{text}: {e}");
+        }
+    }
+
+    #[test]
+    fn the_period_before_is_checked_and_never_leaves_the_calendar() {
+        let period = |start: Date, end: Date| Period {
+            start,
+            end,
+            label: String::new(),
+        };
+        for (p, comparison) in [
+            // Counting back from the first day `time` knows overflowed.
+            (
+                period(Date::MIN, date!(2026 - 08 - 15)),
+                Comparison::PreviousPeriod,
+            ),
+            (
+                period(date!(0000 - 01 - 02), date!(9999 - 12 - 31)),
+                Comparison::PreviousPeriod,
+            ),
+            // Year 0 is no date BigQuery holds.
+            (
+                period(date!(0001 - 03 - 01), date!(0001 - 03 - 31)),
+                Comparison::PreviousYear,
+            ),
+        ] {
+            let e = previous(&p, comparison).expect_err("out of range");
+            assert!(matches!(e, PeriodError::OutOfRange(_)), "{e}");
+        }
+        // A reversed period (an LLM's) made the day count negative.
+        let reversed = period(date!(9999 - 12 - 31), Date::MIN);
+        let e = previous(&reversed, Comparison::PreviousPeriod).expect_err("reversed");
+        assert!(matches!(e, PeriodError::Reversed(..)), "{e}");
+
+        assert_eq!(
+            check_period(&period(date!(2026 - 06 - 30), date!(2026 - 04 - 01)), AS_OF),
+            Err(PeriodError::Reversed(
+                "2026-06-30".to_owned(),
+                "2026-04-01".to_owned()
+            ))
+        );
+        assert_eq!(
+            check_period(&period(date!(2026 - 07 - 01), date!(2026 - 09 - 30)), AS_OF),
+            Err(PeriodError::EndsAfterAsOf(
+                "2026-09-30".to_owned(),
+                "2026-08-15".to_owned()
+            ))
+        );
+        assert!(matches!(
+            check_period(&period(Date::MIN, AS_OF), AS_OF),
+            Err(PeriodError::OutOfRange(_))
+        ));
+        assert_eq!(
+            check_period(&period(date!(2026 - 07 - 01), AS_OF), AS_OF),
+            Ok(())
         );
     }
 }

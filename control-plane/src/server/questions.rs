@@ -28,7 +28,8 @@ use crate::service::questions::{Asker, Question};
 #[serde(deny_unknown_fields)]
 pub struct QueryBody {
     question: String,
-    /// `YYYY-MM-DD`: what "today" is for the question (default: today, UTC).
+    /// `YYYY-MM-DD`, in the years 1900 to 2200: what "today" is for the
+    /// question (default: today, UTC).
     #[serde(default)]
     as_of: Option<String>,
     #[serde(default)]
@@ -49,9 +50,17 @@ pub struct FeedbackBody {
 fn question(body: QueryBody) -> Result<Question, ApiError> {
     let as_of = match body.as_of.as_deref() {
         None => None,
-        Some(text) => Some(query::plan::iso_date::parse(text).map_err(|_| {
-            ApiError::bad_request("invalid_as_of", "as_of is a date written YYYY-MM-DD")
-        })?),
+        Some(text) => {
+            let day = query::plan::iso_date::parse(text).map_err(|_| {
+                ApiError::bad_request("invalid_as_of", "as_of is a date written YYYY-MM-DD")
+            })?;
+            // Periods are counted back from it: a date at the calendar's
+            // edge is refused here, before any of that arithmetic.
+            Some(
+                query::plan::check_as_of(day)
+                    .map_err(|e| ApiError::bad_request("invalid_as_of", e.to_string()))?,
+            )
+        }
     };
     if let Some(c) = &body.conversation {
         if uuid::Uuid::parse_str(c).is_err() {
@@ -279,4 +288,42 @@ pub async fn result_csv(
         csv,
     )
         .into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn body(as_of: &str) -> QueryBody {
+        QueryBody {
+            question: "revenue between 0000-01-02 and 9999-12-31 versus the previous period"
+                .to_owned(),
+            as_of: Some(as_of.to_owned()),
+            generator: None,
+            conversation: None,
+        }
+    }
+
+    #[test]
+    fn an_as_of_date_outside_1900_to_2200_is_a_bad_request() {
+        for as_of in ["9999-12-31", "0000-01-01", "1899-12-31", "2201-01-01"] {
+            let e = question(body(as_of)).expect_err(as_of);
+            assert_eq!(e.status, StatusCode::BAD_REQUEST, "{as_of}");
+            assert_eq!(e.code, "invalid_as_of", "{as_of}");
+            assert!(
+                e.message.contains(as_of) && e.message.contains("1900 to 2200"),
+                "{as_of}: {}",
+                e.message
+            );
+        }
+        for as_of in ["1900-01-01", "2026-11-30", "2200-12-31"] {
+            let q = question(body(as_of)).unwrap_or_else(|e| panic!("{as_of}: {}", e.message));
+            assert_eq!(
+                q.as_of.map(query::plan::iso_date::format).as_deref(),
+                Some(as_of)
+            );
+        }
+        let e = question(body("31/12/9999")).expect_err("not ISO");
+        assert_eq!(e.code, "invalid_as_of");
+    }
 }

@@ -88,6 +88,7 @@ fn query_error(e: QueryError) -> ServiceError {
             "llm_not_allowed",
             "this tenant's questions are answered by the offline planner only",
         ),
+        QueryError::AsOfOutOfRange(e) => ServiceError::invalid("invalid_as_of", e.to_string()),
         QueryError::Warehouse(e) => ServiceError::Unavailable {
             code: "warehouse_unavailable",
             message: format!("the warehouse could not answer now; try again: {e}"),
