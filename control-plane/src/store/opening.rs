@@ -108,6 +108,20 @@ fn parse_url(url: &str) -> Result<Target, StoreError> {
         }
         Ok(Target::Sqlite(PathBuf::from(path)))
     } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        // sqlx ends the user info at the first `/`, `?` or `#`, redact_url at
+        // the last `@`: a password holding one of those unencoded would be
+        // read in part as a path or parameter, which sqlx quotes in its
+        // errors and logs. Refused, so that both read the URL alike.
+        let userinfo = url
+            .split_once("://")
+            .and_then(|(_, rest)| rest.rsplit_once('@'))
+            .map(|(userinfo, _)| userinfo);
+        if userinfo.is_some_and(|u| u.contains(['/', '?', '#'])) {
+            return Err(invalid(
+                "/, ? or # before the last @: percent-encode them in the user name and \
+                 password (%2F, %3F, %23), and any @ after the host (%40)",
+            ));
+        }
         Ok(Target::Postgres(url.to_owned()))
     } else {
         Err(invalid(
@@ -120,7 +134,14 @@ async fn open_postgres(url: &str) -> Result<Store, StoreError> {
     let location = redact_url(url);
     let options = AnyConnectOptions::from_str(url).map_err(|e| StoreError::InvalidUrl {
         url: location.clone(),
-        reason: e.to_string(),
+        // sqlx's message may quote a piece of the URL (a parameter's value):
+        // it is shown only when the URL holds nothing to mask.
+        reason: if location == url {
+            e.to_string()
+        } else {
+            "sqlx cannot read it; percent-encode any @ : / ? # % in the user name and password"
+                .to_owned()
+        },
     })?;
     let connect_err = |cause| StoreError::Connect {
         location: location.clone(),
@@ -422,34 +443,77 @@ pub(super) fn percent_encode_path(path: &str) -> String {
     out
 }
 
-/// The URL with any password (in the user info or a `password=` parameter) masked.
+/// What a URL that [`redact_url`] cannot make sense of shows after its scheme.
+const REDACTED_URL: &str = "<redacted>";
+
+/// The URL with any password (in the user info or a `password=` parameter)
+/// masked, for messages and logs.
+///
+/// The user info runs from `://` to the *last* `@` of the whole URL: an
+/// unencoded password may hold `#`, `?`, `/`, `:` or `@`, and a wrong guess
+/// at where it ends would print the rest of it. A URL whose user info or
+/// scheme cannot be told apart shows only its scheme.
 pub fn redact_url(url: &str) -> String {
     let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let (authority, tail) = rest.split_at(authority_end);
-    let authority = match authority.rsplit_once('@') {
-        Some((userinfo, host)) => match userinfo.split_once(':') {
-            Some((user, _password)) => format!("{user}:***@{host}"),
-            None => authority.to_owned(),
-        },
-        None => authority.to_owned(),
-    };
-    let tail = match tail.split_once('?') {
-        Some((path, query)) => {
-            let query: Vec<String> = query
-                .split('&')
-                .map(|pair| match pair.split_once('=') {
-                    Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
-                    _ => pair.to_owned(),
-                })
-                .collect();
-            format!("{path}?{}", query.join("&"))
+        // No authority: a user info here would be malformed, so anything
+        // with an `@` is hidden whole.
+        if url.contains('@') {
+            return match url.split_once(':') {
+                Some((scheme, _)) if is_scheme(scheme) => format!("{scheme}:{REDACTED_URL}"),
+                _ => REDACTED_URL.to_owned(),
+            };
         }
-        None => tail.to_owned(),
+        return redact_query(url);
     };
-    format!("{scheme}://{authority}{tail}")
+    if !is_scheme(scheme) {
+        return REDACTED_URL.to_owned();
+    }
+    let Some((userinfo, after)) = rest.rsplit_once('@') else {
+        return format!("{scheme}://{}", redact_query(rest));
+    };
+    // A `password=` parameter whose value holds an `@` reads as a user info
+    // ending there, and where that password ends cannot be told.
+    if userinfo
+        .split_once('?')
+        .is_some_and(|(_, query)| query.to_ascii_lowercase().contains("password="))
+    {
+        return format!("{scheme}://{REDACTED_URL}");
+    }
+    // The user name is kept (it helps to see who connects) only when it is
+    // plainly one; anything else could be part of the password.
+    let is_user = |u: &str| {
+        u.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~' | b'%'))
+    };
+    let userinfo = match userinfo.split_once(':') {
+        Some((user, _password)) if is_user(user) => format!("{user}:***"),
+        None if is_user(userinfo) => userinfo.to_owned(),
+        _ => "***".to_owned(),
+    };
+    format!("{scheme}://{userinfo}@{}", redact_query(after))
+}
+
+/// RFC 3986's `ALPHA *( ALPHA / DIGIT / "+" / "-" / "." )`.
+fn is_scheme(s: &str) -> bool {
+    s.starts_with(|c: char| c.is_ascii_alphabetic())
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+}
+
+/// `text` (what follows the user info) with the values of its `password=`
+/// parameters masked.
+fn redact_query(text: &str) -> String {
+    let Some((path, query)) = text.split_once('?') else {
+        return text.to_owned();
+    };
+    let query: Vec<String> = query
+        .split('&')
+        .map(|pair| match pair.split_once('=') {
+            Some((key, _)) if key.eq_ignore_ascii_case("password") => format!("{key}=***"),
+            _ => pair.to_owned(),
+        })
+        .collect();
+    format!("{path}?{}", query.join("&"))
 }
 
 #[cfg(test)]
@@ -495,18 +559,141 @@ mod unit_tests {
         assert!(!msg.contains("secret"), "{msg}");
     }
 
+    /// Unencoded passwords with the characters that end a naive user info;
+    /// each holds `leak`, which nothing else in the tests' URLs does, so a
+    /// piece of one shows too.
+    const HOSTILE_PASSWORDS: &[&str] = &[
+        "Pw#leak1",
+        "Pw?leak2",
+        "Pw/leak3",
+        "Pw@leak4",
+        "Pw:leak5",
+        "Pw@x#y?z/leak6",
+        "Pw://h@leak7",
+        "1234?sslmode=leak8",
+        "Pw&password=x@leak9",
+        "leak10",
+    ];
+
+    /// `text` as a test may print it: no password, nor a piece of one.
+    fn shown(text: &str, password: &str) -> String {
+        text.replace(password, "<PASSWORD>")
+            .replace("leak", "<LEAK>")
+    }
+
+    /// `redact_url(url)` is `expected`, and a failure prints no password.
+    fn assert_redacted(url: &str, password: &str, expected: &str) {
+        let redacted = redact_url(url);
+        assert!(
+            redacted == expected,
+            "{} gave {}",
+            shown(url, password),
+            shown(&redacted, password)
+        );
+    }
+
     #[test]
     fn passwords_are_masked() {
-        assert_eq!(
-            redact_url("postgres://ll:s3cr%40t@db.example:5432/ll?sslmode=require"),
-            "postgres://ll:***@db.example:5432/ll?sslmode=require"
+        assert_redacted(
+            "postgres://ll:s3cr%40t@db.example:5432/ll?sslmode=require",
+            "s3cr%40t",
+            "postgres://ll:***@db.example:5432/ll?sslmode=require",
         );
-        assert_eq!(
-            redact_url("postgres://db/ll?user=ll&password=hunter2"),
-            "postgres://db/ll?user=ll&password=***"
+        assert_redacted(
+            "postgres://db/ll?user=ll&password=hunter2",
+            "hunter2",
+            "postgres://db/ll?user=ll&password=***",
         );
         assert_eq!(redact_url("postgres://ll@db/ll"), "postgres://ll@db/ll");
         assert_eq!(redact_url("sqlite:///x.db"), "sqlite:///x.db");
+    }
+
+    #[test]
+    fn hostile_passwords_are_masked_whole() {
+        for password in HOSTILE_PASSWORDS {
+            for (url, expected) in [
+                (
+                    format!("postgres://ll:{password}@db.example:5432/ll"),
+                    "postgres://ll:***@db.example:5432/ll",
+                ),
+                (
+                    format!("postgresql://ll:{password}@db/ll?sslmode=require"),
+                    "postgresql://ll:***@db/ll?sslmode=require",
+                ),
+                (
+                    format!("postgres://ll:{password}@db/ll#frag"),
+                    "postgres://ll:***@db/ll#frag",
+                ),
+                (
+                    format!("postgres://db/ll?user=ll&password={password}"),
+                    // An `@` in it could end a user info: all is hidden.
+                    if password.contains('@') {
+                        "postgres://<redacted>"
+                    } else {
+                        "postgres://db/ll?user=ll&password=***"
+                    },
+                ),
+            ] {
+                assert_redacted(&url, password, expected);
+            }
+        }
+        assert_redacted(
+            "postgres://ll:p#ss@db/ll",
+            "p#ss",
+            "postgres://ll:***@db/ll",
+        );
+        // A user name that is not plainly one may be part of the password.
+        assert_redacted("postgres://ll/x:Pw@db/ll", "Pw", "postgres://***@db/ll");
+        assert_redacted("postgres://a@b@db/ll", "b", "postgres://***@db/ll");
+    }
+
+    #[test]
+    fn urls_that_cannot_be_understood_show_only_their_scheme() {
+        for (url, expected) in [
+            ("postgres:ll:Pw#leak@db/ll", "postgres:<redacted>"),
+            ("postgres:/ll:Pw-leak@db", "postgres:<redacted>"),
+            ("ll:Pw-leak://x@db/ll", "<redacted>"),
+            // Without `//` what precedes the first `:` is taken for the scheme.
+            ("ll:Pw-leak@db/ll", "ll:<redacted>"),
+            ("-x:Pw-leak@db/ll", "<redacted>"),
+            ("postgres//ll:Pw-leak@db", "<redacted>"),
+        ] {
+            assert_redacted(url, "leak", expected);
+        }
+    }
+
+    #[tokio::test]
+    async fn unreadable_postgres_urls_are_refused_without_the_password() {
+        for password in HOSTILE_PASSWORDS {
+            // A password with `/`, `?` or `#` is refused before sqlx reads
+            // it; sqlx reads the others as redact_url does, and finds
+            // nothing listening on the port.
+            let url = format!("postgres://ll:{password}@127.0.0.1:1/ll");
+            let ambiguous = password.contains(['/', '?', '#']);
+            let (message, expected_kind) = match Store::open(&url).await {
+                Ok(_) => panic!("{} opened", shown(&url, password)),
+                Err(e) => (
+                    format!("{e} {e:?}"),
+                    match e {
+                        StoreError::InvalidUrl { .. } => ambiguous,
+                        StoreError::Connect { .. } => !ambiguous,
+                        _ => false,
+                    },
+                ),
+            };
+            assert!(!message.contains("leak"), "{}", shown(&message, password));
+            assert!(expected_kind, "{}", shown(&message, password));
+        }
+        let message = match Store::open("postgres://ll:p#ss@db/ll").await {
+            Ok(_) => panic!("opened"),
+            Err(e @ StoreError::InvalidUrl { .. }) => shown(&e.to_string(), "p#ss"),
+            Err(e) => panic!(
+                "expected an invalid URL, got {}",
+                shown(&e.to_string(), "p#ss")
+            ),
+        };
+        assert!(!message.contains("<PASSWORD>"), "{message}");
+        assert!(message.contains("postgres://ll:***@db/ll"), "{message}");
     }
 
     #[test]
