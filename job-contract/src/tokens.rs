@@ -54,14 +54,30 @@ pub async fn read_token_set(
 ) -> CloudResult<(u64, TokenSet)> {
     let name = naming::secret_name(tenant);
     let (version, payload) = cloud.secrets.access_latest(cred, &name).await?;
-    // serde_json's message names the position, never the content.
-    let tokens = serde_json::from_slice(payload.expose()).map_err(|e| {
+    let tokens = parse_token_set(&name, version, payload.expose())?;
+    Ok((version, tokens))
+}
+
+/// Reads a secret version's payload as a token set. The error gives only
+/// where the JSON went wrong: serde_json's own message can quote the payload
+/// (`invalid type: string "…"`), which is the secret.
+fn parse_token_set(name: &str, version: u64, payload: &[u8]) -> CloudResult<TokenSet> {
+    serde_json::from_slice(payload).map_err(|e| {
+        let kind = match e.classify() {
+            serde_json::error::Category::Io => "unreadable",
+            serde_json::error::Category::Syntax => "not valid JSON",
+            serde_json::error::Category::Data => "JSON of the wrong shape",
+            serde_json::error::Category::Eof => "truncated JSON",
+        };
         CloudError::permanent(
             format!("secret {name} version {version}"),
-            format!("not a token set: {e}"),
+            format!(
+                "not a token set: {kind} at line {} column {}",
+                e.line(),
+                e.column()
+            ),
         )
-    })?;
-    Ok((version, tokens))
+    })
 }
 
 /// Where the token lease lives: an object in the tenant's own bucket, so a
@@ -142,6 +158,31 @@ impl TokenVault for SecretTokenVault {
     async fn unlock(&self) {
         if let Err(e) = self.lease.release().await {
             tracing::warn!(tenant = %self.tenant, error = %e, "could not release the token lease; it expires by itself");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_token_set_is_reported_without_its_content() {
+        const FAKE: &str = "fake-refresh-token-9f8e7d6c5b4a";
+        for payload in [
+            format!("\"{FAKE}\""),
+            format!("{{\"access_token\": \"{FAKE}\", \"refresh_token\": 7}}"),
+            format!("{{\"access_token\": {FAKE}}}"),
+            format!("[\"{FAKE}\""),
+        ] {
+            let message = match parse_token_set("xero_token_acme", 3, payload.as_bytes()) {
+                Ok(_) => panic!("a token set was read from a malformed payload"),
+                Err(e) => format!("{e} {e:?}"),
+            };
+            let shown = message.replace(FAKE, "<TOKEN>");
+            assert!(!message.contains(FAKE), "{shown}");
+            assert!(message.contains("not a token set"), "{shown}");
+            assert!(message.contains("line 1 column"), "{shown}");
         }
     }
 }
