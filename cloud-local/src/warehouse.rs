@@ -1060,8 +1060,10 @@ impl Warehouse for LocalWarehouse {
     async fn query(&self, cred: &Credential, req: &QueryRequest) -> CloudResult<QueryResult> {
         self.authorise(cred, &req.dataset, Permission::Read).await?;
         let resource = dataset_resource(&req.dataset);
-        let deadline = tokio::time::Instant::now() + req.timeout;
-        let guard = tokio::time::timeout_at(deadline, self.dataset_lock(&req.dataset).read_owned())
+        // Durations, not `now + timeout` as a deadline: that panics for a
+        // timeout past an Instant's range, where tokio's `timeout` waits for ever.
+        let started = tokio::time::Instant::now();
+        let guard = tokio::time::timeout(req.timeout, self.dataset_lock(&req.dataset).read_owned())
             .await
             .map_err(|_| {
                 CloudError::transient(
@@ -1080,7 +1082,8 @@ impl Warehouse for LocalWarehouse {
             let _guard = guard;
             query_blocking(&layout, &readers, limits, &request, handle_tx, &flag)
         });
-        let joined = match tokio::time::timeout_at(deadline, &mut task).await {
+        let left = req.timeout.saturating_sub(started.elapsed());
+        let joined = match tokio::time::timeout(left, &mut task).await {
             Ok(joined) => joined,
             Err(_) => {
                 // A real interrupt, repeated until the query stops (the first may

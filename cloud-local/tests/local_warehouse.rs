@@ -488,6 +488,26 @@ async fn max_rows_truncates_and_says_so() {
     assert_eq!((r.rows.len(), r.truncated), (5, true));
 }
 
+/// A library caller's timeout beyond what an Instant can hold means no
+/// timeout; it once panicked computing the deadline.
+#[tokio::test]
+async fn a_timeout_too_large_for_a_deadline_is_no_timeout() {
+    let (_dir, cloud) = open_temp();
+    cloud
+        .warehouse
+        .ensure_dataset(&spec("d", "aaa"))
+        .await
+        .expect("create");
+    for timeout in [Duration::MAX, Duration::from_secs(u64::MAX / 2)] {
+        let q = QueryRequest {
+            timeout,
+            ..req("d", "SELECT 42 AS x")
+        };
+        let r = cloud.warehouse.query(&P, &q).await.expect("query");
+        assert_eq!(r.rows, vec![vec![json!(42)]]);
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_query_past_its_timeout_is_interrupted() {
     let (_dir, cloud) = open_temp();

@@ -24,6 +24,17 @@ use crate::runs::{RunError, RunSettings};
 use crate::service::{self, ServiceError};
 use crate::store::{RunStatus, RunTrigger};
 
+// Bounds of operator-given durations: beyond them a value is a mistake, and
+// a huge one would overflow the deadline or duration computed from it.
+
+/// `runs start --wait-secs` at most: a week.
+const WAIT_SECS_MAX: u64 = 7 * 24 * 3600;
+/// `--query-timeout-secs` at most: an hour, for a question asked over HTTP.
+const QUERY_TIMEOUT_SECS_MAX: u64 = 3600;
+/// `--token-max-idle-hours` at most: 59 days, since Xero's refresh tokens
+/// die after 60 days unused (and the check runs hourly).
+const TOKEN_MAX_IDLE_HOURS_MAX: u64 = 59 * 24;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "control-plane",
@@ -193,8 +204,8 @@ pub struct QueryArgs {
     /// Rows an answer returns at most.
     #[arg(long, env = "LEDGERLAKE_QUERY_MAX_ROWS", default_value_t = 1000)]
     query_max_rows: usize,
-    /// Seconds a query may run.
-    #[arg(long, env = "LEDGERLAKE_QUERY_TIMEOUT_SECS", default_value_t = 10)]
+    /// Seconds a query may run (1 to 3600).
+    #[arg(long, env = "LEDGERLAKE_QUERY_TIMEOUT_SECS", default_value_t = 10, value_parser = clap::value_parser!(u64).range(1..=QUERY_TIMEOUT_SECS_MAX))]
     query_timeout_secs: u64,
 }
 
@@ -216,9 +227,10 @@ impl QueryArgs {
             .map(|config| query::llm::build_provider(&config))
             .transpose()
             .map_err(|e| CliFailure::Usage(format!("LLM provider: {e}")))?;
-        if self.query_max_rows == 0 || self.query_timeout_secs == 0 {
+        // --query-timeout-secs is bounded by its parser.
+        if self.query_max_rows == 0 {
             return Err(CliFailure::Usage(
-                "--query-max-rows and --query-timeout-secs must be at least 1".to_owned(),
+                "--query-max-rows must be at least 1".to_owned(),
             ));
         }
         Ok(crate::server::QuerySettings {
@@ -265,8 +277,8 @@ pub enum RunsCommand {
         /// Wait for the run to end; the exit code then reflects the run.
         #[arg(long)]
         wait: bool,
-        /// Give up waiting after this many seconds.
-        #[arg(long, default_value_t = 3600, requires = "wait")]
+        /// Give up waiting after this many seconds (1 to 604800, a week).
+        #[arg(long, default_value_t = 3600, requires = "wait", value_parser = clap::value_parser!(u64).range(1..=WAIT_SECS_MAX))]
         wait_secs: u64,
     },
     /// The newest runs, of one tenant or all.
@@ -306,8 +318,9 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 30)]
     resync_secs: u64,
     /// Refresh a tenant's Xero token set when it has not been refreshed for
-    /// this many hours (refresh tokens die after 60 days unused).
-    #[arg(long, default_value_t = 7 * 24)]
+    /// this many hours (1 to 1416, 59 days: refresh tokens die after 60 days
+    /// unused).
+    #[arg(long, default_value_t = 7 * 24, value_parser = clap::value_parser!(u64).range(1..=TOKEN_MAX_IDLE_HOURS_MAX))]
     token_max_idle_hours: u64,
     /// Tick the scheduler every this many seconds in this process (a local
     /// deployment); 0 leaves it to Cloud Scheduler calling POST /v1/scheduler/tick.
@@ -964,6 +977,16 @@ async fn serve(platform: Platform, settings: Settings, args: ServeArgs) -> Resul
     crate::scheduler::parse_schedule(&args.default_schedule)
         .map_err(|e| CliFailure::Usage(e.to_string()))?;
     let id_token = scheduler_id_token(&args.scheduler_caller)?;
+    // Bounded by its parser; checked all the same, as a wrap would be silent.
+    let token_max_idle = args
+        .token_max_idle_hours
+        .checked_mul(3600)
+        .map(std::time::Duration::from_secs)
+        .ok_or_else(|| {
+            CliFailure::Usage(format!(
+                "--token-max-idle-hours is at most {TOKEN_MAX_IDLE_HOURS_MAX}"
+            ))
+        })?;
     let config = ServeConfig {
         listen: args.listen,
         public_url,
@@ -974,7 +997,7 @@ async fn serve(platform: Platform, settings: Settings, args: ServeArgs) -> Resul
         workers: args.workers,
         resync_interval: std::time::Duration::from_secs(args.resync_secs.max(1)),
         token_check_interval: ServeConfig::TOKEN_CHECK_INTERVAL,
-        token_max_idle: std::time::Duration::from_secs(args.token_max_idle_hours * 3600),
+        token_max_idle,
         run_settings: RunSettings {
             xero_client_id: args.xero.xero_client_id.clone(),
             xero_client_secret: args
@@ -1368,4 +1391,121 @@ fn progress_sink(bar: ProgressBar) -> crate::reconciler::EventSink {
             bar.println(format!("failed: tenant {} {} {}", e.tenant, e.kind, e.name));
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::error::ErrorKind;
+
+    use super::*;
+
+    /// Far past any bound, and past what `* 3600` or `Instant + secs` survive.
+    const HUGE: &str = "18446744073709551615";
+
+    /// The refusal of `args`, which must be one of a value out of range.
+    fn refusal(args: &[&str]) -> String {
+        match Cli::try_parse_from(args) {
+            Ok(cli) => panic!("{args:?} was accepted: {cli:?}"),
+            Err(e) => {
+                assert_eq!(e.kind(), ErrorKind::ValueValidation, "{e}");
+                e.to_string()
+            }
+        }
+    }
+
+    fn accepted(args: &[&str]) -> Cli {
+        Cli::try_parse_from(args).unwrap_or_else(|e| panic!("{args:?}: {e}"))
+    }
+
+    #[test]
+    fn huge_durations_are_refused_with_their_bounds() {
+        let base = ["control-plane"];
+        for (args, flag, bound) in [
+            (
+                &[
+                    "runs",
+                    "start",
+                    "acme",
+                    "ingest",
+                    "--wait",
+                    "--wait-secs",
+                    HUGE,
+                ][..],
+                "--wait-secs",
+                "1..=604800",
+            ),
+            (
+                &["serve", "--token-max-idle-hours", HUGE][..],
+                "--token-max-idle-hours",
+                "1..=1416",
+            ),
+            (
+                &["serve", "--query-timeout-secs", HUGE][..],
+                "--query-timeout-secs",
+                "1..=3600",
+            ),
+            (
+                &["query", "acme", "revenue", "--query-timeout-secs", HUGE][..],
+                "--query-timeout-secs",
+                "1..=3600",
+            ),
+        ] {
+            let all: Vec<&str> = base.iter().chain(args).copied().collect();
+            let message = refusal(&all);
+            assert!(message.contains(flag), "{message}");
+            assert!(message.contains(bound), "{message}");
+            // One past the bound is refused too; zero, which means nothing, as well.
+            let top = bound.rsplit('=').next().unwrap_or_default();
+            let past = (top.parse::<u64>().unwrap_or_default() + 1).to_string();
+            for bad in [past.as_str(), "0"] {
+                let mut args = all.clone();
+                let last = args.len() - 1;
+                args[last] = bad;
+                refusal(&args);
+            }
+        }
+    }
+
+    #[test]
+    fn durations_at_their_bounds_are_accepted() {
+        let cli = accepted(&[
+            "control-plane",
+            "runs",
+            "start",
+            "acme",
+            "ingest",
+            "--wait",
+            "--wait-secs",
+            "604800",
+        ]);
+        assert!(matches!(
+            cli.command,
+            Command::Runs(RunsCommand::Start {
+                wait_secs: 604_800,
+                ..
+            })
+        ));
+        let cli = accepted(&[
+            "control-plane",
+            "serve",
+            "--token-max-idle-hours",
+            "1416",
+            "--query-timeout-secs",
+            "3600",
+        ]);
+        let Command::Serve(serve) = cli.command else {
+            panic!("not serve");
+        };
+        assert_eq!(serve.token_max_idle_hours, TOKEN_MAX_IDLE_HOURS_MAX);
+        assert_eq!(serve.query.query_timeout_secs, QUERY_TIMEOUT_SECS_MAX);
+        // The defaults are within the bounds.
+        let cli = accepted(&["control-plane", "serve"]);
+        let Command::Serve(serve) = cli.command else {
+            panic!("not serve");
+        };
+        assert_eq!(
+            (serve.token_max_idle_hours, serve.query.query_timeout_secs),
+            (7 * 24, 10)
+        );
+    }
 }

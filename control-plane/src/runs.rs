@@ -347,19 +347,21 @@ impl Runs {
         message: &str,
         timeout: Duration,
     ) -> Result<Vec<RunRecord>, RunError> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        // Elapsed time against `timeout`, not a deadline: `now + timeout`
+        // panics when a caller's timeout is past what an Instant can hold.
+        let started = tokio::time::Instant::now();
         let mut ended = Vec::new();
         // The store keeps a tenant to one active run; a run a scheduler
         // started meanwhile is found by the next look.
         while let Some(run) = self.store.active_run(tenant).await? {
             let seen = ended.iter().any(|r: &RunRecord| r.id == run.id);
-            if seen || (!ended.is_empty() && tokio::time::Instant::now() >= deadline) {
+            if seen || (!ended.is_empty() && started.elapsed() >= timeout) {
                 // Runs keep starting (or one will not end): give up rather than loop.
                 return Err(RunError::CancelTimeout(run.id));
             }
             if let (Some(job), Some(execution)) = (&run.job, &run.execution_id) {
                 let cloud = self.cloud_of(tenant).await?;
-                self.cancel_execution(&cloud, &run.id, job, execution, deadline)
+                self.cancel_execution(&cloud, &run.id, job, execution, started, timeout)
                     .await?;
             }
             if self
@@ -375,14 +377,16 @@ impl Runs {
         Ok(ended)
     }
 
-    /// Cancels one execution and follows it until it has ended or `deadline`.
+    /// Cancels one execution and follows it until it has ended or `timeout`
+    /// has passed since `started`.
     async fn cancel_execution(
         &self,
         cloud: &Cloud,
         run: &str,
         job: &str,
         execution: &str,
-        deadline: tokio::time::Instant,
+        started: tokio::time::Instant,
+        timeout: Duration,
     ) -> Result<(), RunError> {
         match cloud.jobs.cancel_execution(job, execution).await {
             Ok(_) | Err(CloudError::NotFound { .. }) => {}
@@ -406,7 +410,7 @@ impl Runs {
                     })
                 }
             }
-            if tokio::time::Instant::now() >= deadline {
+            if started.elapsed() >= timeout {
                 return Err(RunError::CancelTimeout(run.to_owned()));
             }
             tokio::time::sleep(poll).await;
@@ -414,9 +418,11 @@ impl Runs {
         }
     }
 
-    /// Follows a run until it ends or `timeout` passes.
+    /// Follows a run until it ends or `timeout` passes (any `timeout`: a
+    /// huge one waits for the run, never panics).
     pub async fn wait(&self, run_id: &str, timeout: Duration) -> Result<RunRecord, RunError> {
-        let deadline = tokio::time::Instant::now() + timeout;
+        // Elapsed time, not `now + timeout`, which panics past an Instant's range.
+        let started = tokio::time::Instant::now();
         let mut poll = Duration::from_millis(50);
         loop {
             let run = self.get(run_id).await?;
@@ -424,7 +430,7 @@ impl Runs {
             if !run.status.is_active() {
                 return Ok(run);
             }
-            if tokio::time::Instant::now() >= deadline {
+            if started.elapsed() >= timeout {
                 return Err(RunError::Timeout(run_id.to_owned()));
             }
             tokio::time::sleep(poll).await;
@@ -437,4 +443,39 @@ impl Runs {
 fn record_end(run: &RunRecord, status: RunStatus) {
     let elapsed = Duration::try_from(OffsetDateTime::now_utc() - run.created_at).ok();
     crate::metrics::metrics().run_ended(run.command, status, elapsed);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::platform::{Platform, PlatformConfig};
+
+    /// A library caller's timeout past what an Instant holds is waited out
+    /// like any other; computing a deadline from it once panicked.
+    #[tokio::test]
+    async fn timeouts_too_large_for_a_deadline_do_not_panic() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let platform = Platform::open(PlatformConfig {
+            cloud: Default::default(),
+            data_dir: dir.path().to_path_buf(),
+            database_url: None,
+            bucket_prefix: None,
+            master_key: Some(
+                "000102030405060708090a0b0c0d0e0f101112131415161718191a1b1c1d1e1f".to_owned(),
+            ),
+        })
+        .await
+        .expect("platform");
+        let runs = platform.runs(RunSettings::default());
+        assert!(matches!(
+            runs.wait("no-such-run", Duration::MAX).await,
+            Err(RunError::UnknownRun(id)) if id == "no-such-run"
+        ));
+        let tenant = TenantId::parse("idle").expect("id");
+        let ended = runs
+            .cancel_active(&tenant, "test", Duration::MAX)
+            .await
+            .expect("nothing to cancel");
+        assert!(ended.is_empty());
+    }
 }

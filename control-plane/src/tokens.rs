@@ -133,8 +133,11 @@ pub async fn refresh_idle_token_sets(
             }
         };
         // An access token lives 30 minutes from its refresh, so its expiry
-        // dates the last refresh closely enough.
-        if tokens.expires_at + max_idle > time::OffsetDateTime::now_utc() {
+        // dates the last refresh closely enough. Checked: a `max_idle` past
+        // the calendar's end (a library caller's Duration::MAX) means never
+        // idle, not a panic.
+        let refresh_due = tokens.expires_at.checked_add(max_idle);
+        if refresh_due.is_none_or(|due| due > time::OffsetDateTime::now_utc()) {
             continue;
         }
         match refresh_tenant_tokens(cloud, store, oauth, id, prefix, settings).await {

@@ -289,6 +289,20 @@ async fn the_keepalive_refreshes_idle_connected_tenants_only() {
         .await
         .expect("age it");
 
+    // An idle time past any date refreshes nothing (and once panicked
+    // adding it to the token set's expiry).
+    let report = refresh_idle_token_sets(
+        &platform.clouds,
+        &platform.store,
+        &oauth(&sandbox),
+        None,
+        Duration::MAX,
+        TokenLeaseSettings::default(),
+    )
+    .await
+    .expect("pass");
+    assert_eq!((report.checked, report.refreshed), (2, 0), "{report:?}");
+
     let report = refresh_idle_token_sets(
         &platform.clouds,
         &platform.store,

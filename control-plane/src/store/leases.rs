@@ -57,16 +57,17 @@ impl Store {
         ttl: Duration,
         wait: Duration,
     ) -> Result<bool, StoreError> {
-        let deadline = tokio::time::Instant::now() + wait;
+        // Elapsed time, not `now + wait`, which panics past an Instant's range.
+        let started = tokio::time::Instant::now();
         loop {
             if self.try_acquire_lease(name, holder, ttl).await? {
                 return Ok(true);
             }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
+            let waited = started.elapsed();
+            if waited >= wait {
                 return Ok(false);
             }
-            tokio::time::sleep(LEASE_POLL.min(deadline - now)).await;
+            tokio::time::sleep(LEASE_POLL.min(wait - waited)).await;
         }
     }
 }

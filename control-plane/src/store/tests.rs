@@ -893,6 +893,17 @@ async fn waiting_for_a_lease(db: &TestDb) {
         .acquire_lease_waiting("tenant/w", "third", Duration::from_secs(30), Duration::ZERO)
         .await
         .expect("free"));
+    // A wait past what an Instant holds is a wait like any other (a
+    // deadline computed from it once panicked).
+    assert!(store
+        .acquire_lease_waiting(
+            "tenant/max",
+            "first",
+            Duration::from_secs(30),
+            Duration::MAX
+        )
+        .await
+        .expect("free"));
 }
 
 async fn reopen_keeps_data_and_migrates_once(db: &TestDb) {
