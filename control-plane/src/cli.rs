@@ -16,6 +16,7 @@ use cloud_adapters::AdapterKind;
 use job_contract::env as job_env;
 use job_contract::RunCommand;
 use xero::oauth::OAuthClient;
+use xero::secret::SecretString;
 
 use crate::output::{self, OutputFormat, TenantView};
 use crate::platform::{Platform, PlatformConfig};
@@ -35,7 +36,8 @@ const QUERY_TIMEOUT_SECS_MAX: u64 = 3600;
 /// die after 60 days unused (and the check runs hourly).
 const TOKEN_MAX_IDLE_HOURS_MAX: u64 = 59 * 24;
 
-#[derive(Debug, Parser)]
+/// Debug by hand: `--database-url` may hold a password.
+#[derive(Parser)]
 #[command(
     name = "control-plane",
     version,
@@ -71,6 +73,23 @@ pub struct Cli {
     pub lease_ttl_secs: u64,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl std::fmt::Debug for Cli {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cli")
+            .field("cloud", &self.cloud)
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(crate::store::redact_url),
+            )
+            .field("bucket_prefix", &self.bucket_prefix)
+            .field("output", &self.output)
+            .field("lease_ttl_secs", &self.lease_ttl_secs)
+            .field("command", &self.command)
+            .finish()
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -197,7 +216,7 @@ pub struct QueryArgs {
     llm_model: Option<String>,
     /// Prefer the environment: a flag's value is visible to other local users.
     #[arg(long, env = "LEDGERLAKE_LLM_API_KEY", hide_env_values = true)]
-    llm_api_key: Option<String>,
+    llm_api_key: Option<SecretString>,
     /// Tenants whose questions never go to an LLM (comma-separated ids).
     #[arg(long, env = "LEDGERLAKE_QUERY_OFFLINE_TENANTS", value_delimiter = ',')]
     offline_tenants: Vec<String>,
@@ -217,7 +236,10 @@ impl QueryArgs {
                 n if n == llm_env::PROVIDER => self.llm_provider.clone(),
                 n if n == llm_env::BASE_URL => self.llm_base_url.clone(),
                 n if n == llm_env::MODEL => self.llm_model.clone(),
-                n if n == llm_env::API_KEY => self.llm_api_key.clone(),
+                n if n == llm_env::API_KEY => self
+                    .llm_api_key
+                    .as_ref()
+                    .map(|key| key.expose_secret().to_owned()),
                 _ => None,
             }
             .or_else(|| std::env::var(name).ok())
@@ -303,14 +325,14 @@ pub struct ServeArgs {
     #[command(flatten)]
     xero: XeroAppArgs,
     #[arg(long, env = "LEDGERLAKE_XERO_WEBHOOK_KEY", hide_env_values = true)]
-    xero_webhook_key: Option<String>,
+    xero_webhook_key: Option<SecretString>,
     /// Bearer token of the operator API.
     #[arg(long, env = "LEDGERLAKE_OPERATOR_TOKEN", hide_env_values = true)]
-    operator_token: Option<String>,
+    operator_token: Option<SecretString>,
     /// Bearer token that may read /metrics only (a Prometheus scraper's); the
     /// operator token may too.
     #[arg(long, env = "LEDGERLAKE_METRICS_TOKEN", hide_env_values = true)]
-    metrics_token: Option<String>,
+    metrics_token: Option<SecretString>,
     /// Tenants reconciled at once by the background workers.
     #[arg(long, default_value_t = 4)]
     workers: usize,
@@ -366,7 +388,7 @@ pub struct XeroAppArgs {
     #[arg(long, env = "LEDGERLAKE_XERO_CLIENT_ID")]
     xero_client_id: Option<String>,
     #[arg(long, env = "LEDGERLAKE_XERO_CLIENT_SECRET", hide_env_values = true)]
-    xero_client_secret: Option<String>,
+    xero_client_secret: Option<SecretString>,
     /// One base URL for every Xero host (identity, login, API), e.g. a local xero-sandbox.
     #[arg(long, env = "LEDGERLAKE_XERO_ENDPOINT")]
     xero_endpoint: Option<String>,
@@ -895,7 +917,7 @@ fn run_settings() -> RunSettings {
         xero_client_id: std::env::var(job_env::XERO_CLIENT_ID).ok(),
         xero_client_secret: std::env::var(job_env::XERO_CLIENT_SECRET)
             .ok()
-            .map(xero::secret::SecretString::new),
+            .map(SecretString::new),
     }
 }
 
@@ -992,19 +1014,15 @@ async fn serve(platform: Platform, settings: Settings, args: ServeArgs) -> Resul
         public_url,
         oauth,
         webhook_key: args.xero_webhook_key.map(xero::webhook::WebhookKey::new),
-        operator_token: args.operator_token.map(xero::secret::SecretString::new),
-        metrics_token: args.metrics_token.map(xero::secret::SecretString::new),
+        operator_token: args.operator_token,
+        metrics_token: args.metrics_token,
         workers: args.workers,
         resync_interval: std::time::Duration::from_secs(args.resync_secs.max(1)),
         token_check_interval: ServeConfig::TOKEN_CHECK_INTERVAL,
         token_max_idle,
         run_settings: RunSettings {
             xero_client_id: args.xero.xero_client_id.clone(),
-            xero_client_secret: args
-                .xero
-                .xero_client_secret
-                .clone()
-                .map(xero::secret::SecretString::new),
+            xero_client_secret: args.xero.xero_client_secret.clone(),
         },
         scheduler: crate::scheduler::SchedulerSettings {
             default_schedule: args.default_schedule.clone(),

@@ -485,7 +485,7 @@ pub fn print_issued_token(issued: &IssuedToken, format: OutputFormat) -> anyhow:
     match format {
         OutputFormat::Json => print_json(issued),
         OutputFormat::Table | OutputFormat::Csv => {
-            println!("{}", issued.secret);
+            println!("{}", issued.secret.expose_secret());
             Ok(())
         }
     }

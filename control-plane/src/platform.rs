@@ -12,8 +12,9 @@ use crate::reconciler::{Reconciler, Settings};
 use crate::runs::{RunSettings, Runs};
 use crate::store::{Store, StoreError, WithoutCells};
 
-/// Where the platform's state and (locally) its cloud live.
-#[derive(Debug, Clone)]
+/// Where the platform's state and (locally) its cloud live. Debug by hand:
+/// the database URL may hold a password, and the master key is one.
+#[derive(Clone)]
 pub struct PlatformConfig {
     /// Which cloud adapter (`--cloud`, `LEDGERLAKE_CLOUD`).
     pub cloud: AdapterKind,
@@ -23,6 +24,24 @@ pub struct PlatformConfig {
     pub bucket_prefix: Option<DeploymentPrefix>,
     /// The value of `LEDGERLAKE_MASTER_KEY`, when set.
     pub master_key: Option<String>,
+}
+
+impl std::fmt::Debug for PlatformConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlatformConfig")
+            .field("cloud", &self.cloud)
+            .field("data_dir", &self.data_dir)
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(crate::store::redact_url),
+            )
+            .field("bucket_prefix", &self.bucket_prefix)
+            .field(
+                "master_key",
+                &self.master_key.as_ref().map(|_| xero::secret::REDACTED),
+            )
+            .finish()
+    }
 }
 
 impl PlatformConfig {

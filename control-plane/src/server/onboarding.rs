@@ -10,6 +10,7 @@ use axum::http::{header, HeaderMap, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::Json;
 use serde::Deserialize;
+use xero::secret::SecretString;
 
 use super::{parse_tenant, ApiError, AppState};
 use crate::service::onboarding;
@@ -62,10 +63,11 @@ pub async fn connect(
     Ok(response)
 }
 
+/// The OAuth code and state are credentials: Debug redacts them.
 #[derive(Debug, Deserialize)]
 pub struct CallbackParams {
-    code: Option<String>,
-    state: Option<String>,
+    code: Option<SecretString>,
+    state: Option<SecretString>,
     error: Option<String>,
 }
 
@@ -83,9 +85,10 @@ pub async fn callback(
     headers: HeaderMap,
     Query(params): Query<CallbackParams>,
 ) -> Result<Response, ApiError> {
+    let expose = |s: SecretString| s.expose_secret().to_owned();
     let callback = onboarding::Callback {
-        state: params.state,
-        code: params.code,
+        state: params.state.map(expose),
+        code: params.code.map(expose),
         error: params.error,
     };
     let connected = onboarding::complete_consent(
@@ -166,4 +169,122 @@ pub async fn status(
     Ok(Json(
         onboarding::status(&state.store, &id, link.as_deref()).await?,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::Parser;
+
+    use super::*;
+    use crate::cli::Cli;
+    use crate::platform::PlatformConfig;
+    use crate::service::tokens::IssuedToken;
+    use crate::store::ApiTokenRecord;
+
+    /// `text` as the test may print it: every secret replaced.
+    fn shown(text: &str, secrets: &[&str]) -> String {
+        secrets
+            .iter()
+            .fold(text.to_owned(), |t, s| t.replace(s, "<SECRET>"))
+    }
+
+    fn assert_hides(debug: String, secrets: &[&str]) {
+        for secret in secrets {
+            assert!(!debug.contains(secret), "{}", shown(&debug, secrets));
+        }
+    }
+
+    /// What carries a credential is logged with `{:?}` sooner or later: none
+    /// of them shows it.
+    #[test]
+    fn debug_output_carries_no_secret() {
+        let password = "pg-Pass#word-1";
+        let master_key = "master-key-0a1b2c3d";
+        let config = PlatformConfig {
+            cloud: Default::default(),
+            data_dir: "/var/lib/ll".into(),
+            database_url: Some(format!("postgres://ll:{password}@db/ll")),
+            bucket_prefix: None,
+            master_key: Some(master_key.to_owned()),
+        };
+        let debug = format!("{config:?}");
+        assert_hides(debug.clone(), &[password, master_key]);
+        assert!(debug.contains("postgres://ll:***@db/ll"), "{debug}");
+
+        let (client_secret, operator, metrics, webhook, api_key) = (
+            "xero-client-secret-1",
+            "operator-token-2",
+            "metrics-token-3",
+            "webhook-key-4",
+            "llm-api-key-5",
+        );
+        let url = format!("postgres://ll:{password}@db/ll");
+        let serve = Cli::try_parse_from([
+            "control-plane",
+            "--database-url",
+            &url,
+            "serve",
+            "--xero-client-id",
+            "client-id",
+            "--xero-client-secret",
+            client_secret,
+            "--operator-token",
+            operator,
+            "--metrics-token",
+            metrics,
+            "--xero-webhook-key",
+            webhook,
+            "--llm-api-key",
+            api_key,
+        ])
+        .unwrap_or_else(|e| panic!("serve args: {}", e.kind()));
+        let debug = format!("{serve:?}");
+        let secrets = [password, client_secret, operator, metrics, webhook, api_key];
+        assert_hides(debug.clone(), &secrets);
+        assert!(debug.contains("client-id"), "{}", shown(&debug, &secrets));
+        let query = Cli::try_parse_from([
+            "control-plane",
+            "query",
+            "acme",
+            "revenue",
+            "--llm-api-key",
+            api_key,
+        ])
+        .unwrap_or_else(|e| panic!("query args: {}", e.kind()));
+        assert_hides(format!("{query:?}"), &[api_key]);
+
+        let (code, state) = ("oauth-code-6", "oauth-state-7");
+        let params: CallbackParams = serde_json::from_value(serde_json::json!({
+            "code": code,
+            "state": state,
+            "error": "access_denied",
+        }))
+        .unwrap_or_else(|e| panic!("callback params: {:?}", e.classify()));
+        let debug = format!("{params:?}");
+        assert_hides(debug.clone(), &[code, state]);
+        assert!(
+            debug.contains("access_denied"),
+            "{}",
+            shown(&debug, &[code, state])
+        );
+
+        let token_secret = "llt_issued-secret-8";
+        let issued = IssuedToken {
+            token: ApiTokenRecord {
+                id: "tok_1".into(),
+                tenant: cloud::naming::TenantId::parse("acme").expect("id"),
+                name: "default".into(),
+                created_by: "test".into(),
+                created_at: time::OffsetDateTime::UNIX_EPOCH,
+                expires_at: None,
+                revoked_at: None,
+                last_used_at: None,
+            },
+            secret: SecretString::new(token_secret),
+        };
+        assert_hides(format!("{issued:?}"), &[token_secret]);
+        // Serialised, it is shown: this is the one time it is handed over.
+        let json = serde_json::to_value(&issued).expect("json");
+        assert_eq!(json["secret"], token_secret);
+    }
 }

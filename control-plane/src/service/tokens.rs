@@ -7,6 +7,7 @@ use std::time::Duration;
 use cloud::naming::TenantId;
 use serde::Serialize;
 use time::OffsetDateTime;
+use xero::secret::SecretString;
 
 use super::ServiceError;
 use crate::store::{ApiTokenRecord, Desired, Revocation, Store, StoreError};
@@ -27,7 +28,8 @@ pub struct IssuedToken {
     #[serde(flatten)]
     pub token: ApiTokenRecord,
     /// `llt_…`: the bearer token. Not stored; cannot be shown again.
-    pub secret: String,
+    /// Serialised as itself (the one time it is shown), redacted in Debug.
+    pub secret: SecretString,
 }
 
 /// Parses an expiry such as `30d` (see [`super::onboarding::parse_expiry`]),
@@ -106,10 +108,7 @@ pub async fn issue(
             }),
         )
         .await?;
-    Ok(IssuedToken {
-        token,
-        secret: secret.expose_secret().to_owned(),
-    })
+    Ok(IssuedToken { token, secret })
 }
 
 /// The tenant's tokens, oldest first (revoked and expired ones too).
