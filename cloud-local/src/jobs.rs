@@ -220,8 +220,8 @@ async fn stop_process(pid: u32, recorded_start: Option<u64>) -> bool {
                 return false;
             }
         }
-        let deadline = tokio::time::Instant::now() + wait;
-        while process_running(pid, recorded_start) && tokio::time::Instant::now() < deadline {
+        let started = tokio::time::Instant::now();
+        while process_running(pid, recorded_start) && started.elapsed() < wait {
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }

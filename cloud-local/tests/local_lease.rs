@@ -204,3 +204,15 @@ async fn a_lease_needs_write_access_to_its_bucket() {
         Err(CloudError::PermissionDenied { .. })
     ));
 }
+
+#[tokio::test]
+async fn a_wait_past_any_deadline_neither_panics_nor_hangs_a_free_lease() {
+    let (_dir, cloud) = open_temp();
+    bucket(&cloud).await;
+    let first = lease(&cloud, "first", Duration::from_secs(60));
+    // `now + Duration::MAX` as a deadline would panic before the first try.
+    assert!(first.acquire(Duration::MAX).await.expect("acquire"));
+    // Held by another: a zero wait tries once and gives up at once.
+    let second = lease(&cloud, "second", Duration::from_secs(60));
+    assert!(!second.acquire(Duration::ZERO).await.expect("acquire"));
+}

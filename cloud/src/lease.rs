@@ -152,16 +152,17 @@ impl ObjectLease {
     /// [`ObjectLease::try_acquire`] until it succeeds or `wait` has passed.
     /// Errors of the object store end the wait at once.
     pub async fn acquire(&self, wait: Duration) -> CloudResult<bool> {
-        let deadline = tokio::time::Instant::now() + wait;
+        // Elapsed time against `wait`, not `now + wait` as a deadline, which
+        // would panic for a wait past an Instant's range.
+        let started = tokio::time::Instant::now();
         loop {
             if self.try_acquire().await? {
                 return Ok(true);
             }
-            let now = tokio::time::Instant::now();
-            if now >= deadline {
+            let Some(left) = wait.checked_sub(started.elapsed()).filter(|d| !d.is_zero()) else {
                 return Ok(false);
-            }
-            tokio::time::sleep(POLL.min(deadline - now)).await;
+            };
+            tokio::time::sleep(POLL.min(left)).await;
         }
     }
 

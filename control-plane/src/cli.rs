@@ -35,6 +35,9 @@ const QUERY_TIMEOUT_SECS_MAX: u64 = 3600;
 /// `--token-max-idle-hours` at most: 59 days, since Xero's refresh tokens
 /// die after 60 days unused (and the check runs hourly).
 const TOKEN_MAX_IDLE_HOURS_MAX: u64 = 59 * 24;
+/// `serve --resync-secs` and `--local-tick-secs` at most: a day, past which
+/// unsettled tenants or due syncs would wait longer than anyone means.
+const DAY_SECS: u64 = 24 * 3600;
 
 /// Debug by hand: `--database-url` may hold a password.
 #[derive(Parser)]
@@ -336,8 +339,9 @@ pub struct ServeArgs {
     /// Tenants reconciled at once by the background workers.
     #[arg(long, default_value_t = 4)]
     workers: usize,
-    /// Seconds between looks for unsettled tenants (also resumes interrupted work).
-    #[arg(long, default_value_t = 30)]
+    /// Seconds between looks for unsettled tenants (also resumes interrupted
+    /// work): 1 to 86400, a day.
+    #[arg(long, default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..=DAY_SECS))]
     resync_secs: u64,
     /// Refresh a tenant's Xero token set when it has not been refreshed for
     /// this many hours (1 to 1416, 59 days: refresh tokens die after 60 days
@@ -345,8 +349,9 @@ pub struct ServeArgs {
     #[arg(long, default_value_t = 7 * 24, value_parser = clap::value_parser!(u64).range(1..=TOKEN_MAX_IDLE_HOURS_MAX))]
     token_max_idle_hours: u64,
     /// Tick the scheduler every this many seconds in this process (a local
-    /// deployment); 0 leaves it to Cloud Scheduler calling POST /v1/scheduler/tick.
-    #[arg(long, env = "LEDGERLAKE_LOCAL_TICK_SECS", default_value_t = crate::scheduler::LOCAL_TICK.as_secs())]
+    /// deployment), at most 86400 (a day); 0 leaves it to Cloud Scheduler calling
+    /// POST /v1/scheduler/tick.
+    #[arg(long, env = "LEDGERLAKE_LOCAL_TICK_SECS", default_value_t = crate::scheduler::LOCAL_TICK.as_secs(), value_parser = clap::value_parser!(u64).range(0..=DAY_SECS))]
     local_tick_secs: u64,
     /// The cron schedule (UTC) of tenants without their own.
     #[arg(long, env = "LEDGERLAKE_DEFAULT_SCHEDULE", default_value = crate::scheduler::DEFAULT_SCHEDULE)]
@@ -1467,6 +1472,11 @@ mod tests {
                 "--query-timeout-secs",
                 "1..=3600",
             ),
+            (
+                &["serve", "--resync-secs", HUGE][..],
+                "--resync-secs",
+                "1..=86400",
+            ),
         ] {
             let all: Vec<&str> = base.iter().chain(args).copied().collect();
             let message = refusal(&all);
@@ -1515,6 +1525,20 @@ mod tests {
             panic!("not serve");
         };
         assert_eq!(serve.token_max_idle_hours, TOKEN_MAX_IDLE_HOURS_MAX);
+        // The local tick may be 0 (off) or up to a day; past a day it is refused.
+        for (tick, ok) in [
+            ("0", true),
+            ("86400", true),
+            ("86401", false),
+            (HUGE, false),
+        ] {
+            let args = ["control-plane", "serve", "--local-tick-secs", tick];
+            if ok {
+                accepted(&args);
+            } else {
+                assert!(refusal(&args).contains("0..=86400"));
+            }
+        }
         assert_eq!(serve.query.query_timeout_secs, QUERY_TIMEOUT_SECS_MAX);
         // The defaults are within the bounds.
         let cli = accepted(&["control-plane", "serve"]);
