@@ -536,7 +536,7 @@ impl Warehouse for CellAdapter {
 
     async fn list_datasets(&self, labels: &Labels) -> CloudResult<Vec<Dataset>> {
         let resource = format!("datasets of project {}", self.project);
-        let items = crate::rest::all_pages("datasets", |token| {
+        let items = crate::rest::all_pages(&resource, "datasets", |token| {
             let resource = &resource;
             self.paced(QuotaClass::BigQuery, move || {
                 let mut query = vec![("maxResults", "1000".to_owned())];
@@ -570,7 +570,7 @@ impl Warehouse for CellAdapter {
 
     async fn list_tables(&self, cred: &Credential, dataset: &str) -> CloudResult<Vec<TableInfo>> {
         let resource = format!("tables of dataset {dataset}");
-        let listing = crate::rest::all_pages("tables", |token| {
+        let listing = crate::rest::all_pages(&resource, "tables", |token| {
             let resource = &resource;
             self.paced(QuotaClass::BigQuery, move || {
                 let mut query = vec![("maxResults", "1000".to_owned())];

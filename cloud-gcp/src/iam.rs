@@ -221,7 +221,7 @@ impl Identity for CellAdapter {
 
     async fn list_service_accounts(&self, labels: &Labels) -> CloudResult<Vec<ServiceAccount>> {
         let resource = format!("service accounts of project {}", self.project);
-        let accounts = crate::pages::every_page(|token| {
+        let accounts = crate::pages::every_page(&resource, |token| {
             let resource = &resource;
             self.paced(QuotaClass::IamAdmin, move || {
                 let request = self

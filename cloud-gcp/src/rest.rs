@@ -111,6 +111,7 @@ impl Rest {
 /// request for a page (with the `pageToken` of the page before, if any) and
 /// `items` names the answer's list (`items`, `datasets`, `tables`).
 pub(crate) async fn all_pages<F, Fut>(
+    resource: &str,
     items: &str,
     mut page: F,
 ) -> CloudResult<Vec<serde_json::Value>>
@@ -118,7 +119,7 @@ where
     F: FnMut(Option<String>) -> Fut,
     Fut: std::future::Future<Output = CloudResult<serde_json::Value>>,
 {
-    crate::pages::every_page(|token| {
+    crate::pages::every_page(resource, |token| {
         let answer = page((!token.is_empty()).then_some(token));
         async move {
             let answer = answer.await?;

@@ -273,7 +273,7 @@ impl JobRunner for CellAdapter {
 
     async fn list_jobs(&self, labels: &Labels) -> CloudResult<Vec<Job>> {
         let resource = format!("jobs of {}", self.jobs_parent());
-        let jobs = crate::pages::every_page(|token| {
+        let jobs = crate::pages::every_page(&resource, |token| {
             let resource = &resource;
             self.paced(QuotaClass::RunAdmin, move || {
                 let request = self

@@ -127,7 +127,7 @@ impl SecretStore for CellAdapter {
             .get(cloud::naming::TENANT_LABEL)
             .map(|t| format!("labels.{}={t}", cloud::naming::TENANT_LABEL))
             .unwrap_or_default();
-        let secrets = crate::pages::every_page(|token| {
+        let secrets = crate::pages::every_page(&resource, |token| {
             let (resource, filter) = (&resource, &filter);
             self.paced(QuotaClass::SecretAdmin, move || {
                 let request = self
@@ -237,7 +237,10 @@ impl SecretStore for CellAdapter {
         before: OffsetDateTime,
     ) -> CloudResult<usize> {
         let mut versions =
-            crate::pages::every_page(|token| self.versions_page(name, "", 100, token)).await?;
+            crate::pages::every_page(&format!("versions of secret {name}"), |token| {
+                self.versions_page(name, "", 100, token)
+            })
+            .await?;
         versions.sort_by_key(|v| std::cmp::Reverse(version_number(&v.name).unwrap_or(0)));
         let mut enabled_kept = 0;
         let mut destroyed = 0;

@@ -242,7 +242,7 @@ impl ObjectStore for CellAdapter {
 
     async fn list_buckets(&self, labels: &Labels) -> CloudResult<Vec<Bucket>> {
         let resource = format!("buckets of project {}", self.project);
-        let items = crate::rest::all_pages("items", |token| {
+        let items = crate::rest::all_pages(&resource, "items", |token| {
             let resource = &resource;
             self.paced(QuotaClass::Storage, move || {
                 let mut query = vec![
@@ -358,7 +358,7 @@ impl ObjectStore for CellAdapter {
         prefix: &str,
     ) -> CloudResult<Vec<ObjectInfo>> {
         let resource = format!("objects in bucket {bucket}");
-        let listing = crate::rest::all_pages("items", |token| {
+        let listing = crate::rest::all_pages(&resource, "items", |token| {
             let resource = &resource;
             self.paced(QuotaClass::Storage, move || {
                 let mut query = vec![
