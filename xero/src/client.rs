@@ -15,6 +15,8 @@
 //!   at once — waiting hours inside a job is worse than rescheduling it;
 //! - 401: ask the [`TokenProvider`] for a fresh token once, retry once;
 //! - any other 4xx: [`ClientError::Api`] with Xero's message.
+//! - a body over [`MAX_RESPONSE_BYTES`]: [`ClientError::Decode`] at once, no
+//!   more of it read.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
@@ -38,6 +40,12 @@ pub use crate::record::Record;
 
 /// The longest `Retry-After` of a 5xx this client waits out before retrying.
 const MAX_SERVER_RETRY_AFTER: Duration = Duration::from_secs(120);
+
+/// The largest response body this client reads. A full Xero page (1,000
+/// records, nested line items included) is a few MB, so 64 MiB leaves ample
+/// room for the largest real page while stopping a remote that streams
+/// without end from growing memory (the body is then copied and parsed).
+pub const MAX_RESPONSE_BYTES: usize = 64 * 1024 * 1024;
 
 /// The header naming the organisation of a call.
 pub const TENANT_HEADER: &str = "xero-tenant-id";
@@ -98,6 +106,7 @@ pub struct XeroClientBuilder {
     http: Option<reqwest::Client>,
     retry: RetryPolicy,
     timeout: Duration,
+    max_response_bytes: usize,
 }
 
 impl XeroClientBuilder {
@@ -130,6 +139,13 @@ impl XeroClientBuilder {
     /// Timeout of one HTTP call (when this builder makes the HTTP client).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
+        self
+    }
+
+    /// The largest response body read (default [`MAX_RESPONSE_BYTES`]);
+    /// a larger one fails the call with [`ClientError::Decode`].
+    pub fn max_response_bytes(mut self, bytes: usize) -> Self {
+        self.max_response_bytes = bytes;
         self
     }
 
@@ -172,6 +188,7 @@ impl XeroClientBuilder {
                 http,
                 limiter,
                 retry: self.retry,
+                max_response_bytes: self.max_response_bytes,
                 calls: AtomicU64::new(0),
                 rate_limited: AtomicU64::new(0),
             }),
@@ -188,6 +205,7 @@ struct Inner {
     limiter: Arc<OrgLimiter>,
     clock: Arc<dyn Clock>,
     retry: RetryPolicy,
+    max_response_bytes: usize,
     calls: AtomicU64,
     /// 429 answers met (minute, app and day alike).
     rate_limited: AtomicU64,
@@ -235,6 +253,7 @@ impl XeroClient {
             http: None,
             retry: RetryPolicy::default(),
             timeout: Duration::from_secs(60),
+            max_response_bytes: MAX_RESPONSE_BYTES,
         }
     }
 
@@ -315,21 +334,30 @@ impl XeroClient {
                 request = request.header(IF_MODIFIED_SINCE, dates::format_if_modified_since(t));
             }
             let outcome = match request.send().await {
-                Ok(resp) => {
+                Ok(mut resp) => {
                     let status = resp.status();
                     let headers = resp.headers().clone();
                     inner.limiter.observe(&headers);
-                    resp.bytes()
+                    read_capped(&mut resp, inner.max_response_bytes)
                         .await
-                        .map(|body| (status, headers, Vec::from(body)))
+                        .map(|body| (status, headers, body))
                 }
-                Err(e) => Err(e),
+                Err(e) => Err(BodyError::Transport(e)),
             };
             drop(permit);
 
             let (status, headers, body) = match outcome {
                 Ok(ok) => ok,
-                Err(e) if is_transient(&e) => match backoff.next() {
+                // Not transient: the same request would answer as much again.
+                Err(BodyError::TooLarge { limit }) => {
+                    return Err(ClientError::Decode {
+                        path: path.into(),
+                        detail: format!(
+                            "the response body is larger than {limit} bytes, the most this client reads"
+                        ),
+                    })
+                }
+                Err(BodyError::Transport(e)) if is_transient(&e) => match backoff.next() {
                     Some(delay) => {
                         tracing::warn!(
                             tenant = %inner.tenant_id, path, attempt = attempts,
@@ -347,7 +375,7 @@ impl XeroClient {
                         })
                     }
                 },
-                Err(e) => {
+                Err(BodyError::Transport(e)) => {
                     return Err(ClientError::Transport {
                         path: path.into(),
                         attempts,
@@ -432,6 +460,29 @@ impl XeroClient {
             });
         }
     }
+}
+
+/// Why a response body could not be read.
+enum BodyError {
+    Transport(reqwest::Error),
+    TooLarge { limit: usize },
+}
+
+/// The body of `resp`, read chunk by chunk so that no more than `limit`
+/// bytes are ever held: a declared length over the limit fails before any
+/// is read, and a streamed one fails as soon as it passes it.
+async fn read_capped(resp: &mut reqwest::Response, limit: usize) -> Result<Vec<u8>, BodyError> {
+    if resp.content_length().is_some_and(|n| n > limit as u64) {
+        return Err(BodyError::TooLarge { limit });
+    }
+    let mut body = Vec::new();
+    while let Some(chunk) = resp.chunk().await.map_err(BodyError::Transport)? {
+        if body.len() + chunk.len() > limit {
+            return Err(BodyError::TooLarge { limit });
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 fn is_transient(e: &reqwest::Error) -> bool {

@@ -1003,3 +1003,83 @@ async fn page_size_is_clamped_and_custom_params_pass_through() {
     );
     assert!(query(&reqs[0], "includeArchived").is_none());
 }
+
+fn capped_client(uri: &str, cap: usize) -> XeroClient {
+    let limits = RateLimits::with_clock(LimitConfig::default(), VirtualClock::new());
+    XeroClient::builder(TENANT, Arc::new(StaticToken(SecretString::new(TOKEN))))
+        .api_base(format!("{uri}/api.xro/2.0"))
+        .limits(limits)
+        .max_response_bytes(cap)
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_response_larger_than_the_cap_fails_once_with_a_decode_error() {
+    let server = MockServer::start().await;
+    let body = json!({"Organisations": [{"Name": "x".repeat(4096)}]}).to_string();
+    Mock::given(method("GET"))
+        .and(path("/api.xro/2.0/Organisation"))
+        .respond_with(ResponseTemplate::new(200).set_body_string(body.clone()))
+        .mount(&server)
+        .await;
+    // Under the cap: read as before.
+    let roomy = capped_client(&server.uri(), body.len());
+    roomy.organisation().await.unwrap();
+    // Over it (wiremock declares the length: refused before reading).
+    let client = capped_client(&server.uri(), 1024);
+    let err = client.organisation().await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Decode { detail, .. } if detail.contains("larger than 1024 bytes")),
+        "{err:?}"
+    );
+    // Not retried as transient: the same call would answer as much again.
+    assert_eq!(client.calls_made(), 1);
+}
+
+/// A bare HTTP/1.1 server answering every request 200 with a chunked body
+/// of `chunks` chunks of 1 KiB (no Content-Length to refuse it by).
+async fn chunked_server(chunks: usize) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut sock, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+                    match sock.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+                let head = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                            transfer-encoding: chunked\r\n\r\n";
+                if sock.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+                let piece = format!("400\r\n{}\r\n", " ".repeat(1024));
+                for _ in 0..chunks {
+                    if sock.write_all(piece.as_bytes()).await.is_err() {
+                        return; // the client stopped reading
+                    }
+                }
+                let _ = sock.write_all(b"0\r\n\r\n").await;
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+#[tokio::test]
+async fn a_streamed_response_is_cut_off_at_the_cap() {
+    // 64 MiB streamed; the client must give up after 64 KiB.
+    let uri = chunked_server(64 * 1024).await;
+    let client = capped_client(&uri, 64 * 1024);
+    let err = client.organisation().await.unwrap_err();
+    assert!(
+        matches!(&err, ClientError::Decode { detail, .. } if detail.contains("larger than 65536 bytes")),
+        "{err:?}"
+    );
+    assert_eq!(client.calls_made(), 1);
+}
