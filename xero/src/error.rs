@@ -202,4 +202,30 @@ mod tests {
             "token not redacted in place"
         );
     }
+
+    #[test]
+    fn a_token_we_did_not_send_is_scrubbed_too() {
+        let jwt = testing::jwt_like();
+        let token = SecretString::new("tok-123");
+        let body = format!("The access token {jwt} is not valid for this organisation");
+        let (_, m) = error_message(body.as_bytes(), &token);
+        assert!(
+            !testing::shows_part_of(&m, &jwt),
+            "a piece of the token shows"
+        );
+        assert!(
+            m.starts_with("The access token [REDACTED] is not valid"),
+            "token not redacted in place"
+        );
+        let body = serde_json::json!({
+            "Type": "AuthenticationException",
+            "Message": format!("{} rejected {jwt}", "é".repeat(120)),
+        })
+        .to_string();
+        let (_, m) = error_message(body.as_bytes(), &token);
+        assert!(
+            !testing::shows_part_of(&m, &jwt),
+            "a piece of the token shows"
+        );
+    }
 }

@@ -72,7 +72,9 @@ pub(crate) fn scrub(text: &str, secret: &SecretString) -> String {
 /// At most `max_chars` characters of a server's `text` for an error message,
 /// every secret removed. The whole text is scrubbed *before* it is cut: a
 /// secret cut in half no longer matches and would leak its first half (a
-/// Xero access token, a JWT, is longer than any excerpt).
+/// Xero access token, a JWT, is longer than any excerpt). Anything shaped
+/// like a JWT goes too, known or not: a body may echo a token other than
+/// the one this request sent (another tenant's, a proxy's).
 pub(crate) fn scrubbed_excerpt(text: &str, secrets: &[&SecretString], max_chars: usize) -> String {
     // Longest first, so a secret containing another is removed whole.
     let mut secrets = secrets.to_vec();
@@ -81,8 +83,76 @@ pub(crate) fn scrubbed_excerpt(text: &str, secrets: &[&SecretString], max_chars:
     for secret in secrets {
         clean = scrub(&clean, secret);
     }
+    // After the known secrets, so one that merely contains a JWT goes whole.
+    let clean = scrub_jwts(&clean);
     // `chars` keeps the cut on a character boundary.
     clean.chars().take(max_chars).collect()
+}
+
+/// The shortest header, payload and signature taken for a JWT's: far below
+/// any real token's (a header alone is 20+), far above the parts of a
+/// version number, a host name or an e-mail address.
+const JWT_MIN_SEGMENT: usize = 10;
+
+fn is_base64url(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b == b'-' || b == b'_'
+}
+
+/// `text` with every JWT-shaped run (`eyJ…` `.` `…` `.` `…`, three base64url
+/// segments of at least [`JWT_MIN_SEGMENT`]) replaced by [`REDACTED`].
+/// Hand-written rather than a regex: the crate has no regex dependency.
+fn scrub_jwts(text: &str) -> String {
+    let bytes = text.as_bytes();
+    let mut out = String::with_capacity(text.len());
+    let mut copied = 0;
+    let mut from = 0;
+    while let Some(found) = text[from..].find("eyJ") {
+        let start = from + found;
+        match jwt_end(bytes, start) {
+            Some(end) => {
+                out.push_str(&text[copied..start]);
+                out.push_str(REDACTED);
+                copied = end;
+                from = end;
+            }
+            // A later `eyJ` in the same run has the same dots after it and
+            // a shorter first segment, so it cannot match either: skipping
+            // the run keeps this linear on hostile input.
+            None => from = start + base64url_run(bytes, start),
+        }
+    }
+    out.push_str(&text[copied..]);
+    out
+}
+
+/// Length of the run of base64url bytes at `at`.
+fn base64url_run(bytes: &[u8], at: usize) -> usize {
+    bytes
+        .get(at..)
+        .unwrap_or_default()
+        .iter()
+        .take_while(|b| is_base64url(**b))
+        .count()
+}
+
+/// Where the JWT starting at `start` ends, if one does. Every byte it
+/// accepts is ASCII, so the ends are character boundaries of the text.
+fn jwt_end(bytes: &[u8], start: usize) -> Option<usize> {
+    let mut end = start;
+    for segment in 0..3 {
+        if segment > 0 {
+            if bytes.get(end) != Some(&b'.') {
+                return None;
+            }
+            end += 1;
+        }
+        let len = base64url_run(bytes, end);
+        if len < JWT_MIN_SEGMENT {
+            return None;
+        }
+        end += len;
+    }
+    Some(end)
 }
 
 /// A JWT-shaped access token (longer than any error excerpt) and whether
@@ -157,6 +227,47 @@ mod tests {
             scrubbed_excerpt("t xxabcdefyy", &[&inner, &outer], 100),
             "t [REDACTED]"
         );
+    }
+
+    #[test]
+    fn an_unknown_jwt_is_scrubbed_before_cutting() {
+        // Not one of the secrets passed: echoed by Xero or a proxy all the same.
+        let jwt = testing::jwt_like();
+        let other = SecretString::new("tok-123");
+        let body = format!("échec: Bearer {jwt}, then \"{jwt}\" and tok-123");
+        let whole = scrubbed_excerpt(&body, &[&other], usize::MAX);
+        // `assert!`, not `assert_eq!`: a failure must not print the token.
+        assert!(
+            whole == "échec: Bearer [REDACTED], then \"[REDACTED]\" and [REDACTED]",
+            "the token is not redacted in place"
+        );
+        for max in [10, 20, 40, 100, 300, 500] {
+            let cut = scrubbed_excerpt(&body, &[], max);
+            assert!(cut.chars().count() <= max);
+            assert!(!testing::shows_part_of(&cut, &jwt), "token piece at {max}");
+        }
+        // Glued to what precedes it, it still goes.
+        let cut = scrubbed_excerpt(&format!("token={jwt}&state=x"), &[], usize::MAX);
+        assert!(
+            cut == "token=[REDACTED]&state=x",
+            "a glued token is not redacted in place"
+        );
+    }
+
+    #[test]
+    fn ordinary_text_with_dots_is_not_taken_for_a_jwt() {
+        for text in [
+            "v1.2.3",
+            "contact jane.doe@example.co.uk about it.",
+            "see https://api.xero.com/api.xro/2.0/Invoices?page=2.",
+            "a.b.c and aaaaaaaaaaaa.bbbbbbbbbbbb.cccccccccccc",
+            // JWT-like, but segments too short, or only two of them.
+            "eyJhbGci.eyJzdWIi.c2ln",
+            "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxMjM0NTY3ODkwIn0",
+            "eyJ",
+        ] {
+            assert_eq!(scrubbed_excerpt(text, &[], usize::MAX), text);
+        }
     }
 
     #[test]
