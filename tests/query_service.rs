@@ -21,6 +21,7 @@ mod hostile;
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
@@ -30,7 +31,7 @@ use cloud::ports::Credential;
 use control_plane::platform::{Platform, PlatformConfig};
 use control_plane::reconciler::Settings;
 use control_plane::runs::{RunSettings, Runs};
-use control_plane::server::{self, QuerySettings, ServeConfig};
+use control_plane::server::{self, QuerySettings, ServeConfig, ServeLimits};
 use control_plane::store::{QueryOutcome, RunStatus, RunTrigger};
 use control_plane::tokens::write_token_set;
 use job_contract::RunCommand;
@@ -191,6 +192,16 @@ async fn build_world() -> World {
 /// Starts the service on `platform` as `serve --role` would: with the query
 /// routes or not, with the control plane's or not. Returns its base URL.
 async fn serve(platform: &Platform, query: Option<QuerySettings>, control: bool) -> String {
+    serve_with(platform, query, control, ServeLimits::default()).await
+}
+
+/// [`serve`], with these limits.
+async fn serve_with(
+    platform: &Platform,
+    query: Option<QuerySettings>,
+    control: bool,
+    limits: ServeLimits,
+) -> String {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
         .await
         .expect("bind");
@@ -199,6 +210,7 @@ async fn serve(platform: &Platform, query: Option<QuerySettings>, control: bool)
         operator_token: Some(SecretString::new(OPERATOR)),
         query,
         control,
+        limits,
         ..ServeConfig::closed(listener.local_addr().expect("addr"), base.clone())
     };
     let (state, workers) = server::start(
@@ -1192,5 +1204,123 @@ fn serve_roles_split_the_query_routes_from_the_control_plane() {
         assert_eq!(status, 404, "the control role serves no query route");
         let (status, body) = get(OPERATOR, format!("{control_only}/v1/tenants/acme")).await;
         assert_eq!(status, 200, "{body}");
+    });
+}
+
+/// An LLM that never replies: it counts the calls made to it and the calls
+/// given up (their futures dropped).
+#[derive(Default)]
+struct Stuck {
+    calls: AtomicUsize,
+    given_up: AtomicUsize,
+}
+
+/// Counts its own drop.
+struct CountsDrop<'a>(&'a AtomicUsize);
+
+impl Drop for CountsDrop<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+impl Stuck {
+    fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    fn given_up(&self) -> usize {
+        self.given_up.load(Ordering::SeqCst)
+    }
+}
+
+#[async_trait]
+impl LlmProvider for Stuck {
+    fn describe(&self) -> String {
+        "stuck:test".to_owned()
+    }
+
+    async fn complete(&self, _request: &LlmRequest) -> Result<Generated, LlmError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        let _dropped = CountsDrop(&self.given_up);
+        std::future::pending().await
+    }
+}
+
+/// Waits up to 20 seconds for `done`.
+async fn eventually(what: &str, done: impl Fn() -> bool) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while !done() {
+        assert!(std::time::Instant::now() < deadline, "never: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+#[test]
+fn a_stream_s_work_holds_a_query_permit_stops_with_its_client_and_times_out() {
+    let w = world();
+    runtime().block_on(async {
+        let stuck = Arc::new(Stuck::default());
+        let base = serve_with(
+            &w.platform,
+            Some(QuerySettings {
+                llm: Some(stuck.clone()),
+                ..QuerySettings::default()
+            }),
+            false,
+            ServeLimits {
+                operator_concurrency: 1,
+                request_timeout: Duration::from_secs(3),
+                ..ServeLimits::default()
+            },
+        )
+        .await;
+        let body =
+            json!({"question": "revenue this year", "as_of": "2026-11-30", "generator": "llm"});
+        let open = || {
+            reqwest::Client::new()
+                .post(format!("{base}/v1/query/stream"))
+                .bearer_auth(&w.a.token)
+                .json(&body)
+                .send()
+        };
+
+        // A stream at work holds the only permit: the next is refused as
+        // the query class's limit refuses, and asks nothing.
+        let first = open().await.expect("first stream");
+        assert_eq!(first.status(), 200);
+        eventually("the first stream asks the LLM", || stuck.calls() == 1).await;
+        let second = open().await.expect("second stream");
+        assert_eq!(second.status(), 503);
+        assert_eq!(
+            second
+                .headers()
+                .get("retry-after")
+                .and_then(|v| v.to_str().ok()),
+            Some("1")
+        );
+        let refused: Value = second.json().await.expect("json");
+        assert_eq!(refused["code"], "overloaded", "{refused}");
+        assert_eq!(stuck.calls(), 1, "a refused stream asks nothing");
+
+        // Its client goes away: the work stops and the permit is free again.
+        drop(first);
+        eventually("the first stream's LLM call is given up", || {
+            stuck.given_up() == 1
+        })
+        .await;
+
+        // A stream that outlives the request timeout ends with an error
+        // event saying so, and its work stops.
+        let third = open().await.expect("third stream");
+        assert_eq!(third.status(), 200, "the permit was given back");
+        let text = tokio::time::timeout(Duration::from_secs(30), third.text())
+            .await
+            .expect("the stream ends at the request timeout")
+            .expect("events");
+        assert!(text.contains("event: error"), "{text}");
+        assert!(text.contains("\"error\":\"timeout\""), "{text}");
+        assert_eq!(stuck.calls(), 2);
+        assert_eq!(stuck.given_up(), 2);
     });
 }

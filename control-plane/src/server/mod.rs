@@ -131,6 +131,10 @@ pub struct AppState {
     pub controller: Controller,
     /// The query service, when this service serves questions.
     pub query: Option<crate::service::questions::QueryService>,
+    /// One permit per streamed answer still being worked out: the stream's
+    /// task outlives its handler (and so the query class's limit), so it
+    /// holds one of these, as many as that limit allows.
+    pub query_streams: Arc<tokio::sync::Semaphore>,
 }
 
 impl AppState {
@@ -244,6 +248,9 @@ pub fn start(
     let query = config.query.as_ref().zip(model).map(|(q, model)| {
         crate::service::questions::QueryService::new(clouds.clone(), store.clone(), model, q)
     });
+    let query_streams = Arc::new(tokio::sync::Semaphore::new(
+        config.limits.operator_concurrency.max(1),
+    ));
     let state = Arc::new(AppState {
         clouds,
         store,
@@ -252,6 +259,7 @@ pub fn start(
         config,
         controller,
         query,
+        query_streams,
     });
     // A query-only service (`serve --role query`) runs none of the control
     // plane's loops: another service does, against the same state store.

@@ -13,7 +13,7 @@ use axum::http::{header, StatusCode};
 use axum::response::sse::{Event, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
 use axum::Json;
-use futures::stream::{self, Stream};
+use futures::stream;
 use query::engine::{GeneratorChoice, Preparation};
 use serde::Deserialize;
 
@@ -153,74 +153,122 @@ pub async fn ask_for_tenant(
 /// `POST /v1/query/stream`: the same answer as server-sent events, each step
 /// as soon as it is known: `plan`, `sql`, `rows`, then `done` with the whole
 /// recorded answer (or `error`).
+///
+/// The work runs in a task after the headers are sent, beyond the reach of
+/// the router's limits, so the task enforces them itself: it holds a permit
+/// of `AppState::query_streams` (none free: 503 `overloaded`, as the class
+/// limit answers), it ends with an `error` event of code `timeout` after the
+/// request timeout, and it stops when the client goes away.
 pub async fn stream(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Json(body): Json<QueryBody>,
-) -> Result<Sse<impl Stream<Item = Result<Event, Infallible>>>, ApiError> {
+) -> Result<Response, ApiError> {
     let tenant = own_tenant(&principal)?;
     let service = query_service(&state)?.clone();
     let q = question(body)?;
     let asker = asker(&principal);
+    // Taken before anything is read, so a refused stream costs nothing.
+    let Ok(permit) = state.query_streams.clone().try_acquire_owned() else {
+        return Ok(streams_busy());
+    };
+    let timeout = state.config.limits.request_timeout;
     // Errors before anything is sent are plain HTTP errors.
     let (scope, ask, conversation) = service.start(&tenant, &q).await?;
     let (tx, rx) = tokio::sync::mpsc::channel::<Event>(8);
     tokio::spawn(async move {
+        // Released when the task ends, however it ends.
+        let _permit = permit;
         let send = |name: &'static str, data: serde_json::Value| {
             let tx = tx.clone();
             async move {
+                // A failed send is a client gone: `closed` below stops the work.
                 let _ = tx
                     .send(Event::default().event(name).data(data.to_string()))
                     .await;
             }
         };
         let started = std::time::Instant::now();
-        // Each step is sent as soon as it is known.
-        let steps = async {
-            let answer = match service.engine.prepare(&scope, &ask).await? {
-                Preparation::Declined(answer) => *answer,
-                Preparation::Ready(prepared) => {
+        let work = async {
+            // Each step is sent as soon as it is known.
+            let steps = async {
+                let answer = match service.engine.prepare(&scope, &ask).await? {
+                    Preparation::Declined(answer) => *answer,
+                    Preparation::Ready(prepared) => {
+                        send(
+                            "plan",
+                            serde_json::json!({"plan": prepared.plan, "understood": prepared.understood}),
+                        )
+                        .await;
+                        send("sql", serde_json::json!({"sql": prepared.sql})).await;
+                        let a = service.engine.execute(&scope, &ask, *prepared).await?;
+                        send(
+                            "rows",
+                            serde_json::json!({"columns": a.columns, "rows": a.rows, "truncated": a.truncated}),
+                        )
+                        .await;
+                        a
+                    }
+                };
+                Ok::<_, query::engine::QueryError>(answer)
+            };
+            let answer = match steps.await {
+                Ok(answer) => answer,
+                Err(e) => {
+                    let _ = service
+                        .audit_failure(&tenant, &asker, &conversation, &ask.question, &e)
+                        .await;
                     send(
-                        "plan",
-                        serde_json::json!({"plan": prepared.plan, "understood": prepared.understood}),
+                        "error",
+                        serde_json::json!({"error": "query_failed", "message": e.to_string()}),
                     )
                     .await;
-                    send("sql", serde_json::json!({"sql": prepared.sql})).await;
-                    let a = service.engine.execute(&scope, &ask, *prepared).await?;
-                    send(
-                        "rows",
-                        serde_json::json!({"columns": a.columns, "rows": a.rows, "truncated": a.truncated}),
-                    )
-                    .await;
-                    a
+                    return;
                 }
             };
-            Ok::<_, query::engine::QueryError>(answer)
+            let mut answer = answer;
+            answer.timings_ms.total_ms =
+                u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+            match service
+                .record(&tenant, &asker, conversation.clone(), answer)
+                .await
+            {
+                Ok(recorded) => {
+                    send("done", serde_json::to_value(&recorded).unwrap_or_default()).await;
+                }
+                Err(e) => {
+                    tracing::error!(error = %e, "recording a streamed answer failed");
+                    send("error", serde_json::json!({"error": "internal", "message": "the answer could not be recorded"})).await;
+                }
+            }
         };
-        let answer = match steps.await {
-            Ok(answer) => answer,
-            Err(e) => {
-                let _ = service
-                    .audit_failure(&tenant, &asker, &conversation, &ask.question, &e)
+        // Biased: work that has finished is not counted as stopped.
+        let ended = tokio::select! {
+            biased;
+            finished = tokio::time::timeout(timeout, work) => match finished {
+                Ok(()) => None,
+                Err(_) => Some("timed out"),
+            },
+            () = tx.closed() => Some("the client went away"),
+        };
+        if let Some(reason) = ended {
+            tracing::info!(%tenant, reason, "a streamed question stopped before its answer");
+            if let Err(e) = service
+                .audit_stopped(&tenant, &asker, &conversation, &ask.question, reason)
+                .await
+            {
+                tracing::error!(error = %e, "auditing a stopped stream failed");
+            }
+            if reason == "timed out" {
+                let message = format!(
+                    "the question was not answered within {} seconds",
+                    timeout.as_secs()
+                );
+                let _ = tx
+                    .send(Event::default().event("error").data(
+                        serde_json::json!({"error": "timeout", "message": message}).to_string(),
+                    ))
                     .await;
-                send(
-                    "error",
-                    serde_json::json!({"error": "query_failed", "message": e.to_string()}),
-                )
-                .await;
-                return;
-            }
-        };
-        let mut answer = answer;
-        answer.timings_ms.total_ms =
-            u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
-        match service.record(&tenant, &asker, conversation, answer).await {
-            Ok(recorded) => {
-                send("done", serde_json::to_value(&recorded).unwrap_or_default()).await;
-            }
-            Err(e) => {
-                tracing::error!(error = %e, "recording a streamed answer failed");
-                send("error", serde_json::json!({"error": "internal", "message": "the answer could not be recorded"})).await;
             }
         }
     });
@@ -229,7 +277,23 @@ pub async fn stream(
             .await
             .map(|event| (Ok::<Event, Infallible>(event), rx))
     });
-    Ok(Sse::new(events).keep_alive(KeepAlive::default()))
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// Every stream permit is taken: answered as the query class's own limit
+/// answers a request beyond it (503 `overloaded`, retry after a second).
+fn streams_busy() -> Response {
+    let mut response = ApiError::unavailable(
+        "overloaded",
+        "too many requests of this kind at once; try again shortly",
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    response
 }
 
 /// `GET /v1/conversations/{id}`: the questions of one conversation, oldest first.

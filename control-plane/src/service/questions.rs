@@ -243,6 +243,20 @@ impl QueryService {
         question: &str,
         error: &QueryError,
     ) -> Result<(), ServiceError> {
+        self.audit_stopped(tenant, asker, conversation, question, &error.to_string())
+            .await
+    }
+
+    /// Audits a question that ended without an answer, for `reason` (an
+    /// error, a timeout, a client gone).
+    pub async fn audit_stopped(
+        &self,
+        tenant: &TenantId,
+        asker: &Asker,
+        conversation: &str,
+        question: &str,
+        reason: &str,
+    ) -> Result<(), ServiceError> {
         crate::metrics::metrics().question(QueryOutcome::Failed.as_str(), "none", None);
         self.store
             .record_query(&NewQueryAudit {
@@ -257,7 +271,7 @@ impl QueryService {
                 row_count: 0,
                 duration_ms: 0,
                 outcome: QueryOutcome::Failed,
-                refusal_reason: Some(error.to_string()),
+                refusal_reason: Some(reason.to_owned()),
             })
             .await?;
         Ok(())
