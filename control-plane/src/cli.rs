@@ -451,6 +451,10 @@ pub struct LimitArgs {
     /// Seconds an idle connection is kept open.
     #[arg(long, env = "LEDGERLAKE_KEEP_ALIVE_SECS", default_value_t = crate::server::ServeLimits::KEEP_ALIVE_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
     keep_alive_secs: u64,
+    /// Seconds a response write may make no progress (the client reads
+    /// nothing) before its connection is dropped.
+    #[arg(long, env = "LEDGERLAKE_STALLED_WRITE_SECS", default_value_t = crate::server::ServeLimits::STALLED_WRITE_TIMEOUT.as_secs(), value_parser = clap::value_parser!(u64).range(1..=3600))]
+    stalled_write_secs: u64,
     /// The largest request body accepted by any route, in bytes.
     #[arg(long, env = "LEDGERLAKE_MAX_BODY_BYTES", default_value_t = crate::server::ServeLimits::MAX_BODY_BYTES as u64, value_parser = clap::value_parser!(u64).range(1024..=(1 << 30)))]
     max_body_bytes: u64,
@@ -479,6 +483,7 @@ impl LimitArgs {
             max_connections: count(self.max_connections),
             header_read_timeout: Duration::from_secs(self.header_read_timeout_secs),
             keep_alive_timeout: Duration::from_secs(self.keep_alive_secs),
+            stalled_write_timeout: Duration::from_secs(self.stalled_write_secs),
             max_body_bytes: count(self.max_body_bytes),
             public_concurrency: count(self.max_concurrent_public),
             operator_concurrency: count(self.max_concurrent_operator),

@@ -377,6 +377,76 @@ fn connections_beyond_the_cap_are_refused_and_the_service_recovers() {
     );
 }
 
+/// A connection to `addr` whose receive buffer is as small as the kernel
+/// allows, so that what the server sends soon fills it.
+fn connect_with_tiny_receive_buffer(addr: SocketAddr) -> TcpStream {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let stream = runtime.block_on(async {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        // Set before connecting, so the advertised window is small from the start.
+        socket.set_recv_buffer_size(1024).expect("SO_RCVBUF");
+        socket.connect(addr).await.expect("connect")
+    });
+    let stream = stream.into_std().expect("std stream");
+    stream.set_nonblocking(false).expect("blocking");
+    stream
+}
+
+#[test]
+fn a_client_that_never_reads_loses_its_connection_slot() {
+    let root = tempfile::tempdir().expect("tmp");
+    let server = Server::start(
+        &data_dir(&root),
+        &[
+            ("LEDGERLAKE_HEADER_READ_TIMEOUT_SECS", "30"),
+            // Idle soon: closing must not wait for ever on the stuck write.
+            ("LEDGERLAKE_KEEP_ALIVE_SECS", "1"),
+            ("LEDGERLAKE_STALLED_WRITE_SECS", "2"),
+            ("LEDGERLAKE_MAX_CONNECTIONS", "1"),
+        ],
+        None,
+    );
+    let stalled = connect_with_tiny_receive_buffer(server.addr);
+    // Let the server accept it: the one slot is now taken.
+    std::thread::sleep(Duration::from_millis(500));
+    let answer = get(server.addr, "/healthz");
+    assert!(
+        answer.as_ref().is_none_or(|(status, _)| *status == 503),
+        "a connection beyond the cap was served: {answer:?}"
+    );
+    // Pipelined requests for a large document, far more than the socket
+    // buffers hold; the answers are never read.
+    let request = format!(
+        "GET /openapi.json HTTP/1.1\r\nHost: {}\r\n\r\n",
+        server.addr
+    );
+    let mut writer = stalled.try_clone().expect("clone");
+    writer
+        .set_write_timeout(Some(Duration::from_secs(1)))
+        .expect("timeout");
+    let sender = std::thread::spawn(move || {
+        for _ in 0..2000 {
+            // Blocks once the server stops reading; that is expected.
+            if writer.write_all(request.as_bytes()).is_err() {
+                break;
+            }
+        }
+    });
+    // Served once the stalled write's deadline frees the slot, while the
+    // stalled client still holds its end open.
+    let took = wait_for_status(server.addr, "/healthz", 200, Duration::from_secs(30));
+    assert!(
+        took.is_some(),
+        "a client that never reads kept the only connection slot: {}",
+        server.stderr()
+    );
+    let _ = sender.join();
+    drop(stalled);
+}
+
 #[test]
 fn oversized_request_bodies_are_refused_on_every_route() {
     let root = tempfile::tempdir().expect("tmp");

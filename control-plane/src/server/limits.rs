@@ -35,6 +35,9 @@ pub struct ServeLimits {
     pub keep_alive_timeout: Duration,
     /// A request not answered within this gets 504.
     pub request_timeout: Duration,
+    /// A connection whose response write makes no progress this long (its
+    /// client reads nothing) is dropped.
+    pub stalled_write_timeout: Duration,
     /// The largest request body of any route; larger ones get 413.
     pub max_body_bytes: usize,
     /// Requests at once to the unauthenticated routes (consent, callback,
@@ -57,6 +60,8 @@ impl ServeLimits {
     pub const HEADER_READ_TIMEOUT: Duration = Duration::from_secs(10);
     pub const KEEP_ALIVE_TIMEOUT: Duration = Duration::from_secs(5);
     pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
+    /// Long enough for a slow but reading client to take some bytes.
+    pub const STALLED_WRITE_TIMEOUT: Duration = Duration::from_secs(30);
     pub const MAX_BODY_BYTES: usize = 1024 * 1024;
     pub const PUBLIC_CONCURRENCY: usize = 64;
     pub const OPERATOR_CONCURRENCY: usize = 32;
@@ -69,6 +74,7 @@ impl ServeLimits {
             header_read_timeout: self.header_read_timeout,
             keep_alive_timeout: self.keep_alive_timeout,
             shutdown_grace: self.request_timeout,
+            stalled_write_timeout: self.stalled_write_timeout,
         }
     }
 }
@@ -80,6 +86,7 @@ impl Default for ServeLimits {
             header_read_timeout: Self::HEADER_READ_TIMEOUT,
             keep_alive_timeout: Self::KEEP_ALIVE_TIMEOUT,
             request_timeout: Self::REQUEST_TIMEOUT,
+            stalled_write_timeout: Self::STALLED_WRITE_TIMEOUT,
             max_body_bytes: Self::MAX_BODY_BYTES,
             public_concurrency: Self::PUBLIC_CONCURRENCY,
             operator_concurrency: Self::OPERATOR_CONCURRENCY,

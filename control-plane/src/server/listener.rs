@@ -1,8 +1,9 @@
 //! Accepting connections for `serve` so that clients cannot exhaust the
 //! process: at most `max_connections` open at once (one more is answered 503
 //! and closed at once, and the cap is lowered to fit the open-file limit), a
-//! deadline for every request head, idle connections closed, and a graceful
-//! shutdown that lets requests in flight finish.
+//! deadline for every request head, idle connections closed, a connection
+//! whose response write makes no progress dropped, and a graceful shutdown
+//! that lets requests in flight finish.
 
 use std::future::Future;
 use std::io;
@@ -34,6 +35,10 @@ pub struct ConnectionLimits {
     pub keep_alive_timeout: Duration,
     /// How long shutdown waits for requests in flight.
     pub shutdown_grace: Duration,
+    /// A response write that makes no progress for this long (the client
+    /// reads nothing: say it pipelines requests with a zero receive window)
+    /// gets the connection dropped, freeing its slot.
+    pub stalled_write_timeout: Duration,
 }
 
 /// The address a connection came from, set on every request it carries.
@@ -131,7 +136,7 @@ pub async fn serve_connections(
             // Rate limits per client need the address the connection came from.
             app.clone().layer(axum::Extension(ClientAddr(peer.ip()))),
             http.clone(),
-            limits.keep_alive_timeout,
+            limits,
             stopping.clone(),
             slot,
         ));
@@ -197,7 +202,7 @@ async fn serve_one(
     stream: TcpStream,
     app: Router,
     http: http1::Builder,
-    keep_alive: Duration,
+    limits: ConnectionLimits,
     mut stopping: watch::Receiver<bool>,
     _slot: OwnedSemaphorePermit,
 ) {
@@ -208,7 +213,15 @@ async fn serve_one(
     });
     let conn = http.serve_connection(io, TowerToHyperService::new(app));
     tokio::pin!(conn);
-    let mut closing = false;
+    // A graceful shutdown waits for the response in flight to be written,
+    // which a client that never reads can put off for ever; so once closing
+    // the connection has a hard deadline: time for the request in flight
+    // (answered within `shutdown_grace` at most) and for its answer to be
+    // written. Past it, dropping `conn` closes the socket.
+    let close_grace = limits
+        .shutdown_grace
+        .saturating_add(limits.stalled_write_timeout);
+    let mut close_by: Option<tokio::time::Instant> = None;
     loop {
         tokio::select! {
             ended = conn.as_mut() => {
@@ -217,25 +230,50 @@ async fn serve_one(
                 }
                 return;
             }
-            () = activity.idle_for(keep_alive), if !closing => {
+            // Closing or not, a write that makes no progress would hold the
+            // slot for as long as the client likes.
+            () = activity.write_stalled_for(limits.stalled_write_timeout) => {
+                tracing::debug!("connection dropped: its response write made no progress");
+                return;
+            }
+            () = sleep_until_some(close_by) => {
+                tracing::debug!("connection dropped: still open past its closing deadline");
+                return;
+            }
+            () = activity.idle_for(limits.keep_alive_timeout), if close_by.is_none() => {
                 // Closes at once when idle, else after the request in flight.
                 conn.as_mut().graceful_shutdown();
-                closing = true;
+                close_by = Some(tokio::time::Instant::now() + close_grace);
             }
-            _ = stopping.wait_for(|stop| *stop), if !closing => {
+            _ = stopping.wait_for(|stop| *stop), if close_by.is_none() => {
                 conn.as_mut().graceful_shutdown();
-                closing = true;
+                close_by = Some(tokio::time::Instant::now() + close_grace);
             }
         }
     }
 }
 
-/// When a connection last sent or received a byte.
+/// Resolves at `at`, never when `None`.
+async fn sleep_until_some(at: Option<tokio::time::Instant>) {
+    match at {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// `Activity::write_blocked` when no write is blocked.
+const NOT_BLOCKED: u64 = u64::MAX;
+
+/// When a connection last sent or received a byte, and since when a write
+/// has been waiting for room in the socket.
 #[derive(Clone)]
 struct Activity {
     origin: tokio::time::Instant,
     /// Milliseconds since `origin`.
     last: Arc<AtomicU64>,
+    /// Milliseconds since `origin` at which a write first found the socket
+    /// full, with no write progress since; `NOT_BLOCKED` otherwise.
+    write_blocked: Arc<AtomicU64>,
 }
 
 impl Activity {
@@ -243,12 +281,59 @@ impl Activity {
         Activity {
             origin: tokio::time::Instant::now(),
             last: Arc::new(AtomicU64::new(0)),
+            write_blocked: Arc::new(AtomicU64::new(NOT_BLOCKED)),
         }
     }
 
+    fn now_millis(&self) -> u64 {
+        // Below NOT_BLOCKED: an elapsed time never reaches it.
+        u64::try_from(self.origin.elapsed().as_millis())
+            .unwrap_or(u64::MAX)
+            .min(NOT_BLOCKED - 1)
+    }
+
     fn touch(&self) {
-        let now = u64::try_from(self.origin.elapsed().as_millis()).unwrap_or(u64::MAX);
-        self.last.store(now, Ordering::Relaxed);
+        self.last.store(self.now_millis(), Ordering::Relaxed);
+    }
+
+    /// A write made progress.
+    fn wrote(&self) {
+        self.touch();
+        self.write_blocked.store(NOT_BLOCKED, Ordering::Relaxed);
+    }
+
+    /// A write found no room; the first such since the last progress counts.
+    fn write_pending(&self) {
+        let _ = self.write_blocked.compare_exchange(
+            NOT_BLOCKED,
+            self.now_millis(),
+            Ordering::Relaxed,
+            Ordering::Relaxed,
+        );
+    }
+
+    fn write_blocked_since(&self) -> Option<tokio::time::Instant> {
+        match self.write_blocked.load(Ordering::Relaxed) {
+            NOT_BLOCKED => None,
+            at => Some(self.origin + Duration::from_millis(at)),
+        }
+    }
+
+    /// Resolves once a write has been blocked, without progress, for `limit`.
+    async fn write_stalled_for(&self, limit: Duration) {
+        loop {
+            match self.write_blocked_since() {
+                // Looked at again after `limit`: a write blocked in between
+                // is then waited for until exactly `limit` after it blocked.
+                None => tokio::time::sleep(limit).await,
+                Some(since) => {
+                    tokio::time::sleep_until(since + limit).await;
+                    if self.write_blocked_since() == Some(since) {
+                        return;
+                    }
+                }
+            }
+        }
     }
 
     fn last(&self) -> tokio::time::Instant {
@@ -273,6 +358,16 @@ struct Watched<T> {
     activity: Activity,
 }
 
+impl<T> Watched<T> {
+    fn note_write(&self, polled: &Poll<io::Result<usize>>) {
+        match polled {
+            Poll::Ready(Ok(n)) if *n > 0 => self.activity.wrote(),
+            Poll::Pending => self.activity.write_pending(),
+            _ => {}
+        }
+    }
+}
+
 impl<T: AsyncRead + Unpin> AsyncRead for Watched<T> {
     fn poll_read(
         mut self: Pin<&mut Self>,
@@ -295,9 +390,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
+        self.note_write(&polled);
         polled
     }
 
@@ -307,9 +400,7 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for Watched<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
-        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
-            self.activity.touch();
-        }
+        self.note_write(&polled);
         polled
     }
 
