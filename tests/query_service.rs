@@ -1324,3 +1324,50 @@ fn a_stream_s_work_holds_a_query_permit_stops_with_its_client_and_times_out() {
         assert_eq!(stuck.given_up(), 2);
     });
 }
+
+#[test]
+fn a_question_is_trimmed_once_and_an_over_long_one_is_refused_before_it_is_stored() {
+    let w = world();
+    runtime().block_on(async {
+        // Padded to just under the body limit: answered as the short
+        // question, and audited as it.
+        let padded = format!("  revenue this year{}", " ".repeat(1_000_000));
+        let (status, a) = post(
+            &w.a.token,
+            format!("{}/v1/query", w.base),
+            json!({"question": padded, "as_of": "2026-11-30"}),
+        )
+        .await;
+        assert_eq!(status, 200);
+        assert_eq!(a["answered"], true, "{}", a["explanation"]);
+        assert_eq!(a["question"], "revenue this year");
+        let id = a["id"].as_str().expect("id");
+        let conversation = a["conversation"].as_str().expect("conversation");
+        let row = w
+            .platform
+            .store
+            .get_query(id)
+            .await
+            .expect("store")
+            .expect("audited");
+        assert_eq!(row.question, "revenue this year");
+
+        // 3,000 characters in the same conversation: refused, nothing stored.
+        let (status, refused) = post(
+            &w.a.token,
+            format!("{}/v1/query", w.base),
+            json!({"question": "x".repeat(3000), "conversation": conversation}),
+        )
+        .await;
+        assert_eq!(status, 400);
+        assert_eq!(refused["code"], "invalid_question", "{refused}");
+        let turns = w
+            .platform
+            .store
+            .conversation(conversation, &w.a.id)
+            .await
+            .expect("turns");
+        let questions: Vec<usize> = turns.iter().map(|t| t.question.len()).collect();
+        assert_eq!(questions, ["revenue this year".len()]);
+    });
+}

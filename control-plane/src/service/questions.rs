@@ -7,7 +7,9 @@ use std::sync::Arc;
 use cloud::naming::{self, TenantId};
 use cloud::{CloudError, Clouds};
 use query::answer::Answer;
-use query::engine::{Ask, EngineConfig, GeneratorChoice, QueryEngine, QueryError, TenantScope};
+use query::engine::{
+    Ask, EngineConfig, GeneratorChoice, QueryEngine, QueryError, TenantScope, MAX_QUESTION_CHARS,
+};
 use query::llm::LlmProvider;
 use query::plan::Plan;
 use query::semantic::SemanticModel;
@@ -201,13 +203,20 @@ impl QueryService {
         tenant: &TenantId,
         question: &Question,
     ) -> Result<(TenantScope, Ask, String), ServiceError> {
+        // Trimmed once, here: the limit, the prompt, the answer and the
+        // audit all see the same text, and an over-long question is refused
+        // before anything is read or stored.
+        let text = question.text.trim();
+        if text.is_empty() || text.chars().count() > MAX_QUESTION_CHARS {
+            return Err(query_error(QueryError::BadQuestion(MAX_QUESTION_CHARS)));
+        }
         let scope = self.scope(tenant).await?;
         let (conversation, previous) = match &question.conversation {
             Some(c) => (c.clone(), self.previous_plan(tenant, c).await?),
             None => (uuid::Uuid::new_v4().to_string(), None),
         };
         let ask = Ask {
-            question: question.text.clone(),
+            question: text.to_owned(),
             as_of: question.as_of.unwrap_or_else(today),
             generator: question.generator,
             previous,
