@@ -143,7 +143,17 @@ pub struct GcpConfig {
     /// of impersonating it.
     pub ambient_service_account: Option<String>,
     pub quotas: Quotas,
+    /// The longest wait for one long-running operation (a Cloud Run job's
+    /// create, update or delete, an execution's cancel); [`LRO_TIME_LIMIT`]
+    /// unless a test shortens it.
+    pub lro_time_limit: std::time::Duration,
 }
+
+/// How long a long-running operation is polled before the call gives up with
+/// a transient error. Cloud Run finishes these in seconds to a couple of
+/// minutes; ten minutes is well past that, yet bounds a remote that never
+/// reports the operation done (the client libraries would poll for ever).
+pub const LRO_TIME_LIMIT: std::time::Duration = std::time::Duration::from_secs(10 * 60);
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ConfigError {
@@ -223,6 +233,7 @@ impl GcpConfig {
             access_token: get(ACCESS_TOKEN).map(StaticToken),
             ambient_service_account: get(SERVICE_ACCOUNT),
             quotas,
+            lro_time_limit: LRO_TIME_LIMIT,
         })
     }
 

@@ -30,6 +30,17 @@ pub fn from_http(
 
 /// An error of one of Google's official clients.
 pub fn from_gax(resource: &str, e: &GaxError) -> CloudError {
+    if e.is_exhausted() && e.http_status_code().is_none() {
+        // The polling time limit passed with the operation still running:
+        // it may yet finish, so worth asking again later.
+        return CloudError::transient(
+            resource,
+            format!(
+                "gave up waiting for its long-running operation: {}",
+                short(&e.to_string())
+            ),
+        );
+    }
     if let Some(code) = e.http_status_code() {
         let body = e.http_payload().map(|b| b.as_ref()).unwrap_or_default();
         let (google_status, mut message) = google_error(body);

@@ -36,7 +36,7 @@ use std::sync::Arc;
 use cloud::error::{CloudError, CloudResult};
 use cloud::Cloud;
 
-pub use config::{Api, ConfigError, Endpoints, GcpConfig};
+pub use config::{Api, ConfigError, Endpoints, GcpConfig, LRO_TIME_LIMIT};
 pub use limiter::{Limiter, QuotaClass, Quotas};
 
 use auth::Auth;
@@ -82,6 +82,14 @@ macro_rules! client {
             // Retries are the adapter's own (paced, Retry-After honoured) and the
             // reconciler's; the clients' would multiply them.
             .with_retry_policy(google_cloud_gax::retry_policy::NeverRetry)
+            // Without a limit the clients poll an operation that never ends
+            // for ever; past it the wait fails (see errors::from_gax).
+            .with_polling_error_policy(
+                google_cloud_gax::polling_error_policy::PollingErrorPolicyExt::with_time_limit(
+                    google_cloud_gax::polling_error_policy::Aip194Strict,
+                    $config.lro_time_limit,
+                ),
+            )
             .build()
             .await
             .map_err(|e| CloudError::permanent(format!("the {} client", $api), e.to_string()))?

@@ -482,3 +482,34 @@ async fn contract_server_jobs_are_created_once_updated_on_change_and_run_with_ov
     ));
     server.assert_on_contract().await;
 }
+
+#[tokio::test]
+async fn contract_server_an_operation_that_never_finishes_is_given_up_with_a_transient_error() {
+    // An hour before any operation is done: for the test, never.
+    let server = ContractServer::start(&["--lro-delay", "3600"]);
+    let mut config = server.config();
+    config.lro_time_limit = Duration::from_secs(2);
+    let gcp = cloud_gcp::Gcp::connect(config).await.expect("connect");
+    let cloud = gcp.cloud_for(&cell());
+    let sa = cloud
+        .identity
+        .ensure_service_account(&sa_spec("acme"))
+        .await
+        .expect("sa");
+    let started = std::time::Instant::now();
+    let err = tokio::time::timeout(
+        Duration::from_secs(60),
+        cloud.jobs.ensure_job(&job("ingest-acme", &sa.email)),
+    )
+    .await
+    .expect("the wait is bounded by the polling time limit")
+    .expect_err("the operation never finishes");
+    assert!(
+        matches!(&err, CloudError::Transient { resource, message, .. }
+            if resource == "job ingest-acme" && message.contains("long-running operation")),
+        "{err:?}"
+    );
+    assert!(err.is_retryable());
+    assert!(started.elapsed() >= Duration::from_secs(2), "{err}");
+    server.assert_on_contract().await;
+}
