@@ -469,8 +469,9 @@ pub struct LimitArgs {
     /// routes (consent, callback, onboarding status, webhooks); more get 429.
     #[arg(long, env = "LEDGERLAKE_PUBLIC_RATE_PER_MINUTE", default_value_t = crate::server::ServeLimits::PUBLIC_PER_CLIENT_PER_MINUTE, value_parser = clap::value_parser!(u32).range(1..=1_000_000))]
     public_rate_per_minute: u32,
-    /// Take clients' addresses from X-Forwarded-For (only behind a proxy or
-    /// load balancer that sets it, such as Cloud Run's).
+    /// Take clients' addresses from the right-most X-Forwarded-For entry
+    /// (only behind exactly one trusted proxy or load balancer that appends
+    /// it, such as Cloud Run's; entries to its left are the client's own).
     #[arg(long, env = "LEDGERLAKE_TRUST_FORWARDED_FOR")]
     trust_forwarded_for: bool,
 }

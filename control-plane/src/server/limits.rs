@@ -50,8 +50,10 @@ pub struct ServeLimits {
     /// Requests a minute one client address may make to the unauthenticated
     /// routes (with a burst of a quarter of that); more get 429.
     pub public_per_client_per_minute: u32,
-    /// Take the client's address from the left-most `X-Forwarded-For` entry
-    /// (only behind a proxy or load balancer that sets it, e.g. Cloud Run).
+    /// Take the client's address from the right-most `X-Forwarded-For` entry,
+    /// the one the proxy in front appended. Assumes exactly one trusted proxy
+    /// hop that appends the address it saw (as Cloud Run's front end does):
+    /// entries left of it are the client's own say and are ignored.
     pub trust_forwarded_for: bool,
 }
 
@@ -117,12 +119,18 @@ impl PerClient {
     /// forwarded one when trusted. `None` when neither is known.
     fn client_of<B>(&self, request: &Request<B>) -> Option<IpAddr> {
         if self.trust_forwarded_for {
+            // The right-most entry (of the last header, should there be
+            // several) is the one the trusted proxy appended; the client can
+            // write anything to its left, so keying on that would let it
+            // pick a fresh bucket per request.
             let forwarded = request
                 .headers()
-                .get("x-forwarded-for")
+                .get_all("x-forwarded-for")
+                .iter()
+                .next_back()
                 .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.split(',').next())
-                .and_then(|first| first.trim().parse().ok());
+                .and_then(|v| v.rsplit(',').next())
+                .and_then(|last| last.trim().parse().ok());
             if forwarded.is_some() {
                 return forwarded;
             }
@@ -381,11 +389,25 @@ mod tests {
         // Trusted: each forwarded client has its own allowance.
         let app = limited(4, true);
         for i in 0..3 {
-            let status = from(&app, "10.0.0.1", Some(&format!("192.0.2.{i}, 10.0.0.1")))
+            let status = from(&app, "10.0.0.1", Some(&format!("192.0.2.{i}")))
                 .await
                 .status();
             assert_eq!(status, StatusCode::OK);
         }
+    }
+
+    #[tokio::test]
+    async fn a_client_cannot_pick_its_bucket_with_a_forwarded_prefix() {
+        // 4 a minute: a burst of 1. The proxy appended 192.0.2.9 both times;
+        // what the client put to its left differs.
+        let app = limited(4, true);
+        let first = from(&app, "10.0.0.1", Some("198.51.100.1, 192.0.2.9")).await;
+        assert_eq!(first.status(), StatusCode::OK);
+        let second = from(&app, "10.0.0.1", Some("198.51.100.2,192.0.2.9")).await;
+        assert_eq!(second.status(), StatusCode::TOO_MANY_REQUESTS);
+        // Another client behind the same proxy still has its own allowance.
+        let other = from(&app, "10.0.0.1", Some("198.51.100.1, 192.0.2.10")).await;
+        assert_eq!(other.status(), StatusCode::OK);
     }
 
     #[tokio::test]
