@@ -1371,3 +1371,85 @@ fn a_question_is_trimmed_once_and_an_over_long_one_is_refused_before_it_is_store
         assert_eq!(questions, ["revenue this year".len()]);
     });
 }
+
+#[test]
+fn a_conversation_is_capped_and_its_history_shows_the_latest_turns() {
+    use control_plane::store::NewQueryAudit;
+    let w = world();
+    runtime().block_on(async {
+        let first = ask(w, &w.a.token, "revenue this year").await;
+        let conversation = first["conversation"].as_str().expect("conversation");
+        // Up to the cap, recorded directly: 200 turns in all.
+        for n in 1..200 {
+            w.platform
+                .store
+                .record_query(&NewQueryAudit {
+                    tenant: w.a.id.clone(),
+                    token_id: None,
+                    actor: "test".to_owned(),
+                    conversation_id: conversation.to_owned(),
+                    question: format!("turn {n}"),
+                    plan: None,
+                    sql: None,
+                    generator: "offline".to_owned(),
+                    row_count: 0,
+                    duration_ms: 0,
+                    outcome: QueryOutcome::Declined,
+                    refusal_reason: Some("test".to_owned()),
+                })
+                .await
+                .expect("record");
+        }
+
+        let (status, text) = get(
+            &w.a.token,
+            format!("{}/v1/conversations/{conversation}", w.base),
+        )
+        .await;
+        assert_eq!(status, 200, "{text}");
+        let history: Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(history["total_turns"], 200);
+        assert_eq!(history["truncated"], true);
+        let turns = history["turns"].as_array().expect("turns");
+        assert_eq!(turns.len(), 100);
+        assert_eq!(turns[0]["question"], "turn 100");
+        assert_eq!(turns[99]["question"], "turn 199");
+
+        // A follow-up beyond the cap is refused, and nothing is recorded.
+        let (status, refused) = post(
+            &w.a.token,
+            format!("{}/v1/query", w.base),
+            json!({"question": "and last year?", "as_of": "2026-11-30", "conversation": conversation}),
+        )
+        .await;
+        assert_eq!(status, 409, "{refused}");
+        assert_eq!(refused["code"], "conversation_full");
+        assert!(
+            refused["message"]
+                .as_str()
+                .is_some_and(|m| m.contains("start a new conversation")),
+            "{refused}"
+        );
+        let count = w
+            .platform
+            .store
+            .conversation_turn_count(conversation, &w.a.id)
+            .await
+            .expect("count");
+        assert_eq!(count, 200);
+
+        // A short conversation is shown whole.
+        let (status, text) = get(
+            &w.a.token,
+            format!("{}/v1/conversations/{}", w.base, {
+                let other = ask(w, &w.a.token, "expenses this year").await;
+                other["conversation"].as_str().expect("id").to_owned()
+            }),
+        )
+        .await;
+        assert_eq!(status, 200, "{text}");
+        let history: Value = serde_json::from_str(&text).expect("json");
+        assert_eq!(history["truncated"], false);
+        assert_eq!(history["total_turns"], 1);
+    });
+}

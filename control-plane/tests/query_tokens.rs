@@ -818,6 +818,37 @@ async fn the_query_audit_records_conversations_and_feedback(env: Env) {
         .expect("turns")
         .is_empty());
 
+    // conversation_turn_count and conversation_tail: counted and cut short
+    // in the store, latest turns last.
+    assert_eq!(
+        store
+            .conversation_turn_count("conv-1", &acme)
+            .await
+            .expect("count"),
+        4
+    );
+    assert_eq!(
+        store
+            .conversation_turn_count("conv-none", &acme)
+            .await
+            .expect("count"),
+        0
+    );
+    let tail = store
+        .conversation_tail("conv-1", &acme, 2)
+        .await
+        .expect("tail");
+    let ids: Vec<&str> = tail.iter().map(|t| t.id.as_str()).collect();
+    assert_eq!(ids, [&third.id, &fourth.id]);
+    assert_eq!(
+        store
+            .conversation_tail("conv-1", &acme, 10)
+            .await
+            .expect("tail")
+            .len(),
+        4
+    );
+
     // latest_plan: the last answered turn's, not the declined or refused one's.
     let latest = store
         .latest_plan("conv-1", &acme)

@@ -296,15 +296,16 @@ fn streams_busy() -> Response {
     response
 }
 
-/// `GET /v1/conversations/{id}`: the questions of one conversation, oldest first.
+/// `GET /v1/conversations/{id}`: the latest questions of one conversation,
+/// oldest first (`truncated` when earlier ones are left out).
 pub async fn conversation(
     State(state): State<Arc<AppState>>,
     principal: Principal,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
     let tenant = own_tenant(&principal)?;
-    let turns = query_service(&state)?.conversation(&tenant, &id).await?;
-    Ok(Json(serde_json::json!({"id": id, "turns": turns})).into_response())
+    let history = query_service(&state)?.conversation(&tenant, &id).await?;
+    Ok(Json(history).into_response())
 }
 
 /// `GET /v1/tenants/{tenant}/conversations/{id}`: the same, for operators.
@@ -315,8 +316,8 @@ pub async fn tenant_conversation(
 ) -> Result<Response, ApiError> {
     let tenant = parse_tenant(&raw)?;
     authorize(&principal, Some(&tenant), Action::Query)?;
-    let turns = query_service(&state)?.conversation(&tenant, &id).await?;
-    Ok(Json(serde_json::json!({"id": id, "turns": turns})).into_response())
+    let history = query_service(&state)?.conversation(&tenant, &id).await?;
+    Ok(Json(history).into_response())
 }
 
 /// `POST /v1/query/{id}/feedback`: whether an answer helped.

@@ -23,6 +23,23 @@ use crate::store::{Phase, Store};
 /// The rows a CSV export returns at most.
 pub const CSV_MAX_ROWS: usize = 100_000;
 
+/// The turns a conversation may have; a follow-up beyond them is refused
+/// (409 `conversation_full`) and the asker starts a new conversation.
+pub const MAX_CONVERSATION_TURNS: i64 = 200;
+
+/// The latest turns a conversation's history shows.
+pub const CONVERSATION_TURNS_SHOWN: i64 = 100;
+
+/// A conversation's latest turns, oldest first, and how many it has.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConversationHistory {
+    pub id: String,
+    pub turns: Vec<ConversationTurn>,
+    pub total_turns: i64,
+    /// Whether earlier turns were left out.
+    pub truncated: bool,
+}
+
 /// Who asks, as the audit records it.
 #[derive(Debug, Clone)]
 pub struct Asker {
@@ -184,11 +201,23 @@ impl QueryService {
         tenant: &TenantId,
         conversation: &str,
     ) -> Result<Option<Plan>, ServiceError> {
-        let turns = self.store.conversation(conversation, tenant).await?;
-        if turns.is_empty() {
+        let turns = self
+            .store
+            .conversation_turn_count(conversation, tenant)
+            .await?;
+        if turns == 0 {
             return Err(ServiceError::not_found(
                 "conversation_not_found",
                 format!("conversation {conversation} does not exist"),
+            ));
+        }
+        if turns >= MAX_CONVERSATION_TURNS {
+            return Err(ServiceError::conflict(
+                "conversation_full",
+                format!(
+                    "conversation {conversation} has {turns} turns, the most one may have; \
+                     start a new conversation (ask without \"conversation\")"
+                ),
             ));
         }
         let latest = self.store.latest_plan(conversation, tenant).await?;
@@ -348,20 +377,30 @@ impl QueryService {
         })
     }
 
-    /// A conversation's turns, oldest first.
+    /// A conversation's latest turns (at most [`CONVERSATION_TURNS_SHOWN`]),
+    /// oldest first.
     pub async fn conversation(
         &self,
         tenant: &TenantId,
         id: &str,
-    ) -> Result<Vec<ConversationTurn>, ServiceError> {
-        let turns = self.store.conversation(id, tenant).await?;
-        if turns.is_empty() {
+    ) -> Result<ConversationHistory, ServiceError> {
+        let total_turns = self.store.conversation_turn_count(id, tenant).await?;
+        if total_turns == 0 {
             return Err(ServiceError::not_found(
                 "conversation_not_found",
                 format!("conversation {id} does not exist"),
             ));
         }
-        Ok(turns)
+        let turns = self
+            .store
+            .conversation_tail(id, tenant, CONVERSATION_TURNS_SHOWN)
+            .await?;
+        Ok(ConversationHistory {
+            id: id.to_owned(),
+            truncated: i64::try_from(turns.len()).unwrap_or(i64::MAX) < total_turns,
+            turns,
+            total_turns,
+        })
     }
 
     /// Records whether an answer helped.

@@ -246,6 +246,53 @@ impl Store {
         .await
     }
 
+    /// How many turns `tenant`'s conversation has; 0 when it has none
+    /// (another tenant's conversation included). Counted on the
+    /// conversation's index, without reading the turns.
+    pub async fn conversation_turn_count(
+        &self,
+        conversation_id: &str,
+        tenant: &TenantId,
+    ) -> Result<i64, StoreError> {
+        let count = self
+            .fetch_optional(
+                sqlx::query(
+                    "SELECT COUNT(*) AS turns FROM query_audit \
+                     WHERE conversation_id = $1 AND tenant_id = $2",
+                )
+                .bind(conversation_id)
+                .bind(tenant.as_str()),
+                |row| get::<i64>(row, "turns"),
+            )
+            .await?;
+        Ok(count.unwrap_or(0))
+    }
+
+    /// The latest `limit` turns of `tenant`'s conversation, in the order
+    /// they were asked; empty when it has none.
+    pub async fn conversation_tail(
+        &self,
+        conversation_id: &str,
+        tenant: &TenantId,
+        limit: i64,
+    ) -> Result<Vec<ConversationTurn>, StoreError> {
+        let mut turns = self
+            .fetch_all(
+                sqlx::query(
+                    "SELECT id, question, plan, sql, outcome, created_at FROM query_audit \
+                     WHERE conversation_id = $1 AND tenant_id = $2 \
+                     ORDER BY created_at DESC, id DESC LIMIT $3",
+                )
+                .bind(conversation_id)
+                .bind(tenant.as_str())
+                .bind(limit),
+                turn_from_row,
+            )
+            .await?;
+        turns.reverse();
+        Ok(turns)
+    }
+
     /// The plan of the conversation's latest answered turn that has one: what
     /// a follow-up question refines. `None` when there is none.
     pub async fn latest_plan(
