@@ -304,10 +304,7 @@ impl IdTokenVerifier {
         {
             return Err("the document is too large".to_owned());
         }
-        let body = response.bytes().await.map_err(|e| e.to_string())?;
-        if body.len() > JWKS_MAX_BYTES {
-            return Err("the document is too large".to_owned());
-        }
+        let body = read_capped(response, JWKS_MAX_BYTES).await?;
         let jwks: Jwks = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
         let mut keys = HashMap::new();
         for jwk in jwks.keys {
@@ -331,9 +328,64 @@ impl IdTokenVerifier {
     }
 }
 
+/// The body of `response`, read chunk by chunk and refused as soon as it
+/// passes `limit`: a chunked body declares no length, so checking after
+/// reading it all would buffer whatever the server sends.
+async fn read_capped(mut response: reqwest::Response, limit: usize) -> Result<Vec<u8>, String> {
+    let mut body = Vec::new();
+    while let Some(chunk) = response.chunk().await.map_err(|e| e.to_string())? {
+        if body.len().saturating_add(chunk.len()) > limit {
+            return Err("the document is too large".to_owned());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn an_endless_chunked_jwks_is_refused_once_past_the_cap() {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(async move {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let mut head = [0u8; 4096];
+            let _ = stream.read(&mut head).await;
+            let start = "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n\
+                         transfer-encoding: chunked\r\n\r\n";
+            if stream.write_all(start.as_bytes()).await.is_err() {
+                return;
+            }
+            // 16 KiB of JSON whitespace a chunk, until the client hangs up.
+            let chunk = format!("4000\r\n{}\r\n", " ".repeat(0x4000));
+            while stream.write_all(chunk.as_bytes()).await.is_ok() {}
+        });
+        let verifier = IdTokenVerifier::new(SchedulerIdentity {
+            audience: "https://example.test/v1/scheduler/tick".to_owned(),
+            service_account: "scheduler@example.iam.gserviceaccount.com".to_owned(),
+            jwks_url: format!("http://{addr}/certs"),
+        })
+        .expect("client");
+        let started = Instant::now();
+        let fetched = verifier.fetch().await;
+        let took = started.elapsed();
+        assert_eq!(
+            fetched.err().as_deref(),
+            Some("the document is too large"),
+            "after {took:?}"
+        );
+        // Refused on reaching the cap, not when the fetch's timeout ends an
+        // unbounded read.
+        assert!(took < JWKS_TIMEOUT / 2, "{took:?}");
+    }
 
     #[test]
     fn only_three_part_tokens_are_taken_for_jwts() {
