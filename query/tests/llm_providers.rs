@@ -1192,6 +1192,72 @@ async fn local_anthropic_wire_server_error_event_mid_stream_is_retried_by_its_ty
 }
 
 #[tokio::test]
+async fn an_error_mid_stream_whose_type_echoes_the_key_leaks_no_part_of_it() {
+    // The key where each service puts the error's type; the message is plain,
+    // so only the type can leak it.
+    let kind = format!("invalid_api_key:{KEY}");
+    for flavour in [&OPENAI, &ANTHROPIC, &VERTEX] {
+        let error = match flavour.kind {
+            ProviderKind::OpenAi => (
+                None,
+                json!({"error": {"message": "bad key", "type": kind, "param": null, "code": 401}}),
+            ),
+            ProviderKind::Anthropic => (
+                Some("error"),
+                json!({"type": "error", "error": {"type": kind, "message": "bad key"}}),
+            ),
+            ProviderKind::Vertex => (
+                None,
+                json!({"error": {"code": 401, "message": "bad key", "status": kind}}),
+            ),
+        };
+        // A first piece of the reply, then the error: mid-stream, after the 200.
+        let mut body = (flavour.stream_body)(&reply_pieces()[..1]);
+        // The end of its first event (LF LF, or CRLF CRLF for Vertex).
+        let end = body
+            .windows(2)
+            .position(|w| w == b"\n\n")
+            .map(|p| p + 2)
+            .into_iter()
+            .chain(
+                body.windows(4)
+                    .position(|w| w == b"\r\n\r\n")
+                    .map(|p| p + 4),
+            )
+            .min()
+            .expect("a first event");
+        body.truncate(end);
+        body.extend(sse(&[(error.0, error.1.to_string())]));
+        let (server, base) = start(flavour, vec![Canned::Stream(vec![body])]).await;
+        let mut config = (flavour.config)(&base);
+        config.max_retries = 0;
+        let err = provider(flavour, &config)
+            .complete(&request(true))
+            .await
+            .expect_err("an error event");
+        assert_eq!(server.hits(), 1);
+        // No assertion here prints the error: it may hold the key.
+        let LlmError::Api { kind, .. } = &err else {
+            panic!("{:?}: not an API error", flavour.kind);
+        };
+        assert!(
+            kind.as_deref().is_some_and(|k| k.contains("[redacted]")),
+            "{:?}: the type is not redacted in place",
+            flavour.kind
+        );
+        let shown = [err.to_string(), format!("{err:?}")];
+        for (at, part) in KEY.as_bytes().windows(8).enumerate() {
+            let part = std::str::from_utf8(part).expect("ASCII");
+            assert!(
+                shown.iter().all(|text| !text.contains(part)),
+                "{:?}: the key's characters from {at} leaked",
+                flavour.kind
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn local_wire_servers_replies_are_read_only_up_to_the_bound() {
     for flavour in [&OPENAI, &ANTHROPIC, &VERTEX] {
         let padded = format!("{PLAN_REPLY}{}", " ".repeat(4096));

@@ -242,13 +242,9 @@ impl Wire for AnthropicWire<'_> {
                             let (kind, message) = error_detail(&data).unwrap_or_else(|| {
                                 (None, "an error event without a message".to_owned())
                             });
-                            return Err(LlmError::Api {
-                                provider: self.http.provider,
-                                status: status_of(kind.as_deref()),
-                                kind,
-                                message: self.http.redact(message),
-                                retry_after: None,
-                            });
+                            // The status from the type as sent; both are redacted after.
+                            let status = status_of(kind.as_deref());
+                            return Err(self.http.api_error(status, kind, message, None));
                         }
                         // content_block_start/stop, ping, and event types added later.
                         _ => {}

@@ -147,13 +147,7 @@ impl Http {
                 .ok()
                 .and_then(|v| wire.error_detail(&v))
                 .unwrap_or_else(|| (None, self.fallback_message(status, &body)));
-            return Err(LlmError::Api {
-                provider: self.provider,
-                status: status.as_u16(),
-                kind: kind.map(|k| self.redact(k)),
-                message: self.redact(message),
-                retry_after,
-            });
+            return Err(self.api_error(status.as_u16(), kind, message, retry_after));
         }
         let body = if stream {
             let mut decoder = sse::Decoder::new();
@@ -238,6 +232,25 @@ impl Http {
         LlmError::Protocol {
             provider: self.provider,
             message: message.into(),
+        }
+    }
+
+    /// The provider's error, before the stream or inside it. Built here so
+    /// that its type is redacted as well as its message: a service may echo
+    /// the key in either.
+    pub fn api_error(
+        &self,
+        status: u16,
+        kind: Option<String>,
+        message: String,
+        retry_after: Option<Duration>,
+    ) -> LlmError {
+        LlmError::Api {
+            provider: self.provider,
+            status,
+            kind: kind.map(|k| self.redact(k)),
+            message: self.redact(message),
+            retry_after,
         }
     }
 

@@ -170,18 +170,13 @@ impl OpenAiWire<'_> {
             error_detail(body).unwrap_or_else(|| (None, "an error without a message".to_owned()));
         // An error inside a 200 stream has no status of its own; 500 makes it retryable,
         // as the same error would be before the stream started.
-        LlmError::Api {
-            provider: self.http.provider,
-            status: body["error"]
-                .get("code")
-                .and_then(Value::as_u64)
-                .and_then(|c| u16::try_from(c).ok())
-                .filter(|c| (400..600).contains(c))
-                .unwrap_or(500),
-            kind,
-            message: self.http.redact(message),
-            retry_after: None,
-        }
+        let status = body["error"]
+            .get("code")
+            .and_then(Value::as_u64)
+            .and_then(|c| u16::try_from(c).ok())
+            .filter(|c| (400..600).contains(c))
+            .unwrap_or(500);
+        self.http.api_error(status, kind, message, None)
     }
 }
 

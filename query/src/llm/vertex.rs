@@ -274,13 +274,7 @@ impl VertexWire<'_> {
                 .and_then(Value::as_u64)
                 .and_then(|c| u16::try_from(c).ok())
                 .unwrap_or(500);
-            return Err(LlmError::Api {
-                provider: self.http.provider,
-                status,
-                kind,
-                message: self.http.redact(message),
-                retry_after: None,
-            });
+            return Err(self.http.api_error(status, kind, message, None));
         }
         if let Some(reason) = response
             .get("promptFeedback")
