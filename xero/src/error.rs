@@ -141,6 +141,8 @@ pub(crate) fn error_message(body: &[u8], token: &SecretString) -> (Option<String
     } else {
         scrubbed_excerpt(&message, &[token], 500)
     };
+    // Xero's own field, but a proxy's or a broken answer may echo anything.
+    let error_type = error_type.map(|t| scrubbed_excerpt(&t, &[token], 100));
     (error_type, message)
 }
 
@@ -227,5 +229,23 @@ mod tests {
             !testing::shows_part_of(&m, &jwt),
             "a piece of the token shows"
         );
+    }
+
+    #[test]
+    fn the_error_type_is_scrubbed_like_the_message() {
+        let jwt = testing::jwt_like();
+        let token = SecretString::new("tok-123-long-enough");
+        let body = serde_json::json!({
+            "Type": format!("Unauthorised for tok-123-long-enough and {jwt}"),
+            "Message": "no",
+        })
+        .to_string();
+        let (kind, _) = error_message(body.as_bytes(), &token);
+        let kind = kind.unwrap_or_default();
+        assert!(
+            !testing::shows_part_of(&kind, &jwt) && !kind.contains("tok-123"),
+            "a piece of a token shows in the error type"
+        );
+        assert!(kind.starts_with("Unauthorised for "), "the type was lost");
     }
 }
