@@ -400,12 +400,7 @@ pub fn plan(
             match timephrase::previous(previous_period, crate::plan::Comparison::PreviousPeriod) {
                 Ok(mut period) => {
                     period.label = m.as_str().to_owned();
-                    understood.push(format!(
-                        "period {} ({} to {})",
-                        period.label,
-                        crate::plan::iso_date::format(period.start),
-                        crate::plan::iso_date::format(period.end)
-                    ));
+                    understood.push(understood_period(&period));
                     plan.period = Some(period);
                     period_named = true;
                 }
@@ -422,12 +417,7 @@ pub fn plan(
         text.take(found.start, found.end);
         match found.value {
             Ok(period) => {
-                understood.push(format!(
-                    "period {} ({} to {})",
-                    period.label,
-                    crate::plan::iso_date::format(period.start),
-                    crate::plan::iso_date::format(period.end)
-                ));
+                understood.push(understood_period(&period));
                 plan.period = Some(period);
                 period_named = true;
             }
@@ -827,6 +817,16 @@ pub fn plan(
 
 /// Whether a period's words name a month or quarter without a year ("the
 /// second quarter", "in March"), as opposed to "last quarter" or "Q2 2025".
+/// How a period the question named is said back in the answer's "understood".
+fn understood_period(period: &crate::plan::Period) -> String {
+    format!(
+        "period {} ({} to {})",
+        period.label,
+        crate::plan::iso_date::format(period.start),
+        crate::plan::iso_date::format(period.end)
+    )
+}
+
 fn named_without_year(label: &str) -> bool {
     static NAMED: OnceLock<Regex> = OnceLock::new();
     let named = NAMED.get_or_init(|| {

@@ -185,17 +185,23 @@ where
     )
 }
 
+/// A request beyond its class's limit: 503 `overloaded`, retry after a
+/// second (also the answer of a query stream when no permit is free).
+pub(super) fn overloaded_response() -> Response {
+    let mut response = ApiError::unavailable(
+        "overloaded",
+        "too many requests of this kind at once; try again shortly",
+    )
+    .into_response();
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
+    response
+}
+
 async fn overloaded(error: BoxError) -> Response {
     if error.is::<Overloaded>() {
-        let mut response = ApiError::unavailable(
-            "overloaded",
-            "too many requests of this kind at once; try again shortly",
-        )
-        .into_response();
-        response
-            .headers_mut()
-            .insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
-        response
+        overloaded_response()
     } else {
         // Not reached: below the load shedder every service is infallible.
         tracing::error!(error = %error, "a request limit failed");

@@ -170,7 +170,8 @@ pub async fn stream(
     let asker = asker(&principal);
     // Taken before anything is read, so a refused stream costs nothing.
     let Ok(permit) = state.query_streams.clone().try_acquire_owned() else {
-        return Ok(streams_busy());
+        // Answered as the query class's own limit answers.
+        return Ok(super::limits::overloaded_response());
     };
     let timeout = state.config.limits.request_timeout;
     // Errors before anything is sent are plain HTTP errors.
@@ -280,20 +281,6 @@ pub async fn stream(
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::default())
         .into_response())
-}
-
-/// Every stream permit is taken: answered as the query class's own limit
-/// answers a request beyond it (503 `overloaded`, retry after a second).
-fn streams_busy() -> Response {
-    let mut response = ApiError::unavailable(
-        "overloaded",
-        "too many requests of this kind at once; try again shortly",
-    )
-    .into_response();
-    response
-        .headers_mut()
-        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-    response
 }
 
 /// `GET /v1/conversations/{id}`: the latest questions of one conversation,
